@@ -1,0 +1,84 @@
+# The entry point for people and CI. `make run` starts Sesame; `make test` runs the tests.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PROTO_FILES := $(shell find protos -name '*.proto' | sort)
+
+.PHONY: install run test test-slow test-all proto proto-check lint replay bench-ledger train evaluate score-csv bench-score clean
+
+$(INSTALLED): pyproject.toml gen/python/pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ./gen/python -e '.[dev,train]'
+	touch $(INSTALLED)
+
+## install: create the virtual environment and install the suite (run and test do it for you)
+install: $(INSTALLED)
+
+## run: start ledger, score and waiver locally (SQLite, bundled model); Ctrl-C stops them all
+run: $(INSTALLED)
+	$(BIN)/python -m services.launch
+
+## test: the default test suite (unit, integration, e2e; slow suites excluded)
+test: $(INSTALLED)
+	$(BIN)/python -m pytest -m "not slow"
+
+## test-slow: the slow suites only (crash, concurrency, full-data replay); CI runs them too
+test-slow: $(INSTALLED)
+	$(BIN)/python -m pytest -m slow
+
+## test-all: every test
+test-all: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+## proto: regenerate gen/python from protos/
+proto: $(INSTALLED)
+	rm -rf gen/python/sesame
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
+		--python_out=gen/python --grpc_python_out=gen/python \
+		--mypy_out=gen/python --mypy_grpc_out=gen/python $(PROTO_FILES)
+	touch gen/python/sesame/py.typed
+
+## proto-check: fail when the checked-in stubs differ from a fresh generation
+proto-check: proto
+	git diff --exit-code -- gen/python
+	test -z "$$(git status --porcelain -- gen/python)" || { git status --porcelain -- gen/python; exit 1; }
+
+## lint: ruff, mypy (strict on services/common) and buf lint
+lint: $(INSTALLED)
+	$(BIN)/ruff check services tests
+	$(BIN)/ruff format --check services tests
+	$(BIN)/mypy services
+	$(BIN)/buf lint protos
+
+## replay: write a CSV in the Taiwan data set's schema into a running ledger (idempotent)
+replay: $(INSTALLED)
+	@test -n "$(CSV)" || { echo "usage: make replay CSV=path/to/train.csv LEDGER=host:port"; exit 2; }
+	$(BIN)/sesame-replay --csv "$(CSV)" --ledger "$(or $(LEDGER),127.0.0.1:50051)"
+
+## bench-ledger: pgbench baseline, then the ledger through gRPC on PostgreSQL and SQLite
+bench-ledger: $(INSTALLED)
+	$(BIN)/python -m tests.benchmarks.bench_ledger $(BENCH_ARGS)
+
+## train: train the score model from data/taiwan-credit and write services/score/models/<version>/
+train: $(INSTALLED)
+	$(BIN)/python -m services.score.training.train
+
+## evaluate: score a CSV of the Taiwan data set's schema with the newest model (CSV=path)
+evaluate: $(INSTALLED)
+	@test -n "$(CSV)" || { echo "usage: make evaluate CSV=path/to/file.csv[.gz]"; exit 2; }
+	$(BIN)/python -m services.score.training.evaluate "$(CSV)"
+
+## score-csv: score a CSV through a fresh local suite over gRPC and print its AUC (CSV=path)
+score-csv: $(INSTALLED)
+	@test -n "$(CSV)" || { echo "usage: make score-csv CSV=path/to/file.csv[.gz]"; exit 2; }
+	$(BIN)/python -m services.score.tools.score_csv "$(CSV)"
+
+## bench-score: the score service against an echo server built the same way, and MLServer (own venv)
+bench-score: $(INSTALLED)
+	$(BIN)/python -m tests.benchmarks.bench_score $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,112 @@
+"""Translation between `SesameError` and rich gRPC statuses (google.rpc.Status).
+
+Server side: `to_rpc_status(error)` gives the status a servicer aborts with. Client side:
+`error_details(rpc_error)` reads back the reason and rejected field names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services.common.errors import (
+    ERROR_DOMAIN,
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    SesameError,
+    Unavailable,
+    Unimplemented,
+)
+
+# The one place that decides which status code each kind of error gets. A subclass not
+# listed here gets the code of its nearest listed base class.
+STATUS_CODE_BY_ERROR: Mapping[type[SesameError], grpc.StatusCode] = MappingProxyType(
+    {
+        SesameError: grpc.StatusCode.INTERNAL,
+        InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+        NotFound: grpc.StatusCode.NOT_FOUND,
+        AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+        FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+        Conflict: grpc.StatusCode.ABORTED,
+        ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        Unavailable: grpc.StatusCode.UNAVAILABLE,
+        Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+
+
+def status_code_for(error: SesameError) -> grpc.StatusCode:
+    for error_class in type(error).__mro__:
+        if error_class in STATUS_CODE_BY_ERROR:
+            return STATUS_CODE_BY_ERROR[error_class]
+    raise AssertionError("unreachable: SesameError itself is in the table")
+
+
+def to_rpc_status(error: SesameError) -> grpc.Status:
+    """The status to abort with: code, message, ErrorInfo and, if any, BadRequest."""
+    error_info = error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+    )
+    details = [_packed(error_info)]
+    if error.field_violations:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=violation.field, description=violation.description
+                )
+                for violation in error.field_violations
+            ]
+        )
+        details.append(_packed(bad_request))
+    status = status_pb2.Status(
+        code=_numeric_code(status_code_for(error)), message=error.message, details=details
+    )
+    return rpc_status.to_status(status)
+
+
+class ErrorDetails(NamedTuple):
+    """What a caller can branch on: the ErrorInfo reason and the rejected field names."""
+
+    reason: str
+    field_names: tuple[str, ...]
+
+
+def error_details(rpc_error: grpc.RpcError) -> ErrorDetails:
+    """Reason and field names from a failed call; empty when the status carries none."""
+    if not isinstance(rpc_error, grpc.Call):
+        return ErrorDetails("", ())
+    status: status_pb2.Status | None = rpc_status.from_call(rpc_error)
+    if status is None:
+        return ErrorDetails("", ())
+    reason = ""
+    field_names: list[str] = []
+    for detail in status.details:
+        error_info = error_details_pb2.ErrorInfo()
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(error_info):
+            reason = error_info.reason
+        elif detail.Unpack(bad_request):
+            field_names.extend(violation.field for violation in bad_request.field_violations)
+    return ErrorDetails(reason, tuple(field_names))
+
+
+def _packed(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _numeric_code(code: grpc.StatusCode) -> int:
+    # grpc.StatusCode values are (number, name) pairs; google.rpc.Status wants the number.
+    number: int = code.value[0]
+    return number

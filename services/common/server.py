@@ -1,0 +1,273 @@
+"""Building and running a Sesame gRPC server.
+
+A service describes what it adds to the server with `ServiceRegistration`, then either
+runs it in the foreground with `serve` (the process entry point) or builds it with
+`create_server` (tests, and processes that run more than one thing)::
+
+    registration = ServiceRegistration(
+        name="sesame.ledger.v1.LedgerService",
+        add_to_server=lambda server: add_LedgerServiceServicer_to_server(servicer, server),
+    )
+    serve(load_settings(LedgerSettings), [registration], service_name="ledger")
+
+`create_server` returns a `SesameServer`, not yet started. It unpacks as `server, port`,
+and its `health` attribute sets what the standard health service reports::
+
+    created = create_server(settings, [registration])
+    server, port = created
+    created.health.set_serving("sesame.score.v1.ScoreService", True)
+
+Every server also runs the standard health service (grpc.health.v1.Health, one status per
+registered service plus the overall status "") and server reflection listing all of them.
+A registration with `initially_serving=False` (a service that must warm up first) reports
+NOT_SERVING until it calls `health.set_serving(name, True)`; the overall status is SERVING
+only while every registered service is.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Self
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+
+from services.common.interceptors import default_interceptors
+from services.common.logging import configure_logging
+from services.common.settings import ServerSettings
+from services.common.stop_signals import handling_stop_signals
+from services.common.workers import PROMETHEUS_MULTIPROC_VARIABLE
+
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
+
+OVERALL_HEALTH = ""
+
+
+@dataclass(frozen=True)
+class ServiceRegistration:
+    """One gRPC service to run: its full name and how to add its servicer to a server."""
+
+    name: str  # the full service name, e.g. "sesame.ledger.v1.LedgerService"
+    add_to_server: Callable[[grpc.Server], None]
+    # False for a service that must warm up first; it then calls `health.set_serving`.
+    initially_serving: bool = True
+
+
+class ServiceHealth:
+    """What the standard health service reports, per registered service and overall."""
+
+    def __init__(self, service_names: Sequence[str], initially_serving: Sequence[bool]) -> None:
+        self.servicer = health.HealthServicer()
+        self._lock = threading.Lock()
+        self._serving = dict(zip(service_names, initially_serving, strict=True))
+        for service_name, serving in self._serving.items():
+            self._publish(service_name, serving)
+        self._publish_overall()
+
+    def set_serving(self, service_name: str, serving: bool) -> None:
+        """Ignored once shutdown has begun: a stopping server never reports SERVING again."""
+        with self._lock:
+            if service_name not in self._serving:
+                raise KeyError(f"{service_name!r} is not a service of this server")
+            self._serving[service_name] = serving
+            self._publish(service_name, serving)
+            self._publish_overall()
+
+    def begin_shutdown(self) -> None:
+        """Report NOT_SERVING for everything from now on, so clients move elsewhere."""
+        self.servicer.enter_graceful_shutdown()
+
+    def _publish_overall(self) -> None:
+        self._publish(OVERALL_HEALTH, all(self._serving.values()))
+
+    def _publish(self, service_name: str, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        self.servicer.set(service_name, status)
+
+
+class SesameServer(tuple[grpc.Server, int]):
+    """A built server: unpacks as `server, port`; `health` sets what it reports."""
+
+    health: ServiceHealth
+
+    def __new__(cls, server: grpc.Server, port: int, health: ServiceHealth) -> Self:
+        created = super().__new__(cls, (server, port))
+        created.health = health
+        return created
+
+    @property
+    def server(self) -> grpc.Server:
+        return self[0]
+
+    @property
+    def port(self) -> int:
+        return self[1]
+
+    def stop_gracefully(self, grace_period_s: float) -> None:
+        """Report NOT_SERVING, refuse new calls, give running calls up to the grace period.
+
+        Returns once the server has stopped.
+        """
+        self.health.begin_shutdown()
+        self.server.stop(grace_period_s).wait()
+
+
+def create_server(
+    settings: ServerSettings,
+    services: Sequence[ServiceRegistration],
+    *,
+    share_port: bool = False,
+) -> SesameServer:
+    """Build the server with the given services, health and reflection; bind, don't start.
+
+    `share_port` binds with SO_REUSEPORT, for one of several worker processes on one port
+    (see `services.common.workers`). Otherwise the port is this process's alone: gRPC turns
+    SO_REUSEPORT on by default, which would let a forgotten second process bind the same port
+    and quietly take part of the traffic; failing to start is the safer outcome.
+    """
+    service_names = [registration.name for registration in services]
+    _require_unique(service_names)
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="grpc-worker"),
+        interceptors=default_interceptors(),
+        options=_channel_options(settings, share_port),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    for registration in services:
+        registration.add_to_server(server)
+
+    service_health = ServiceHealth(
+        service_names, [registration.initially_serving for registration in services]
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(service_health.servicer, server)
+    reflection.enable_server_reflection(
+        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(_address(settings.host, settings.port))
+    return SesameServer(server, port, service_health)
+
+
+def _channel_options(settings: ServerSettings, share_port: bool) -> list[tuple[str, int]]:
+    options = [
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 1 if share_port else 0),
+    ]
+    if settings.max_connection_age_s > 0:
+        # A client keeps its connection, and so its server, for as long as it lives; ageing
+        # connections out (GOAWAY, then reconnect) lets new replicas and workers get traffic.
+        options += [
+            ("grpc.max_connection_age_ms", round(settings.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", round(settings.grace_period_s * 1000)),
+        ]
+    return options
+
+
+def serve(
+    settings: ServerSettings,
+    services: Sequence[ServiceRegistration],
+    *,
+    service_name: str | None = None,
+    on_started: Callable[[SesameServer], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
+    as_worker: bool = False,
+) -> None:
+    """Run the server until SIGTERM or SIGINT, then stop gracefully; call from the main thread.
+
+    `service_name` labels every log line (default: the registered service names).
+    `on_started` runs once the server answers calls, for work that must follow it (a service
+    that warms up while health reports NOT_SERVING, then sets SERVING); if it raises, the
+    server stops and the error propagates, so the process exits non-zero.
+    `on_stop` runs after the server has stopped, to release what the servicers used.
+    `as_worker` runs the server as one of several worker processes: it shares the port, and
+    the supervising process serves the metrics of all workers (`services.common.workers`).
+    """
+    service_names = [registration.name for registration in services]
+    configure_logging(service_name or ",".join(service_names) or "sesame", settings.log_level)
+    with handling_stop_signals() as stop_signals:
+        metrics_endpoint = None if as_worker else start_metrics_endpoint(settings)
+        created = create_server(settings, services, share_port=as_worker)
+        created.server.start()
+        log.info(
+            "server_started",
+            services=service_names,
+            address=_address(settings.host, created.port),
+            port=created.port,
+        )
+        if on_started is not None:
+            try:
+                on_started(created)
+            except BaseException:
+                log.exception("server_start_failed")
+                created.stop_gracefully(0)
+                if on_stop is not None:
+                    on_stop()
+                raise
+        freeze_start_up_objects()
+        received = stop_signals.wait()
+        log.info("server_stopping", signal=received.name, grace_period_s=settings.grace_period_s)
+        created.stop_gracefully(settings.grace_period_s)
+        if on_stop is not None:
+            on_stop()
+        if metrics_endpoint is not None:
+            metrics_endpoint()
+    log.info("server_stopped")
+
+
+def freeze_start_up_objects() -> None:
+    """Leaves everything alive after start-up out of the garbage collector's full passes.
+
+    A started service holds tens of thousands of long-lived objects (modules, descriptors,
+    a loaded model) that every full collection would traverse again: about 40 ms in the score
+    service, a pause that every call in flight waits out (tail latency). Frozen, they are
+    skipped. Objects made while serving are collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def start_metrics_endpoint(settings: ServerSettings) -> Callable[[], None] | None:
+    """Serves Prometheus metrics on the metrics port; returns how to stop, None when disabled.
+
+    Under `services.common.workers` (PROMETHEUS_MULTIPROC_DIR set) it serves the sum of every
+    worker's metrics.
+    """
+    if not settings.metrics_enabled:
+        return None
+    registry: CollectorRegistry = REGISTRY
+    if os.environ.get(PROMETHEUS_MULTIPROC_VARIABLE):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    endpoint, _thread = start_http_server(
+        settings.metrics_port, addr=settings.host, registry=registry
+    )
+    log.info("metrics_endpoint_started", address=_address(settings.host, settings.metrics_port))
+
+    def stop() -> None:
+        endpoint.shutdown()
+        endpoint.server_close()
+
+    return stop
+
+
+def _require_unique(service_names: Sequence[str]) -> None:
+    duplicates = sorted({name for name in service_names if service_names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"services registered more than once: {', '.join(duplicates)}")
+
+
+def _address(host: str, port: int) -> str:
+    # An IPv6 host needs brackets to keep its colons apart from the port's.
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

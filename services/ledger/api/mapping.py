@@ -1,0 +1,426 @@
+"""Translation between the protobuf messages of sesame.ledger.v1 and the ledger's domain.
+
+Requests become commands field by field (an unset message field becomes None, so validation can
+say it is required); what only protobuf can get wrong (a timestamp out of range, an enum number
+the contract does not define) is reported here, as INVALID_ARGUMENT on the field.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import duration_pb2, timestamp_pb2
+from sesame.ledger.v1 import ledger_service_pb2 as pb
+from sesame.type.v1 import money_pb2
+
+from services.ledger.domain import commands, reasons
+from services.ledger.domain.journal import JournalEntry
+from services.ledger.domain.money import Money
+from services.ledger.domain.records import (
+    MICROSECONDS_PER_SECOND,
+    CreditLine,
+    Hold,
+    HoldState,
+    Obligation,
+    ObligationOutcome,
+    ObligationState,
+    OutcomeCounts,
+    RepaymentStatus,
+    Statement,
+    StatementPeriod,
+)
+from services.ledger.domain.results import (
+    AccountSummary,
+    CreditHistory,
+    PartnerReportResult,
+)
+from services.ledger.domain.validation import Violations
+from services.ledger.domain.verification import ChainMismatch, MismatchKind, VerificationReport
+
+# The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_TIMESTAMP_SECONDS_MIN = -62_135_596_800
+_TIMESTAMP_SECONDS_MAX = 253_402_300_799
+_NANOS_PER_MICROSECOND = 1000
+_NANOS_PER_SECOND = 1_000_000_000
+
+_HOLD_STATES = {
+    HoldState.OPEN: pb.HOLD_STATE_OPEN,
+    HoldState.CAPTURED: pb.HOLD_STATE_CAPTURED,
+    HoldState.RELEASED: pb.HOLD_STATE_RELEASED,
+    HoldState.EXPIRED: pb.HOLD_STATE_EXPIRED,
+}
+_OBLIGATION_STATES = {
+    ObligationState.OPEN: pb.OBLIGATION_STATE_OPEN,
+    ObligationState.CLOSED: pb.OBLIGATION_STATE_CLOSED,
+}
+_OUTCOMES = {
+    ObligationOutcome.ON_TIME: pb.OBLIGATION_OUTCOME_ON_TIME,
+    ObligationOutcome.LATE: pb.OBLIGATION_OUTCOME_LATE,
+    ObligationOutcome.DEFAULTED: pb.OBLIGATION_OUTCOME_DEFAULTED,
+}
+_OUTCOMES_BY_NUMBER: dict[int, ObligationOutcome] = {
+    number: outcome for outcome, number in _OUTCOMES.items()
+}
+_REPAYMENT_STATUSES = {
+    RepaymentStatus.NO_USE: pb.REPAYMENT_STATUS_NO_USE,
+    RepaymentStatus.PAID_IN_FULL: pb.REPAYMENT_STATUS_PAID_IN_FULL,
+    RepaymentStatus.REVOLVING: pb.REPAYMENT_STATUS_REVOLVING,
+    RepaymentStatus.LATE: pb.REPAYMENT_STATUS_LATE,
+}
+_REPAYMENT_STATUSES_BY_NUMBER: dict[int, RepaymentStatus] = {
+    number: status for status, number in _REPAYMENT_STATUSES.items()
+}
+_MISMATCH_KINDS = {
+    MismatchKind.HASH: pb.CHAIN_MISMATCH_KIND_HASH,
+    MismatchKind.PREVIOUS_HASH: pb.CHAIN_MISMATCH_KIND_PREVIOUS_HASH,
+    MismatchKind.SEQUENCE: pb.CHAIN_MISMATCH_KIND_SEQUENCE,
+    MismatchKind.PROJECTION: pb.CHAIN_MISMATCH_KIND_PROJECTION,
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Requests to commands
+
+
+class RequestReader:
+    """Reads request fields into domain values, collecting what protobuf got wrong."""
+
+    def __init__(self) -> None:
+        self.violations = Violations()
+
+    def timestamp_us(self, field: str, timestamp: timestamp_pb2.Timestamp) -> int | None:
+        in_range = _TIMESTAMP_SECONDS_MIN <= timestamp.seconds <= _TIMESTAMP_SECONDS_MAX
+        if not in_range or not 0 <= timestamp.nanos < _NANOS_PER_SECOND:
+            self.violations.add(
+                field, reasons.TIMESTAMP_INVALID, "must be between years 1 and 9999 UTC"
+            )
+            return None
+        return (
+            timestamp.seconds * MICROSECONDS_PER_SECOND + timestamp.nanos // _NANOS_PER_MICROSECOND
+        )
+
+    def outcome(self, field: str, number: int) -> ObligationOutcome | None:
+        if number == pb.OBLIGATION_OUTCOME_UNSPECIFIED:
+            return None
+        outcome = _OUTCOMES_BY_NUMBER.get(number)
+        if outcome is None:
+            self.violations.add(field, reasons.ENUM_VALUE_INVALID, f"{number} is not an outcome")
+        return outcome
+
+    def repayment_status(self, field: str, number: int) -> RepaymentStatus | None:
+        if number == pb.REPAYMENT_STATUS_UNSPECIFIED:
+            return None
+        status = _REPAYMENT_STATUSES_BY_NUMBER.get(number)
+        if status is None:
+            self.violations.add(
+                field, reasons.ENUM_VALUE_INVALID, f"{number} is not a repayment status"
+            )
+        return status
+
+    def finish(self) -> None:
+        self.violations.raise_if_any()
+
+
+def _money(message: money_pb2.Money) -> Money:
+    return Money(currency_code=message.currency_code, amount_minor=message.amount_minor)
+
+
+def _duration_us(duration: duration_pb2.Duration) -> int:
+    return duration.seconds * MICROSECONDS_PER_SECOND + int(duration.nanos / _NANOS_PER_MICROSECOND)
+
+
+def set_waiver_capacity_command(request: pb.SetWaiverCapacityRequest) -> commands.SetWaiverCapacity:
+    return commands.SetWaiverCapacity(
+        request_id=request.request_id,
+        user_id=request.user_id,
+        capacity=_money(request.capacity) if request.HasField("capacity") else None,
+        reason=request.reason,
+    )
+
+
+def place_hold_command(request: pb.PlaceHoldRequest) -> commands.PlaceHold:
+    return commands.PlaceHold(
+        request_id=request.request_id,
+        user_id=request.user_id,
+        amount=_money(request.amount) if request.HasField("amount") else None,
+        expires_in_us=_duration_us(request.expires_in) if request.HasField("expires_in") else None,
+        reference=request.reference,
+    )
+
+
+def capture_hold_command(request: pb.CaptureHoldRequest) -> commands.CaptureHold:
+    reader = RequestReader()
+    terms = None
+    if request.HasField("obligation"):
+        due_at_us = (
+            reader.timestamp_us("obligation.due_at", request.obligation.due_at)
+            if request.obligation.HasField("due_at")
+            else None
+        )
+        terms = commands.ObligationTerms(due_at_us=due_at_us, purpose=request.obligation.purpose)
+    reader.finish()
+    return commands.CaptureHold(
+        request_id=request.request_id,
+        hold_id=request.hold_id,
+        amount=_money(request.amount) if request.HasField("amount") else None,
+        obligation=terms,
+    )
+
+
+def release_hold_command(request: pb.ReleaseHoldRequest) -> commands.ReleaseHold:
+    return commands.ReleaseHold(
+        request_id=request.request_id, hold_id=request.hold_id, fulfilled=request.fulfilled
+    )
+
+
+def create_obligation_command(request: pb.CreateObligationRequest) -> commands.CreateObligation:
+    reader = RequestReader()
+    due_at_us = (
+        reader.timestamp_us("due_at", request.due_at) if request.HasField("due_at") else None
+    )
+    reader.finish()
+    return commands.CreateObligation(
+        request_id=request.request_id,
+        user_id=request.user_id,
+        amount_due=_money(request.amount_due) if request.HasField("amount_due") else None,
+        due_at_us=due_at_us,
+        purpose=request.purpose,
+        reference=request.reference,
+    )
+
+
+def record_payment_command(request: pb.RecordPaymentRequest) -> commands.RecordPayment:
+    reader = RequestReader()
+    paid_at_us = (
+        reader.timestamp_us("paid_at", request.paid_at) if request.HasField("paid_at") else None
+    )
+    reader.finish()
+    return commands.RecordPayment(
+        request_id=request.request_id,
+        obligation_id=request.obligation_id,
+        amount=_money(request.amount) if request.HasField("amount") else None,
+        paid_at_us=paid_at_us,
+    )
+
+
+def close_obligation_command(request: pb.CloseObligationRequest) -> commands.CloseObligation:
+    reader = RequestReader()
+    outcome = reader.outcome("outcome", request.outcome)
+    closed_at_us = (
+        reader.timestamp_us("closed_at", request.closed_at)
+        if request.HasField("closed_at")
+        else None
+    )
+    reader.finish()
+    return commands.CloseObligation(
+        request_id=request.request_id,
+        obligation_id=request.obligation_id,
+        outcome=outcome,
+        days_late=request.days_late,
+        closed_at_us=closed_at_us,
+    )
+
+
+def record_partner_statements_command(
+    request: pb.RecordPartnerStatementsRequest,
+) -> commands.RecordPartnerStatements:
+    reader = RequestReader()
+    reports = tuple(
+        _partner_report(reader, f"reports[{index}]", report)
+        for index, report in enumerate(request.reports)
+    )
+    reader.finish()
+    return commands.RecordPartnerStatements(request_id=request.request_id, reports=reports)
+
+
+def _partner_report(
+    reader: RequestReader, field: str, report: pb.PartnerReport
+) -> commands.PartnerReport:
+    return commands.PartnerReport(
+        user_id=report.user_id,
+        partner_id=report.partner_id,
+        credit_line=_money(report.credit_line) if report.HasField("credit_line") else None,
+        statements=tuple(
+            _statement_report(reader, f"{field}.statements[{index}]", statement)
+            for index, statement in enumerate(report.statements)
+        ),
+    )
+
+
+def _statement_report(
+    reader: RequestReader, field: str, statement: pb.Statement
+) -> commands.StatementReport:
+    period = (
+        StatementPeriod(statement.period.year, statement.period.month)
+        if statement.HasField("period")
+        else None
+    )
+    return commands.StatementReport(
+        period=period,
+        balance=_money(statement.balance) if statement.HasField("balance") else None,
+        amount_paid=_money(statement.amount_paid) if statement.HasField("amount_paid") else None,
+        repayment_status=reader.repayment_status(
+            f"{field}.repayment_status", statement.repayment_status
+        ),
+        months_late=statement.months_late,
+    )
+
+
+def as_of_us(request: pb.GetCreditHistoryRequest) -> int | None:
+    if not request.HasField("as_of"):
+        return None
+    reader = RequestReader()
+    value = reader.timestamp_us("as_of", request.as_of)
+    reader.finish()
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# Domain to messages
+
+
+def timestamp(value_us: int) -> timestamp_pb2.Timestamp:
+    seconds, microseconds = divmod(value_us, MICROSECONDS_PER_SECOND)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=microseconds * _NANOS_PER_MICROSECOND)
+
+
+def money(currency_code: str, amount_minor: int) -> money_pb2.Money:
+    return money_pb2.Money(currency_code=currency_code, amount_minor=amount_minor)
+
+
+def hold_message(hold: Hold) -> pb.Hold:
+    message = pb.Hold(
+        hold_id=hold.hold_id,
+        user_id=hold.user_id,
+        amount=money(hold.currency_code, hold.amount_minor),
+        state=_HOLD_STATES[hold.state],
+        captured_amount=money(hold.currency_code, hold.captured_minor),
+        reference=hold.reference,
+        placed_at=timestamp(hold.placed_at_us),
+        expires_at=timestamp(hold.expires_at_us),
+        obligation_id=hold.obligation_id,
+        fulfilled=hold.fulfilled,
+    )
+    if hold.resolved_at_us is not None:
+        message.resolved_at.CopyFrom(timestamp(hold.resolved_at_us))
+    return message
+
+
+def obligation_message(obligation: Obligation) -> pb.Obligation:
+    message = pb.Obligation(
+        obligation_id=obligation.obligation_id,
+        user_id=obligation.user_id,
+        amount_due=money(obligation.currency_code, obligation.amount_due_minor),
+        amount_paid=money(obligation.currency_code, obligation.amount_paid_minor),
+        due_at=timestamp(obligation.due_at_us),
+        purpose=obligation.purpose,
+        reference=obligation.reference,
+        state=_OBLIGATION_STATES[obligation.state],
+        days_late=obligation.days_late,
+        created_at=timestamp(obligation.created_at_us),
+        hold_id=obligation.hold_id,
+    )
+    if obligation.outcome is not None:
+        message.outcome = _OUTCOMES[obligation.outcome]
+    if obligation.closed_at_us is not None:
+        message.closed_at.CopyFrom(timestamp(obligation.closed_at_us))
+    return message
+
+
+def account_summary_message(summary: AccountSummary) -> pb.AccountSummary:
+    message = pb.AccountSummary(
+        user_id=summary.user_id,
+        open_hold_count=summary.open_hold_count,
+        outcomes=_outcome_counts_message(summary.outcomes),
+        last_user_sequence=summary.last_user_sequence,
+    )
+    # An account that never had a currency has no amounts to report: the Money fields stay
+    # unset, which reads as zero.
+    if summary.currency_code:
+        currency = summary.currency_code
+        message.waiver_capacity.CopyFrom(money(currency, summary.waiver_capacity_minor))
+        message.held.CopyFrom(money(currency, summary.held_minor))
+        message.available.CopyFrom(money(currency, summary.available_minor))
+        message.outstanding.CopyFrom(money(currency, summary.outstanding_minor))
+    return message
+
+
+def _outcome_counts_message(outcomes: OutcomeCounts) -> pb.OutcomeCounts:
+    return pb.OutcomeCounts(
+        on_time=outcomes.on_time,
+        late_up_to_30_days=outcomes.late_up_to_30_days,
+        late_over_30_days=outcomes.late_over_30_days,
+        defaulted=outcomes.defaulted,
+        fulfilled=outcomes.fulfilled,
+    )
+
+
+def statement_message(statement: Statement) -> pb.Statement:
+    return pb.Statement(
+        period=pb.StatementPeriod(year=statement.period.year, month=statement.period.month),
+        balance=money(statement.currency_code, statement.balance_minor),
+        amount_paid=money(statement.currency_code, statement.amount_paid_minor),
+        repayment_status=_REPAYMENT_STATUSES[statement.repayment_status],
+        months_late=statement.months_late,
+    )
+
+
+def partner_report_result_message(result: PartnerReportResult) -> pb.PartnerReportResult:
+    return pb.PartnerReportResult(
+        user_id=result.user_id,
+        statements_recorded=result.statements_recorded,
+        statements_unchanged=result.statements_unchanged,
+        credit_line_recorded=result.credit_line_recorded,
+    )
+
+
+def credit_history_message(history: CreditHistory) -> pb.GetCreditHistoryResponse:
+    message = pb.GetCreditHistoryResponse(
+        user_id=history.user_id,
+        statements=[statement_message(statement) for statement in history.statements],
+        obligations=[obligation_message(obligation) for obligation in history.obligations],
+        as_of=timestamp(history.as_of_us),
+        last_user_sequence=history.last_user_sequence,
+        last_global_sequence=history.last_global_sequence,
+    )
+    if history.credit_line is not None:
+        message.credit_line.CopyFrom(_credit_line_money(history.credit_line))
+    return message
+
+
+def _credit_line_money(credit_line: CreditLine) -> money_pb2.Money:
+    return money(credit_line.currency_code, credit_line.amount_minor)
+
+
+def entry_message(entry: JournalEntry) -> pb.Entry:
+    return pb.Entry(
+        global_sequence=entry.global_sequence,
+        user_id=entry.user_id,
+        user_sequence=entry.user_sequence,
+        type=pb.EntryType.Value(f"ENTRY_TYPE_{entry.entry_type}"),
+        payload_json=entry.payload_json,
+        request_id=entry.request_id,
+        request_hash=entry.request_hash,
+        previous_hash=entry.previous_hash,
+        hash=entry.hash,
+        recorded_at=timestamp(entry.recorded_at_us),
+    )
+
+
+def verification_message(report: VerificationReport) -> pb.VerifyChainResponse:
+    message = pb.VerifyChainResponse(
+        intact=report.intact,
+        users_checked=report.users_checked,
+        entries_checked=report.entries_checked,
+    )
+    if report.first_mismatch is not None:
+        message.first_mismatch.CopyFrom(_mismatch_message(report.first_mismatch))
+    return message
+
+
+def _mismatch_message(mismatch: ChainMismatch) -> pb.ChainMismatch:
+    return pb.ChainMismatch(
+        kind=_MISMATCH_KINDS[mismatch.kind],
+        user_id=mismatch.user_id,
+        user_sequence=mismatch.user_sequence,
+        global_sequence=mismatch.global_sequence,
+        detail=mismatch.detail,
+    )

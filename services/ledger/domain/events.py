@@ -1,0 +1,170 @@
+"""Events: the payload of each kind of journal entry.
+
+An event says what happened, with every value `apply` needs, so the projection can be rebuilt
+from the journal alone. The user is not repeated in the payload: it is the entry's own field.
+Payload field names are part of the journal's format; renaming one is a schema change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+
+from services.ledger.domain.codec import Plain, from_plain, to_plain
+from services.ledger.domain.records import ObligationOutcome, RepaymentStatus, StatementPeriod
+
+
+class EntryType(StrEnum):
+    CAPACITY_SET = "CAPACITY_SET"
+    HOLD_PLACED = "HOLD_PLACED"
+    HOLD_CAPTURED = "HOLD_CAPTURED"
+    HOLD_RELEASED = "HOLD_RELEASED"
+    HOLD_EXPIRED = "HOLD_EXPIRED"
+    OBLIGATION_CREATED = "OBLIGATION_CREATED"
+    PAYMENT_RECORDED = "PAYMENT_RECORDED"
+    OBLIGATION_CLOSED = "OBLIGATION_CLOSED"
+    CREDIT_LINE_REPORTED = "CREDIT_LINE_REPORTED"
+    STATEMENT_REPORTED = "STATEMENT_REPORTED"
+
+
+@dataclass(frozen=True, slots=True)
+class CapacitySet:
+    entry_type: ClassVar[EntryType] = EntryType.CAPACITY_SET
+    currency_code: str
+    capacity_minor: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HoldPlaced:
+    entry_type: ClassVar[EntryType] = EntryType.HOLD_PLACED
+    hold_id: str
+    currency_code: str
+    amount_minor: int
+    reference: str
+    placed_at_us: int
+    expires_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldCaptured:
+    entry_type: ClassVar[EntryType] = EntryType.HOLD_CAPTURED
+    hold_id: str
+    captured_minor: int
+    released_minor: int
+    obligation_id: str
+    captured_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldReleased:
+    entry_type: ClassVar[EntryType] = EntryType.HOLD_RELEASED
+    hold_id: str
+    fulfilled: bool
+    released_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldExpired:
+    entry_type: ClassVar[EntryType] = EntryType.HOLD_EXPIRED
+    hold_id: str
+    # The hold's own expiry time, not when the sweeper noticed: a hold read before and after
+    # the sweep shows the same resolution time.
+    expired_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObligationCreated:
+    entry_type: ClassVar[EntryType] = EntryType.OBLIGATION_CREATED
+    obligation_id: str
+    currency_code: str
+    amount_due_minor: int
+    due_at_us: int
+    purpose: str
+    reference: str
+    hold_id: str
+    created_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecorded:
+    entry_type: ClassVar[EntryType] = EntryType.PAYMENT_RECORDED
+    obligation_id: str
+    amount_minor: int
+    paid_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObligationClosed:
+    entry_type: ClassVar[EntryType] = EntryType.OBLIGATION_CLOSED
+    obligation_id: str
+    outcome: ObligationOutcome
+    days_late: int
+    closed_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreditLineReported:
+    entry_type: ClassVar[EntryType] = EntryType.CREDIT_LINE_REPORTED
+    partner_id: str
+    currency_code: str
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatementReported:
+    entry_type: ClassVar[EntryType] = EntryType.STATEMENT_REPORTED
+    partner_id: str
+    year: int
+    month: int
+    currency_code: str
+    balance_minor: int
+    amount_paid_minor: int
+    repayment_status: RepaymentStatus
+    months_late: int
+
+    @property
+    def period(self) -> StatementPeriod:
+        return StatementPeriod(self.year, self.month)
+
+
+Event = (
+    CapacitySet
+    | HoldPlaced
+    | HoldCaptured
+    | HoldReleased
+    | HoldExpired
+    | ObligationCreated
+    | PaymentRecorded
+    | ObligationClosed
+    | CreditLineReported
+    | StatementReported
+)
+
+EVENT_CLASS_BY_TYPE: dict[EntryType, type[Event]] = {
+    event_class.entry_type: event_class
+    for event_class in (
+        CapacitySet,
+        HoldPlaced,
+        HoldCaptured,
+        HoldReleased,
+        HoldExpired,
+        ObligationCreated,
+        PaymentRecorded,
+        ObligationClosed,
+        CreditLineReported,
+        StatementReported,
+    )
+}
+assert set(EVENT_CLASS_BY_TYPE) == set(EntryType), "every entry type has exactly one event class"
+
+
+def event_payload(event: Event) -> Plain:
+    return to_plain(event)
+
+
+def decode_event(entry_type: str, payload: Plain) -> Event:
+    """The event an entry records; raises ValueError for an unknown type or a malformed payload."""
+    event_class = EVENT_CLASS_BY_TYPE[EntryType(entry_type)]
+    return from_plain(event_class, payload)

@@ -1,0 +1,52 @@
+"""Stable error reasons of the ledger (google.rpc.ErrorInfo.reason). Callers branch on them, so a
+published reason never changes; add new ones instead."""
+
+from typing import Final
+
+# Invalid input (INVALID_ARGUMENT, never stored for idempotency).
+REQUEST_ID_REQUIRED: Final = "REQUEST_ID_REQUIRED"
+FIELD_REQUIRED: Final = "FIELD_REQUIRED"
+ID_INVALID: Final = "ID_INVALID"
+TEXT_TOO_LONG: Final = "TEXT_TOO_LONG"
+TEXT_INVALID: Final = "TEXT_INVALID"
+CURRENCY_UNKNOWN: Final = "CURRENCY_UNKNOWN"
+AMOUNT_NOT_POSITIVE: Final = "AMOUNT_NOT_POSITIVE"
+AMOUNT_NEGATIVE: Final = "AMOUNT_NEGATIVE"
+AMOUNT_TOO_LARGE: Final = "AMOUNT_TOO_LARGE"
+DURATION_INVALID: Final = "DURATION_INVALID"
+TIMESTAMP_INVALID: Final = "TIMESTAMP_INVALID"
+ENUM_VALUE_INVALID: Final = "ENUM_VALUE_INVALID"
+PERIOD_INVALID: Final = "PERIOD_INVALID"
+MONTHS_LATE_INVALID: Final = "MONTHS_LATE_INVALID"
+DAYS_LATE_INVALID: Final = "DAYS_LATE_INVALID"
+BATCH_SIZE_INVALID: Final = "BATCH_SIZE_INVALID"
+TOO_MANY_STATEMENTS: Final = "TOO_MANY_STATEMENTS"
+DUPLICATE_USER: Final = "DUPLICATE_USER"
+DUPLICATE_PERIOD: Final = "DUPLICATE_PERIOD"
+VALUE_OUT_OF_RANGE: Final = "VALUE_OUT_OF_RANGE"
+PAGE_TOKEN_INVALID: Final = "PAGE_TOKEN_INVALID"
+# Invalid for the hold or obligation named, whatever its state: its amount and currency never
+# change, so the same request is always wrong (INVALID_ARGUMENT, not stored).
+CAPTURE_EXCEEDS_HOLD: Final = "CAPTURE_EXCEEDS_HOLD"
+# A currency other than the one it must match. INVALID_ARGUMENT against a hold's or obligation's
+# currency (which never changes); FAILED_PRECONDITION against the account's currency (which a
+# capacity change can set), and then stored like every business rule.
+CURRENCY_MISMATCH: Final = "CURRENCY_MISMATCH"
+
+# Missing (NOT_FOUND, not stored: ids are server-assigned, so the answer can never change).
+HOLD_NOT_FOUND: Final = "HOLD_NOT_FOUND"
+OBLIGATION_NOT_FOUND: Final = "OBLIGATION_NOT_FOUND"
+
+# Business rules (FAILED_PRECONDITION, stored and replayed for a retried request id).
+INSUFFICIENT_CAPACITY: Final = "INSUFFICIENT_CAPACITY"
+HOLD_ALREADY_RESOLVED: Final = "HOLD_ALREADY_RESOLVED"
+HOLD_EXPIRED: Final = "HOLD_EXPIRED"
+OBLIGATION_ALREADY_CLOSED: Final = "OBLIGATION_ALREADY_CLOSED"
+PAYMENT_EXCEEDS_DUE: Final = "PAYMENT_EXCEEDS_DUE"
+OBLIGATION_NOT_PAID_IN_FULL: Final = "OBLIGATION_NOT_PAID_IN_FULL"
+
+# Idempotency and storage.
+REQUEST_ID_REUSED: Final = "REQUEST_ID_REUSED"
+STORAGE_CONTENDED: Final = "STORAGE_CONTENDED"
+STORAGE_UNAVAILABLE: Final = "STORAGE_UNAVAILABLE"
+SHUTTING_DOWN: Final = "SHUTTING_DOWN"

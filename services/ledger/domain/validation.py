@@ -1,0 +1,272 @@
+"""Validation of commands: everything that can be said about a request without the ledger's state.
+
+Every problem found is reported, each with the path of the offending field as the request names
+it (`reports[3].statements[1].period.month`), up to a limit that keeps the error small. The
+error's reason is that of the first problem.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, auto
+
+from services.common.errors import FieldViolation, InvalidArgument
+from services.ledger.domain import commands, reasons
+from services.ledger.domain.ids import id_problem
+from services.ledger.domain.money import MAX_AMOUNT_MINOR, Money, is_known_currency
+from services.ledger.domain.records import (
+    MICROSECONDS_PER_DAY,
+    ObligationOutcome,
+    RepaymentStatus,
+    StatementPeriod,
+)
+
+VIOLATIONS_REPORTED_MAX = 50
+REFERENCE_LENGTH_MAX = 128
+PURPOSE_LENGTH_MAX = 256
+CAPACITY_REASON_LENGTH_MAX = 256
+HOLD_DURATION_MAX_US = 366 * MICROSECONDS_PER_DAY
+DAYS_LATE_MAX = 3650
+MONTHS_LATE_MAX = 99
+STATEMENT_YEAR_MIN = 1900
+STATEMENT_YEAR_MAX = 9999
+STATEMENTS_PER_REPORT_MAX = 24
+REPORTS_PER_BATCH_MAX = 1000
+_CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(0x20), 0x7F))
+
+
+class Sign(Enum):
+    """Which amounts a Money field accepts."""
+
+    POSITIVE = auto()
+    NOT_NEGATIVE = auto()
+    ANY = auto()
+
+
+class Violations:
+    """Collects the problems of one request, then raises them as one INVALID_ARGUMENT."""
+
+    def __init__(self) -> None:
+        self._found: list[tuple[str, FieldViolation]] = []
+        self._count = 0
+
+    def add(self, field: str, reason: str, description: str) -> None:
+        self._count += 1
+        if len(self._found) < VIOLATIONS_REPORTED_MAX:
+            self._found.append((reason, FieldViolation(field, description)))
+
+    def raise_if_any(self) -> None:
+        if not self._found:
+            return
+        first_reason, first = self._found[0]
+        more = f" (and {self._count - 1} more)" if self._count > 1 else ""
+        raise InvalidArgument(
+            f"invalid request: {first.field} {first.description}{more}",
+            reason=first_reason,
+            field_violations=[violation for _, violation in self._found],
+        )
+
+    def request_id(self, request_id: str) -> None:
+        if not request_id:
+            self.add("request_id", reasons.REQUEST_ID_REQUIRED, "is required for every mutation")
+        else:
+            self.identifier("request_id", request_id)
+
+    def identifier(self, field: str, value: str) -> None:
+        problem = id_problem(value)
+        if problem is not None:
+            reason = reasons.FIELD_REQUIRED if not value else reasons.ID_INVALID
+            self.add(field, reason, problem)
+
+    def text(self, field: str, value: str, length_max: int) -> None:
+        if len(value) > length_max:
+            self.add(field, reasons.TEXT_TOO_LONG, f"must be at most {length_max} characters")
+        elif any(character in _CONTROL_CHARACTERS for character in value):
+            # Control characters (NUL above all, which PostgreSQL text cannot hold) have no
+            # place in a reference or a purpose, and would make two texts print alike.
+            self.add(field, reasons.TEXT_INVALID, "must not contain control characters")
+
+    def money(self, field: str, money: Money | None, sign: Sign) -> None:
+        if money is None:
+            self.add(field, reasons.FIELD_REQUIRED, "is required")
+            return
+        if not is_known_currency(money.currency_code):
+            self.add(
+                f"{field}.currency_code",
+                reasons.CURRENCY_UNKNOWN,
+                "must be an ISO 4217 currency code in upper case",
+            )
+        self.amount(f"{field}.amount_minor", money.amount_minor, sign)
+
+    def amount(self, field: str, amount_minor: int, sign: Sign) -> None:
+        if sign is Sign.POSITIVE and amount_minor <= 0:
+            self.add(field, reasons.AMOUNT_NOT_POSITIVE, "must be positive")
+        elif sign is Sign.NOT_NEGATIVE and amount_minor < 0:
+            self.add(field, reasons.AMOUNT_NEGATIVE, "must not be negative")
+        elif abs(amount_minor) >= MAX_AMOUNT_MINOR:
+            self.add(field, reasons.AMOUNT_TOO_LARGE, f"must be below {MAX_AMOUNT_MINOR}")
+
+    def required(self, field: str, value: object) -> None:
+        if value is None:
+            self.add(field, reasons.FIELD_REQUIRED, "is required")
+
+
+def validate_set_waiver_capacity(command: commands.SetWaiverCapacity) -> None:
+    violations = Violations()
+    violations.request_id(command.request_id)
+    violations.identifier("user_id", command.user_id)
+    violations.money("capacity", command.capacity, Sign.NOT_NEGATIVE)
+    violations.text("reason", command.reason, CAPACITY_REASON_LENGTH_MAX)
+    violations.raise_if_any()
+
+
+def validate_place_hold(command: commands.PlaceHold) -> None:
+    violations = Violations()
+    violations.request_id(command.request_id)
+    violations.identifier("user_id", command.user_id)
+    violations.money("amount", command.amount, Sign.POSITIVE)
+    if command.expires_in_us is None:
+        violations.add("expires_in", reasons.FIELD_REQUIRED, "is required")
+    elif not 0 < command.expires_in_us <= HOLD_DURATION_MAX_US:
+        violations.add(
+            "expires_in", reasons.DURATION_INVALID, "must be positive and at most 366 days"
+        )
+    violations.text("reference", command.reference, REFERENCE_LENGTH_MAX)
+    violations.raise_if_any()
+
+
+def validate_capture_hold(command: commands.CaptureHold) -> None:
+    violations = Violations()
+    violations.request_id(command.request_id)
+    violations.identifier("hold_id", command.hold_id)
+    violations.money("amount", command.amount, Sign.POSITIVE)
+    if command.obligation is not None:
+        violations.required("obligation.due_at", command.obligation.due_at_us)
+        violations.text("obligation.purpose", command.obligation.purpose, PURPOSE_LENGTH_MAX)
+    violations.raise_if_any()
+
+
+def validate_release_hold(command: commands.ReleaseHold) -> None:
+    violations = Violations()
+    violations.request_id(command.request_id)
+    violations.identifier("hold_id", command.hold_id)
+    violations.raise_if_any()
+
+
+def validate_create_obligation(command: commands.CreateObligation) -> None:
+    violations = Violations()
+    violations.request_id(command.request_id)
+    violations.identifier("user_id", command.user_id)
+    violations.money("amount_due", command.amount_due, Sign.POSITIVE)
+    violations.required("due_at", command.due_at_us)
+    violations.text("purpose", command.purpose, PURPOSE_LENGTH_MAX)
+    violations.text("reference", command.reference, REFERENCE_LENGTH_MAX)
+    violations.raise_if_any()
+
+
+def validate_record_payment(command: commands.RecordPayment) -> None:
+    violations = Violations()
+    violations.request_id(command.request_id)
+    violations.identifier("obligation_id", command.obligation_id)
+    violations.money("amount", command.amount, Sign.POSITIVE)
+    violations.raise_if_any()
+
+
+def validate_close_obligation(command: commands.CloseObligation) -> None:
+    violations = Violations()
+    violations.request_id(command.request_id)
+    violations.identifier("obligation_id", command.obligation_id)
+    violations.required("outcome", command.outcome)
+    if command.outcome is ObligationOutcome.LATE:
+        if not 1 <= command.days_late <= DAYS_LATE_MAX:
+            violations.add(
+                "days_late", reasons.DAYS_LATE_INVALID, f"must be 1 to {DAYS_LATE_MAX} when LATE"
+            )
+    elif command.days_late != 0:
+        violations.add("days_late", reasons.DAYS_LATE_INVALID, "must be zero unless LATE")
+    violations.raise_if_any()
+
+
+def validate_record_partner_statements(command: commands.RecordPartnerStatements) -> None:
+    violations = Violations()
+    violations.request_id(command.request_id)
+    if not 1 <= len(command.reports) <= REPORTS_PER_BATCH_MAX:
+        violations.add(
+            "reports", reasons.BATCH_SIZE_INVALID, f"must hold 1 to {REPORTS_PER_BATCH_MAX} reports"
+        )
+    seen_users: set[str] = set()
+    for index, report in enumerate(command.reports[:REPORTS_PER_BATCH_MAX]):
+        field = f"reports[{index}]"
+        _check_partner_report(violations, field, report)
+        if report.user_id in seen_users:
+            violations.add(
+                f"{field}.user_id", reasons.DUPLICATE_USER, "appears in more than one report"
+            )
+        seen_users.add(report.user_id)
+    violations.raise_if_any()
+
+
+def _check_partner_report(
+    violations: Violations, field: str, report: commands.PartnerReport
+) -> None:
+    violations.identifier(f"{field}.user_id", report.user_id)
+    violations.identifier(f"{field}.partner_id", report.partner_id)
+    if report.credit_line is not None:
+        violations.money(f"{field}.credit_line", report.credit_line, Sign.POSITIVE)
+    if len(report.statements) > STATEMENTS_PER_REPORT_MAX:
+        violations.add(
+            f"{field}.statements",
+            reasons.TOO_MANY_STATEMENTS,
+            f"must hold at most {STATEMENTS_PER_REPORT_MAX} statements",
+        )
+    seen_periods: set[StatementPeriod] = set()
+    for index, statement in enumerate(report.statements[:STATEMENTS_PER_REPORT_MAX]):
+        statement_field = f"{field}.statements[{index}]"
+        _check_statement(violations, statement_field, statement)
+        if statement.period is not None:
+            if statement.period in seen_periods:
+                violations.add(
+                    f"{statement_field}.period",
+                    reasons.DUPLICATE_PERIOD,
+                    "appears more than once in the report",
+                )
+            seen_periods.add(statement.period)
+
+
+def _check_statement(
+    violations: Violations, field: str, statement: commands.StatementReport
+) -> None:
+    if statement.period is None:
+        violations.add(f"{field}.period", reasons.FIELD_REQUIRED, "is required")
+    else:
+        if not STATEMENT_YEAR_MIN <= statement.period.year <= STATEMENT_YEAR_MAX:
+            violations.add(
+                f"{field}.period.year",
+                reasons.PERIOD_INVALID,
+                f"must be {STATEMENT_YEAR_MIN} to {STATEMENT_YEAR_MAX}",
+            )
+        if not 1 <= statement.period.month <= 12:
+            violations.add(f"{field}.period.month", reasons.PERIOD_INVALID, "must be 1 to 12")
+    violations.money(f"{field}.balance", statement.balance, Sign.ANY)
+    violations.money(f"{field}.amount_paid", statement.amount_paid, Sign.NOT_NEGATIVE)
+    if (
+        statement.balance is not None
+        and statement.amount_paid is not None
+        and statement.balance.currency_code != statement.amount_paid.currency_code
+    ):
+        violations.add(
+            f"{field}.amount_paid.currency_code",
+            reasons.CURRENCY_MISMATCH,
+            "must be the currency of the balance",
+        )
+    violations.required(f"{field}.repayment_status", statement.repayment_status)
+    if statement.repayment_status is RepaymentStatus.LATE:
+        if not 1 <= statement.months_late <= MONTHS_LATE_MAX:
+            violations.add(
+                f"{field}.months_late",
+                reasons.MONTHS_LATE_INVALID,
+                f"must be 1 to {MONTHS_LATE_MAX} when LATE",
+            )
+    elif statement.months_late != 0:
+        violations.add(
+            f"{field}.months_late", reasons.MONTHS_LATE_INVALID, "must be zero unless LATE"
+        )

@@ -1,0 +1,1 @@
+"""The ledger's use cases: one transaction each, over the storage ports declared in `ports`."""

@@ -1,0 +1,51 @@
+"""Opaque page tokens for ListEntries: where the previous page ended, and for which filter."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from services.common.errors import InvalidArgument
+from services.ledger.domain import reasons
+from services.ledger.domain.canonical import (
+    NotCanonicalError,
+    canonical_bytes,
+    parse_canonical_json,
+)
+from services.ledger.domain.codec import DecodeError, from_plain, to_plain
+
+_TOKEN_LENGTH_MAX = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPageToken:
+    # The user filter the token was issued for ("" for every user); a token only continues the
+    # listing it came from.
+    user_id: str
+    after_global_sequence: int
+    after_user_sequence: int
+
+
+def encode_page_token(token: EntryPageToken) -> str:
+    return base64.urlsafe_b64encode(canonical_bytes(to_plain(token))).decode("ascii")
+
+
+def decode_page_token(text: str, user_id: str) -> EntryPageToken:
+    """The token a previous page returned; INVALID_ARGUMENT on `page_token` otherwise."""
+    try:
+        if len(text) > _TOKEN_LENGTH_MAX:
+            raise ValueError("too long")
+        plain = parse_canonical_json(base64.urlsafe_b64decode(text.encode("ascii")).decode("ascii"))
+        token = from_plain(EntryPageToken, plain)
+    except (ValueError, UnicodeError, binascii.Error, NotCanonicalError, DecodeError):
+        raise _invalid("is not a token this service issued") from None
+    if token.user_id != user_id:
+        raise _invalid("was issued for a different user_id filter")
+    if token.after_global_sequence < 0 or token.after_user_sequence < 0:
+        raise _invalid("is not a token this service issued")
+    return token
+
+
+def _invalid(description: str) -> InvalidArgument:
+    return InvalidArgument.for_field("page_token", description, reason=reasons.PAGE_TOKEN_INVALID)

@@ -1,0 +1,80 @@
+"""The ledger's settings, read from SESAME_LEDGER_* environment variables."""
+
+from pydantic import ValidationInfo, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServerSettings
+
+# What one SweepExpiredHolds call accepts (see the contract).
+SWEEP_BATCH_SIZE_MAX = 10_000
+
+
+class LedgerSettings(ServerSettings):
+    """How the ledger runs: where it listens and which database holds the journal."""
+
+    model_config = SettingsConfigDict(env_prefix="SESAME_LEDGER_")
+
+    port: int = 50051
+    # SQLite is the embedded default; production points this at PostgreSQL
+    # (postgresql+psycopg://user@host/db).
+    database_url: str = "sqlite:///var/ledger.db"
+    # The local default creates the schema at start; production runs the migration as its own step.
+    create_schema: bool = True
+    # Connections per pool; the ledger keeps two pools (writes and reads). Sized near
+    # max_workers, since each worker thread holds at most one connection at a time.
+    database_pool_size: int = 10
+    # How long a call waits for a free connection before failing with UNAVAILABLE.
+    database_pool_timeout_s: float = 10.0
+    # How often the background sweeper journals the expiry of holds past their expiry time;
+    # 0 turns it off (another process, or an operator with `sesame-ledger-admin sweep`, does it).
+    sweep_interval_s: float = 1.0
+    # The most holds one sweep RPC or background round expires before checking for more.
+    sweep_batch_size: int = 1000
+    # How often an entry stream looks for entries written by other processes.
+    watch_poll_interval_s: float = 0.1
+    # Write transactions (each a batch of concurrent requests) run at once; 0 means 1. More can
+    # pay off on PostgreSQL with slow round trips and many clients; SQLite has a single writer.
+    write_concurrency: int = 0
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_supported(cls, database_url: str) -> str:
+        if not database_url.startswith(("sqlite:///", "postgresql")):
+            raise ValueError("must be a sqlite:/// file URL or a postgresql+psycopg:// URL")
+        return database_url
+
+    @field_validator("database_pool_size")
+    @classmethod
+    def _count_is_positive(cls, count: int) -> int:
+        if count <= 0:
+            raise ValueError("must be greater than 0")
+        return count
+
+    @field_validator("write_concurrency")
+    @classmethod
+    def _concurrency_fits_the_pool(cls, concurrency: int, info: ValidationInfo) -> int:
+        pool_size = info.data.get("database_pool_size", 1)
+        if not 0 <= concurrency <= pool_size:
+            raise ValueError(f"must be 0 to the pool size ({pool_size})")
+        return concurrency
+
+    @field_validator("sweep_batch_size")
+    @classmethod
+    def _batch_fits_one_sweep_call(cls, batch_size: int) -> int:
+        if not 1 <= batch_size <= SWEEP_BATCH_SIZE_MAX:
+            raise ValueError(f"must be 1 to {SWEEP_BATCH_SIZE_MAX}")
+        return batch_size
+
+    @field_validator("database_pool_timeout_s", "watch_poll_interval_s")
+    @classmethod
+    def _duration_is_positive(cls, duration_s: float) -> float:
+        if duration_s <= 0:
+            raise ValueError("must be greater than 0")
+        return duration_s
+
+    @field_validator("sweep_interval_s")
+    @classmethod
+    def _interval_is_not_negative(cls, interval_s: float) -> float:
+        if interval_s < 0:
+            raise ValueError("must not be negative")
+        return interval_s

@@ -1,0 +1,83 @@
+"""The ledger as the score service reaches it: GetCreditHistory and WatchEntries over gRPC.
+
+Every call carries a deadline. A ledger that cannot answer in time, or at all, becomes
+`Unavailable` with reason LEDGER_UNAVAILABLE; the ledger's own message is not passed on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import grpc
+from google.protobuf import timestamp_pb2
+from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
+
+from services.common.errors import Unavailable
+from services.score.adapters.ledger_history import credit_history_from_proto
+from services.score.service.ports import LedgerHistory
+
+LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE"
+HISTORY_DEADLINE_S_DEFAULT = 2.0
+# A watch is a long call; its deadline makes it end and resume now and then, so a connection
+# that died silently is noticed within this time.
+WATCH_DEADLINE_S_DEFAULT = 300.0
+
+
+class LedgerClient:
+    """Reads credit histories and the entry stream from one ledger address."""
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        *,
+        history_deadline_s: float = HISTORY_DEADLINE_S_DEFAULT,
+        watch_deadline_s: float = WATCH_DEADLINE_S_DEFAULT,
+    ) -> None:
+        self._stub = ledger_service_pb2_grpc.LedgerServiceStub(channel)
+        self._history_deadline_s = history_deadline_s
+        self._watch_deadline_s = watch_deadline_s
+        self._watch_lock = threading.Lock()
+        self._watch_call: grpc.RpcContext | None = None
+
+    def get_credit_history(self, user_id: str, as_of: datetime | None) -> LedgerHistory:
+        request = ledger_service_pb2.GetCreditHistoryRequest(user_id=user_id)
+        if as_of is not None:
+            request.as_of.CopyFrom(_timestamp(as_of))
+        try:
+            response = self._stub.GetCreditHistory(request, timeout=self._history_deadline_s)
+        except grpc.RpcError as error:
+            raise Unavailable(
+                "the ledger could not be read; retry later", reason=LEDGER_UNAVAILABLE
+            ) from error
+        data_as_of = response.as_of.ToDatetime(tzinfo=UTC) if response.HasField("as_of") else None
+        return LedgerHistory(
+            credit_history_from_proto(response), data_as_of, response.last_global_sequence
+        )
+
+    def watch_entries(self, after_global_sequence: int) -> Iterator[tuple[int, str]]:
+        """(global_sequence, user_id) of every entry after the given sequence, as they come."""
+        request = ledger_service_pb2.WatchEntriesRequest(
+            after_global_sequence=after_global_sequence
+        )
+        call = self._stub.WatchEntries(request, timeout=self._watch_deadline_s)
+        with self._watch_lock:
+            self._watch_call = call
+        try:
+            for response in call:
+                yield response.entry.global_sequence, response.entry.user_id
+        finally:
+            with self._watch_lock:
+                self._watch_call = None
+
+    def cancel_watch(self) -> None:
+        with self._watch_lock:
+            if self._watch_call is not None:
+                self._watch_call.cancel()
+
+
+def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    timestamp = timestamp_pb2.Timestamp()
+    timestamp.FromDatetime(moment.astimezone(UTC))
+    return timestamp

@@ -1,0 +1,107 @@
+"""Assembles the score service: ledger client, feature cache, invalidation stream, servicer.
+
+`build_score` returns the parts without starting anything heavy; `start_serving` loads and warms
+up the first model and only then reports SERVING, so the process and tests start the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+import structlog
+
+from services.common.server import ServiceRegistration, SesameServer, serve
+from services.common.settings import load_settings
+from services.score.adapters.ledger_client import LedgerClient
+from services.score.adapters.shadow_metrics import PrometheusShadowRecorder
+from services.score.api.servicer import SERVICE_NAME, ScoreServicer
+from services.score.service.cache_invalidation import CacheInvalidator
+from services.score.service.feature_cache import FeatureCache
+from services.score.service.model_sync import ModelFollower
+from services.score.service.ports import ModelChoice
+from services.score.service.score_service import CachedUser, ScoreService
+from services.score.settings import ScoreSettings
+
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
+
+# What the score service's log lines are labelled with.
+SERVICE_LABEL = "score"
+
+
+@dataclass(frozen=True)
+class Score:
+    """The score service's parts, wired together."""
+
+    settings: ScoreSettings
+    service: ScoreService
+    cache: FeatureCache[CachedUser]
+    invalidator: CacheInvalidator
+    registration: ServiceRegistration
+    ledger_channel: grpc.Channel
+    # Present in a worker process: follows the model swaps of its sibling workers.
+    model_follower: ModelFollower | None = None
+
+    def start_serving(self, server: SesameServer) -> None:
+        """Loads and warms up the first model, then reports SERVING; call after server start."""
+        self.invalidator.start()
+        self.service.load_initial_model(self.settings.model_version)
+        if self.settings.shadow_model_version:
+            self.service.start_shadow_model(
+                self.settings.shadow_model_version, PrometheusShadowRecorder()
+            )
+        if self.model_follower is not None:
+            self.model_follower.start()
+        server.health.set_serving(SERVICE_NAME, True)
+        log.info("score_ready")
+
+    def close(self) -> None:
+        if self.model_follower is not None:
+            self.model_follower.stop()
+        self.invalidator.stop()
+        self.service.close()
+        self.ledger_channel.close()
+
+
+def build_score(settings: ScoreSettings, model_choice: ModelChoice | None = None) -> Score:
+    """The parts of one score server; `model_choice` is shared by sibling worker processes."""
+    ledger_channel = grpc.insecure_channel(settings.ledger_address)
+    ledger = LedgerClient(ledger_channel, history_deadline_s=settings.ledger_deadline_s)
+    cache: FeatureCache[CachedUser] = FeatureCache(
+        settings.cache_max_entries, settings.cache_max_age_s
+    )
+    service = ScoreService(
+        ledger,
+        cache,
+        settings.models_directory,
+        history_fetch_threads=settings.history_fetch_threads,
+        model_choice=model_choice,
+    )
+    servicer = ScoreServicer(service)
+    registration = ServiceRegistration(
+        SERVICE_NAME, servicer.add_to_server, initially_serving=False
+    )
+    invalidator = CacheInvalidator(ledger, cache.invalidate_user)
+    follower = None if model_choice is None else ModelFollower(model_choice, service.follow_model)
+    return Score(settings, service, cache, invalidator, registration, ledger_channel, follower)
+
+
+def run_server(settings: ScoreSettings, model_choice: ModelChoice | None = None) -> None:
+    """Runs one score server until SIGTERM or SIGINT; with `model_choice`, as one worker."""
+    score = build_score(settings, model_choice)
+    serve(
+        settings,
+        [score.registration],
+        service_name=SERVICE_LABEL,
+        on_started=score.start_serving,
+        on_stop=score.close,
+        as_worker=model_choice is not None,
+    )
+
+
+def run_worker(model_choice: ModelChoice) -> None:
+    """One worker process: the settings come from the environment it inherited.
+
+    Lives here, not in __main__, because spawned workers import their target by module name.
+    """
+    run_server(load_settings(ScoreSettings), model_choice)

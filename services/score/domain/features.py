@@ -1,0 +1,328 @@
+"""The one feature definition: a credit history in, the model's feature vector out.
+
+Serving computes features from the ledger's GetCreditHistory answer and training computes them
+from rows of the Taiwan data set converted into that same answer, both through
+`compute_features`, so the model sees in production exactly what it was trained on.
+
+Only behaviour counts: the credit line, the statements' balances, the payments and the repayment
+status. Nothing about who the person is (sex, age, education, marriage) is, or can be, a feature:
+a `CreditHistory` does not carry it.
+
+The window. Features look at the six months that end with the last month ended by the history's
+`as_of` (or, without one, with the newest statement's month): month 0 is the newest, month 5 the
+oldest. A month of the window without a statement counts as a month of no use (no balance, no
+payment, not late); the thin-file rule (`thin_file.py`) refuses histories with too few statements
+for that to matter much. Statements older than the window are ignored.
+
+Ratios to the credit line. When the history has no credit line (or a zero one, which the ledger
+does not accept but a caller might send), a positive amount counts as `RATIO_WITHOUT_CREDIT_LINE`
+times the line and anything else as zero, so the features stay finite and mean "over any line".
+
+Payment ratios. The amount paid during month k pays (part of) the statement of month k+1, as
+with any card: `payment_ratio` of month k is paid(k) / balance(k+1), capped at
+`PAYMENT_RATIO_CAP`; when nothing was owed (balance(k+1) <= 0) it is 1: nothing was left unpaid.
+
+Every value is a finite float64. Amounts are minor units of the reporting currency (the model was
+trained on New Taiwan dollar cents; see the model card).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from services.score.domain.history import (
+    CreditHistory,
+    MonthPeriod,
+    RepaymentStatus,
+    StatementRecord,
+)
+
+WINDOW_MONTHS = 6
+# The last window month has no following statement inside the window to pair its payment with.
+PAYMENT_PAIRS = WINDOW_MONTHS - 1
+PAYMENT_RATIO_CAP = 1.0
+RATIO_WITHOUT_CREDIT_LINE = 10.0
+
+# +1: a larger value never lowers the probability of default; -1: never raises it; 0: free.
+Monotonicity = Literal[-1, 0, 1]
+
+
+@dataclass(frozen=True)
+class WindowMonth:
+    """One month of the feature window; a month without a statement is a month of no use."""
+
+    status: RepaymentStatus
+    months_late: int
+    balance_minor: int
+    amount_paid_minor: int
+
+
+NO_STATEMENT = WindowMonth(RepaymentStatus.NO_USE, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The six months the features read, newest first, and the credit line."""
+
+    months: tuple[WindowMonth, ...]
+    credit_line_minor: int | None
+
+    def line_ratio(self, amount_minor: float) -> float:
+        """An amount as a share of the credit line (see the module's note on a missing line)."""
+        if self.credit_line_minor is None or self.credit_line_minor <= 0:
+            return RATIO_WITHOUT_CREDIT_LINE if amount_minor > 0 else 0.0
+        return amount_minor / self.credit_line_minor
+
+    def payment_ratio(self, month_index: int) -> float:
+        """Share of the previous statement's balance paid during month `month_index`."""
+        owed_minor = self.months[month_index + 1].balance_minor
+        if owed_minor <= 0:
+            return 1.0
+        paid_minor = self.months[month_index].amount_paid_minor
+        return min(paid_minor / owed_minor, PAYMENT_RATIO_CAP)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model feature: its name, how it is computed, and the shape the domain demands."""
+
+    name: str
+    description: str
+    compute: Callable[[Window], float]
+    # Enforced in training as a LightGBM monotone constraint.
+    monotonicity: Monotonicity
+
+
+def _late(window: Window) -> list[int]:
+    return [month.months_late for month in window.months]
+
+
+def _months_since_late(window: Window) -> float:
+    for index, months_late in enumerate(_late(window)):
+        if months_late > 0:
+            return float(index)
+    return float(WINDOW_MONTHS)
+
+
+def _utilisations(window: Window) -> list[float]:
+    return [window.line_ratio(month.balance_minor) for month in window.months]
+
+
+def _payment_ratios(window: Window) -> list[float]:
+    return [window.payment_ratio(index) for index in range(PAYMENT_PAIRS)]
+
+
+def _overall_payment_ratio(window: Window) -> float:
+    owed_minor = sum(max(month.balance_minor, 0) for month in window.months[1:])
+    if owed_minor <= 0:
+        return 1.0
+    paid_minor = sum(month.amount_paid_minor for month in window.months[:PAYMENT_PAIRS])
+    return min(paid_minor / owed_minor, PAYMENT_RATIO_CAP)
+
+
+def _months_paid_nothing(window: Window) -> float:
+    return float(
+        sum(
+            1
+            for index in range(PAYMENT_PAIRS)
+            if window.months[index + 1].balance_minor > 0
+            and window.months[index].amount_paid_minor == 0
+        )
+    )
+
+
+def _new_spending_ratio(window: Window) -> float:
+    # What was charged in the newest month: its balance minus what was left of the previous one.
+    newest, previous = window.months[0], window.months[1]
+    carried_minor = previous.balance_minor - newest.amount_paid_minor
+    return window.line_ratio(newest.balance_minor - carried_minor)
+
+
+def _credit_line(window: Window) -> float:
+    return float(window.credit_line_minor or 0)
+
+
+FEATURES: tuple[Feature, ...] = (
+    # Repayment status. Only lateness is a feature, and every lateness feature is constrained so
+    # that more months late never improves the score: turning any month of the window late, or
+    # later, moves each of them in the riskier direction. Whether a month that was not late was
+    # paid in full, revolved or saw no use shows in its balance and payment instead.
+    Feature(
+        "months_late_latest",
+        "Months late on the newest statement (0 when it was not late).",
+        lambda window: float(_late(window)[0]),
+        1,
+    ),
+    Feature(
+        "months_late_previous",
+        "Months late on the statement before the newest (0 when it was not late).",
+        lambda window: float(_late(window)[1]),
+        1,
+    ),
+    Feature(
+        "months_late_worst",
+        "The most months late on any statement of the six-month window.",
+        lambda window: float(max(_late(window))),
+        1,
+    ),
+    Feature(
+        "months_late_total",
+        "Months late added up over the window (two statements two months late count 4).",
+        lambda window: float(sum(_late(window))),
+        1,
+    ),
+    Feature(
+        "late_statement_count",
+        "How many statements of the window were paid late.",
+        lambda window: float(sum(1 for months_late in _late(window) if months_late > 0)),
+        1,
+    ),
+    Feature(
+        "months_since_late",
+        "Statements since the newest late one (0: the newest was late; 6: none in the window).",
+        _months_since_late,
+        -1,
+    ),
+    # The credit line and how much of it is used. Utilisation is left free: in the data both
+    # ends carry risk (a line barely used as well as one used to the limit), and the reasons
+    # tell the two apart.
+    # A larger line, granted by a lender who watched the account, never raises the risk.
+    Feature(
+        "credit_line",
+        "The credit line, in minor units (0 when none was reported).",
+        _credit_line,
+        -1,
+    ),
+    Feature(
+        "utilisation_latest",
+        "The newest statement's balance as a share of the credit line.",
+        lambda window: _utilisations(window)[0],
+        0,
+    ),
+    Feature(
+        "utilisation_mean",
+        "The window's average balance as a share of the credit line.",
+        lambda window: sum(_utilisations(window)) / WINDOW_MONTHS,
+        0,
+    ),
+    Feature(
+        "utilisation_max",
+        "The window's highest balance as a share of the credit line.",
+        lambda window: max(_utilisations(window)),
+        0,
+    ),
+    Feature(
+        "utilisation_change",
+        "Newest minus oldest balance of the window, as a share of the credit line (the trend).",
+        lambda window: _utilisations(window)[0] - _utilisations(window)[-1],
+        0,
+    ),
+    Feature(
+        "new_spending_latest",
+        "What was charged in the newest month, as a share of the credit line.",
+        _new_spending_ratio,
+        0,
+    ),
+    # Payments.
+    Feature(
+        "payment_ratio_latest",
+        "Share of the previous balance paid in the newest month (1 when nothing was owed).",
+        lambda window: _payment_ratios(window)[0],
+        -1,
+    ),
+    Feature(
+        "payment_ratio_previous",
+        "Share of the balance before that paid in the month before the newest.",
+        lambda window: _payment_ratios(window)[1],
+        -1,
+    ),
+    Feature(
+        "payment_ratio_overall",
+        "Everything paid over the window as a share of everything owed.",
+        _overall_payment_ratio,
+        -1,
+    ),
+    Feature(
+        "payment_ratio_lowest",
+        "The smallest monthly payment ratio of the window.",
+        lambda window: min(_payment_ratios(window)),
+        -1,
+    ),
+    Feature(
+        "months_paid_nothing",
+        "Months of the window in which nothing was paid although a balance was owed.",
+        _months_paid_nothing,
+        1,
+    ),
+    Feature(
+        "payments_to_line",
+        "The window's average monthly payment as a share of the credit line.",
+        lambda window: (
+            window.line_ratio(sum(month.amount_paid_minor for month in window.months))
+            / WINDOW_MONTHS
+        ),
+        0,
+    ),
+)
+
+FEATURE_NAMES: tuple[str, ...] = tuple(feature.name for feature in FEATURES)
+FEATURE_COUNT = len(FEATURES)
+MONOTONE_CONSTRAINTS: tuple[Monotonicity, ...] = tuple(feature.monotonicity for feature in FEATURES)
+
+
+def feature_window(history: CreditHistory) -> Window:
+    """The six months the features read, newest first (see the module's note on the window)."""
+    newest = _window_end(history)
+    months = [NO_STATEMENT] * WINDOW_MONTHS
+    if newest is not None:
+        for statement in history.statements:
+            offset = statement.period.months_before(newest)
+            if 0 <= offset < WINDOW_MONTHS:
+                months[offset] = _window_month(statement)
+    return Window(months=tuple(months), credit_line_minor=history.credit_line_minor)
+
+
+def feature_window_statement_count(history: CreditHistory) -> int:
+    """How many of the history's statements fall inside the feature window."""
+    newest = _window_end(history)
+    if newest is None:
+        return 0
+    return sum(
+        1
+        for statement in history.statements
+        if 0 <= statement.period.months_before(newest) < WINDOW_MONTHS
+    )
+
+
+def compute_features(history: CreditHistory) -> tuple[float, ...]:
+    """The model's feature vector for a history, in `FEATURE_NAMES` order."""
+    window = feature_window(history)
+    values = tuple(float(feature.compute(window)) for feature in FEATURES)
+    assert len(values) == FEATURE_COUNT
+    return values
+
+
+def feature_dict(values: Sequence[float]) -> dict[str, float]:
+    """A feature vector keyed by feature name, for people and tests."""
+    if len(values) != FEATURE_COUNT:
+        raise ValueError(f"expected {FEATURE_COUNT} feature values, got {len(values)}")
+    return dict(zip(FEATURE_NAMES, values, strict=True))
+
+
+def _window_end(history: CreditHistory) -> MonthPeriod | None:
+    if history.as_of is not None:
+        return MonthPeriod.last_ended_by(history.as_of)
+    if history.statements:
+        return history.statements[0].period
+    return None
+
+
+def _window_month(statement: StatementRecord) -> WindowMonth:
+    return WindowMonth(
+        status=statement.repayment_status,
+        months_late=statement.months_late,
+        balance_minor=statement.balance_minor,
+        amount_paid_minor=statement.amount_paid_minor,
+    )

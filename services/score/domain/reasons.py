@@ -1,0 +1,462 @@
+# ruff: noqa: RUF001  (Chinese sentences use full-width punctuation, as they should)
+"""Reasons: the principal factors that lowered a score, in English and Chinese, with advice.
+
+The model's graph gives every feature's exact contribution to the log-odds of default (see
+`model_contract`); a positive contribution raised the probability of default and so lowered the
+score. The reasons are the features with the largest positive contributions, at most four, most
+important first. A feature that lowered the risk is never named.
+
+Each sentence states the fact behind the feature with the person's own value ("Your most recent
+statement was paid 2 months late."), and each advice says what would help, concretely.
+
+A feature's contribution says that its value raised the risk, not which way the value would have
+to move; for the features the model is free to shape (utilisation, new purchases, payments
+against the line) both a line barely used and one used to the limit can raise it. So a feature
+has one or more templates, each for a range of values with its own sentence and advice ("little
+or no use of your credit line" below 5% of it, "uses 97% of your credit line" above), and the
+first template whose range holds the value explains it. A value no template covers is not
+offered as a reason, though it still counts in the score: a value that is not adverse in itself
+(no late payment, a balance paid in full) that carries a small positive contribution through a
+tree's path arithmetic, and two things Sesame never blames on anyone: paying a balance down and
+paying a lot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from services.score.domain.features import FEATURE_NAMES, WINDOW_MONTHS
+
+REASONS_MAX = 4
+# A contribution this small (0.007 score points) is arithmetic, not a reason.
+REASON_CONTRIBUTION_MIN = 1e-4
+# Shares of the credit line below which use, new purchases and payments count as "little": the
+# ranges where the trained model raises the risk for lack of activity rather than for debt (the
+# model card's "contributions_by_value" shows where that is).
+LITTLE_USE_SHARE = 0.05
+FEW_PURCHASES_SHARE = 0.02
+SMALL_PAYMENTS_SHARE = 0.02
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One principal factor that lowered the score; mirrors the contract's Reason."""
+
+    code: str
+    feature: str
+    log_odds_contribution: float
+    message_en: str
+    message_zh: str
+    advice_en: str
+    advice_zh: str
+
+
+@dataclass(frozen=True)
+class ReasonTemplate:
+    """How to explain one feature. Messages are format strings over `_placeholders`."""
+
+    code: str
+    message_en: str
+    message_zh: str
+    advice_en: str
+    advice_zh: str
+    # Whether the feature's value can truthfully be said to have lowered the score.
+    applies: Callable[[float], bool]
+    # A different English message for a value of exactly 1 (singular) or 0, when needed.
+    message_en_singular: str | None = None
+    message_en_zero: str | None = None
+    message_zh_zero: str | None = None
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _at_least_one(value: float) -> bool:
+    return value >= 1
+
+
+def _below_one(value: float) -> bool:
+    return value < 1
+
+
+def _inside_window(value: float) -> bool:
+    return value < WINDOW_MONTHS
+
+
+def _little_use(value: float) -> bool:
+    return value < LITTLE_USE_SHARE
+
+
+def _not_little_use(value: float) -> bool:
+    return value >= LITTLE_USE_SHARE
+
+
+def _few_purchases(value: float) -> bool:
+    return value < FEW_PURCHASES_SHARE
+
+
+def _small_payments(value: float) -> bool:
+    return value < SMALL_PAYMENTS_SHARE
+
+
+_PAY_IN_FULL_EN = "Pay your statements in full for three months."
+_PAY_IN_FULL_ZH = "连续三个月全额还清账单。"
+_USE_AND_REPAY_EN = (
+    "Use your credit line for a few planned purchases each month and pay them in full."
+)
+_USE_AND_REPAY_ZH = "每月用授信额度做几笔计划内的消费，并按时全额还清。"
+_AUTOPAY_EN = "Set up automatic payment of at least the minimum due so no statement is late again."
+_AUTOPAY_ZH = "设置自动还款（至少还最低还款额），避免任何一期账单再次逾期。"
+
+# Each feature's templates, tried in order: the first whose `applies` holds explains the value;
+# when none does, the feature is not offered as a reason.
+CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
+    "months_late_latest": (
+        ReasonTemplate(
+            code="RECENT_LATE_PAYMENT",
+            message_en="Your most recent statement was paid {count} months late.",
+            message_en_singular="Your most recent statement was paid 1 month late.",
+            message_zh="您最近一期账单逾期{count}个月才还款。",
+            advice_en="Pay the overdue amount now, then pay every statement by its due date.",
+            advice_zh="请尽快还清逾期款项，之后每期账单都在到期日前还款。",
+            applies=_at_least_one,
+        ),
+    ),
+    "months_late_previous": (
+        ReasonTemplate(
+            code="PREVIOUS_LATE_PAYMENT",
+            message_en="The statement before your most recent one was paid {count} months late.",
+            message_en_singular="The statement before your most recent one was paid 1 month late.",
+            message_zh="您倒数第二期账单逾期{count}个月才还款。",
+            advice_en=(
+                "Pay every statement by its due date; each on-time month pushes this late payment "
+                "further into the past."
+            ),
+            advice_zh="每期账单都按时还款；按时还款的月份越多，这次逾期的影响越小。",
+            applies=_at_least_one,
+        ),
+    ),
+    "months_late_worst": (
+        ReasonTemplate(
+            code="SERIOUS_LATE_PAYMENT",
+            message_en=(
+                "In the last six months a statement was paid as much as {count} months late."
+            ),
+            message_en_singular="In the last six months a statement was paid 1 month late.",
+            message_zh="最近六个月内，有一期账单逾期长达{count}个月。",
+            advice_en=(
+                "Pay on time for six months in a row: the delay then falls outside the period your "
+                "score looks at."
+            ),
+            advice_zh="连续六个月按时还款，这次逾期就会移出评分考察的期间。",
+            applies=_at_least_one,
+        ),
+    ),
+    "months_late_total": (
+        ReasonTemplate(
+            code="LATE_PAYMENTS_ADD_UP",
+            message_en=(
+                "Your late payments in the last six months add up to {count} months of delay."
+            ),
+            message_en_singular=(
+                "Your late payments in the last six months add up to 1 month of delay."
+            ),
+            message_zh="最近六个月内，您的逾期累计达{count}个月。",
+            advice_en=_AUTOPAY_EN,
+            advice_zh=_AUTOPAY_ZH,
+            applies=_at_least_one,
+        ),
+    ),
+    "late_statement_count": (
+        ReasonTemplate(
+            code="FREQUENT_LATE_PAYMENTS",
+            message_en="Of your last six statements, {count} were paid late.",
+            message_en_singular="Of your last six statements, 1 was paid late.",
+            message_zh="您最近六期账单中有{count}期逾期还款。",
+            advice_en=(
+                "Pay every statement on time for the next six months; each on-time month replaces "
+                "a late one in the period your score looks at."
+            ),
+            advice_zh="接下来六个月每期按时还款；每个按时还款的月份都会替换掉评分期间内的一次逾期。",
+            applies=_at_least_one,
+        ),
+    ),
+    "months_since_late": (
+        ReasonTemplate(
+            code="RECENT_DELINQUENCY",
+            message_en=(
+                "Your latest late payment was {count} months before your most recent statement."
+            ),
+            message_en_singular=(
+                "Your latest late payment was 1 month before your most recent statement."
+            ),
+            message_en_zero=(
+                "Your latest late payment is very recent: it was on your most recent statement."
+            ),
+            message_zh="您最近一次逾期发生在最近一期账单之前{count}个月。",
+            message_zh_zero="您最近一次逾期就发生在最近一期账单。",
+            advice_en=(
+                "Keep paying on time: the longer it has been since a late payment, the less it "
+                "counts."
+            ),
+            advice_zh="继续按时还款：距离上次逾期越久，它的影响越小。",
+            applies=_inside_window,
+        ),
+    ),
+    "credit_line": (
+        ReasonTemplate(
+            code="SMALL_CREDIT_LINE",
+            message_en=(
+                "Your credit line is small: in the records the score learnt from, smaller lines "
+                "went "
+                "with more missed payments."
+            ),
+            message_zh="您的授信额度较低：在评分所依据的记录中，额度较低的账户逾期更多。",
+            advice_en=(
+                "Keep paying on time and keep your balance well below the limit; lenders raise the "
+                "line for borrowers with a steady record."
+            ),
+            advice_zh="保持按时还款，让欠款远低于额度；还款记录稳定的用户更容易获得提额。",
+            applies=_positive,
+        ),
+    ),
+    "utilisation_latest": (
+        ReasonTemplate(
+            code="LITTLE_RECENT_USE",
+            message_en="Your most recent statement shows little or no use of your credit line.",
+            message_zh="您最近一期账单显示授信额度几乎没有使用。",
+            advice_en=_USE_AND_REPAY_EN,
+            advice_zh=_USE_AND_REPAY_ZH,
+            applies=_little_use,
+        ),
+        ReasonTemplate(
+            code="HIGH_UTILISATION",
+            message_en="Your most recent balance uses {percent}% of your credit line.",
+            message_zh="您最近一期账单余额占授信额度的{percent}%。",
+            advice_en=(
+                "Pay your balance down to a small part of your credit line and keep it there for "
+                "three months."
+            ),
+            advice_zh="把欠款降到授信额度的一小部分，并保持三个月。",
+            applies=_not_little_use,
+        ),
+    ),
+    "utilisation_mean": (
+        ReasonTemplate(
+            code="LITTLE_USE",
+            message_en="Over the last six months you used little or none of your credit line.",
+            message_zh="最近六个月，您几乎没有使用授信额度。",
+            advice_en=_USE_AND_REPAY_EN,
+            advice_zh=_USE_AND_REPAY_ZH,
+            applies=_little_use,
+        ),
+        ReasonTemplate(
+            code="HIGH_AVERAGE_UTILISATION",
+            message_en=(
+                "Over the last six months your balances used {percent}% of your credit line on "
+                "average."
+            ),
+            message_zh="最近六个月，您的账单余额平均占授信额度的{percent}%。",
+            advice_en=(
+                "Pay more than the minimum each month so that your balance comes down over the "
+                "next six months."
+            ),
+            advice_zh="每月还款多于最低还款额，让欠款在接下来六个月里逐步下降。",
+            applies=_not_little_use,
+        ),
+    ),
+    "utilisation_max": (
+        ReasonTemplate(
+            code="LITTLE_PEAK_USE",
+            message_en=(
+                "In none of the last six months did your balance reach 5% of your credit line."
+            ),
+            message_zh="最近六个月，您的账单余额从未达到授信额度的5%。",
+            advice_en=_USE_AND_REPAY_EN,
+            advice_zh=_USE_AND_REPAY_ZH,
+            applies=_little_use,
+        ),
+        ReasonTemplate(
+            code="BALANCE_NEAR_LIMIT",
+            message_en=(
+                "In the last six months your balance reached {percent}% of your credit line."
+            ),
+            message_zh="最近六个月，您的账单余额最高达到授信额度的{percent}%。",
+            advice_en=(
+                "Keep your balance well below your credit line every month, even your busiest one."
+            ),
+            advice_zh="每个月都让欠款远低于授信额度，包括消费最多的月份。",
+            applies=_not_little_use,
+        ),
+    ),
+    # A falling balance can carry risk in the data (accounts wound down before a default), but
+    # Sesame never tells anyone that paying down debt counted against them: only a rise is named.
+    "utilisation_change": (
+        ReasonTemplate(
+            code="RISING_BALANCE",
+            message_en=(
+                "Over the last six months your balance grew by {percent}% of your credit line."
+            ),
+            message_zh="最近六个月，您的账单余额增加了相当于授信额度{percent}%的金额。",
+            advice_en=(
+                "Repay more than you spend each month until your balance is back where it was."
+            ),
+            advice_zh="每月还款多于新增消费，直到欠款回落到之前的水平。",
+            applies=_positive,
+        ),
+    ),
+    # Heavy spending is not what the data penalises here; a month without purchases is.
+    "new_spending_latest": (
+        ReasonTemplate(
+            code="NO_RECENT_PURCHASES",
+            message_en=(
+                "You made few or no new purchases on your credit line in your most recent month."
+            ),
+            message_zh="最近一个月，您几乎没有用授信额度进行新的消费。",
+            advice_en=_USE_AND_REPAY_EN,
+            advice_zh=_USE_AND_REPAY_ZH,
+            applies=_few_purchases,
+        ),
+    ),
+    "payment_ratio_latest": (
+        ReasonTemplate(
+            code="LOW_RECENT_PAYMENT",
+            message_en="In your most recent month you paid {percent}% of the balance you owed.",
+            message_zh="最近一个月，您只还了所欠余额的{percent}%。",
+            advice_en=_PAY_IN_FULL_EN,
+            advice_zh=_PAY_IN_FULL_ZH,
+            applies=_below_one,
+        ),
+    ),
+    "payment_ratio_previous": (
+        ReasonTemplate(
+            code="LOW_PREVIOUS_PAYMENT",
+            message_en="The month before that, you paid {percent}% of the balance you owed.",
+            message_zh="再往前一个月，您只还了当时所欠余额的{percent}%。",
+            advice_en=_PAY_IN_FULL_EN,
+            advice_zh=_PAY_IN_FULL_ZH,
+            applies=_below_one,
+        ),
+    ),
+    "payment_ratio_overall": (
+        ReasonTemplate(
+            code="LOW_PAYMENTS_OVERALL",
+            message_en="Over the last six months you paid {percent}% of the balances you owed.",
+            message_zh="最近六个月，您的还款只占所欠余额的{percent}%。",
+            advice_en=(
+                "Pay more than the minimum every month, and pay statements in full whenever you "
+                "can."
+            ),
+            advice_zh="每月还款多于最低还款额，能全额还清时就全额还清。",
+            applies=_below_one,
+        ),
+    ),
+    "payment_ratio_lowest": (
+        ReasonTemplate(
+            code="LOW_PAYMENT_MONTH",
+            message_en=(
+                "In one of the last six months you paid only {percent}% of the balance you owed."
+            ),
+            message_zh="最近六个月中，有一个月您只还了所欠余额的{percent}%。",
+            advice_en="Pay a steady share of your balance every month, and never skip a month.",
+            advice_zh="每个月都稳定地还款，不要有哪个月少还或不还。",
+            applies=_below_one,
+        ),
+    ),
+    "months_paid_nothing": (
+        ReasonTemplate(
+            code="MISSED_PAYMENTS",
+            message_en=(
+                "In {count} of the last six months you paid nothing although you owed a balance."
+            ),
+            message_zh="最近六个月中，有{count}个月您有欠款却没有还款。",
+            advice_en=(
+                "Pay at least the minimum every month you owe a balance; automatic payment makes "
+                "sure of it."
+            ),
+            advice_zh="有欠款的月份至少还最低还款额；设置自动还款可以避免遗漏。",
+            applies=_at_least_one,
+        ),
+    ),
+    # Large payments are never blamed: only small ones are named.
+    "payments_to_line": (
+        ReasonTemplate(
+            code="LOW_REPAYMENT_ACTIVITY",
+            message_en=(
+                "Over the last six months your payments averaged {percent_text}% of your credit "
+                "line a month."
+            ),
+            message_zh="最近六个月，您每月的还款平均仅相当于授信额度的{percent_text_zh}%。",
+            advice_en=_USE_AND_REPAY_EN,
+            advice_zh=_USE_AND_REPAY_ZH,
+            applies=_small_payments,
+        ),
+    ),
+}
+
+if tuple(CATALOGUE) != FEATURE_NAMES:
+    raise AssertionError("the reason catalogue must cover every feature, in feature order")
+
+
+def principal_reasons(
+    feature_values: Sequence[float], contributions: Sequence[float]
+) -> tuple[Reason, ...]:
+    """At most four reasons, the features that raised the log-odds of default most, largest first.
+
+    Ties are broken by feature order so the answer is the same on every call.
+    """
+    if len(feature_values) != len(FEATURE_NAMES) or len(contributions) != len(FEATURE_NAMES):
+        raise ValueError(f"expected {len(FEATURE_NAMES)} feature values and contributions")
+    candidates = sorted(
+        (-float(contribution), index)
+        for index, contribution in enumerate(contributions)
+        if contribution > REASON_CONTRIBUTION_MIN
+        and _template(FEATURE_NAMES[index], float(feature_values[index])) is not None
+    )
+    return tuple(
+        _reason(FEATURE_NAMES[index], float(feature_values[index]), -negative_contribution)
+        for negative_contribution, index in candidates[:REASONS_MAX]
+    )
+
+
+def _template(feature: str, value: float) -> ReasonTemplate | None:
+    for template in CATALOGUE[feature]:
+        if template.applies(value):
+            return template
+    return None
+
+
+def _reason(feature: str, value: float, contribution: float) -> Reason:
+    template = _template(feature, value)
+    assert template is not None
+    placeholders = _placeholders(value)
+    count = placeholders["count"]
+    message_en, message_zh = template.message_en, template.message_zh
+    if count == 1 and template.message_en_singular is not None:
+        message_en = template.message_en_singular
+    if count == 0 and template.message_en_zero is not None:
+        message_en = template.message_en_zero
+    if count == 0 and template.message_zh_zero is not None:
+        message_zh = template.message_zh_zero
+    return Reason(
+        code=template.code,
+        feature=feature,
+        log_odds_contribution=contribution,
+        message_en=message_en.format_map(placeholders),
+        message_zh=message_zh.format_map(placeholders),
+        advice_en=template.advice_en,
+        advice_zh=template.advice_zh,
+    )
+
+
+def _placeholders(value: float) -> dict[str, object]:
+    percent = round(100 * value)
+    tiny = percent == 0 and value > 0
+    return {
+        "count": round(value),
+        "percent": percent,
+        "percent_text": "less than 1" if tiny else str(percent),
+        "percent_text_zh": "不到1" if tiny else str(percent),
+    }

@@ -1,0 +1,597 @@
+"""Trains the score model: `python -m services.score.training.train` (or `make train`).
+
+From the Taiwan training split in `data/taiwan-credit/` alone, it
+
+1. turns every row into features through the ledger's contract (`dataset.py`);
+2. cross-validates a monotone-constrained LightGBM model on five stratified folds, choosing the
+   number of boosting rounds where the folds' mean AUC peaks (early stopping on the mean);
+3. trains the final model on every row with that number of rounds;
+4. exports it to ONNX with exact per-feature contributions (`onnx_export.py`) and checks the
+   graph against LightGBM on every training row and on rows placed exactly at every split
+   threshold; training fails when they differ by more than 1e-5;
+5. checks that more months late never improves anyone's score;
+6. fits the scorecard baseline on the same folds, audits fairness across sex and age groups, and
+   writes the model card and the report with its plots next to the model:
+   `services/score/models/<version>/{model.onnx, model_card.json, report.md, *.png}`.
+
+Everything is deterministic (fixed seed, one thread, LightGBM's deterministic mode, ordered
+output), so the same data and configuration give byte-identical files; the slow test
+`tests/integration/score_model/test_training_is_reproducible.py` proves it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import lightgbm
+import numpy as np
+import onnx
+import onnxruntime
+from numpy.typing import NDArray
+from sklearn.model_selection import StratifiedKFold
+from tqdm import tqdm
+
+from services.ledger.replay import taiwan
+from services.score.domain import features as feature_definition
+from services.score.domain import model_contract, scoring
+from services.score.domain.history import CreditHistory, RepaymentStatus
+from services.score.service.model_files import (
+    MODELS_ROOT,
+    REPOSITORY_ROOT,
+    onnx_session,
+    run_model,
+)
+from services.score.training import baseline, dataset, evidence, onnx_export, report
+
+PROTECTED_ATTRIBUTES = ("SEX", "EDUCATION", "MARRIAGE", "AGE")
+# How many training rows the threshold rows are built on, and every how many rows the
+# monotonicity check perturbs.
+THRESHOLD_BASE_ROWS = 8
+MONOTONICITY_ROW_STRIDE = 4
+# Rows per onnxruntime call when the whole training set is scored.
+ONNX_BATCH_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that decides the model besides the data. Changing it means a new version."""
+
+    model_version: str = "1.0.0"
+    seed: int = 20051001
+    fold_count: int = 5
+    learning_rate: float = 0.02
+    num_leaves: int = 15
+    min_data_in_leaf: int = 200
+    lambda_l2: float = 20.0
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    max_bin: int = 255
+    monotone_constraints_method: str = "intermediate"
+    boosting_rounds_max: int = 3000
+    early_stopping_rounds: int = 200
+
+    def lightgbm_parameters(self) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "metric": "auc",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "lambda_l2": self.lambda_l2,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": self.bagging_freq,
+            "max_bin": self.max_bin,
+            "monotone_constraints": list(feature_definition.MONOTONE_CONSTRAINTS),
+            "monotone_constraints_method": self.monotone_constraints_method,
+            "seed": self.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": 1,
+            "verbosity": -1,
+        }
+
+    def sha256(self) -> str:
+        return hashlib.sha256(_canonical_json(dataclasses.asdict(self)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    boosting_rounds: int
+    fold_of_row: NDArray[np.int64]
+    out_of_fold_log_odds: NDArray[np.float64]
+    mean_auc_by_round: list[float]
+
+
+class ParityError(AssertionError):
+    """The ONNX graph does not reproduce LightGBM closely enough; nothing is written."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parse_arguments(argv)
+    started = time.monotonic()
+    output = train(
+        data_path=arguments.data,
+        models_root=arguments.models_root,
+        config=TrainingConfig(),
+        progress=not arguments.quiet,
+    )
+    elapsed_s = time.monotonic() - started
+    print(f"model written to {_display_path(output)} in {elapsed_s:.0f} s")
+    return 0
+
+
+def _parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train the score model and write its evidence.")
+    parser.add_argument(
+        "--data", type=Path, default=dataset.TRAINING_DATA, help="training CSV (.csv.gz)"
+    )
+    parser.add_argument(
+        "--models-root", type=Path, default=MODELS_ROOT, help="where <version>/ is written"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def train(
+    *, data_path: Path, models_root: Path, config: TrainingConfig, progress: bool = True
+) -> Path:
+    """Trains, checks and writes a model; returns its directory."""
+    data_sha256 = dataset.csv_sha256(data_path)
+    if (
+        data_path.resolve() == dataset.TRAINING_DATA.resolve()
+        and data_sha256 != dataset.TRAINING_DATA_SHA256
+    ):
+        raise SystemExit(
+            f"{data_path}: sha256 {data_sha256}, expected {dataset.TRAINING_DATA_SHA256}"
+        )
+    steps = tqdm(total=7, desc="training", unit=" step", disable=not progress, position=0)
+
+    steps.set_postfix_str("features")
+    data = dataset.load_labelled_features(data_path, progress=progress)
+    groups = dataset.load_protected_groups(data_path, data.client_ids)
+    steps.update()
+
+    steps.set_postfix_str("cross-validation")
+    validation = cross_validate(data, config, progress=progress)
+    steps.update()
+
+    steps.set_postfix_str("final model")
+    booster = train_final(data, config, validation.boosting_rounds)
+    exported = onnx_export.export_booster(
+        booster.dump_model(),
+        feature_definition.FEATURE_NAMES,
+        model_version=config.model_version,
+        description=_model_description(config),
+    )
+    steps.update()
+
+    steps.set_postfix_str("parity")
+    parity = check_parity(booster, exported, data.features)
+    steps.update()
+
+    steps.set_postfix_str("monotonicity")
+    monotonicity = check_monotonicity(data_path, booster)
+    steps.update()
+
+    steps.set_postfix_str("scorecard baseline")
+    baseline_log_odds = baseline.out_of_fold_log_odds(
+        data.features,
+        data.labels,
+        validation.fold_of_row,
+        feature_definition.FEATURE_NAMES,
+        progress=progress,
+    )
+    steps.update()
+
+    steps.set_postfix_str("model card and report")
+    card = build_model_card(
+        config=config,
+        data_path=data_path,
+        data_sha256=data_sha256,
+        data=data,
+        groups=groups,
+        validation=validation,
+        booster=booster,
+        exported=exported,
+        parity=parity,
+        monotonicity=monotonicity,
+        baseline_log_odds=baseline_log_odds,
+    )
+    directory = models_root / config.model_version
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / model_contract.MODEL_FILE_NAME).write_bytes(exported.onnx_bytes)
+    plots = report.write_plots(
+        directory,
+        labels=data.labels,
+        log_odds=validation.out_of_fold_log_odds,
+        baseline_log_odds=baseline_log_odds,
+        fold_of_row=validation.fold_of_row,
+        card=card,
+    )
+    card["report"] = {"file": model_contract.REPORT_FILE_NAME, "plots": plots}
+    (directory / model_contract.MODEL_CARD_FILE_NAME).write_text(
+        json.dumps(_rounded(card), indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    (directory / model_contract.REPORT_FILE_NAME).write_text(
+        report.markdown(_rounded(card), plots), encoding="utf-8"
+    )
+    steps.update()
+    steps.close()
+    return directory
+
+
+def stratified_folds(labels: NDArray[np.int64], config: TrainingConfig) -> NDArray[np.int64]:
+    """The fold (0 .. fold_count - 1) each row is held out in, stratified on the label."""
+    splitter = StratifiedKFold(n_splits=config.fold_count, shuffle=True, random_state=config.seed)
+    fold_of_row = np.full(len(labels), -1, dtype=np.int64)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        fold_of_row[held_out] = fold
+    assert (fold_of_row >= 0).all()
+    return fold_of_row
+
+
+def cross_validate(
+    data: dataset.LabelledFeatures, config: TrainingConfig, *, progress: bool = False
+) -> CrossValidation:
+    """Five-fold CV with early stopping on the folds' mean AUC; out-of-fold log-odds at the
+    chosen number of rounds."""
+    fold_of_row = stratified_folds(data.labels, config)
+    folds = [
+        (np.flatnonzero(fold_of_row != fold), np.flatnonzero(fold_of_row == fold))
+        for fold in range(config.fold_count)
+    ]
+    bar = tqdm(
+        total=config.boosting_rounds_max,
+        desc="cross-validation",
+        unit=" rounds",
+        disable=not progress,
+        leave=False,
+    )
+    result = lightgbm.cv(
+        config.lightgbm_parameters(),
+        _lightgbm_dataset(data),
+        num_boost_round=config.boosting_rounds_max,
+        folds=folds,
+        callbacks=[
+            lightgbm.early_stopping(config.early_stopping_rounds, verbose=False),
+            _progress_callback(bar),
+        ],
+        return_cvbooster=True,
+    )
+    bar.close()
+    mean_auc_by_round = [float(value) for value in cast(list[float], result["valid auc-mean"])]
+    boosting_rounds = len(mean_auc_by_round)
+    cv_booster = cast(lightgbm.CVBooster, result["cvbooster"])
+    assert cv_booster.best_iteration == boosting_rounds
+    log_odds = np.full(len(data.labels), np.nan)
+    for fold_booster, (_, held_out) in zip(cv_booster.boosters, folds, strict=True):
+        log_odds[held_out] = fold_booster.predict(
+            data.features[held_out], raw_score=True, num_iteration=boosting_rounds
+        )
+    assert not np.isnan(log_odds).any()
+    return CrossValidation(boosting_rounds, fold_of_row, log_odds, mean_auc_by_round)
+
+
+def train_final(
+    data: dataset.LabelledFeatures, config: TrainingConfig, boosting_rounds: int
+) -> lightgbm.Booster:
+    return lightgbm.train(
+        config.lightgbm_parameters(), _lightgbm_dataset(data), num_boost_round=boosting_rounds
+    )
+
+
+def _lightgbm_dataset(data: dataset.LabelledFeatures) -> lightgbm.Dataset:
+    return lightgbm.Dataset(
+        data.features,
+        label=data.labels,
+        feature_name=list(feature_definition.FEATURE_NAMES),
+        free_raw_data=False,
+    )
+
+
+def _progress_callback(bar: tqdm) -> Callable[[Any], None]:
+    def update(environment: Any) -> None:
+        bar.update(1)
+
+    return update
+
+
+def check_parity(
+    booster: lightgbm.Booster, exported: onnx_export.ExportedModel, features: NDArray[np.float64]
+) -> dict[str, Any]:
+    """ONNX against LightGBM on every training row and on rows exactly at every split threshold
+    (and one float64 step either side). Raises ParityError past the tolerance."""
+    session = onnx_session(exported.onnx_bytes)
+    tolerance = model_contract.CONTRIBUTION_SUM_TOLERANCE
+    training = _compare(booster, session, features)
+    threshold_rows = _threshold_rows(exported.splits, features)
+    at_thresholds = _compare(booster, session, threshold_rows)
+    parity = {
+        "tolerance": tolerance,
+        "training_rows": {"rows": len(features), **training},
+        "threshold_rows": {
+            "rows": len(threshold_rows),
+            "splits": len(exported.splits),
+            "built_from": (
+                f"{THRESHOLD_BASE_ROWS} training rows, each feature set to every split threshold "
+                "of that feature and to the nearest float64 values below and above it"
+            ),
+            **at_thresholds,
+        },
+    }
+    worst = max(max(training.values()), max(at_thresholds.values()))
+    parity["passed"] = worst <= tolerance
+    if not parity["passed"]:
+        raise ParityError(f"ONNX differs from LightGBM by {worst:.3g} (> {tolerance}): {parity}")
+    return parity
+
+
+def _compare(
+    booster: lightgbm.Booster, session: onnxruntime.InferenceSession, rows: NDArray[np.float64]
+) -> dict[str, float]:
+    expected_log_odds = booster.predict(rows, raw_score=True)
+    expected_probability = booster.predict(rows)
+    outputs = run_model(session, rows, batch_rows=ONNX_BATCH_ROWS)
+    log_odds = outputs.log_odds_of_default
+    explained = outputs.bias + outputs.contributions.sum(axis=1)
+    return {
+        "max_abs_log_odds_error": float(np.max(np.abs(log_odds - expected_log_odds))),
+        "max_abs_probability_error": float(
+            np.max(np.abs(outputs.probability_of_default - expected_probability))
+        ),
+        "max_abs_contribution_sum_error": float(np.max(np.abs(explained - log_odds))),
+        "max_abs_contribution_sum_error_against_lightgbm": float(
+            np.max(np.abs(explained - expected_log_odds))
+        ),
+    }
+
+
+def _threshold_rows(
+    splits: Sequence[onnx_export.TreeSplit], features: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    base_rows = features[np.linspace(0, len(features) - 1, THRESHOLD_BASE_ROWS).astype(np.int64)]
+    rows = []
+    for split in splits:
+        for value in (
+            split.threshold,
+            np.nextafter(split.threshold, -np.inf),
+            np.nextafter(split.threshold, np.inf),
+        ):
+            placed = base_rows.copy()
+            placed[:, split.feature] = value
+            rows.append(placed)
+    return np.concatenate(rows)
+
+
+def check_monotonicity(data_path: Path, booster: lightgbm.Booster) -> dict[str, Any]:
+    """For every fourth training row and each of its six months, makes that month one month
+    later (a month that was not late becomes one month late) and checks the log-odds of default
+    never falls. The constraints promise it; this shows it on real histories."""
+    original_rows: list[tuple[float, ...]] = []
+    later_rows: list[tuple[float, ...]] = []
+    for index, row in enumerate(taiwan.read_rows(data_path)):
+        if index % MONOTONICITY_ROW_STRIDE:
+            continue
+        history = dataset.history_for_row(row)
+        original = feature_definition.compute_features(history)
+        for month_index in range(len(history.statements)):
+            original_rows.append(original)
+            later_rows.append(
+                feature_definition.compute_features(_one_month_later(history, month_index))
+            )
+    original_log_odds = np.asarray(booster.predict(np.array(original_rows), raw_score=True))
+    later_log_odds = np.asarray(booster.predict(np.array(later_rows), raw_score=True))
+    decrease = original_log_odds - later_log_odds
+    return {
+        "variants": len(later_rows),
+        "built_from": (
+            f"every {MONOTONICITY_ROW_STRIDE}th training row with each of its months made one "
+            "month later in turn, a month that was not late becoming one month late"
+        ),
+        "variants_with_lower_risk": int(np.sum(decrease > 0)),
+        "largest_decrease_in_log_odds": float(max(decrease.max(), 0.0)),
+    }
+
+
+def _one_month_later(history: CreditHistory, month_index: int) -> CreditHistory:
+    statements = list(history.statements)
+    statement = statements[month_index]
+    statements[month_index] = dataclasses.replace(
+        statement,
+        repayment_status=RepaymentStatus.LATE,
+        months_late=statement.months_late + 1,
+    )
+    return dataclasses.replace(history, statements=tuple(statements))
+
+
+def build_model_card(
+    *,
+    config: TrainingConfig,
+    data_path: Path,
+    data_sha256: str,
+    data: dataset.LabelledFeatures,
+    groups: dataset.ProtectedGroups,
+    validation: CrossValidation,
+    booster: lightgbm.Booster,
+    exported: onnx_export.ExportedModel,
+    parity: dict[str, Any],
+    monotonicity: dict[str, Any],
+    baseline_log_odds: NDArray[np.float64],
+) -> dict[str, Any]:
+    labels, log_odds = data.labels, validation.out_of_fold_log_odds
+    importance = booster.feature_importance(importance_type="gain")
+    return {
+        "model_version": config.model_version,
+        "contract": model_contract.CONTRACT_VERSION,
+        "purpose": (
+            "Probability that a person misses a payment on revolving credit next month, from "
+            "their repayment behaviour alone, as Sesame's 350-950 score with reasons."
+        ),
+        "data": {
+            "file": _display_path(data_path),
+            "csv_sha256": data_sha256,
+            "rows": len(labels),
+            "defaults": int(labels.sum()),
+            "default_rate": float(labels.mean()),
+            "source": (
+                'The "default of credit card clients" data set (I-Cheng Yeh and Che-hui Lien, '
+                "2009; UCI Machine Learning Repository, id 350; CC BY 4.0), its 24,000-row "
+                "training split"
+            ),
+            "path_to_features": (
+                "each row -> services.ledger.replay.taiwan.to_credit_history (the ledger's "
+                "GetCreditHistory answer for the replayed user) -> "
+                "services.score.adapters.ledger_history.credit_history_from_proto -> "
+                "services.score.domain.features.compute_features"
+            ),
+        },
+        "features": [
+            {
+                "name": feature.name,
+                "description": feature.description,
+                "monotone_constraint": feature.monotonicity,
+                "gain_share": float(gain / importance.sum()),
+            }
+            for feature, gain in zip(feature_definition.FEATURES, importance, strict=True)
+        ],
+        "protected_attributes": {
+            "columns": list(PROTECTED_ATTRIBUTES),
+            "use": (
+                "never features; SEX and AGE are read apart, by client id, for the fairness audit"
+            ),
+        },
+        "scaling": {
+            "base_score": scoring.BASE_SCORE,
+            "base_good_bad_odds": scoring.BASE_GOOD_BAD_ODDS,
+            "points_to_double_odds": scoring.POINTS_TO_DOUBLE_ODDS,
+            "score_min": scoring.SCORE_MIN,
+            "score_max": scoring.SCORE_MAX,
+            "probability_of_default_at": {
+                str(score): scoring.probability_at_score(score) for score in (550, 600, 650, 700)
+            },
+        },
+        "training": {
+            "library": f"lightgbm {lightgbm.__version__}",
+            "config": dataclasses.asdict(config),
+            "config_sha256": config.sha256(),
+            "parameters": config.lightgbm_parameters(),
+            "boosting_rounds": validation.boosting_rounds,
+            "boosting_rounds_chosen_by": (
+                f"{config.fold_count}-fold cross-validation: the round where the folds' mean AUC "
+                f"peaks, stopping after {config.early_stopping_rounds} rounds without improvement"
+            ),
+            "trees": exported.tree_count,
+            "leaves": exported.leaf_count,
+        },
+        "onnx": {
+            "file": model_contract.MODEL_FILE_NAME,
+            "sha256": hashlib.sha256(exported.onnx_bytes).hexdigest(),
+            "bytes": len(exported.onnx_bytes),
+            "library": f"onnx {onnx.__version__}",
+            "opsets": {"ai.onnx": onnx_export.ONNX_OPSET, "ai.onnx.ml": onnx_export.ONNX_ML_OPSET},
+            "input": {model_contract.INPUT_FEATURES: ["N", feature_definition.FEATURE_COUNT]},
+            "outputs": {
+                model_contract.OUTPUT_PROBABILITY_OF_DEFAULT: ["N", 1],
+                model_contract.OUTPUT_LOG_ODDS_OF_DEFAULT: ["N", 1],
+                model_contract.OUTPUT_CONTRIBUTIONS: ["N", feature_definition.FEATURE_COUNT],
+                model_contract.OUTPUT_BIAS: ["N", 1],
+            },
+            "feature_names": list(feature_definition.FEATURE_NAMES),
+            "contributions": (
+                "per-tree path attributions (Saabas), precomputed per leaf and emitted by the same "
+                "tree-ensemble node as the log-odds; bias + sum(contributions) = log-odds"
+            ),
+        },
+        "cross_validation": {
+            "folds": config.fold_count,
+            "stratified_on": "the label",
+            "seed": config.seed,
+            "mean_auc_at_chosen_round": validation.mean_auc_by_round[-1],
+            **evidence.cross_validation_summary(log_odds, labels, validation.fold_of_row),
+        },
+        "calibration": {
+            "brier_out_of_fold": evidence.fold_metrics(log_odds, labels).brier,
+            "by_score_band": evidence.calibration_by_band(log_odds, labels),
+            "by_decile": evidence.calibration_by_decile(log_odds, labels),
+        },
+        "score_distribution": evidence.score_distribution(log_odds, labels),
+        "population_stability": evidence.population_stability_between_folds(
+            log_odds, validation.fold_of_row
+        ),
+        "baseline_scorecard": {
+            "method": (
+                "optbinning optimal binning (weight of evidence) of the same features, then "
+                "logistic regression; same folds"
+            ),
+            **evidence.cross_validation_summary(baseline_log_odds, labels, validation.fold_of_row),
+        },
+        "fairness": evidence.fairness_audit(log_odds, labels, groups.sex, groups.age),
+        "contributions_by_value": {
+            "model": "the final model, on every training row",
+            "features": evidence.contribution_profiles(
+                data.features,
+                run_model(onnx_session(exported.onnx_bytes), data.features).contributions,
+                feature_definition.FEATURE_NAMES,
+            ),
+        },
+        "parity": parity,
+        "monotonicity": monotonicity,
+        "evidence_from": (
+            "out-of-fold predictions: every row scored by the fold model that did not see it"
+        ),
+        "limitations": [
+            "Trained on one bank's card holders in Taiwan in 2005; the default rate (22%) is far "
+            "above what a deposit-waiver population is expected to show, so most of this "
+            "population scores below 600.",
+            "Amounts are New Taiwan dollar cents; the credit line feature reads other currencies' "
+            "minor units as if they were those.",
+            "Sesame's own obligations are in the credit history but not in the features: the "
+            "training data has none.",
+        ],
+    }
+
+
+def _model_description(config: TrainingConfig) -> str:
+    return (
+        f"Sesame score model {config.model_version}: LightGBM (binary, monotone constraints) "
+        "with per-feature contributions. See model_card.json."
+    )
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _rounded(value: Any, digits: int = 6) -> Any:
+    """Floats rounded to `digits` significant digits, so the card reads well and diffs calmly."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(item, digits) for item in value]
+    return value
+
+
+def _display_path(path: Path) -> str:
+    """A path relative to the repository when it lies inside it, so no machine path is written."""
+    try:
+        return path.resolve().relative_to(REPOSITORY_ROOT).as_posix()
+    except ValueError:
+        return path.name
+
+
+if __name__ == "__main__":
+    sys.exit(main())

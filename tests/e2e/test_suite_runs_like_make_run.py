@@ -1,0 +1,120 @@
+"""The whole suite, started exactly as `make run` starts it: the launcher and three processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
+from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc
+from sesame.type.v1 import money_pb2
+from sesame.waiver.v1 import waiver_service_pb2, waiver_service_pb2_grpc
+
+from services.common.grpc_errors import error_details
+from services.launch import free_port
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+SERVICES = {
+    "ledger": "sesame.ledger.v1.LedgerService",
+    "score": "sesame.score.v1.ScoreService",
+    "waiver": "sesame.waiver.v1.WaiverService",
+}
+STARTUP_TIMEOUT_S = 90.0
+
+
+@pytest.fixture(scope="module")
+def running_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    work_directory = tmp_path_factory.mktemp("suite")
+    ports = {name: free_port() for name in SERVICES}
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = str(REPOSITORY_ROOT)
+    for name, port in ports.items():
+        environment[f"SESAME_{name.upper()}_PORT"] = str(port)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "services.launch"],
+        cwd=work_directory,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert launcher.stdout is not None
+    output: list[str] = []
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        line = launcher.stdout.readline()
+        if not line and launcher.poll() is not None:
+            break
+        output.append(line)
+        if line.startswith("Press Ctrl-C"):
+            break
+    if not any(line.startswith("Press Ctrl-C") for line in output):
+        launcher.kill()
+        pytest.fail("the suite did not start:\n" + "".join(output))
+    addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+    try:
+        yield addresses
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        remaining_output, _ = launcher.communicate(timeout=60)
+        assert launcher.returncode == 0, "".join(output) + remaining_output
+        assert "Sesame stopped." in remaining_output
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_each_service_answers_health_serving(running_suite: dict[str, str], name: str) -> None:
+    with grpc.insecure_channel(running_suite[name]) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = health.Check(health_pb2.HealthCheckRequest(service=SERVICES[name]), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_each_service_lists_itself_through_reflection(
+    running_suite: dict[str, str], name: str
+) -> None:
+    with grpc.insecure_channel(running_suite[name]) as channel:
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+    assert SERVICES[name] in services
+    assert "grpc.health.v1.Health" in services
+
+
+def test_an_rpc_not_built_yet_answers_unimplemented(running_suite: dict[str, str]) -> None:
+    with grpc.insecure_channel(running_suite["waiver"]) as channel:
+        waiver = waiver_service_pb2_grpc.WaiverServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            waiver.GetOrder(waiver_service_pb2.GetOrderRequest(), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_an_unknown_user_gets_a_thin_file_score(running_suite: dict[str, str]) -> None:
+    with grpc.insecure_channel(running_suite["score"]) as channel:
+        score = score_service_pb2_grpc.ScoreServiceStub(channel)
+        reply = score.GetScore(score_service_pb2.GetScoreRequest(user_id="u-1"), timeout=5)
+    assert reply.score.thin_file
+    assert reply.score.thin_file_reason == score_service_pb2.THIN_FILE_REASON_NO_HISTORY
+
+
+def test_a_malformed_ledger_request_names_the_field(running_suite: dict[str, str]) -> None:
+    request = ledger_service_pb2.PlaceHoldRequest(
+        user_id="u-1", amount=money_pb2.Money(currency_code="CNY", amount_minor=100)
+    )
+    with grpc.insecure_channel(running_suite["ledger"]) as channel:
+        ledger = ledger_service_pb2_grpc.LedgerServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            ledger.PlaceHold(request, timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    reason, fields = error_details(raised.value)
+    assert reason == "REQUEST_ID_REQUIRED"
+    assert "request_id" in fields

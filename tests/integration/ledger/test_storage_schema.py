@@ -1,0 +1,119 @@
+"""The schema: the migration builds exactly the models, runs safely more than once (and from
+several processes at once), and the database itself refuses impossible rows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
+
+from services.ledger.storage.migrate import VERSION_TABLE, upgrade
+from services.ledger.storage.tables import ledger_metadata
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_the_migration_creates_exactly_the_models(empty_database_url):
+    upgrade(empty_database_url)
+
+    engine = create_engine(empty_database_url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "version_table": VERSION_TABLE}
+        )
+        differences = compare_metadata(context, ledger_metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_migrating_an_up_to_date_schema_changes_nothing(empty_database_url):
+    upgrade(empty_database_url)
+    upgrade(empty_database_url)
+
+    engine = create_engine(empty_database_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM journal_head")).scalar_one() == 1
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_migrating_from_several_processes_at_once_is_safe(empty_database_url):
+    migrate = (
+        f"from services.ledger.storage.migrate import upgrade; upgrade({empty_database_url!r})"
+    )
+    environment = dict(os.environ, PYTHONPATH=str(REPOSITORY_ROOT))
+    processes = [
+        subprocess.Popen([sys.executable, "-c", migrate], env=environment, cwd=REPOSITORY_ROOT)
+        for _ in range(3)
+    ]
+    exit_codes = [process.wait(timeout=120) for process in processes]
+
+    assert exit_codes == [0, 0, 0]
+    engine = create_engine(empty_database_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM journal_head")).scalar_one() == 1
+    engine.dispose()
+
+
+@pytest.fixture
+def account_row(database):
+    with database.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO account VALUES ('user-1', 'CNY', 100, 0, 0, 0, 0, 0, 0, 0, 0, 0,"
+                f" '{'0' * 64}')"
+            )
+        )
+    return "user-1"
+
+
+def insert_hold(database, hold_id: str, amount_minor: int) -> None:
+    with database.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO hold (hold_id, user_id, currency_code, amount_minor, state,"
+                " reference, placed_at_us, expires_at_us, captured_minor, resolved_at_us,"
+                " obligation_id, fulfilled)"
+                " VALUES (:hold_id, 'user-1', 'CNY', :amount, 'OPEN', '', 1, 2, 0, NULL, '', false)"
+            ),
+            {"hold_id": hold_id, "amount": amount_minor},
+        )
+
+
+def test_the_database_refuses_a_hold_of_no_amount(database, account_row):
+    for amount_minor in (0, -1):
+        with pytest.raises(IntegrityError):
+            insert_hold(database, f"hold-{amount_minor}", amount_minor)
+
+
+def test_the_database_refuses_a_second_resolution_of_a_hold(database, account_row):
+    insert_hold(database, "hold-1", 100)
+    resolve = text(
+        "INSERT INTO hold_resolution (hold_id, resolution, resolved_at_us)"
+        " VALUES ('hold-1', :resolution, 5)"
+    )
+    with database.begin() as connection:
+        connection.execute(resolve, {"resolution": "RELEASED"})
+
+    with pytest.raises(IntegrityError), database.begin() as connection:
+        connection.execute(resolve, {"resolution": "CAPTURED"})
+
+
+def test_the_database_refuses_a_payment_above_the_amount_due(database, account_row):
+    with pytest.raises(IntegrityError), database.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO obligation (obligation_id, user_id, currency_code, amount_due_minor,"
+                " amount_paid_minor, due_at_us, purpose, reference, created_at_us, hold_id,"
+                " state, outcome, days_late, closed_at_us)"
+                " VALUES ('o-1', 'user-1', 'CNY', 100, 101, 1, '', '', 1, '', 'OPEN', NULL, 0,"
+                " NULL)"
+            )
+        )

@@ -1,0 +1,131 @@
+"""VerifyChain: intact journals verify; tampering with the journal or a projection is found."""
+
+from __future__ import annotations
+
+import pytest
+from sesame.ledger.v1 import ledger_service_pb2 as pb
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from services.ledger import admin
+
+
+@pytest.fixture
+def history(client):
+    """Two users with a few entries each: user-a has entries 1, 3, 5; user-b 2, 4."""
+    client.set_capacity("user-a", 50_000)
+    client.set_capacity("user-b", 50_000)
+    hold = client.place_hold("user-a", 30_000)
+    client.place_hold("user-b", 20_000)
+    client.capture(hold.hold_id, 10_000)
+    return hold
+
+
+def execute_as_admin(database, *statements):
+    with database.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+
+
+def tamper_with_journal(database, is_postgresql, statement):
+    """What an operator with database access could do: get past the trigger, then edit."""
+    if is_postgresql:
+        execute_as_admin(
+            database,
+            "ALTER TABLE journal_entry DISABLE TRIGGER journal_entry_refuses_change",
+            statement,
+        )
+    else:
+        execute_as_admin(database, "DROP TRIGGER journal_entry_refuses_update", statement)
+
+
+def test_an_untouched_journal_verifies(client, history):
+    report = client.verify()
+
+    assert report.intact
+    assert (report.users_checked, report.entries_checked) == (2, 5)
+    assert not report.HasField("first_mismatch")
+    assert client.verify("user-b").entries_checked == 2
+
+
+def test_the_journal_refuses_updates_and_deletes(database, history):
+    for statement in (
+        "UPDATE journal_entry SET payload_json = '{}' WHERE global_sequence = 1",
+        "DELETE FROM journal_entry WHERE global_sequence = 1",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"):
+            execute_as_admin(database, statement)
+
+
+def test_an_edited_payload_is_reported_at_its_entry(client, database, is_postgresql, history):
+    tamper_with_journal(
+        database,
+        is_postgresql,
+        "UPDATE journal_entry SET payload_json = replace(payload_json, '30000', '3000')"
+        " WHERE global_sequence = 3",
+    )
+
+    report = client.verify()
+
+    assert not report.intact
+    mismatch = report.first_mismatch
+    assert mismatch.kind == pb.CHAIN_MISMATCH_KIND_HASH
+    assert (mismatch.user_id, mismatch.user_sequence, mismatch.global_sequence) == (
+        "user-a",
+        2,
+        3,
+    )
+    assert client.verify("user-b").intact
+    assert client.verify("user-a").first_mismatch.global_sequence == 3
+
+
+def test_a_broken_link_is_reported_as_a_previous_hash_mismatch(
+    client, database, is_postgresql, history
+):
+    tamper_with_journal(
+        database,
+        is_postgresql,
+        f"UPDATE journal_entry SET previous_hash = '{'1' * 64}' WHERE global_sequence = 4",
+    )
+
+    mismatch = client.verify().first_mismatch
+
+    assert mismatch.kind == pb.CHAIN_MISMATCH_KIND_PREVIOUS_HASH
+    assert (mismatch.user_id, mismatch.global_sequence) == ("user-b", 4)
+
+
+def test_an_edited_projection_is_reported_as_a_projection_mismatch(client, database, history):
+    execute_as_admin(
+        database, "UPDATE account SET held_minor = held_minor + 1 WHERE user_id = 'user-b'"
+    )
+
+    report = client.verify()
+
+    assert not report.intact
+    mismatch = report.first_mismatch
+    assert mismatch.kind == pb.CHAIN_MISMATCH_KIND_PROJECTION
+    assert mismatch.user_id == "user-b"
+    assert (mismatch.user_sequence, mismatch.global_sequence) == (0, 0)
+    assert "held_minor" in mismatch.detail
+    assert client.verify("user-a").intact
+
+
+def test_an_edited_hold_is_reported_as_a_projection_mismatch(client, database, history):
+    execute_as_admin(
+        database, f"UPDATE hold SET amount_minor = 20000 WHERE hold_id = '{history.hold_id}'"
+    )
+
+    mismatch = client.verify("user-a").first_mismatch
+
+    assert mismatch.kind == pb.CHAIN_MISMATCH_KIND_PROJECTION
+    assert history.hold_id in mismatch.detail
+    assert "amount_minor" in mismatch.detail
+
+
+def test_the_admin_tool_exits_non_zero_on_a_mismatch(client, database, server, history, capsys):
+    execute_as_admin(database, "UPDATE account SET held_minor = held_minor + 1")
+
+    exit_code = admin.main(["--address", f"127.0.0.1:{server.port}", "verify"])
+
+    assert exit_code == admin.EXIT_MISMATCH
+    assert '"intact": false' in capsys.readouterr().out

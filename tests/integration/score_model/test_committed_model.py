@@ -1,0 +1,158 @@
+"""The committed model loads in onnxruntime, keeps the model contract, and does what its model
+card says: contributions that add up to its log-odds, parity with LightGBM, the AUC bar."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.ledger.replay import taiwan
+from services.score.domain import model_contract, scoring
+from services.score.domain.features import (
+    FEATURE_COUNT,
+    FEATURE_NAMES,
+    MONOTONE_CONSTRAINTS,
+    compute_features,
+)
+from services.score.domain.reasons import principal_reasons
+from services.score.service.model_files import (
+    MODELS_ROOT,
+    graph_feature_names,
+    newest_model_directory,
+    onnx_session,
+    run_model,
+)
+from services.score.training.dataset import (
+    TRAINING_DATA,
+    TRAINING_DATA_SHA256,
+    csv_sha256,
+    history_for_row,
+)
+
+TOLERANCE = model_contract.CONTRIBUTION_SUM_TOLERANCE
+ROWS_CHECKED = 1500
+AUC_TARGET = 0.78
+
+
+@pytest.fixture(scope="module")
+def model_directory() -> Path:
+    return newest_model_directory(MODELS_ROOT)
+
+
+@pytest.fixture(scope="module")
+def card(model_directory: Path) -> dict[str, Any]:
+    return json.loads((model_directory / model_contract.MODEL_CARD_FILE_NAME).read_text())
+
+
+@pytest.fixture(scope="module")
+def training_features() -> np.ndarray:
+    rows = itertools.islice(taiwan.read_rows(TRAINING_DATA), ROWS_CHECKED)
+    return np.array([compute_features(history_for_row(row)) for row in rows])
+
+
+@pytest.fixture(scope="module")
+def outputs(model_directory: Path, training_features: np.ndarray):  # type: ignore[no-untyped-def]
+    session = onnx_session(model_directory / model_contract.MODEL_FILE_NAME)
+    return run_model(session, training_features)
+
+
+def test_the_newest_model_directory_holds_the_model_its_card_and_its_report(
+    model_directory: Path, card: dict[str, Any]
+) -> None:
+    assert model_directory.name == card["model_version"]
+    for name in (
+        model_contract.MODEL_FILE_NAME,
+        model_contract.REPORT_FILE_NAME,
+        *card["report"]["plots"],
+    ):
+        assert (model_directory / name).is_file(), name
+    report = (model_directory / model_contract.REPORT_FILE_NAME).read_text()
+    assert all(f"]({plot})" in report for plot in card["report"]["plots"])
+
+
+def test_the_card_describes_this_very_file_and_this_very_data(
+    model_directory: Path, card: dict[str, Any]
+) -> None:
+    model_bytes = (model_directory / model_contract.MODEL_FILE_NAME).read_bytes()
+    assert card["onnx"]["sha256"] == hashlib.sha256(model_bytes).hexdigest()
+    assert card["data"]["csv_sha256"] == TRAINING_DATA_SHA256 == csv_sha256(TRAINING_DATA)
+
+
+def test_the_graphs_feature_order_is_the_feature_definitions(
+    model_directory: Path, card: dict[str, Any]
+) -> None:
+    assert graph_feature_names(model_directory / model_contract.MODEL_FILE_NAME) == FEATURE_NAMES
+    assert card["onnx"]["feature_names"] == list(FEATURE_NAMES)
+    assert [feature["name"] for feature in card["features"]] == list(FEATURE_NAMES)
+    assert [feature["monotone_constraint"] for feature in card["features"]] == list(
+        MONOTONE_CONSTRAINTS
+    )
+
+
+def test_no_protected_attribute_is_a_feature(card: dict[str, Any]) -> None:
+    names = {feature["name"].upper() for feature in card["features"]}
+    assert not names & set(card["protected_attributes"]["columns"])
+
+
+def test_contributions_and_bias_add_up_to_the_log_odds_on_training_rows(outputs) -> None:  # type: ignore[no-untyped-def]
+    explained = outputs.bias + outputs.contributions.sum(axis=1)
+
+    assert outputs.contributions.shape == (ROWS_CHECKED, FEATURE_COUNT)
+    assert np.max(np.abs(explained - outputs.log_odds_of_default)) <= TOLERANCE
+
+
+def test_the_probability_is_the_logistic_function_of_the_log_odds(outputs) -> None:  # type: ignore[no-untyped-def]
+    expected = [scoring.probability_from_log_odds(value) for value in outputs.log_odds_of_default]
+
+    assert np.max(np.abs(outputs.probability_of_default - expected)) <= 1e-12
+
+
+def test_the_card_records_parity_within_the_tolerance(card: dict[str, Any]) -> None:
+    parity = card["parity"]
+
+    assert parity["passed"] is True and parity["tolerance"] == TOLERANCE
+    assert parity["training_rows"]["rows"] == card["data"]["rows"]
+    assert parity["threshold_rows"]["rows"] > 0
+    for rows in ("training_rows", "threshold_rows"):
+        for measure, error in parity[rows].items():
+            if measure.startswith("max_abs"):
+                assert error <= TOLERANCE, (rows, measure)
+
+
+def test_the_card_shows_the_auc_bar_met_and_more_months_late_never_helping(
+    card: dict[str, Any],
+) -> None:
+    assert card["cross_validation"]["folds"] == 5
+    assert card["cross_validation"]["auc"]["mean"] >= AUC_TARGET
+    assert card["monotonicity"]["variants"] > 0
+    assert card["monotonicity"]["variants_with_lower_risk"] == 0
+
+
+def test_the_card_carries_the_evidence_the_issue_asks_for(card: dict[str, Any]) -> None:
+    for section in (
+        "calibration",
+        "score_distribution",
+        "population_stability",
+        "baseline_scorecard",
+        "fairness",
+    ):
+        assert card[section], section
+    assert {"600", "650"} <= {str(threshold) for threshold in card["fairness"]["thresholds"]}
+    assert set(card["fairness"]) >= {"sex", "age"}
+
+
+def test_scores_and_reasons_come_from_one_pass(outputs, training_features) -> None:  # type: ignore[no-untyped-def]
+    for index in range(0, ROWS_CHECKED, 97):
+        contributions = outputs.contributions[index]
+        reasons = principal_reasons(training_features[index], contributions)
+        score = scoring.score_from_log_odds(outputs.log_odds_of_default[index])
+
+        assert scoring.SCORE_MIN <= score <= scoring.SCORE_MAX
+        assert len(reasons) <= 4
+        assert all(reason.log_odds_contribution > 0 for reason in reasons)

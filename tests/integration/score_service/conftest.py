@@ -1,0 +1,110 @@
+"""Fixtures for the score service's integration tests: a real ledger on SQLite with the Taiwan
+sample replayed into it, and a real score server on 127.0.0.1, both in this process.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from sesame.score.v1 import score_service_pb2_grpc
+
+from services.common.server import SesameServer, create_server
+from services.ledger.__main__ import build_ledger
+from services.ledger.replay.replayer import replay_csv
+from services.ledger.settings import LedgerSettings
+from services.ledger.storage.migrate import upgrade
+from services.score.app import Score, build_score
+from services.score.service.model_files import MODELS_ROOT, REPOSITORY_ROOT
+from services.score.settings import ScoreSettings
+
+TAIWAN_SAMPLE = REPOSITORY_ROOT / "tests" / "fixtures" / "taiwan_sample.csv"
+SERVING_MODEL_VERSION = "1.0.0"
+CALL_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class RunningLedger:
+    address: str
+    channel: grpc.Channel
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLedger]:
+    """A ledger on a fresh SQLite file, with the Taiwan sample replayed into it."""
+    database_url = f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.db'}"
+    upgrade(database_url)
+    settings = LedgerSettings(
+        database_url=database_url, port=0, watch_poll_interval_s=0.05, grace_period_s=0.5
+    )
+    built = build_ledger(settings)
+    created = create_server(settings, [built.registration])
+    created.server.start()
+    address = f"127.0.0.1:{created.port}"
+    with grpc.insecure_channel(address) as channel:
+        replay_csv(TAIWAN_SAMPLE, channel, progress=False)
+        yield RunningLedger(address, channel)
+    built.service.begin_shutdown()
+    created.server.stop(0).wait()
+    built.close()
+
+
+@pytest.fixture
+def models_root(tmp_path: Path) -> Path:
+    """A models directory of the test's own, holding a copy of the committed model."""
+    root = tmp_path / "models"
+    shutil.copytree(MODELS_ROOT / SERVING_MODEL_VERSION, root / SERVING_MODEL_VERSION)
+    return root
+
+
+@dataclass
+class ScoreServer:
+    score: Score
+    created: SesameServer
+    channel: grpc.Channel
+    stub: score_service_pb2_grpc.ScoreServiceStub
+
+
+ScoreServerFactory = Callable[..., ScoreServer]
+
+
+@pytest.fixture
+def start_score_server(ledger: RunningLedger, models_root: Path) -> Iterator[ScoreServerFactory]:
+    """Builds and starts score servers; `warm=False` leaves the model unloaded."""
+    started: list[ScoreServer] = []
+
+    def start(*, warm: bool = True, ledger_address: str | None = None) -> ScoreServer:
+        settings = ScoreSettings(
+            port=0,
+            ledger_address=ledger_address or ledger.address,
+            models_directory=models_root,
+            model_version=SERVING_MODEL_VERSION,
+            grace_period_s=0.5,
+            ledger_deadline_s=1.0,
+        )
+        score = build_score(settings)
+        created = create_server(settings, [score.registration])
+        created.server.start()
+        if warm:
+            score.start_serving(created)
+        channel = grpc.insecure_channel(f"127.0.0.1:{created.port}")
+        server = ScoreServer(
+            score, created, channel, score_service_pb2_grpc.ScoreServiceStub(channel)
+        )
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.channel.close()
+        server.created.server.stop(0).wait()
+        server.score.close()
+
+
+@pytest.fixture
+def score_server(start_score_server: ScoreServerFactory) -> ScoreServer:
+    return start_score_server()

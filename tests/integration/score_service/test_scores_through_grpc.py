@@ -1,0 +1,195 @@
+"""GetScore, BatchGetScores, ScoreFeatures and GetModelInfo against a real ledger."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+from google.protobuf import timestamp_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sesame.score.v1 import score_service_pb2 as pb
+
+from services.common.grpc_errors import error_details
+from services.ledger.replay import taiwan
+from services.score.domain.features import FEATURE_COUNT, FEATURE_NAMES
+from services.score.domain.scoring import score_from_log_odds
+from services.score.service.model_files import MODELS_ROOT, onnx_session, run_model
+from services.score.training import dataset
+
+from .conftest import (
+    CALL_TIMEOUT_S,
+    SERVING_MODEL_VERSION,
+    TAIWAN_SAMPLE,
+    ScoreServer,
+    ScoreServerFactory,
+)
+
+SCORE_SERVICE = "sesame.score.v1.ScoreService"
+
+
+def statements_as_of() -> timestamp_pb2.Timestamp:
+    timestamp = timestamp_pb2.Timestamp()
+    timestamp.FromDatetime(taiwan.STATEMENTS_AS_OF)
+    return timestamp
+
+
+def get_score(server: ScoreServer, user_id: str) -> pb.Score:
+    request = pb.GetScoreRequest(user_id=user_id, as_of=statements_as_of())
+    return server.stub.GetScore(request, timeout=CALL_TIMEOUT_S).score
+
+
+def test_a_score_through_grpc_equals_the_offline_pipeline(score_server: ScoreServer) -> None:
+    offline = dataset.load_labelled_features(TAIWAN_SAMPLE)
+    session = onnx_session(MODELS_ROOT / SERVING_MODEL_VERSION / "model.onnx")
+    expected = run_model(session, offline.features)
+
+    for index, client_id in enumerate(offline.client_ids):
+        score = get_score(score_server, taiwan.user_id_for(int(client_id)))
+
+        assert not score.thin_file
+        assert score.probability_of_default == pytest.approx(
+            expected.probability_of_default[index], abs=1e-12
+        )
+        assert score.score == score_from_log_odds(float(expected.log_odds_of_default[index]))
+        assert len(score.reasons) <= 4
+        assert score.model_version == SERVING_MODEL_VERSION
+        assert score.data_as_of.ToDatetime().year == 2005
+
+
+def test_an_unknown_user_gets_a_thin_file_not_a_guess(score_server: ScoreServer) -> None:
+    score = get_score(score_server, "nobody-we-know")
+
+    assert score.thin_file
+    assert score.thin_file_reason == pb.THIN_FILE_REASON_NO_HISTORY
+    assert score.score == 0
+    assert list(score.reasons) == []
+
+
+@pytest.mark.parametrize("user_id", ["", "x" * 129, "tab\there"])
+def test_a_bad_user_id_is_refused_naming_the_field(score_server: ScoreServer, user_id: str) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        score_server.stub.GetScore(pb.GetScoreRequest(user_id=user_id), timeout=CALL_TIMEOUT_S)
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(raised.value).field_names == ("user_id",)
+
+
+def test_a_batch_of_more_than_1000_users_is_refused(score_server: ScoreServer) -> None:
+    request = pb.BatchGetScoresRequest(user_ids=[f"user-{index}" for index in range(1001)])
+
+    with pytest.raises(grpc.RpcError) as raised:
+        score_server.stub.BatchGetScores(request, timeout=CALL_TIMEOUT_S)
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(raised.value).field_names == ("user_ids",)
+
+
+def test_a_batch_answers_every_user_in_order(score_server: ScoreServer) -> None:
+    user_ids = ["tw-1", "", "nobody-we-know", "tw-4"]
+    request = pb.BatchGetScoresRequest(user_ids=user_ids, as_of=statements_as_of())
+
+    results = score_server.stub.BatchGetScores(request, timeout=CALL_TIMEOUT_S).results
+
+    assert [result.user_id for result in results] == user_ids
+    assert results[0].score.score == get_score(score_server, "tw-1").score
+    assert results[1].error_reason == "INVALID_USER_ID" and not results[1].HasField("score")
+    assert results[2].score.thin_file_reason == pb.THIN_FILE_REASON_NO_HISTORY
+    assert (
+        results[3].score.probability_of_default
+        == get_score(score_server, "tw-4").probability_of_default
+    )
+
+
+def test_score_features_matches_get_score_for_the_same_features(
+    score_server: ScoreServer,
+) -> None:
+    offline = dataset.load_labelled_features(TAIWAN_SAMPLE)
+    feature_values = offline.features.ravel().tolist()
+    with_reasons = score_server.stub.ScoreFeatures(
+        pb.ScoreFeaturesRequest(feature_values=feature_values, include_reasons=True),
+        timeout=CALL_TIMEOUT_S,
+    ).scores
+    without_reasons = score_server.stub.ScoreFeatures(
+        pb.ScoreFeaturesRequest(feature_values=feature_values), timeout=CALL_TIMEOUT_S
+    ).scores
+
+    for client_id, score, bare in zip(
+        offline.client_ids, with_reasons, without_reasons, strict=True
+    ):
+        by_user = get_score(score_server, taiwan.user_id_for(int(client_id)))
+        assert score.score == bare.score == by_user.score
+        assert score.probability_of_default == bare.probability_of_default
+        assert score.probability_of_default == by_user.probability_of_default
+        assert [reason.code for reason in score.reasons] == [
+            reason.code for reason in by_user.reasons
+        ]
+        assert bare.reasons == []
+
+
+def test_values_that_are_no_whole_number_of_rows_are_refused_naming_the_field(
+    score_server: ScoreServer,
+) -> None:
+    request = pb.ScoreFeaturesRequest(feature_values=[0.0] * FEATURE_COUNT + [1.0, 2.0])
+
+    with pytest.raises(grpc.RpcError) as raised:
+        score_server.stub.ScoreFeatures(request, timeout=CALL_TIMEOUT_S)
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(raised.value).field_names == ("feature_values",)
+
+
+def test_streamed_batches_are_answered_batch_by_batch(score_server: ScoreServer) -> None:
+    rng = np.random.default_rng(7)
+    batches = [
+        pb.StreamScoreFeaturesRequest(
+            feature_values=rng.uniform(0, 2, FEATURE_COUNT * size).tolist()
+        )
+        for size in (1, 5000, 3)
+    ]
+
+    answers = list(score_server.stub.StreamScoreFeatures(iter(batches), timeout=CALL_TIMEOUT_S))
+
+    assert [len(answer.scores) for answer in answers] == [1, 5000, 3]
+    assert all(score.reasons == [] for score in answers[1].scores)
+
+
+def test_model_info_describes_the_serving_model(score_server: ScoreServer) -> None:
+    info = score_server.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=CALL_TIMEOUT_S)
+
+    assert info.model_version == SERVING_MODEL_VERSION
+    assert tuple(info.feature_names) == FEATURE_NAMES
+    assert '"contract"' in info.model_card_json
+    assert info.loaded_at.seconds > 0
+
+
+def test_the_service_is_not_serving_until_its_model_is_warm(
+    start_score_server: ScoreServerFactory,
+) -> None:
+    server = start_score_server(warm=False)
+    health = health_pb2_grpc.HealthStub(server.channel)
+
+    def status() -> int:
+        request = health_pb2.HealthCheckRequest(service=SCORE_SERVICE)
+        return int(health.Check(request, timeout=CALL_TIMEOUT_S).status)  # type: ignore[attr-defined]
+
+    assert status() == health_pb2.HealthCheckResponse.NOT_SERVING
+    with pytest.raises(grpc.RpcError) as raised:
+        get_score(server, "tw-1")
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    server.score.start_serving(server.created)
+
+    assert status() == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_ledger_that_is_down_makes_scores_unavailable(
+    start_score_server: ScoreServerFactory,
+) -> None:
+    # Nothing listens on port 1 of the loopback address.
+    server = start_score_server(ledger_address="127.0.0.1:1")
+
+    with pytest.raises(grpc.RpcError) as raised:
+        get_score(server, "tw-1")
+
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_details(raised.value).reason == "LEDGER_UNAVAILABLE"

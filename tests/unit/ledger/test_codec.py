@@ -1,0 +1,74 @@
+"""The codec turns records into plain values and back, and refuses anything unexpected."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.ledger.domain import commands
+from services.ledger.domain.codec import DecodeError, from_plain, to_plain
+from services.ledger.domain.events import HoldReleased, StatementReported, decode_event
+from services.ledger.domain.money import Money
+from services.ledger.domain.records import (
+    Hold,
+    HoldState,
+    ObligationOutcome,
+    RepaymentStatus,
+    StatementPeriod,
+)
+from services.ledger.domain.results import CaptureResult
+
+
+def test_records_round_trip_through_plain_values():
+    hold = Hold("h", "u", "CNY", 5, HoldState.CAPTURED, "", 1, 2, 5, 3, "o", False)
+    result = CaptureResult(hold=hold, obligation=None)
+    command = commands.RecordPartnerStatements(
+        "r",
+        (
+            commands.PartnerReport(
+                "u",
+                "bank",
+                None,
+                (
+                    commands.StatementReport(
+                        StatementPeriod(2005, 4), Money("TWD", -1), None, RepaymentStatus.LATE, 2
+                    ),
+                ),
+            ),
+        ),
+    )
+
+    assert from_plain(CaptureResult, to_plain(result)) == result
+    assert from_plain(commands.RecordPartnerStatements, to_plain(command)) == command
+    assert to_plain(ObligationOutcome.LATE) == "LATE"
+
+
+def test_floats_have_no_plain_form():
+    with pytest.raises(TypeError):
+        to_plain(Money("CNY", 1.5))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"hold_id": "h", "fulfilled": 1, "released_at_us": 5},  # an int is not a bool
+        {"hold_id": "h", "fulfilled": True, "released_at_us": True},  # nor a bool an int
+        {"hold_id": "h", "fulfilled": True, "released_at_us": 5.0},
+        {"hold_id": "h", "fulfilled": True},
+        {"hold_id": "h", "fulfilled": True, "released_at_us": 5, "extra": 1},
+        ["h", True, 5],
+    ],
+)
+def test_decoding_is_strict(payload):
+    with pytest.raises(DecodeError):
+        decode_event("HOLD_RELEASED", payload)
+
+
+def test_events_decode_by_entry_type():
+    payload = to_plain(StatementReported("bank", 2005, 4, "TWD", -3, 0, RepaymentStatus.NO_USE, 0))
+
+    assert decode_event("STATEMENT_REPORTED", payload).period == StatementPeriod(2005, 4)
+    assert decode_event("HOLD_RELEASED", to_plain(HoldReleased("h", True, 5))) == HoldReleased(
+        "h", True, 5
+    )
+    with pytest.raises(ValueError):
+        decode_event("NOT_A_TYPE", {})

@@ -1,0 +1,100 @@
+"""The feature cache: bounded in size and age, invalidated per user, never storing stale reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.score.service.feature_cache import FeatureCache
+
+AS_OF = datetime(2005, 10, 1, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def put(
+    cache: FeatureCache[str],
+    user_id: str,
+    value: str,
+    as_of: datetime | None = AS_OF,
+    reflects_sequence: int = 10,
+) -> None:
+    cache.put((user_id, as_of), value, reflects_sequence, cache.epoch())
+
+
+def test_a_value_is_served_until_it_is_too_old() -> None:
+    clock = FakeClock()
+    cache: FeatureCache[str] = FeatureCache(max_entries=10, max_age_s=60, clock=clock)
+    put(cache, "u-1", "history")
+
+    clock.now_s = 60
+    assert cache.get(("u-1", AS_OF)) == "history"
+    clock.now_s = 60.001
+    assert cache.get(("u-1", AS_OF)) is None
+
+
+def test_the_least_recently_used_value_leaves_first_when_full() -> None:
+    cache: FeatureCache[str] = FeatureCache(max_entries=2, max_age_s=60)
+    put(cache, "u-1", "one")
+    put(cache, "u-2", "two")
+    cache.get(("u-1", AS_OF))
+    put(cache, "u-3", "three")
+
+    assert cache.get(("u-2", AS_OF)) is None
+    assert cache.get(("u-1", AS_OF)) == "one"
+    assert len(cache) == 2
+
+
+def test_invalidating_a_user_drops_every_as_of_of_that_user_only() -> None:
+    cache: FeatureCache[str] = FeatureCache()
+    put(cache, "u-1", "then")
+    put(cache, "u-1", "now", as_of=None)
+    put(cache, "u-2", "other")
+
+    cache.invalidate_user("u-1", 11)
+
+    assert cache.get(("u-1", AS_OF)) is None and cache.get(("u-1", None)) is None
+    assert cache.get(("u-2", AS_OF)) == "other"
+
+
+def test_an_entry_the_value_already_reflects_leaves_it_cached() -> None:
+    cache: FeatureCache[str] = FeatureCache()
+    put(cache, "u-1", "history up to entry 10", reflects_sequence=10)
+
+    cache.invalidate_user("u-1", 10)  # the stream replays entries written before the read
+    cache.invalidate_user("u-1", 3)
+
+    assert cache.get(("u-1", AS_OF)) == "history up to entry 10"
+
+
+def test_a_read_older_than_an_entry_seen_meanwhile_is_not_stored() -> None:
+    cache: FeatureCache[str] = FeatureCache()
+    epoch = cache.epoch()
+    cache.invalidate_user("u-1", 11)  # a new entry arrived while the ledger was being read
+
+    cache.put(("u-1", AS_OF), "read before entry 11", 10, epoch)
+    assert cache.get(("u-1", AS_OF)) is None
+
+    cache.put(("u-1", AS_OF), "read after entry 11", 11, epoch)
+    assert cache.get(("u-1", AS_OF)) == "read after entry 11"
+
+
+def test_a_read_that_started_before_a_clear_is_not_stored() -> None:
+    cache: FeatureCache[str] = FeatureCache()
+    epoch = cache.epoch()
+    cache.clear()
+
+    cache.put(("u-1", AS_OF), "read before the clear", 10, epoch)
+
+    assert cache.get(("u-1", AS_OF)) is None
+
+
+def test_a_cache_of_size_zero_stores_nothing() -> None:
+    cache: FeatureCache[str] = FeatureCache(max_entries=0)
+    put(cache, "u-1", "history")
+    assert cache.get(("u-1", AS_OF)) is None

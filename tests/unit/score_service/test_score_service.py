@@ -1,0 +1,164 @@
+"""The score service's rules, with a fake ledger and the committed model."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.common.errors import InvalidArgument, Unavailable
+from services.score.domain import scoring
+from services.score.domain.history import CreditHistory, RepaymentStatus, StatementRecord
+from services.score.domain.thin_file import ThinFileReason
+from services.score.service.feature_cache import FeatureCache
+from services.score.service.model_files import MODELS_ROOT
+from services.score.service.ports import LedgerHistory
+from services.score.service.score_service import (
+    CachedUser,
+    ScoreService,
+    scores_from_log_odds,
+)
+
+AS_OF = datetime(2005, 10, 1, tzinfo=UTC)
+
+
+def six_paid_statements() -> tuple[StatementRecord, ...]:
+    return tuple(
+        StatementRecord(2005, month, 50_000, 50_000, RepaymentStatus.PAID_IN_FULL, 0)
+        for month in range(9, 3, -1)
+    )
+
+
+class FakeLedger:
+    def __init__(self) -> None:
+        self.histories = {"known": CreditHistory(2_000_000, six_paid_statements(), as_of=AS_OF)}
+        self.down_for: set[str] = set()
+        self.reads = 0
+
+    def get_credit_history(self, user_id: str, as_of: datetime | None) -> LedgerHistory:
+        self.reads += 1
+        if user_id in self.down_for:
+            raise Unavailable("down", reason="LEDGER_UNAVAILABLE")
+        history = self.histories.get(user_id, CreditHistory(None, (), as_of=as_of))
+        return LedgerHistory(history, as_of)
+
+
+@pytest.fixture
+def ledger() -> FakeLedger:
+    return FakeLedger()
+
+
+@pytest.fixture
+def service(ledger: FakeLedger) -> ScoreService:
+    built = ScoreService(ledger, FeatureCache[CachedUser](), MODELS_ROOT)
+    built.load_initial_model()
+    return built
+
+
+def test_a_known_user_gets_a_score_in_range_with_at_most_four_reasons(
+    service: ScoreService,
+) -> None:
+    result = service.get_score("known", AS_OF)
+
+    assert 350 <= result.score <= 950
+    assert result.thin_file_reason is None
+    assert len(result.reasons) <= 4
+
+
+def test_an_unknown_user_is_a_thin_file(service: ScoreService) -> None:
+    result = service.get_score("stranger", AS_OF)
+
+    assert result.thin_file_reason is ThinFileReason.NO_HISTORY
+    assert result.score == 0 and result.reasons == ()
+
+
+def test_a_second_score_is_read_from_the_cache(service: ScoreService, ledger: FakeLedger) -> None:
+    service.get_score("known", AS_OF)
+    service.get_score("known", AS_OF)
+
+    assert ledger.reads == 1
+
+
+def test_a_batch_reports_a_ledger_failure_per_user(
+    service: ScoreService, ledger: FakeLedger
+) -> None:
+    ledger.down_for = {"unlucky"}
+
+    results = service.batch_get_scores(["known", "unlucky", "stranger"], AS_OF)
+
+    assert [result.error_reason for result in results] == ["", "LEDGER_UNAVAILABLE", ""]
+    assert results[0].score is not None and results[0].score.score >= 350
+
+
+def test_no_model_means_unavailable(ledger: FakeLedger) -> None:
+    service = ScoreService(ledger, FeatureCache[CachedUser](), MODELS_ROOT)
+
+    with pytest.raises(Unavailable) as raised:
+        service.get_score("known", AS_OF)
+    assert raised.value.reason == "MODEL_NOT_LOADED"
+
+
+def test_a_non_finite_feature_value_is_refused_naming_the_value(service: ScoreService) -> None:
+    values = [0.0] * 18 + [1.0] * 3 + [float("nan")] * 15
+
+    with pytest.raises(InvalidArgument) as raised:
+        service.score_features(values, include_reasons=False)
+    assert [violation.field for violation in raised.value.field_violations] == [
+        "feature_values[21]"
+    ]
+
+
+@pytest.mark.parametrize("value_count", [0, 17, 19, 18 * 100_001])
+def test_values_that_are_no_whole_number_of_rows_or_too_many_are_refused(
+    service: ScoreService, value_count: int
+) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        service.score_features([0.5] * value_count, include_reasons=False)
+    assert [violation.field for violation in raised.value.field_violations] == ["feature_values"]
+
+
+def test_scores_without_reasons_equal_those_with_reasons(service: ScoreService) -> None:
+    """The fast path (a log-odds-only graph, scores computed over arrays) changes nothing."""
+    rows = np.random.default_rng(11).uniform(0, 3, (2000, 18))
+    rows[::4] = np.round(rows[::4])  # whole numbers sit exactly on many split thresholds
+
+    fast = service.score_features(rows.ravel(), include_reasons=False)
+    full = service.score_features(rows.ravel(), include_reasons=True)
+
+    assert fast.reasons is None and full.reasons is not None
+    assert fast.scores.tolist() == full.scores.tolist()
+    assert fast.probabilities_of_default.tolist() == full.probabilities_of_default.tolist()
+
+
+def test_array_scores_round_and_clamp_as_the_scoring_rule_does() -> None:
+    log_odds = np.concatenate(
+        [
+            np.linspace(-12, 12, 20_001),
+            # exactly half a point either side of whole scores, and the clamping edges
+            (scoring.OFFSET - np.arange(300, 1001) - 0.5) / scoring.FACTOR,
+        ]
+    )
+
+    expected = [scoring.score_from_log_odds(float(value)) for value in log_odds]
+    assert scores_from_log_odds(log_odds).tolist() == expected
+
+
+def test_a_cached_user_is_scored_by_the_model_serving_now(
+    ledger: FakeLedger, tmp_path: Path
+) -> None:
+    for version in ("1.0.0", "1.0.1"):
+        shutil.copytree(MODELS_ROOT / "1.0.0", tmp_path / version)
+    service = ScoreService(ledger, FeatureCache[CachedUser](), tmp_path)
+    service.load_initial_model("1.0.0")
+    first = service.get_score("known", AS_OF)
+    assert service.get_score("known", AS_OF) == first  # answered from the cache
+
+    service.reload_model("swap", "1.0.1")
+    after_swap = service.get_score("known", AS_OF)
+
+    assert ledger.reads == 1  # the history was read once; only the model changed
+    assert after_swap.model_version == "1.0.1"
+    assert after_swap.score == first.score  # the same trees in both versions
