@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Self
 
 import grpc
@@ -180,6 +181,7 @@ def serve(
     services: Sequence[ServiceRegistration],
     *,
     service_name: str | None = None,
+    before_start: Callable[[], None] | None = None,
     on_started: Callable[[SesameServer], None] | None = None,
     on_stop: Callable[[], None] | None = None,
     as_worker: bool = False,
@@ -187,6 +189,8 @@ def serve(
     """Run the server until SIGTERM or SIGINT, then stop gracefully; call from the main thread.
 
     `service_name` labels every log line (default: the registered service names).
+    `before_start` runs before the port is bound, for work that must be done before any call
+    can arrive (a worker joining a port its siblings already answer on).
     `on_started` runs once the server answers calls, for work that must follow it (a service
     that warms up while health reports NOT_SERVING, then sets SERVING); if it raises, the
     server stops and the error propagates, so the process exits non-zero.
@@ -197,6 +201,8 @@ def serve(
     service_names = [registration.name for registration in services]
     configure_logging(service_name or ",".join(service_names) or "sesame", settings.log_level)
     with handling_stop_signals() as stop_signals:
+        if before_start is not None:
+            _run_start_up_step(before_start, on_stop)
         metrics_endpoint = None if as_worker else start_metrics_endpoint(settings)
         created = create_server(settings, services, share_port=as_worker)
         created.server.start()
@@ -207,14 +213,7 @@ def serve(
             port=created.port,
         )
         if on_started is not None:
-            try:
-                on_started(created)
-            except BaseException:
-                log.exception("server_start_failed")
-                created.stop_gracefully(0)
-                if on_stop is not None:
-                    on_stop()
-                raise
+            _run_start_up_step(partial(on_started, created), on_stop, created)
         freeze_start_up_objects()
         received = stop_signals.wait()
         log.info("server_stopping", signal=received.name, grace_period_s=settings.grace_period_s)
@@ -224,6 +223,23 @@ def serve(
         if metrics_endpoint is not None:
             metrics_endpoint()
     log.info("server_stopped")
+
+
+def _run_start_up_step(
+    step: Callable[[], None],
+    on_stop: Callable[[], None] | None,
+    started: SesameServer | None = None,
+) -> None:
+    """Runs one start-up step; if it fails, stops what was started and lets the error through."""
+    try:
+        step()
+    except BaseException:
+        log.exception("server_start_failed")
+        if started is not None:
+            started.stop_gracefully(0)
+        if on_stop is not None:
+            on_stop()
+        raise
 
 
 def freeze_start_up_objects() -> None:

@@ -5,7 +5,8 @@ first model is loaded and warmed up. SIGTERM or SIGINT stops it gracefully.
 
 With more than one worker (SESAME_SCORE_WORKERS; 0, the default, means one per CPU of the
 quota) this process supervises that many server processes sharing the port; see
-services/common/workers.py.
+services/common/workers.py. Each worker loads its model before it joins the port, so the port
+answers once the first worker is ready, and only ready workers take calls.
 """
 
 from __future__ import annotations

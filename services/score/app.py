@@ -1,7 +1,9 @@
 """Assembles the score service: ledger client, feature cache, invalidation stream, servicer.
 
-`build_score` returns the parts without starting anything heavy; `start_serving` loads and warms
-up the first model and only then reports SERVING, so the process and tests start the same way.
+`build_score` returns the parts without starting anything heavy; `load` loads and warms up the
+first model and `report_serving` then reports SERVING. A lone server answers health checks (as
+NOT_SERVING) while it loads; a worker loads before it joins the port its siblings answer on, so
+no call reaches a worker that cannot score yet.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ class Score:
     # Present in a worker process: follows the model swaps of its sibling workers.
     model_follower: ModelFollower | None = None
 
-    def start_serving(self, server: SesameServer) -> None:
-        """Loads and warms up the first model, then reports SERVING; call after server start."""
+    def load(self) -> None:
+        """Starts following the ledger and the sibling workers; loads and warms up the model."""
         self.invalidator.start()
         self.service.load_initial_model(self.settings.model_version)
         if self.settings.shadow_model_version:
@@ -52,8 +54,15 @@ class Score:
             )
         if self.model_follower is not None:
             self.model_follower.start()
+
+    def report_serving(self, server: SesameServer) -> None:
         server.health.set_serving(SERVICE_NAME, True)
         log.info("score_ready")
+
+    def start_serving(self, server: SesameServer) -> None:
+        """Loads, then reports SERVING: for a server that already answers calls."""
+        self.load()
+        self.report_serving(server)
 
     def close(self) -> None:
         if self.model_follower is not None:
@@ -89,13 +98,15 @@ def build_score(settings: ScoreSettings, model_choice: ModelChoice | None = None
 def run_server(settings: ScoreSettings, model_choice: ModelChoice | None = None) -> None:
     """Runs one score server until SIGTERM or SIGINT; with `model_choice`, as one worker."""
     score = build_score(settings, model_choice)
+    as_worker = model_choice is not None
     serve(
         settings,
         [score.registration],
         service_name=SERVICE_LABEL,
-        on_started=score.start_serving,
+        before_start=score.load if as_worker else None,
+        on_started=score.report_serving if as_worker else score.start_serving,
         on_stop=score.close,
-        as_worker=model_choice is not None,
+        as_worker=as_worker,
     )
 
 

@@ -27,6 +27,7 @@ WORKERS = 2
 # all of them landing on one worker of two has a chance of 2**-31.
 CONNECTIONS = 32
 FOLLOW_WAIT_S = 5.0
+START_WAIT_S = 60.0
 STOP_WAIT_S = 30.0
 
 
@@ -51,11 +52,27 @@ def workers_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], s
     address = f"127.0.0.1:{port}"
     try:
         wait_until_serving(address, SERVICE_NAME, process)
+        # The first worker ready answers health; the others join the port once they are ready.
+        deadline = time.monotonic() + START_WAIT_S
+        while listening_sockets(port) < WORKERS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert listening_sockets(port) == WORKERS
         yield process, address
     finally:
         if process.poll() is None:
             process.terminate()
         process.wait(STOP_WAIT_S)
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on `port`: one per worker that has joined it."""
+    listening = "0A"
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):  # gRPC may listen on a v4-mapped socket
+        for row in Path(table).read_text().splitlines()[1:]:
+            local_address, state = row.split()[1], row.split()[3]
+            count += local_address.endswith(f":{port:04X}") and state == listening
+    return count
 
 
 def versions_served(address: str) -> list[str]:
