@@ -131,8 +131,11 @@ def _interrupt(signal_number: int, frame: object) -> None:
 def main() -> int:
     Path("var").mkdir(exist_ok=True)
     environment = suite_environment(dict(os.environ))
-    # SIGTERM (from a process manager) stops the suite the same way Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM (from a process manager) stops the suite the same way Ctrl-C does. SIGINT gets
+    # its handler explicitly too: a shell starts background jobs with SIGINT ignored, and
+    # Python then leaves it ignored.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _interrupt)
     try:
         processes = start_suite(environment)
     except RuntimeError as error:

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common.server import create_server
 from services.common.settings import ServerSettings, load_settings
 
-WAIT_S = 3.0
+WAIT_S = 10.0
 
 
 def server_with(environment: dict[str, str]) -> Iterator[int]:
