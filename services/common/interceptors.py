@@ -341,15 +341,19 @@ class CallObservingInterceptor(BehaviorInterceptor):
             method=method,
             code=_final_code(context, ending),
             duration_s=time.perf_counter() - started_s,
-            request_id=_request_id(request, context),
+            request_id=request_id_of(request, context.invocation_metadata()),
             peer=context.peer(),
         )
-        for observer in self._observers:
-            try:
-                observer(completed_call)
-            except Exception:
-                # Losing one log line or sample is better than failing a call that succeeded.
-                log.exception("call_observer_failed", method=method)
+        tell_observers(self._observers, completed_call)
+
+
+def tell_observers(observers: Sequence[CallObserver], completed_call: CompletedCall) -> None:
+    for observer in observers:
+        try:
+            observer(completed_call)
+        except Exception:
+            # Losing one log line or sample is better than failing a call that succeeded.
+            log.exception("call_observer_failed", method=completed_call.method)
 
 
 def _final_code(context: grpc.ServicerContext, ending: _Ending) -> grpc.StatusCode:
@@ -364,14 +368,14 @@ def _final_code(context: grpc.ServicerContext, ending: _Ending) -> grpc.StatusCo
     return _CODE_BY_ENDING[ending]
 
 
-def _request_id(request: Any, context: grpc.ServicerContext) -> str:
+def request_id_of(request: Any, metadata: Iterable[tuple[str, str | bytes]]) -> str:
     """The request's `request_id` field if set, else the x-request-id header, else ""."""
     # A streamed request is an iterator of messages, which has no such field; its id can
     # only come from the header.
     request_id = getattr(request, "request_id", None)
     if isinstance(request_id, str) and request_id:
         return request_id
-    for key, value in context.invocation_metadata():
+    for key, value in metadata:
         if key == REQUEST_ID_METADATA_KEY and isinstance(value, str):
             return value
     return ""

@@ -17,6 +17,9 @@ and its `health` attribute sets what the standard health service reports::
     server, port = created
     created.health.set_serving("sesame.score.v1.ScoreService", True)
 
+`services.common.aio_server` builds and runs the same server on asyncio (grpc.aio), from the
+same registrations and settings.
+
 Every server also runs the standard health service (grpc.health.v1.Health, one status per
 registered service plus the overall status "") and server reflection listing all of them.
 A registration with `initially_serving=False` (a service that must warm up first) reports
@@ -52,12 +55,16 @@ log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
 OVERALL_HEALTH = ""
 
 
+# What a servicer is added to: the synchronous server, or the asyncio one (`aio_server`).
+GrpcServer = grpc.Server | grpc.aio.Server
+
+
 @dataclass(frozen=True)
 class ServiceRegistration:
     """One gRPC service to run: its full name and how to add its servicer to a server."""
 
     name: str  # the full service name, e.g. "sesame.ledger.v1.LedgerService"
-    add_to_server: Callable[[grpc.Server], None]
+    add_to_server: Callable[[GrpcServer], None]
     # False for a service that must warm up first; it then calls `health.set_serving`.
     initially_serving: bool = True
 
@@ -139,11 +146,11 @@ def create_server(
     and quietly take part of the traffic; failing to start is the safer outcome.
     """
     service_names = [registration.name for registration in services]
-    _require_unique(service_names)
+    require_unique(service_names)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="grpc-worker"),
         interceptors=default_interceptors(),
-        options=_channel_options(settings, share_port),
+        options=channel_options(settings, share_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     for registration in services:
@@ -156,11 +163,11 @@ def create_server(
     reflection.enable_server_reflection(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(_address(settings.host, settings.port))
+    port = server.add_insecure_port(listen_address(settings.host, settings.port))
     return SesameServer(server, port, service_health)
 
 
-def _channel_options(settings: ServerSettings, share_port: bool) -> list[tuple[str, int]]:
+def channel_options(settings: ServerSettings, share_port: bool) -> list[tuple[str, int]]:
     options = [
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -209,7 +216,7 @@ def serve(
         log.info(
             "server_started",
             services=service_names,
-            address=_address(settings.host, created.port),
+            address=listen_address(settings.host, created.port),
             port=created.port,
         )
         if on_started is not None:
@@ -269,7 +276,9 @@ def start_metrics_endpoint(settings: ServerSettings) -> Callable[[], None] | Non
     endpoint, _thread = start_http_server(
         settings.metrics_port, addr=settings.host, registry=registry
     )
-    log.info("metrics_endpoint_started", address=_address(settings.host, settings.metrics_port))
+    log.info(
+        "metrics_endpoint_started", address=listen_address(settings.host, settings.metrics_port)
+    )
 
     def stop() -> None:
         endpoint.shutdown()
@@ -278,12 +287,12 @@ def start_metrics_endpoint(settings: ServerSettings) -> Callable[[], None] | Non
     return stop
 
 
-def _require_unique(service_names: Sequence[str]) -> None:
+def require_unique(service_names: Sequence[str]) -> None:
     duplicates = sorted({name for name in service_names if service_names.count(name) > 1})
     if duplicates:
         raise ValueError(f"services registered more than once: {', '.join(duplicates)}")
 
 
-def _address(host: str, port: int) -> str:
+def listen_address(host: str, port: int) -> str:
     # An IPv6 host needs brackets to keep its colons apart from the port's.
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -8,12 +8,14 @@ no call reaches a worker that cannot score yet.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import grpc
 import structlog
 
-from services.common.server import ServiceRegistration, SesameServer, serve
+from services.common.aio_server import AioSesameServer, serve_aio
+from services.common.server import ServiceRegistration
 from services.common.settings import load_settings
 from services.score.adapters.ledger_client import LedgerClient
 from services.score.adapters.shadow_metrics import PrometheusShadowRecorder
@@ -55,14 +57,14 @@ class Score:
         if self.model_follower is not None:
             self.model_follower.start()
 
-    def report_serving(self, server: SesameServer) -> None:
-        server.health.set_serving(SERVICE_NAME, True)
+    async def report_serving(self, server: AioSesameServer) -> None:
+        await server.health.set_serving(SERVICE_NAME, True)
         log.info("score_ready")
 
-    def start_serving(self, server: SesameServer) -> None:
-        """Loads, then reports SERVING: for a server that already answers calls."""
-        self.load()
-        self.report_serving(server)
+    async def start_serving(self, server: AioSesameServer) -> None:
+        """Loads (on a worker thread), then reports SERVING: for a server already answering."""
+        await asyncio.to_thread(self.load)
+        await self.report_serving(server)
 
     def close(self) -> None:
         if self.model_follower is not None:
@@ -99,7 +101,7 @@ def run_server(settings: ScoreSettings, model_choice: ModelChoice | None = None)
     """Runs one score server until SIGTERM or SIGINT; with `model_choice`, as one worker."""
     score = build_score(settings, model_choice)
     as_worker = model_choice is not None
-    serve(
+    serve_aio(
         settings,
         [score.registration],
         service_name=SERVICE_LABEL,

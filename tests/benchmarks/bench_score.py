@@ -3,12 +3,10 @@
 Every figure comes from the bundled load generator (`loadgen.py`) at the same concurrency, one
 connection per slot (so that worker processes sharing a port all get work), in one run:
 
-1. sync against asyncio: an echo GetScore on a bare synchronous gRPC server and on a bare
-   grpc.aio server, one process each, the same options and no interceptors, a few seconds
-   each: `echo_sync_per_s`, `echo_asyncio_per_s`.
-2. The servers compared, all started at once and measured in turn:
-   * the ceiling: an echo server built and run exactly as the score server is (the shared
-     runtime, interceptors, health, reflection, logging, the same number of worker processes);
+1. The servers compared, all started at once and measured in turn:
+   * the ceiling: an echo server built and run exactly as the score server is (the asyncio
+     runtime, interceptors, health, reflection, logging, the same number of worker processes),
+     answering each user with the score service's own answer, prepared beforehand;
    * the score server, as many worker processes (`--workers`, by default what the server
      itself chooses), reading a ledger (SQLite, a temporary file) into which the first USERS
      clients of the Taiwan training data are replayed; every worker's cache is filled first;
@@ -18,12 +16,16 @@ connection per slot (so that worker processes sharing a port all get work), in o
      USERS rows, and MLServer's answers over gRPC on a few of them. It runs in its fastest
      configuration for this load, inference in its gRPC process (`parallel_workers` 0): its
      inference pool (1 or 2 processes, an IPC round trip per call) measured 5 to 10 times
-     slower here for one-row requests; `--mlserver-parallel-workers` measures it.
-3. `--rounds` rounds, each back to back: echo; warm GetScore at most (closed loop); warm
-   GetScore offered half of that (open loop, latency from each call's scheduled time);
-   MLServer. Ratios are taken within a round, so that drift in the machine's speed between
-   rounds cancels, and every round figure printed is the median over the rounds.
-4. Once: BatchGetScores of all USERS users per call and ScoreFeatures of BATCH_ROWS rows per
+     slower here for one-row requests; `--mlserver-parallel-workers` measures it;
+   * sync against asyncio: the same echo on the shared synchronous runtime and on the asyncio
+     one, one process each, everything else equal: `echo_sync_per_s`, `echo_asyncio_per_s`.
+2. `--rounds` rounds, each back to back: echo; warm GetScore at most (closed loop); warm
+   GetScore offered half of that (open loop, latency from each call's scheduled time), and the
+   echo offered the same rate (`echo_p99_ms_same_rate`: the latency floor of the runtime and
+   the load generator on this machine); MLServer; the echo on either runtime. Ratios are taken
+   within a round, so that drift in the machine's speed between rounds cancels, and every
+   round figure printed is the median over the rounds.
+3. Once: BatchGetScores of all USERS users per call and ScoreFeatures of BATCH_ROWS rows per
    call (what-if, offline batch), in rows per second per server process; then cold GetScore,
    a score server with its cache off so that every call reads the ledger.
 
@@ -68,7 +70,7 @@ from services.score.domain.features import FEATURE_COUNT  # noqa: E402
 from services.score.service.model_files import newest_model_directory  # noqa: E402
 from services.score.settings import ScoreSettings  # noqa: E402
 from services.score.training.dataset import TRAINING_DATA  # noqa: E402
-from tests.benchmarks import mlserver_peer  # noqa: E402
+from tests.benchmarks import echo_servers, mlserver_peer  # noqa: E402
 from tests.benchmarks.loadgen import (  # noqa: E402
     LoadResult,
     Operation,
@@ -87,8 +89,6 @@ USERS = 1000
 BATCH_ROWS = 1000
 # Long enough that no cached history expires while the warm server is measured.
 WARM_CACHE_MAX_AGE_S = 3600
-SYNC_ASYNCIO_DURATION_S = 4.0
-SYNC_ASYNCIO_WARMUP_S = 1.0
 WARMUP_S_MAX = 3.0
 
 
@@ -231,14 +231,18 @@ def _users() -> list[str]:
     return [taiwan.user_id_for(row.client_id) for row in rows]
 
 
-def _fill_caches(address: str, user_ids: list[str], connections: int) -> None:
+def _fill_caches(address: str, user_ids: list[str], connections: int) -> bytes:
     """BatchGetScores of every user over many connections, so that each worker (given work by
-    connection) caches every history before anything warm is measured."""
+    connection) caches every history before anything warm is measured; returns the answer
+    (a serialized BatchGetScoresResponse)."""
     request = score_service_pb2.BatchGetScoresRequest(user_ids=user_ids, as_of=_statements_as_of())
     for _ in range(connections):
         options = [("grpc.use_local_subchannel_pool", 1)]
         with grpc.insecure_channel(address, options=options) as channel:
-            score_service_pb2_grpc.ScoreServiceStub(channel).BatchGetScores(request, timeout=60)
+            reply = score_service_pb2_grpc.ScoreServiceStub(channel).BatchGetScores(
+                request, timeout=60
+            )
+    return bytes(reply.SerializeToString())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -280,25 +284,6 @@ class LoadShape:
         return result
 
 
-def measure_sync_against_asyncio(
-    shape: LoadShape, environment: dict[str, str], user_ids: list[str]
-) -> tuple[LoadResult, LoadResult]:
-    measured = []
-    for kind in ("bare-sync", "bare-asyncio"):
-        with _echo_server(kind, environment) as address:
-            measured.append(
-                shape.measure(
-                    f"echo GetScore, {kind}",
-                    address,
-                    "get_score",
-                    duration_s=SYNC_ASYNCIO_DURATION_S,
-                    warmup_s=SYNC_ASYNCIO_WARMUP_S,
-                    user_ids=user_ids,
-                )
-            )
-    return measured[0], measured[1]
-
-
 @dataclass(frozen=True)
 class Targets:
     """The addresses of the servers the rounds compare, all running at once."""
@@ -306,6 +291,9 @@ class Targets:
     echo: str
     warm_score: str
     mlserver: str
+    # The echo on either runtime, one process each, to choose the runtime by measurement.
+    runtime_sync: str
+    runtime_asyncio: str
 
 
 @dataclass(frozen=True)
@@ -315,10 +303,22 @@ class Round:
     echo: LoadResult
     warm: LoadResult
     warm_half_load: LoadResult
+    # The echo offered the same rate: the latency floor of the runtime and this load generator.
+    echo_half_load: LoadResult
     mlserver: LoadResult
+    runtime_sync: LoadResult
+    runtime_asyncio: LoadResult
 
     def results(self) -> list[LoadResult]:
-        return [self.echo, self.warm, self.warm_half_load, self.mlserver]
+        return [
+            self.echo,
+            self.warm,
+            self.warm_half_load,
+            self.echo_half_load,
+            self.mlserver,
+            self.runtime_sync,
+            self.runtime_asyncio,
+        ]
 
     @property
     def getscore_vs_echo(self) -> float:
@@ -347,7 +347,21 @@ def measure_round(
         "tests.benchmarks.mlserver_peer:model_infer",
         **model_infer,
     )
-    return Round(echo, warm, half_load, mlserver)
+    runtime_sync, runtime_asyncio = (
+        shape.measure(f"echo GetScore, {name}", address, "get_score", user_ids=user_ids)
+        for name, address in (
+            ("synchronous runtime", targets.runtime_sync),
+            ("asyncio runtime", targets.runtime_asyncio),
+        )
+    )
+    echo_half_load = shape.measure(
+        "echo GetScore at the same rate",
+        targets.echo,
+        "get_score",
+        rate_per_s=warm.operations_per_s / 2,
+        user_ids=user_ids,
+    )
+    return Round(echo, warm, half_load, echo_half_load, mlserver, runtime_sync, runtime_asyncio)
 
 
 def measure_batches(
@@ -459,20 +473,15 @@ def main() -> int:
     environment = {**_quiet_environment(), "SESAME_SCORE_WORKERS": str(workers)}
     user_ids = _users()
     peer = prepare_mlserver()
-    echo_sync, echo_asyncio = measure_sync_against_asyncio(
-        shape, {**environment, "SESAME_SCORE_WORKERS": "1"}, user_ids
-    )
     with tempfile.TemporaryDirectory(prefix="sesame-bench-score-") as directory:
         rounds, batch, features, cold = measure_score_service(
             shape, environment, Path(directory), peer, user_ids, arguments
         )
     print(f"RESULT mlserver_parallel_workers {arguments.mlserver_parallel_workers}")
     print(f"RESULT score_workers {workers}")
-    print(f"RESULT echo_sync_per_s {echo_sync.operations_per_s:.1f}")
-    print(f"RESULT echo_asyncio_per_s {echo_asyncio.operations_per_s:.1f}")
     _print_round_results(rounds)
     _print_batch_results(batch, features, cold, workers)
-    measured = [echo_sync, echo_asyncio, batch, features, cold]
+    measured = [batch, features, cold]
     measured += [result for measured_round in rounds for result in measured_round.results()]
     return 0 if all(result.valid for result in measured) else 1
 
@@ -488,16 +497,24 @@ def measure_score_service(
     """The rounds against the echo server and MLServer, then the batches and cold GetScore."""
     with ExitStack() as servers:
         ledger = servers.enter_context(_ledger_with_users(environment, directory))
+        warm_score = servers.enter_context(
+            _score_server(environment, ledger, cache_max_age_s=WARM_CACHE_MAX_AGE_S)
+        )
+        answers_file = directory / "echo-answers.bin"
+        answers_file.write_bytes(
+            _fill_caches(warm_score, user_ids, connections=4 * shape.concurrency)
+        )
+        echo_environment = {**environment, echo_servers.ANSWERS_FILE_VARIABLE: str(answers_file)}
+        one_process = {**echo_environment, "SESAME_SCORE_WORKERS": "1"}
         targets = Targets(
-            echo=servers.enter_context(_echo_server("score-like", environment)),
-            warm_score=servers.enter_context(
-                _score_server(environment, ledger, cache_max_age_s=WARM_CACHE_MAX_AGE_S)
-            ),
+            echo=servers.enter_context(_echo_server("score-like", echo_environment)),
+            warm_score=warm_score,
             mlserver=servers.enter_context(
                 _mlserver(peer, directory / "mlserver", arguments.mlserver_parallel_workers)
             ),
+            runtime_sync=servers.enter_context(_echo_server("runtime-sync", one_process)),
+            runtime_asyncio=servers.enter_context(_echo_server("runtime-asyncio", one_process)),
         )
-        _fill_caches(targets.warm_score, user_ids, connections=4 * shape.concurrency)
         model_infer = _model_infer_arguments(peer)
         rounds = []
         for index in range(arguments.rounds):
@@ -515,6 +532,8 @@ def _median(values: list[float]) -> float:
 def _print_round_results(rounds: list[Round]) -> None:
     """Medians over the rounds; the ratios are taken within each round, then the median."""
     figures = {
+        "echo_sync_per_s": [r.runtime_sync.operations_per_s for r in rounds],
+        "echo_asyncio_per_s": [r.runtime_asyncio.operations_per_s for r in rounds],
         "echo_get_score_per_s": [r.echo.operations_per_s for r in rounds],
         "warm_get_score_per_s": [r.warm.operations_per_s for r in rounds],
         "warm_get_score_p99_ms": [r.warm.latency_ms(0.99) for r in rounds],
@@ -524,6 +543,7 @@ def _print_round_results(rounds: list[Round]) -> None:
         "mlserver_model_infer_p99_ms": [r.mlserver.latency_ms(0.99) for r in rounds],
         "getscore_vs_echo": [r.getscore_vs_echo for r in rounds],
         "getscore_p99_ms_half_load": [r.warm_half_load.latency_ms(0.99) for r in rounds],
+        "echo_p99_ms_same_rate": [r.echo_half_load.latency_ms(0.99) for r in rounds],
         "getscore_vs_mlserver": [r.getscore_vs_mlserver for r in rounds],
     }
     for name, values in figures.items():

@@ -13,6 +13,7 @@ import grpc
 from sesame.ledger.v1 import ledger_service_pb2 as pb
 from sesame.ledger.v1 import ledger_service_pb2_grpc
 
+from services.common.server import GrpcServer
 from services.ledger.api import mapping
 from services.ledger.service.ledger_service import LedgerService
 
@@ -23,7 +24,7 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
     def __init__(self, service: LedgerService) -> None:
         self._service = service
 
-    def add_to_server(self, server: grpc.Server) -> None:
+    def add_to_server(self, server: GrpcServer) -> None:
         ledger_service_pb2_grpc.add_LedgerServiceServicer_to_server(self, server)
 
     # Holds

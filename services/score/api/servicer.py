@@ -1,12 +1,17 @@
-"""ScoreService over gRPC: maps messages to the service layer and back, nothing more.
+"""ScoreService over gRPC (asyncio): maps messages to the service layer and back, nothing more.
 
-Errors are raised as `SesameError`s; the server's error interceptor turns them into statuses.
+The server runs on grpc.aio (`services.common.aio_server`): a GetScore answered from the cache
+runs on the event loop; everything that blocks (a ledger read, a model run, a model load) runs
+on the server's worker threads. Errors are raised as `SesameError`s; the server's error
+interceptor turns them into statuses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import numpy as np
@@ -15,11 +20,14 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from sesame.score.v1 import score_service_pb2 as pb
 from sesame.score.v1 import score_service_pb2_grpc
 
+from services.common.server import GrpcServer
 from services.score.domain.reasons import Reason
 from services.score.domain.thin_file import ThinFileReason
 from services.score.service.score_service import ScoreResult, ScoreService
 
 SERVICE_NAME = "sesame.score.v1.ScoreService"
+
+Context = grpc.aio.ServicerContext[Any, Any]
 
 _THIN_FILE_REASONS = {
     None: pb.THIN_FILE_REASON_UNSPECIFIED,
@@ -33,49 +41,41 @@ class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
     def __init__(self, service: ScoreService) -> None:
         self._service = service
 
-    def add_to_server(self, server: grpc.Server) -> None:
+    def add_to_server(self, server: GrpcServer) -> None:
         score_service_pb2_grpc.add_ScoreServiceServicer_to_server(self, server)
 
-    def GetScore(
-        self, request: pb.GetScoreRequest, context: grpc.ServicerContext
-    ) -> pb.GetScoreResponse:
-        result = self._service.get_score(request.user_id, _as_of(request))
+    async def GetScore(self, request: pb.GetScoreRequest, context: Context) -> pb.GetScoreResponse:
+        as_of = _as_of(request)
+        # A cached score is answered on the event loop; reading the ledger waits on a thread.
+        result = self._service.cached_score(request.user_id, as_of)
+        if result is None:
+            result = await asyncio.to_thread(self._service.get_score, request.user_id, as_of)
         return pb.GetScoreResponse(score=score_message(result))
 
-    def BatchGetScores(
-        self, request: pb.BatchGetScoresRequest, context: grpc.ServicerContext
+    async def BatchGetScores(
+        self, request: pb.BatchGetScoresRequest, context: Context
     ) -> pb.BatchGetScoresResponse:
-        results = self._service.batch_get_scores(list(request.user_ids), _as_of(request))
-        return pb.BatchGetScoresResponse(
-            results=[
-                pb.UserScoreResult(
-                    user_id=result.user_id,
-                    score=score_message(result.score) if result.score is not None else None,
-                    error_reason=result.error_reason,
-                )
-                for result in results
-            ]
-        )
+        return await asyncio.to_thread(self._batch_get_scores, request)
 
-    def ScoreFeatures(
-        self, request: pb.ScoreFeaturesRequest, context: grpc.ServicerContext
+    async def ScoreFeatures(
+        self, request: pb.ScoreFeaturesRequest, context: Context
     ) -> pb.ScoreFeaturesResponse:
         response = pb.ScoreFeaturesResponse()
-        self._score_rows(request, response.scores)
+        await asyncio.to_thread(self._score_rows, request, response.scores)
         return response
 
-    def StreamScoreFeatures(
+    async def StreamScoreFeatures(
         self,
-        request_iterator: Iterator[pb.StreamScoreFeaturesRequest],
-        context: grpc.ServicerContext,
-    ) -> Iterator[pb.StreamScoreFeaturesResponse]:
-        for request in request_iterator:
+        request_iterator: AsyncIterator[pb.StreamScoreFeaturesRequest],
+        context: Context,
+    ) -> AsyncIterator[pb.StreamScoreFeaturesResponse]:
+        async for request in request_iterator:
             response = pb.StreamScoreFeaturesResponse()
-            self._score_rows(request, response.scores)
+            await asyncio.to_thread(self._score_rows, request, response.scores)
             yield response
 
-    def GetModelInfo(
-        self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext
+    async def GetModelInfo(
+        self, request: pb.GetModelInfoRequest, context: Context
     ) -> pb.GetModelInfoResponse:
         runtime = self._service.current_model()
         return pb.GetModelInfoResponse(
@@ -86,13 +86,28 @@ class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
             shadow_model_version=self._service.shadow_model_version,
         )
 
-    def ReloadModel(
-        self, request: pb.ReloadModelRequest, context: grpc.ServicerContext
+    async def ReloadModel(
+        self, request: pb.ReloadModelRequest, context: Context
     ) -> pb.ReloadModelResponse:
-        result = self._service.reload_model(request.request_id, request.model_version)
+        result = await asyncio.to_thread(
+            self._service.reload_model, request.request_id, request.model_version
+        )
         return pb.ReloadModelResponse(
             model_version=result.model_version,
             previous_model_version=result.previous_model_version,
+        )
+
+    def _batch_get_scores(self, request: pb.BatchGetScoresRequest) -> pb.BatchGetScoresResponse:
+        results = self._service.batch_get_scores(list(request.user_ids), _as_of(request))
+        return pb.BatchGetScoresResponse(
+            results=[
+                pb.UserScoreResult(
+                    user_id=result.user_id,
+                    score=score_message(result.score) if result.score is not None else None,
+                    error_reason=result.error_reason,
+                )
+                for result in results
+            ]
         )
 
     def _score_rows(

@@ -255,6 +255,16 @@ class ScoreService:
         runtime = self.current_model()
         return self._user_score(runtime, user_id, as_of)
 
+    def cached_score(self, user_id: str, as_of: datetime | None) -> ScoreResult | None:
+        """The user's score if the cache holds one by the serving model, else None; never
+        blocks (no ledger read, no model run), so it can answer on an event loop."""
+        _check_identifier("user_id", user_id, USER_ID_LENGTH_MAX)
+        runtime = self.current_model()
+        cached = self._cache.get((user_id, as_of))
+        if cached is not None and cached.scored_by == runtime.loaded_at:
+            return cached.score
+        return None
+
     def batch_get_scores(
         self, user_ids: Sequence[str], as_of: datetime | None
     ) -> list[UserScoreResult]:

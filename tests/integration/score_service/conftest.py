@@ -13,7 +13,8 @@ import grpc
 import pytest
 from sesame.score.v1 import score_service_pb2_grpc
 
-from services.common.server import SesameServer, create_server
+from services.common.aio_server import AioServerThread, AioSesameServer, create_aio_server
+from services.common.server import create_server
 from services.ledger.__main__ import build_ledger
 from services.ledger.replay.replayer import replay_csv
 from services.ledger.settings import LedgerSettings
@@ -64,9 +65,20 @@ def models_root(tmp_path: Path) -> Path:
 @dataclass
 class ScoreServer:
     score: Score
-    created: SesameServer
+    created: AioSesameServer
+    server_thread: AioServerThread
     channel: grpc.Channel
     stub: score_service_pb2_grpc.ScoreServiceStub
+
+    def start_serving(self) -> None:
+        """Loads the model and reports SERVING, as the process does once it has started."""
+        self.server_thread.run(self.score.start_serving(self.created))
+
+    def stop(self) -> None:
+        self.channel.close()
+        self.server_thread.run(self.created.server.stop(0))
+        self.server_thread.close()
+        self.score.close()
 
 
 ScoreServerFactory = Callable[..., ScoreServer]
@@ -87,22 +99,21 @@ def start_score_server(ledger: RunningLedger, models_root: Path) -> Iterator[Sco
             ledger_deadline_s=1.0,
         )
         score = build_score(settings)
-        created = create_server(settings, [score.registration])
-        created.server.start()
-        if warm:
-            score.start_serving(created)
+        server_thread = AioServerThread()
+        created = server_thread.run(create_aio_server(settings, [score.registration]))
+        server_thread.run(created.server.start())
         channel = grpc.insecure_channel(f"127.0.0.1:{created.port}")
         server = ScoreServer(
-            score, created, channel, score_service_pb2_grpc.ScoreServiceStub(channel)
+            score, created, server_thread, channel, score_service_pb2_grpc.ScoreServiceStub(channel)
         )
         started.append(server)
+        if warm:
+            server.start_serving()
         return server
 
     yield start
     for server in started:
-        server.channel.close()
-        server.created.server.stop(0).wait()
-        server.score.close()
+        server.stop()
 
 
 @pytest.fixture

@@ -177,7 +177,7 @@ def test_the_service_is_not_serving_until_its_model_is_warm(
         get_score(server, "tw-1")
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
 
-    server.score.start_serving(server.created)
+    server.start_serving()
 
     assert status() == health_pb2.HealthCheckResponse.SERVING
 
