@@ -196,9 +196,7 @@ async def _serve(
     await created.stop_gracefully(settings.grace_period_s)
 
 
-async def _start_up_step(
-    step: Coroutine[Any, Any, None] | Awaitable[None], started: AioSesameServer | None = None
-) -> None:
+async def _start_up_step(step: Awaitable[None], started: AioSesameServer | None = None) -> None:
     """Awaits one start-up step; if it fails, stops what was started and lets the error out."""
     try:
         await step

@@ -198,3 +198,28 @@ def test_sigterm_while_workers_are_still_starting_is_a_clean_stop() -> None:
     process.send_signal(signal.SIGTERM)
 
     assert process.wait(STOP_WAIT_S) == 0
+
+
+@pytest.mark.parametrize("workers", [1, WORKERS])
+def test_a_model_that_cannot_load_stops_the_process_with_the_reason(
+    tmp_path: Path, workers: int
+) -> None:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("SESAME_")}
+    environment.update(
+        SESAME_SCORE_PORT=str(free_port()),
+        SESAME_SCORE_WORKERS=str(workers),
+        SESAME_SCORE_MODELS_DIRECTORY=str(tmp_path),  # holds no model at all
+        SESAME_SCORE_LEDGER_ADDRESS=f"127.0.0.1:{free_port()}",
+    )
+
+    finished = subprocess.run(
+        [sys.executable, "-m", "services.score"],
+        cwd=REPOSITORY_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=STOP_WAIT_S,
+    )
+
+    assert finished.returncode != 0
+    assert '"server_start_failed"' in finished.stdout
