@@ -153,6 +153,21 @@ def test_streamed_batches_are_answered_batch_by_batch(score_server: ScoreServer)
     assert all(score.reasons == [] for score in answers[1].scores)
 
 
+def test_a_bad_batch_in_a_stream_ends_it_naming_the_field(score_server: ScoreServer) -> None:
+    batches = [
+        pb.StreamScoreFeaturesRequest(feature_values=[0.5] * FEATURE_COUNT),
+        pb.StreamScoreFeaturesRequest(feature_values=[0.5] * (FEATURE_COUNT + 1)),
+    ]
+    answers: list[pb.StreamScoreFeaturesResponse] = []
+
+    with pytest.raises(grpc.RpcError) as raised:
+        answers.extend(score_server.stub.StreamScoreFeatures(iter(batches), timeout=CALL_TIMEOUT_S))
+
+    assert [len(answer.scores) for answer in answers] == [1]
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(raised.value).field_names == ("feature_values",)
+
+
 def test_model_info_describes_the_serving_model(score_server: ScoreServer) -> None:
     info = score_server.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=CALL_TIMEOUT_S)
 
