@@ -31,14 +31,31 @@ START_WAIT_S = 60.0
 STOP_WAIT_S = 30.0
 
 
+def score_environment(**settings: str) -> dict[str, str]:
+    """This process's environment without any SESAME_ setting, plus `settings`."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("SESAME_")}
+    environment.update(settings)
+    return environment
+
+
+def run_score_until_it_exits(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.score"],
+        cwd=REPOSITORY_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=STOP_WAIT_S,
+    )
+
+
 @pytest.fixture
 def workers_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     models_root = tmp_path / "models"
     for version in (SERVING_MODEL_VERSION, "1.0.1"):
         shutil.copytree(MODELS_ROOT / SERVING_MODEL_VERSION, models_root / version)
     port = free_port()
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("SESAME_")}
-    environment.update(
+    environment = score_environment(
         SESAME_SCORE_PORT=str(port),
         SESAME_SCORE_WORKERS=str(WORKERS),
         SESAME_SCORE_MODELS_DIRECTORY=str(models_root),
@@ -160,16 +177,8 @@ def test_a_worker_that_dies_takes_the_others_down_so_the_pod_restarts(
 
 
 def test_several_workers_need_a_fixed_port() -> None:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("SESAME_")}
-    environment.update(SESAME_SCORE_PORT="0", SESAME_SCORE_WORKERS="2")
-
-    finished = subprocess.run(
-        [sys.executable, "-m", "services.score"],
-        cwd=REPOSITORY_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=STOP_WAIT_S,
+    finished = run_score_until_it_exits(
+        score_environment(SESAME_SCORE_PORT="0", SESAME_SCORE_WORKERS="2")
     )
 
     assert finished.returncode != 0
@@ -177,8 +186,7 @@ def test_several_workers_need_a_fixed_port() -> None:
 
 
 def test_sigterm_while_workers_are_still_starting_is_a_clean_stop() -> None:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("SESAME_")}
-    environment.update(
+    environment = score_environment(
         SESAME_SCORE_PORT=str(free_port()),
         SESAME_SCORE_WORKERS=str(WORKERS),
         SESAME_SCORE_LEDGER_ADDRESS=f"127.0.0.1:{free_port()}",
@@ -204,22 +212,14 @@ def test_sigterm_while_workers_are_still_starting_is_a_clean_stop() -> None:
 def test_a_model_that_cannot_load_stops_the_process_with_the_reason(
     tmp_path: Path, workers: int
 ) -> None:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("SESAME_")}
-    environment.update(
+    environment = score_environment(
         SESAME_SCORE_PORT=str(free_port()),
         SESAME_SCORE_WORKERS=str(workers),
         SESAME_SCORE_MODELS_DIRECTORY=str(tmp_path),  # holds no model at all
         SESAME_SCORE_LEDGER_ADDRESS=f"127.0.0.1:{free_port()}",
     )
 
-    finished = subprocess.run(
-        [sys.executable, "-m", "services.score"],
-        cwd=REPOSITORY_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=STOP_WAIT_S,
-    )
+    finished = run_score_until_it_exits(environment)
 
     assert finished.returncode != 0
     assert '"server_start_failed"' in finished.stdout
