@@ -31,6 +31,7 @@ SERVICES = {
     "waiver": "sesame.waiver.v1.WaiverService",
 }
 STARTUP_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,7 @@ def running_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, so that nothing outlives a failure
     )
     assert launcher.stdout is not None
     output: list[str] = []
@@ -60,14 +62,18 @@ def running_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         if line.startswith("Press Ctrl-C"):
             break
     if not any(line.startswith("Press Ctrl-C") for line in output):
-        launcher.kill()
+        os.killpg(launcher.pid, signal.SIGKILL)
         pytest.fail("the suite did not start:\n" + "".join(output))
     addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     try:
         yield addresses
     finally:
         launcher.send_signal(signal.SIGINT)
-        remaining_output, _ = launcher.communicate(timeout=60)
+        try:
+            remaining_output, _ = launcher.communicate(timeout=STOP_TIMEOUT_S)
+        finally:
+            if launcher.poll() is None:
+                os.killpg(launcher.pid, signal.SIGKILL)
         assert launcher.returncode == 0, "".join(output) + remaining_output
         assert "Sesame stopped." in remaining_output
 
