@@ -23,16 +23,16 @@ from typing import Any, TypeVar
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.aio_interceptors import default_aio_interceptors
 from services.common.logging import configure_logging
 from services.common.server import (
-    OVERALL_HEALTH,
     ServiceRegistration,
     channel_options,
     freeze_start_up_objects,
+    health_changes,
     listen_address,
     require_unique,
     start_metrics_endpoint,
@@ -51,31 +51,23 @@ class AioServiceHealth:
     def __init__(self, service_names: Sequence[str], initially_serving: Sequence[bool]) -> None:
         self.servicer = health.aio.HealthServicer()
         self._serving = dict(zip(service_names, initially_serving, strict=True))
+        self._reported: dict[str, int] = {}
 
-    async def publish_all(self) -> None:
-        for service_name, serving in self._serving.items():
-            await self._publish(service_name, serving)
-        await self._publish(OVERALL_HEALTH, all(self._serving.values()))
+    async def publish(self) -> None:
+        for service_name, status in health_changes(self._serving, self._reported).items():
+            await self.servicer.set(service_name, status)
+            self._reported[service_name] = status
 
     async def set_serving(self, service_name: str, serving: bool) -> None:
         """Ignored once shutdown has begun: a stopping server never reports SERVING again."""
         if service_name not in self._serving:
             raise KeyError(f"{service_name!r} is not a service of this server")
         self._serving[service_name] = serving
-        await self._publish(service_name, serving)
-        await self._publish(OVERALL_HEALTH, all(self._serving.values()))
+        await self.publish()
 
     async def begin_shutdown(self) -> None:
         """Report NOT_SERVING for everything from now on, so clients move elsewhere."""
         await self.servicer.enter_graceful_shutdown()
-
-    async def _publish(self, service_name: str, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        await self.servicer.set(service_name, status)
 
 
 @dataclass(frozen=True)
@@ -114,7 +106,7 @@ async def create_aio_server(
     service_health = AioServiceHealth(
         service_names, [registration.initially_serving for registration in services]
     )
-    await service_health.publish_all()
+    await service_health.publish()
     health_pb2_grpc.add_HealthServicer_to_server(service_health.servicer, server)
     reflection.enable_server_reflection(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -32,7 +32,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -69,6 +69,22 @@ class ServiceRegistration:
     initially_serving: bool = True
 
 
+def health_changes(serving: Mapping[str, bool], reported: Mapping[str, int]) -> dict[str, int]:
+    """The statuses to report that differ from those `reported` so far: each service's, and
+    the overall one ("", SERVING only while every service is). Watchers hear of changes only."""
+    statuses = {name: _health_status(is_serving) for name, is_serving in serving.items()}
+    statuses[OVERALL_HEALTH] = _health_status(all(serving.values()))
+    return {name: status for name, status in statuses.items() if reported.get(name) != status}
+
+
+def _health_status(serving: bool) -> int:
+    return int(
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+
+
 class ServiceHealth:
     """What the standard health service reports, per registered service and overall."""
 
@@ -76,9 +92,8 @@ class ServiceHealth:
         self.servicer = health.HealthServicer()
         self._lock = threading.Lock()
         self._serving = dict(zip(service_names, initially_serving, strict=True))
-        for service_name, serving in self._serving.items():
-            self._publish(service_name, serving)
-        self._publish_overall()
+        self._reported: dict[str, int] = {}
+        self._publish()
 
     def set_serving(self, service_name: str, serving: bool) -> None:
         """Ignored once shutdown has begun: a stopping server never reports SERVING again."""
@@ -86,23 +101,16 @@ class ServiceHealth:
             if service_name not in self._serving:
                 raise KeyError(f"{service_name!r} is not a service of this server")
             self._serving[service_name] = serving
-            self._publish(service_name, serving)
-            self._publish_overall()
+            self._publish()
 
     def begin_shutdown(self) -> None:
         """Report NOT_SERVING for everything from now on, so clients move elsewhere."""
         self.servicer.enter_graceful_shutdown()
 
-    def _publish_overall(self) -> None:
-        self._publish(OVERALL_HEALTH, all(self._serving.values()))
-
-    def _publish(self, service_name: str, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        self.servicer.set(service_name, status)
+    def _publish(self) -> None:
+        for service_name, status in health_changes(self._serving, self._reported).items():
+            self.servicer.set(service_name, status)
+            self._reported[service_name] = status
 
 
 class SesameServer(tuple[grpc.Server, int]):
