@@ -208,11 +208,11 @@ def _final_code(context: Context, returned: bool) -> grpc.StatusCode:
     return grpc.StatusCode.OK if returned else grpc.StatusCode.UNKNOWN
 
 
+# grpc.aio keeps a chosen code as the core's number; the sync API has the enum.
+_STATUS_CODE_BY_NUMBER = {status_code.value[0]: status_code for status_code in grpc.StatusCode}
+
+
 def _status_code(code: Any) -> grpc.StatusCode:
-    """grpc.aio keeps the chosen code as the core's number; the sync API has the enum."""
     if isinstance(code, grpc.StatusCode):
         return code
-    for status_code in grpc.StatusCode:
-        if status_code.value[0] == code:
-            return status_code
-    return grpc.StatusCode.UNKNOWN
+    return _STATUS_CODE_BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)
