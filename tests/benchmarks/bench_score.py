@@ -332,36 +332,25 @@ class Round:
 def measure_round(
     shape: LoadShape, targets: Targets, user_ids: list[str], model_infer: dict[str, object]
 ) -> Round:
-    echo = shape.measure("echo GetScore", targets.echo, "get_score", user_ids=user_ids)
-    warm = shape.measure("warm GetScore", targets.warm_score, "get_score", user_ids=user_ids)
-    half_load = shape.measure(
-        "warm GetScore at half load",
-        targets.warm_score,
-        "get_score",
-        rate_per_s=warm.operations_per_s / 2,
-        user_ids=user_ids,
-    )
+    def get_score(name: str, address: str, rate_per_s: float | None = None) -> LoadResult:
+        return shape.measure(name, address, "get_score", rate_per_s=rate_per_s, user_ids=user_ids)
+
+    echo = get_score("echo GetScore", targets.echo)
+    warm = get_score("warm GetScore", targets.warm_score)
+    half_load_per_s = warm.operations_per_s / 2
+    warm_half_load = get_score("warm GetScore at half load", targets.warm_score, half_load_per_s)
+    echo_half_load = get_score("echo GetScore at the same rate", targets.echo, half_load_per_s)
     mlserver = shape.measure(
         "MLServer ModelInfer",
         targets.mlserver,
         "tests.benchmarks.mlserver_peer:model_infer",
         **model_infer,
     )
-    runtime_sync, runtime_asyncio = (
-        shape.measure(f"echo GetScore, {name}", address, "get_score", user_ids=user_ids)
-        for name, address in (
-            ("synchronous runtime", targets.runtime_sync),
-            ("asyncio runtime", targets.runtime_asyncio),
-        )
+    runtime_sync = get_score("echo GetScore, synchronous runtime", targets.runtime_sync)
+    runtime_asyncio = get_score("echo GetScore, asyncio runtime", targets.runtime_asyncio)
+    return Round(
+        echo, warm, warm_half_load, echo_half_load, mlserver, runtime_sync, runtime_asyncio
     )
-    echo_half_load = shape.measure(
-        "echo GetScore at the same rate",
-        targets.echo,
-        "get_score",
-        rate_per_s=warm.operations_per_s / 2,
-        user_ids=user_ids,
-    )
-    return Round(echo, warm, half_load, echo_half_load, mlserver, runtime_sync, runtime_asyncio)
 
 
 def measure_batches(
