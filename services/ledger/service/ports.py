@@ -107,7 +107,8 @@ class WriteTransaction(Protocol):
 
         Every writer locks in this order, each kind in sorted key order, so that two writers
         never wait for each other in a cycle: holds, obligations, accounts. Each id list is
-        sorted and without repeats."""
+        sorted and without repeats. It is the transaction's first step (PostgreSQL begins the
+        transaction with it)."""
         ...
 
     def load_open_holds(self, user_id: str) -> list[Hold]: ...

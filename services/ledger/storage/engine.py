@@ -5,8 +5,9 @@ SQLite: WAL (readers never block the writer), a busy timeout, foreign keys on, a
 start instead of failing half-way when another writer got there first. pysqlite's own
 transaction handling is switched off (isolation_level None) so that our BEGIN is the only one.
 
-PostgreSQL (psycopg 3): READ COMMITTED for writes, which take row locks explicitly; REPEATABLE
-READ, read only, for reads, so a read that runs several queries sees one snapshot.
+PostgreSQL (psycopg 3): READ COMMITTED for writes, which take row locks explicitly, begun by the
+ledger itself with the transaction's first statement (see `pipeline`); REPEATABLE READ, read
+only, for reads, so a read that runs several queries sees one snapshot.
 
 Write connections also turn sequential scans off. Every write statement finds its rows by key,
 and each is prepared once per connection: PostgreSQL then settles on a generic plan, costed with
@@ -26,12 +27,16 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
+from services.ledger.storage.pipeline import require_open_transaction
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 class TransactionMode(Enum):
     WRITE = "write"
     READ = "read"
+    # Schema changes, run by Alembic in a transaction the driver begins.
+    MIGRATE = "migrate"
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -69,7 +74,7 @@ def _sqlite_engine(url: URL, mode: TransactionMode, pool_options: dict[str, Any]
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         **pool_options,
     )
-    begin_statement = "BEGIN IMMEDIATE" if mode is TransactionMode.WRITE else "BEGIN"
+    begin_statement = "BEGIN" if mode is TransactionMode.READ else "BEGIN IMMEDIATE"
 
     @event.listens_for(engine, "connect")
     def _configure_connection(dbapi_connection: Any, _record: Any) -> None:
@@ -93,7 +98,15 @@ def _postgresql_engine(url: URL, mode: TransactionMode, pool_options: dict[str, 
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     if mode is TransactionMode.WRITE:
-        write_engine = create_engine(url, isolation_level="READ COMMITTED", **pool_options)
+        # Autocommit: a write transaction begins with its first statement, in the same round
+        # trip, READ COMMITTED (see `pipeline`); nothing may run outside one.
+        write_engine = create_engine(url, isolation_level="AUTOCOMMIT", **pool_options)
+
+        @event.listens_for(write_engine, "before_cursor_execute")
+        def _inside_a_transaction(
+            connection: Any, _cursor: Any, _statement: Any, *_arguments: Any
+        ) -> None:
+            require_open_transaction(connection.connection.driver_connection)
 
         @event.listens_for(write_engine, "connect")
         def _index_scans_only(dbapi_connection: Any, _record: Any) -> None:
@@ -103,6 +116,8 @@ def _postgresql_engine(url: URL, mode: TransactionMode, pool_options: dict[str, 
             dbapi_connection.commit()
 
         return write_engine
+    if mode is TransactionMode.MIGRATE:
+        return create_engine(url, isolation_level="READ COMMITTED", **pool_options)
     engine = create_engine(url, isolation_level="REPEATABLE READ", **pool_options)
 
     @event.listens_for(engine, "connect")

@@ -1,17 +1,28 @@
-"""PostgreSQL: statements sent together with what psycopg would otherwise send on its own.
+"""PostgreSQL: a write transaction in two round trips, whatever its size.
 
-A round trip costs more than its network time: the ledger's thread must wake, take the
-interpreter back from the other request threads, read the answer and send the next command.
-Two such round trips are avoidable with psycopg's pipeline mode:
+psycopg's pipeline mode sends several statements and reads their results in one round trip, but
+it starts a transaction on its own with BEGIN and waits for that answer before anything else,
+and its `commit()` waits for COMMIT's answer before the pipeline's end is synchronised: five
+round trips for a transaction of two steps. Each costs more than its network time: the ledger's
+thread must wake, take the interpreter back from the other request threads, read the answer and
+send the next command, and a PostgreSQL backend wakes for it too.
 
-- BEGIN, which psycopg sends on its own before a transaction's first statement, goes out with
-  that statement (`fetch_in_new_transaction`);
-- COMMIT goes out with the transaction's last statements (`execute_and_commit`). The journal
-  head, locked by the last of them, is then held for that statement's run and the commit's WAL
-  flush only, not also for the time it takes the ledger to answer with COMMIT; every writer of
-  every ledger process waits on that lock.
+So write connections run in autocommit mode (see `engine`) and the transaction is spelled out:
 
-The statements go to psycopg directly, below SQLAlchemy's execution, so its errors are turned
+- `begin_with`: BEGIN and the transaction's first statement, which locks what it needs, go out
+  together (one round trip);
+- `execute_and_commit`: the transaction's last statements and COMMIT go out together (one round
+  trip). The journal head, locked by the last of them, is then held for that statement's run and
+  the commit's WAL flush only, not also for the time it takes the ledger to answer with COMMIT;
+  every writer of every ledger process waits on that lock.
+
+Statements in between go through SQLAlchemy as usual and run in the open transaction (autocommit
+only means that psycopg sends no BEGIN of its own). `require_open_transaction` makes sure no
+statement runs outside one. SQLAlchemy's commit and rollback at the end of the transaction block
+still reach psycopg, which sends ROLLBACK if a transaction is still open (a step failed) and
+nothing once COMMIT has run.
+
+The statements go to psycopg directly, below SQLAlchemy's execution, so their errors are turned
 into SQLAlchemy's here, as SQLAlchemy would have, and a broken connection is invalidated so that
 the pool does not hand it out again.
 """
@@ -24,23 +35,31 @@ from functools import cache
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, TextClause
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
+BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
+_COMMIT = "COMMIT"
 
-def fetch_in_new_transaction(
+
+def begin_with(
     connection: Connection, statement: TextClause, parameters: Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
-    """Runs the transaction's first statement, BEGIN included, in one round trip; its rows."""
+    """Begins the transaction and runs its first statement in one round trip; its rows."""
     driver_connection = _driver_connection(connection)
+    assert driver_connection.pgconn.transaction_status == TransactionStatus.IDLE, (
+        "a write transaction begins once"
+    )
     sql = _driver_sql(statement, connection.dialect)
     with (
-        _as_sqlalchemy_errors(connection, [(sql, parameters)]),
-        driver_connection.pipeline(),
+        _as_sqlalchemy_errors(connection, [(BEGIN_WRITE, {}), (sql, parameters)]),
         driver_connection.cursor() as cursor,
     ):
-        cursor.execute(sql, parameters)
+        with driver_connection.pipeline():
+            cursor.execute(BEGIN_WRITE)
+            cursor.execute(sql, parameters)
         return cursor.fetchall()
 
 
@@ -48,21 +67,29 @@ def execute_and_commit(
     connection: Connection, statements: Sequence[tuple[TextClause, Mapping[str, Any]]]
 ) -> None:
     """Runs the transaction's last statements, in order, and commits, in one round trip; the
-    first that fails stops the rest and the commit. SQLAlchemy's own commit at the end of the
-    transaction block then finds nothing left to commit."""
+    first that fails stops the rest and the commit (the transaction is then rolled back when
+    its block ends)."""
     driver_connection = _driver_connection(connection)
     compiled = [
         (_driver_sql(statement, connection.dialect), dict(parameters))
         for statement, parameters in statements
     ]
     with (
-        _as_sqlalchemy_errors(connection, compiled),
-        driver_connection.pipeline(),
+        _as_sqlalchemy_errors(connection, [*compiled, (_COMMIT, {})]),
         driver_connection.cursor() as cursor,
+        driver_connection.pipeline(),
     ):
         for sql, parameters in compiled:
             cursor.execute(sql, parameters)
-        driver_connection.commit()
+        cursor.execute(_COMMIT)
+
+
+def require_open_transaction(dbapi_connection: Any) -> None:
+    """Raises if a statement is about to run on a write connection outside a transaction,
+    where autocommit would make it a transaction of its own."""
+    status = dbapi_connection.pgconn.transaction_status
+    if status == TransactionStatus.IDLE:
+        raise RuntimeError("a PostgreSQL write transaction begins with `begin_with`")
 
 
 def _driver_connection(connection: Connection) -> psycopg.Connection[Any]:

@@ -4,8 +4,8 @@ Round trips are what a write costs on PostgreSQL, so a write transaction (a batc
 takes two whatever its size (see `pipeline`): BEGIN with one statement that locks everything and
 looks up the request ids (`lock_statement`); then, after any loads a rule asks for, one statement
 that writes every projection and request record, one that appends the journal entries
-(`bulk_statement`), and COMMIT. On SQLite, where statements cost no round trip, plain per-table
-statements keep the code simple.
+(`bulk_statement`), and COMMIT; `lock` is therefore a write transaction's first step. On SQLite,
+where statements cost no round trip, plain per-table statements keep the code simple.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from services.ledger.storage import rows
 from services.ledger.storage.bulk_statement import bulk_write, create_accounts
 from services.ledger.storage.engine import TransactionMode, create_ledger_engine, is_sqlite
 from services.ledger.storage.lock_statement import LOCK_STATEMENT, add_locked_row
-from services.ledger.storage.pipeline import execute_and_commit, fetch_in_new_transaction
+from services.ledger.storage.pipeline import begin_with, execute_and_commit
 from services.ledger.storage.tables import (
     account,
     credit_line,
@@ -213,9 +213,9 @@ class SqlWriteTransaction:
         user_ids: Sequence[str],
         request_ids: Sequence[str],
     ) -> Locked:
-        """PostgreSQL: holds, obligations and existing accounts locked, and requests looked up,
-        in one round trip; only accounts still missing take two more."""
-        found = fetch_in_new_transaction(
+        """PostgreSQL: the transaction begun, holds, obligations and existing accounts locked,
+        and requests looked up, in one round trip; only accounts still missing take two more."""
+        found = begin_with(
             self._connection,
             LOCK_STATEMENT,
             {

@@ -5,6 +5,7 @@ connections keep the planner's own choice."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from services.ledger.storage.engine import TransactionMode, create_ledger_engine
 
@@ -19,8 +20,23 @@ def test_only_write_connections_turn_sequential_scans_off(
     engine = create_ledger_engine(postgres_url, mode)
     try:
         with engine.connect() as connection:
-            assert (
-                connection.exec_driver_sql("SHOW enable_seqscan").scalar_one() == sequential_scans
+            # Through the driver: a write connection runs no statement outside a transaction.
+            driver_connection = connection.connection.driver_connection
+            assert driver_connection is not None
+            shown = driver_connection.execute("SHOW enable_seqscan").fetchone()
+            assert shown == (sequential_scans,)
+    finally:
+        engine.dispose()
+
+
+def test_a_write_connection_refuses_a_statement_outside_a_transaction(postgres_url: str) -> None:
+    """Write connections are in autocommit mode, their transactions begun with their first
+    statement; a statement sent any other way would commit on its own, so it is refused."""
+    engine = create_ledger_engine(postgres_url, TransactionMode.WRITE)
+    try:
+        with engine.connect() as connection, pytest.raises(RuntimeError, match="begin_with"):
+            connection.execute(
+                text("INSERT INTO journal_head (id, last_global_sequence) VALUES (2, 0)")
             )
     finally:
         engine.dispose()

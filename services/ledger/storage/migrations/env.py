@@ -34,7 +34,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     database_url = context.config.get_main_option("sqlalchemy.url")
     assert database_url is not None
-    engine = create_ledger_engine(database_url, TransactionMode.WRITE, pooled=False)
+    engine = create_ledger_engine(database_url, TransactionMode.MIGRATE, pooled=False)
     try:
         with engine.connect() as connection:
             context.configure(
