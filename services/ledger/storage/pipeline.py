@@ -40,7 +40,7 @@ from sqlalchemy import Connection, TextClause
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
-BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
+_BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
 _COMMIT = "COMMIT"
 
 
@@ -54,11 +54,11 @@ def begin_with(
     )
     sql = _driver_sql(statement, connection.dialect)
     with (
-        _as_sqlalchemy_errors(connection, [(BEGIN_WRITE, {}), (sql, parameters)]),
+        _as_sqlalchemy_errors(connection, [(_BEGIN_WRITE, {}), (sql, parameters)]),
         driver_connection.cursor() as cursor,
     ):
         with driver_connection.pipeline():
-            cursor.execute(BEGIN_WRITE)
+            cursor.execute(_BEGIN_WRITE)
             cursor.execute(sql, parameters)
         return cursor.fetchall()
 
