@@ -10,11 +10,12 @@ ledger itself with the transaction's first statement (see `pipeline`); REPEATABL
 only, for reads, so a read that runs several queries sees one snapshot.
 
 Write connections also turn sequential scans off. Every write statement finds its rows by key,
-and each is prepared once per connection: PostgreSQL then settles on a generic plan, costed with
-the table sizes of that moment. A ledger started on an empty database kept scanning the whole
-request and hold tables in every transaction as they grew (seen in `make bench-ledger`: almost
-every lock statement scanned request_record, and a batch's lock took about half again as long).
-With scans off, the plans use the keys' indexes whatever the tables held when they were made.
+and the ones every write runs are prepared once per connection (see `pipeline`): PostgreSQL then
+settles on a generic plan, costed with the table sizes of that moment. A ledger started on an
+empty database kept scanning the whole request and hold tables in every transaction as they grew
+(seen in `make bench-ledger`: almost every lock statement scanned request_record, and a batch's
+lock took about half again as long). With scans off, the plans use the keys' indexes whatever
+the tables held when they were made.
 """
 
 from __future__ import annotations
@@ -99,8 +100,15 @@ def _postgresql_engine(url: URL, mode: TransactionMode, pool_options: dict[str, 
         url = url.set(drivername="postgresql+psycopg")
     if mode is TransactionMode.WRITE:
         # Autocommit: a write transaction begins with its first statement, in the same round
-        # trip, READ COMMITTED (see `pipeline`); nothing may run outside one.
-        write_engine = create_engine(url, isolation_level="AUTOCOMMIT", **pool_options)
+        # trip, READ COMMITTED (see `pipeline`); nothing may run outside one. psycopg prepares
+        # nothing itself: after a rollback it would deallocate the statements `pipeline`
+        # prepared.
+        write_engine = create_engine(
+            url,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"prepare_threshold": None},
+            **pool_options,
+        )
 
         @event.listens_for(write_engine, "before_cursor_execute")
         def _inside_a_transaction(

@@ -1,66 +1,82 @@
-"""PostgreSQL: a write transaction in two round trips, whatever its size.
+"""PostgreSQL: a write transaction in two round trips, whatever its size, each one write to the
+server and one read back.
 
-psycopg's pipeline mode sends several statements and reads their results in one round trip, but
-it starts a transaction on its own with BEGIN and waits for that answer before anything else,
-and its `commit()` waits for COMMIT's answer before the pipeline's end is synchronised: five
-round trips for a transaction of two steps. Each costs more than its network time: the ledger's
-thread must wake, take the interpreter back from the other request threads, read the answer and
-send the next command, and a PostgreSQL backend wakes for it too.
+A write transaction has two steps, each sent as one pipeline of the extended query protocol:
 
-So write connections run in autocommit mode (see `engine`) and the transaction is spelled out:
+- `begin_with`: BEGIN and the transaction's first statement, which locks what it needs;
+- `execute_and_commit`: the transaction's last statements and COMMIT. The journal head, locked
+  by the last of them, is then held for that statement's run and the commit's WAL flush only,
+  not also for the time it takes the ledger to answer with COMMIT; every writer of every ledger
+  process waits on that lock.
 
-- `begin_with`: BEGIN and the transaction's first statement, which locks what it needs, go out
-  together (one round trip);
-- `execute_and_commit`: the transaction's last statements and COMMIT go out together (one round
-  trip). The journal head, locked by the last of them, is then held for that statement's run and
-  the commit's WAL flush only, not also for the time it takes the ledger to answer with COMMIT;
-  every writer of every ledger process waits on that lock.
+Statements in between go through SQLAlchemy as usual and run in the open transaction.
 
-Statements in between go through SQLAlchemy as usual and run in the open transaction (autocommit
-only means that psycopg sends no BEGIN of its own). `require_open_transaction` makes sure no
-statement runs outside one. SQLAlchemy's commit and rollback at the end of the transaction block
-still reach psycopg, which sends ROLLBACK if a transaction is still open (a step failed) and
-nothing once COMMIT has run.
+The pipelines are driven through libpq (psycopg's `pq` layer), not psycopg's cursors: in
+pipeline mode a cursor sends each statement as soon as it is executed and polls the socket
+around it, so a transaction took 8 writes and 15 polls (counted with strace), and every write
+woke the server's backend for a part of the work. Here each step's messages are written into
+libpq's buffer, Sync included, sent together and read back together. The cost of a round trip is
+more than its network time: the ledger's thread must wake, take the interpreter back from the
+other request threads, and a PostgreSQL backend wakes for it too.
 
-The statements go to psycopg directly, below SQLAlchemy's execution, so their errors are turned
-into SQLAlchemy's here, as SQLAlchemy would have, and a broken connection is invalidated so that
-the pool does not hand it out again.
+The statements are prepared once per connection, under a name derived from their text, in the
+same pipeline as their first run; PostgreSQL then settles on a generic plan (see `engine`).
+psycopg's own automatic preparation is off on write connections, because after a rollback it
+deallocates every prepared statement of the connection, these included. Parameters travel as
+text, and every statement casts each of its parameters (`CAST(:ids AS text[])`), so the server
+knows their types; a list of text becomes an array literal.
+
+Write connections run in autocommit mode (see `engine`), so psycopg sends no BEGIN of its own;
+`require_open_transaction` makes sure no statement runs outside a transaction. SQLAlchemy's
+commit and rollback at the end of the transaction block still reach psycopg, which sends
+ROLLBACK if a transaction is still open (a step failed) and nothing once COMMIT has run.
+
+Errors are turned into SQLAlchemy's, as SQLAlchemy would have, and a broken connection is
+invalidated so that the pool does not hand it out again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import select
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg import pq
+from psycopg.errors import error_from_result
+from psycopg.pq import ExecStatus, TransactionStatus
 from sqlalchemy import Connection, TextClause
-from sqlalchemy.engine import Dialect
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
-_BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
-_COMMIT = "COMMIT"
+_BEGIN_WRITE = b"BEGIN ISOLATION LEVEL READ COMMITTED"
+_COMMIT = b"COMMIT"
+# Placeholders as the protocol numbers them ($1, $2, ...), a name used twice becoming one.
+_NUMBERED_PARAMETERS = postgresql.psycopg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+# Where each pooled connection keeps what is prepared on it (the pool forgets it with the
+# connection).
+_PREPARED_STATEMENTS = "sesame_prepared_statements"
+# A prepared statement that does not exist (invalid_sql_statement_name); `sql_storage` retries
+# the transaction, which prepares it again.
+UNKNOWN_PREPARED_STATEMENT = "26000"
 
 
 def begin_with(
     connection: Connection, statement: TextClause, parameters: Mapping[str, Any]
-) -> list[tuple[Any, ...]]:
+) -> list[tuple[str, ...]]:
     """Begins the transaction and runs its first statement in one round trip; its rows."""
     driver_connection = _driver_connection(connection)
     assert driver_connection.pgconn.transaction_status == TransactionStatus.IDLE, (
         "a write transaction begins once"
     )
-    sql = _driver_sql(statement, connection.dialect)
-    with (
-        _as_sqlalchemy_errors(connection, [(_BEGIN_WRITE, {}), (sql, parameters)]),
-        driver_connection.cursor() as cursor,
-    ):
-        with driver_connection.pipeline():
-            cursor.execute(_BEGIN_WRITE)
-            cursor.execute(sql, parameters)
-        return cursor.fetchall()
+    commands = [_Command(_BEGIN_WRITE, ()), _command(statement, parameters)]
+    with _as_sqlalchemy_errors(connection, commands):
+        results = _run_pipeline(connection, commands)
+    return _text_rows(results[-1], driver_connection.info.encoding)
 
 
 def execute_and_commit(
@@ -69,19 +85,10 @@ def execute_and_commit(
     """Runs the transaction's last statements, in order, and commits, in one round trip; the
     first that fails stops the rest and the commit (the transaction is then rolled back when
     its block ends)."""
-    driver_connection = _driver_connection(connection)
-    compiled = [
-        (_driver_sql(statement, connection.dialect), dict(parameters))
-        for statement, parameters in statements
-    ]
-    with (
-        _as_sqlalchemy_errors(connection, [*compiled, (_COMMIT, {})]),
-        driver_connection.cursor() as cursor,
-        driver_connection.pipeline(),
-    ):
-        for sql, parameters in compiled:
-            cursor.execute(sql, parameters)
-        cursor.execute(_COMMIT)
+    commands = [*(_command(statement, parameters) for statement, parameters in statements)]
+    commands.append(_Command(_COMMIT, ()))
+    with _as_sqlalchemy_errors(connection, commands):
+        _run_pipeline(connection, commands)
 
 
 def require_open_transaction(dbapi_connection: Any) -> None:
@@ -92,34 +99,179 @@ def require_open_transaction(dbapi_connection: Any) -> None:
         raise RuntimeError("a PostgreSQL write transaction begins with `begin_with`")
 
 
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    """A statement as the protocol takes it: its text, the name it is prepared under, and the
+    order of its parameters."""
+
+    name: bytes
+    sql: bytes
+    parameter_names: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _PreparedStatements:
+    """The statements prepared on one connection. Should they disappear (DEALLOCATE ALL, sent
+    by a connection pooler or another client library), the connection forgets them all and
+    prepares them again, under names of a new generation: one that still exists cannot clash."""
+
+    generation: int = 0
+    names: set[bytes] = field(default_factory=set)
+
+    def name_of(self, statement: _Statement) -> bytes:
+        return b"%s_%d" % (statement.name, self.generation)
+
+    def forget(self) -> None:
+        self.generation += 1
+        self.names.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    """What one step sends: a statement prepared once per connection, or a plain command."""
+
+    statement: _Statement | bytes
+    parameters: tuple[Any, ...]
+
+    @property
+    def text(self) -> str:
+        sql = self.statement if isinstance(self.statement, bytes) else self.statement.sql
+        return sql.decode()
+
+
+@cache
+def _statement(statement: TextClause) -> _Statement:
+    compiled = statement.compile(dialect=_NUMBERED_PARAMETERS)
+    sql = str(compiled).encode()
+    name = b"sesame_" + hashlib.sha256(sql).hexdigest()[:24].encode()
+    return _Statement(name, sql, tuple(compiled.positiontup or ()))
+
+
+def _command(statement: TextClause, parameters: Mapping[str, Any]) -> _Command:
+    prepared = _statement(statement)
+    return _Command(prepared, tuple(parameters[name] for name in prepared.parameter_names))
+
+
+def _run_pipeline(connection: Connection, commands: Sequence[_Command]) -> list[pq.abc.PGresult]:
+    """Sends the commands and a Sync in one write and reads every result back; returns each
+    command's result, or raises the first error (the commands after it did not run)."""
+    driver_connection = _driver_connection(connection)
+    pgconn, encoding = driver_connection.pgconn, driver_connection.info.encoding
+    prepared: _PreparedStatements = connection.connection.info.setdefault(
+        _PREPARED_STATEMENTS, _PreparedStatements()
+    )
+    # Encoded before anything is sent: a value that cannot be sent leaves the connection idle.
+    messages = [
+        (command.statement, [_text_value(value, encoding) for value in command.parameters])
+        for command in commands
+    ]
+    # What each result answers, in order: a preparation (the name prepared) or a command.
+    answers: list[bytes | None] = []
+    pgconn.enter_pipeline_mode()
+    try:
+        for statement, values in messages:
+            if isinstance(statement, bytes):
+                pgconn.send_query_params(statement, values or None)
+            else:
+                name = prepared.name_of(statement)
+                if name not in prepared.names and name not in answers:
+                    pgconn.send_prepare(name, statement.sql)
+                    answers.append(name)
+                pgconn.send_query_prepared(name, values)
+            answers.append(None)
+        pgconn.pipeline_sync()
+        while pgconn.flush():
+            _wait(pgconn.socket, select.POLLOUT)
+        results = _results_until_sync(pgconn)
+    finally:
+        if pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            pgconn.exit_pipeline_mode()
+    assert len(results) == len(answers), "one result per message sent"
+    errors = [result for result in results if result.status == ExecStatus.FATAL_ERROR]
+    prepared.names.update(
+        name
+        for name, result in zip(answers, results, strict=True)
+        if name is not None and result.status == ExecStatus.COMMAND_OK
+    )
+    if errors:
+        error = error_from_result(errors[0], encoding)
+        if error.sqlstate == UNKNOWN_PREPARED_STATEMENT:
+            prepared.forget()
+        raise error
+    return [result for name, result in zip(answers, results, strict=True) if name is None]
+
+
+def _results_until_sync(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
+    results: list[pq.abc.PGresult] = []
+    while True:
+        while pgconn.is_busy():
+            _wait(pgconn.socket, select.POLLIN)
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            continue  # the end of one command's results
+        if result.status == ExecStatus.PIPELINE_SYNC:
+            return results
+        results.append(result)
+
+
+def _wait(fileno: int, events: int) -> None:
+    poller = select.poll()
+    poller.register(fileno, events)
+    poller.poll()
+
+
+def _text_value(value: Any, encoding: str) -> bytes | None:
+    """A parameter in PostgreSQL's text format."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode(encoding)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value).encode()
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return _text_array(value).encode(encoding)
+    raise TypeError(f"no text form for a parameter of type {type(value).__name__}")
+
+
+def _text_array(values: Sequence[str]) -> str:
+    """An array literal of text: every element quoted, backslashes and quotes escaped."""
+    quoted = (value.replace("\\", "\\\\").replace('"', '\\"') for value in values)
+    return "{" + ",".join(f'"{value}"' for value in quoted) + "}"
+
+
+def _text_rows(result: pq.abc.PGresult, encoding: str) -> list[tuple[str, ...]]:
+    """The rows of a result whose every value is text, never NULL."""
+    rows = []
+    for row in range(result.ntuples):
+        values = [result.get_value(row, column) for column in range(result.nfields)]
+        assert all(value is not None for value in values), "no NULL in these results"
+        rows.append(tuple(value.decode(encoding) for value in values if value is not None))
+    return rows
+
+
 def _driver_connection(connection: Connection) -> psycopg.Connection[Any]:
     driver_connection = connection.connection.driver_connection
     assert isinstance(driver_connection, psycopg.Connection), "PostgreSQL through psycopg 3"
     return driver_connection
 
 
-@cache
-def _driver_sql(statement: TextClause, dialect: Dialect) -> str:
-    """The statement's text in psycopg's parameter style, compiled once."""
-    return str(statement.compile(dialect=dialect))
-
-
 @contextmanager
-def _as_sqlalchemy_errors(
-    connection: Connection, statements: Sequence[tuple[str, Mapping[str, Any]]]
-) -> Iterator[None]:
+def _as_sqlalchemy_errors(connection: Connection, commands: Sequence[_Command]) -> Iterator[None]:
     """psycopg's errors as SQLAlchemy would raise them, naming the statements sent (which of
-    them failed, psycopg does not say)."""
+    them failed, the error's message says)."""
     try:
         yield
     except psycopg.Error as error:
         driver_connection = _driver_connection(connection)
-        broken = driver_connection.broken or driver_connection.closed
+        # A connection left in pipeline mode (its reading was cut short) is not used again.
+        in_pipeline = driver_connection.pgconn.pipeline_status != pq.PipelineStatus.OFF
+        broken = driver_connection.broken or driver_connection.closed or in_pipeline
         if broken:
             connection.invalidate(error)
         raise DBAPIError.instance(
-            "; ".join(sql for sql, _ in statements),
-            [dict(parameters) for _, parameters in statements],
+            "; ".join(command.text for command in commands),
+            [],
             error,
             psycopg.Error,
             hide_parameters=True,

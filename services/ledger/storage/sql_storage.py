@@ -56,7 +56,11 @@ from services.ledger.storage import rows
 from services.ledger.storage.bulk_statement import bulk_write, create_accounts
 from services.ledger.storage.engine import TransactionMode, create_ledger_engine, is_sqlite
 from services.ledger.storage.lock_statement import LOCK_STATEMENT, add_locked_row
-from services.ledger.storage.pipeline import begin_with, execute_and_commit
+from services.ledger.storage.pipeline import (
+    UNKNOWN_PREPARED_STATEMENT,
+    begin_with,
+    execute_and_commit,
+)
 from services.ledger.storage.tables import (
     account,
     credit_line,
@@ -69,8 +73,9 @@ from services.ledger.storage.tables import (
     statement,
 )
 
-# A deadlock, a serialization failure: PostgreSQL rolled the transaction back for us.
-_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+# A deadlock, a serialization failure: PostgreSQL rolled the transaction back for us. A
+# prepared statement gone from the connection: `pipeline` prepares it again on the next try.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", UNKNOWN_PREPARED_STATEMENT})
 _UNIQUE_VIOLATION = "23505"
 # Two attempts of the same request raced past the look-up; the loser retries and finds the
 # winner's answer.

@@ -213,3 +213,23 @@ def test_capacity_lowered_below_what_is_held_blocks_new_holds_only(client):
     assert client.get_hold(hold.hold_id).state == pb.HOLD_STATE_OPEN
     code, reason, _ = client.rejection(lambda: client.place_hold("user-1", 1))
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_CAPACITY")
+
+
+def test_ids_with_quotes_backslashes_commas_and_braces_are_kept_exactly(client):
+    """Ids may hold any printable ASCII; the storage looks them up in lists (array literals
+    on PostgreSQL), where these characters and the word NULL have a meaning of their own."""
+    user_id = 'user "1", \\ {a,b} '
+    client.set_capacity(user_id, 50_000)
+    request = client.place_hold_request(user_id, 30_000)
+    request.request_id = "NULL"
+
+    hold = client.call("PlaceHold", request).hold
+    retried = client.call("PlaceHold", request).hold
+    released = client.release(hold.hold_id)
+
+    assert retried == hold
+    assert released.state == pb.HOLD_STATE_RELEASED
+    summary = client.summary(user_id)
+    assert summary.user_id == user_id
+    assert (summary.held.amount_minor, summary.open_hold_count) == (0, 0)
+    assert client.verify(user_id).intact
