@@ -2,9 +2,11 @@
 in a second.
 
 Each part is a data-modifying WITH query that reads its rows from one JSON parameter
-(`json_populate_recordset` over the table's own row type), so the statements' text and their
-parameters never change with the number of rows: PostgreSQL prepares them once. Parts without
-rows get an empty JSON array and do nothing.
+(`json_populate_recordset` over the table's own row type), so a statement's text and parameters
+never change with the number of rows. The statement holds only the parts that have rows: a
+PlaceHold writes three tables, a ReleaseHold four, and every empty part left in would still be
+planned and run (with all eleven, PostgreSQL spent about a tenth more CPU per write). The few
+combinations that occur are each prepared once per connection (see `pipeline`).
 
 The entries have a statement of their own, sent after the projections' and before COMMIT in the
 same round trip (see `pipeline`): it allocates their global sequences from the journal head, and
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import TextClause, text
@@ -152,9 +155,13 @@ _APPEND_ENTRIES: TextClause = text(
     " WITH ORDINALITY AS entry)"
     " SELECT last_global_sequence FROM head"
 )
-_WRITE_PROJECTIONS: TextClause = text(
-    "WITH " + ", ".join(part.sql() for part in _PARTS) + " SELECT 0"
-)
+
+
+@cache
+def _write_projections(parts: tuple[_Part, ...]) -> TextClause:
+    """One statement writing the given parts (in `_PARTS` order)."""
+    return text("WITH " + ", ".join(part.sql() for part in parts) + " SELECT 0")
+
 
 Statements = list[tuple[TextClause, dict[str, Any]]]
 
@@ -182,15 +189,20 @@ def bulk_write(
     """The statements and their parameters, in the order they must run: the projections and
     request records, then, with entries, the append (which returns the last global sequence
     allocated)."""
-    statements: Statements = [(_WRITE_PROJECTIONS, _projection_parameters(changes, requests))]
+    statements: Statements = []
+    parts = _projection_parts(changes, requests)
+    if parts:
+        statement = _write_projections(tuple(parts))
+        statements.append((statement, _projection_parameters(parts)))
     if entries:
         statements.append((_APPEND_ENTRIES, _entry_parameters(entries)))
     return statements
 
 
-def _projection_parameters(
+def _projection_parts(
     changes: StateChanges, requests: Sequence[StoredRequest]
-) -> dict[str, Any]:
+) -> dict[_Part, list[dict[str, Any]]]:
+    """The rows of each part that has any, in `_PARTS` order."""
     parts: dict[_Part, list[dict[str, Any]]] = {
         _ACCOUNT_UPDATES: [
             rows.account_values(account, chain) for account, chain in changes.accounts
@@ -212,6 +224,11 @@ def _projection_parameters(
         ],
         _NEW_REQUESTS: [rows.request_values(request) for request in requests],
     }
+    assert tuple(parts) == _PARTS, "the parts in the order every writer writes them"
+    return {part: values for part, values in parts.items() if values}
+
+
+def _projection_parameters(parts: dict[_Part, list[dict[str, Any]]]) -> dict[str, Any]:
     parameters: dict[str, Any] = {part.name: _json(values) for part, values in parts.items()}
     for part, values in parts.items():
         if part.key_columns:
