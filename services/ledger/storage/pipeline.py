@@ -242,12 +242,15 @@ def _text_array(values: Sequence[str]) -> str:
 
 def _text_rows(result: pq.abc.PGresult, encoding: str) -> list[tuple[str, ...]]:
     """The rows of a result whose every value is text, never NULL."""
-    rows = []
-    for row in range(result.ntuples):
-        values = [result.get_value(row, column) for column in range(result.nfields)]
-        assert all(value is not None for value in values), "no NULL in these results"
-        rows.append(tuple(value.decode(encoding) for value in values if value is not None))
-    return rows
+    return [
+        tuple(_text(result.get_value(row, column), encoding) for column in range(result.nfields))
+        for row in range(result.ntuples)
+    ]
+
+
+def _text(value: bytes | None, encoding: str) -> str:
+    assert value is not None, "no NULL in these results"
+    return value.decode(encoding)
 
 
 def _driver_connection(connection: Connection) -> psycopg.Connection[Any]:

@@ -89,13 +89,11 @@ def test_a_write_refused_by_the_database_at_commit_writes_nothing(
         assert reader.get_account("u-third") is not None
 
 
-def test_writes_go_on_when_the_prepared_statements_disappear(
-    storage: SqlLedgerStorage, is_postgresql: bool
-) -> None:
+# SQLite prepares nothing across transactions: this is about PostgreSQL only.
+@pytest.mark.parametrize("ledger_database_url", ["postgresql"], indirect=True)
+def test_writes_go_on_when_the_prepared_statements_disappear(storage: SqlLedgerStorage) -> None:
     """A connection pooler or another library on the connection may deallocate what the ledger
     prepared; the write that finds its statement gone runs again and prepares it anew."""
-    if not is_postgresql:
-        pytest.skip("on SQLite the ledger prepares no statements of its own")
     service = LedgerService(storage, FakeClock())
     capacity = Money("CNY", 10_000)
     service.set_waiver_capacity(commands.SetWaiverCapacity("r-capacity", "u-1", capacity))
