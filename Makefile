@@ -5,8 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
+# The googleapis protos the contracts import, from the installed googleapis-common-protos.
+PROTO_DEPS := var/proto-deps
+GOOGLEAPIS_PROTOS = $(shell $(BIN)/python -c "import pathlib, google.api.field_behavior_pb2 as m; print(pathlib.Path(m.__file__).parents[2])")
 
-.PHONY: install run test test-slow test-all proto proto-check lint replay bench-ledger train evaluate score-csv bench-score clean
+.PHONY: install run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger train evaluate score-csv bench-score clean
 
 $(INSTALLED): pyproject.toml gen/python/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +22,7 @@ install: $(INSTALLED)
 
 ## run: start ledger, score and waiver locally (SQLite, bundled model); Ctrl-C stops them all
 run: $(INSTALLED)
-	$(BIN)/python -m services.launch
+	$(BIN)/python -m services.suite.launch
 
 ## test: the default test suite (unit, integration, e2e; slow suites excluded)
 test: $(INSTALLED)
@@ -33,10 +36,17 @@ test-slow: $(INSTALLED)
 test-all: $(INSTALLED)
 	$(BIN)/python -m pytest
 
+## proto-deps: copy the googleapis protos the contracts import into var/proto-deps
+proto-deps: $(INSTALLED)
+	rm -rf $(PROTO_DEPS)
+	mkdir -p $(PROTO_DEPS)/google/api $(PROTO_DEPS)/google/rpc
+	cp $(GOOGLEAPIS_PROTOS)/google/api/field_behavior.proto $(PROTO_DEPS)/google/api/
+	cp $(GOOGLEAPIS_PROTOS)/google/rpc/status.proto $(PROTO_DEPS)/google/rpc/
+
 ## proto: regenerate gen/python from protos/
-proto: $(INSTALLED)
+proto: proto-deps
 	rm -rf gen/python/sesame
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos -I $(PROTO_DEPS) \
 		--python_out=gen/python --grpc_python_out=gen/python \
 		--mypy_out=gen/python --mypy_grpc_out=gen/python $(PROTO_FILES)
 	touch gen/python/sesame/py.typed
@@ -47,11 +57,11 @@ proto-check: proto
 	test -z "$$(git status --porcelain -- gen/python)" || { git status --porcelain -- gen/python; exit 1; }
 
 ## lint: ruff, mypy (strict on services/common) and buf lint
-lint: $(INSTALLED)
+lint: proto-deps
 	$(BIN)/ruff check services tests
 	$(BIN)/ruff format --check services tests
 	$(BIN)/mypy services
-	$(BIN)/buf lint protos
+	$(BIN)/buf lint
 
 ## replay: write a CSV in the Taiwan data set's schema into a running ledger (idempotent)
 replay: $(INSTALLED)
@@ -74,7 +84,7 @@ evaluate: $(INSTALLED)
 ## score-csv: score a CSV through a fresh local suite over gRPC and print its AUC (CSV=path)
 score-csv: $(INSTALLED)
 	@test -n "$(CSV)" || { echo "usage: make score-csv CSV=path/to/file.csv[.gz]"; exit 2; }
-	$(BIN)/python -m services.score.tools.score_csv "$(CSV)"
+	$(BIN)/python -m services.suite.score_csv "$(CSV)"
 
 ## bench-score: the score service against an echo server built the same way, and MLServer (own venv)
 bench-score: $(INSTALLED)

@@ -26,10 +26,12 @@ _REASON_PATTERN = re.compile(r"[A-Z][A-Z0-9_]{0,61}[A-Z0-9]")
 
 @dataclass(frozen=True)
 class FieldViolation:
-    """One request field that was rejected, and why (shown to the caller)."""
+    """One request field that was rejected, and why: a description shown to the caller and a
+    stable reason to branch on (BadRequest.FieldViolation.reason)."""
 
     field: str
     description: str
+    reason: str = ""
 
 
 class SesameError(Exception):
@@ -71,11 +73,12 @@ class InvalidArgument(SesameError):
         reason: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> Self:
-        """One rejected field, with a message derived from it."""
+        """One rejected field, with a message derived from it (the format `Violations` uses)."""
+        reason = cls.default_reason if reason is None else reason
         return cls(
             f"{field}: {description}",
             reason=reason,
-            field_violations=[FieldViolation(field, description)],
+            field_violations=[FieldViolation(field, description, reason)],
             metadata=metadata,
         )
 

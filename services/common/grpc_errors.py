@@ -62,7 +62,9 @@ def to_rpc_status(error: SesameError) -> grpc.Status:
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=violation.field, description=violation.description
+                    field=violation.field,
+                    description=violation.description,
+                    reason=violation.reason,
                 )
                 for violation in error.field_violations
             ]

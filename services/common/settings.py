@@ -17,7 +17,8 @@ process runs with is exactly what its environment says.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Literal, TypeVar
@@ -145,6 +146,20 @@ def load_settings(
             # `from None` keeps pydantic's own message, which includes the input values,
             # out of tracebacks.
             raise SettingsError(settings_class.__name__, problems) from None
+
+
+def run_with_settings(settings_class: type[SettingsT], run: Callable[[SettingsT], int]) -> int:
+    """A process entry point: builds the settings from the environment and runs with them.
+
+    Bad settings end the process with exit code 2 and one line naming every bad variable, before
+    anything starts.
+    """
+    try:
+        settings = load_settings(settings_class)
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
+    return run(settings)
 
 
 def _variable_name(settings_class: type[ServerSettings], location: tuple[int | str, ...]) -> str:

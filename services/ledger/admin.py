@@ -23,8 +23,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from sesame.ledger.v1 import ledger_service_pb2 as pb
-from sesame.ledger.v1 import ledger_service_pb2_grpc
+from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 
 from services.common.grpc_errors import error_details
 

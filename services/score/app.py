@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import partial
 
 import grpc
 import structlog
 
 from services.common.aio_server import AioSesameServer, serve_aio
-from services.common.server import ServiceRegistration
-from services.common.settings import load_settings
+from services.common.logging import configure_logging
+from services.common.server import ServiceRegistration, start_metrics_endpoint
+from services.common.settings import SettingsError, load_settings
+from services.common.workers import SharedText, run_workers, worker_count
 from services.score.adapters.ledger_client import LedgerClient
 from services.score.adapters.shadow_metrics import PrometheusShadowRecorder
 from services.score.api.servicer import SERVICE_NAME, ScoreServicer
@@ -118,3 +121,25 @@ def run_worker(model_choice: ModelChoice) -> None:
     Lives here, not in __main__, because spawned workers import their target by module name.
     """
     run_server(load_settings(ScoreSettings), model_choice)
+
+
+def run(settings: ScoreSettings) -> int:
+    """Runs the score service until SIGTERM or SIGINT; the process's exit code.
+
+    One worker serves in this process. With more (SESAME_SCORE_WORKERS; 0 means one per CPU of
+    the quota) this process supervises that many server processes sharing the port (see
+    `services.common.workers`): each loads its model before it joins the port, so only ready
+    workers take calls.
+    """
+    workers = worker_count(settings.workers)
+    if workers == 1:
+        run_server(settings)
+        return 0
+    if settings.port == 0:
+        raise SettingsError(
+            "ScoreSettings", {"SESAME_SCORE_PORT": "must be a fixed port when workers share it"}
+        )
+    configure_logging(SERVICE_LABEL, settings.log_level)
+    worker_main = partial(run_worker, SharedText())
+    metrics_endpoint = partial(start_metrics_endpoint, settings)
+    return run_workers(workers, worker_main, name=SERVICE_LABEL, metrics_endpoint=metrics_endpoint)

@@ -769,7 +769,7 @@ def format_value(value: float) -> str:
 
 
 def run(plan: Plan, server: PostgresServer) -> tuple[dict[str, float], bool]:
-    if importlib.util.find_spec("services.ledger.__main__") is None:
+    if importlib.util.find_spec("services.ledger.app") is None:
         raise SystemExit("services.ledger has no __main__ yet: nothing to benchmark")
     tag = secrets.token_hex(4)
     pgbench_database, ledger_database = f"sesame_bench_{tag}_pgbench", f"sesame_bench_{tag}_ledger"

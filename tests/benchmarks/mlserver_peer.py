@@ -39,9 +39,9 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from numpy.typing import NDArray
 
-from services.launch import stop_all
 from services.score.domain import model_contract
 from services.score.domain.features import FEATURE_COUNT
+from services.suite.launch import stop_all
 from tests.benchmarks.loadgen import Operation, OperationContext
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -157,7 +157,7 @@ class Parity:
 
 def training_rows(count: int) -> NDArray[np.float64]:
     """The features of the first `count` training rows, through the training code's path."""
-    from services.ledger.replay import taiwan
+    from services.datasets import taiwan
     from services.score.domain.features import compute_features
     from services.score.training import dataset
     from services.score.training.dataset import TRAINING_DATA

@@ -22,7 +22,7 @@ from sesame.type.v1 import money_pb2
 from sesame.waiver.v1 import waiver_service_pb2, waiver_service_pb2_grpc
 
 from services.common.grpc_errors import error_details
-from services.launch import free_port
+from services.suite.launch import free_port
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {
@@ -43,7 +43,7 @@ def running_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     for name, port in ports.items():
         environment[f"SESAME_{name.upper()}_PORT"] = str(port)
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "services.launch"],
+        [sys.executable, "-m", "services.suite.launch"],
         cwd=work_directory,
         env=environment,
         stdout=subprocess.PIPE,

@@ -11,9 +11,10 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from sesame.ledger.v1 import ledger_service_pb2 as pb
 from sesame.type.v1 import money_pb2
 
+from services.common.money import Money
+from services.common.validation import Violations
 from services.ledger.domain import commands, reasons
 from services.ledger.domain.journal import JournalEntry
-from services.ledger.domain.money import Money
 from services.ledger.domain.records import (
     MICROSECONDS_PER_SECOND,
     CreditLine,
@@ -32,7 +33,6 @@ from services.ledger.domain.results import (
     CreditHistory,
     PartnerReportResult,
 )
-from services.ledger.domain.validation import Violations
 from services.ledger.domain.verification import ChainMismatch, MismatchKind, VerificationReport
 
 # The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
-from sesame.ledger.v1 import ledger_service_pb2 as pb
-from sesame.ledger.v1 import ledger_service_pb2_grpc
+from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 
 from services.common.server import GrpcServer
 from services.ledger.api import mapping

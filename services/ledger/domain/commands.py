@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.ledger.domain.money import Money
+from services.common.money import Money
 from services.ledger.domain.records import ObligationOutcome, RepaymentStatus, StatementPeriod
 
 

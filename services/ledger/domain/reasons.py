@@ -1,18 +1,24 @@
-"""Stable error reasons of the ledger (google.rpc.ErrorInfo.reason). Callers branch on them, so a
-published reason never changes; add new ones instead."""
+"""Stable error reasons of the ledger (google.rpc.ErrorInfo.reason), the names of the contract's
+ErrorReason enum. Callers branch on them, so a published reason never changes; add new ones
+instead."""
 
 from typing import Final
 
-# Invalid input (INVALID_ARGUMENT, never stored for idempotency).
-REQUEST_ID_REQUIRED: Final = "REQUEST_ID_REQUIRED"
-FIELD_REQUIRED: Final = "FIELD_REQUIRED"
-ID_INVALID: Final = "ID_INVALID"
-TEXT_TOO_LONG: Final = "TEXT_TOO_LONG"
-TEXT_INVALID: Final = "TEXT_INVALID"
-CURRENCY_UNKNOWN: Final = "CURRENCY_UNKNOWN"
-AMOUNT_NOT_POSITIVE: Final = "AMOUNT_NOT_POSITIVE"
-AMOUNT_NEGATIVE: Final = "AMOUNT_NEGATIVE"
-AMOUNT_TOO_LARGE: Final = "AMOUNT_TOO_LARGE"
+# Invalid input (INVALID_ARGUMENT, never stored for idempotency): the checks every service shares
+# (see `services.common.validation`) and the ledger's own.
+from services.common.validation import (
+    AMOUNT_NEGATIVE as AMOUNT_NEGATIVE,
+    AMOUNT_NOT_POSITIVE as AMOUNT_NOT_POSITIVE,
+    AMOUNT_TOO_LARGE as AMOUNT_TOO_LARGE,
+    CURRENCY_UNKNOWN as CURRENCY_UNKNOWN,
+    FIELD_REQUIRED as FIELD_REQUIRED,
+    ID_INVALID as ID_INVALID,
+    REQUEST_ID_REQUIRED as REQUEST_ID_REQUIRED,
+    TEXT_INVALID as TEXT_INVALID,
+    TEXT_TOO_LONG as TEXT_TOO_LONG,
+    VALUE_OUT_OF_RANGE as VALUE_OUT_OF_RANGE,
+)
+
 DURATION_INVALID: Final = "DURATION_INVALID"
 TIMESTAMP_INVALID: Final = "TIMESTAMP_INVALID"
 ENUM_VALUE_INVALID: Final = "ENUM_VALUE_INVALID"
@@ -23,7 +29,6 @@ BATCH_SIZE_INVALID: Final = "BATCH_SIZE_INVALID"
 TOO_MANY_STATEMENTS: Final = "TOO_MANY_STATEMENTS"
 DUPLICATE_USER: Final = "DUPLICATE_USER"
 DUPLICATE_PERIOD: Final = "DUPLICATE_PERIOD"
-VALUE_OUT_OF_RANGE: Final = "VALUE_OUT_OF_RANGE"
 PAGE_TOKEN_INVALID: Final = "PAGE_TOKEN_INVALID"
 # Invalid for the hold or obligation named, whatever its state: its amount and currency never
 # change, so the same request is always wrong (INVALID_ARGUMENT, not stored).

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.money import Money
 from services.ledger.domain import commands, reasons
 from services.ledger.domain.events import (
     CapacitySet,
@@ -29,7 +30,6 @@ from services.ledger.domain.events import (
     PaymentRecorded,
     StatementReported,
 )
-from services.ledger.domain.money import Money
 from services.ledger.domain.records import (
     CreditLine,
     Hold,

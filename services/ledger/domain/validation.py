@@ -1,18 +1,12 @@
 """Validation of commands: everything that can be said about a request without the ledger's state.
 
-Every problem found is reported, each with the path of the offending field as the request names
-it (`reports[3].statements[1].period.month`), up to a limit that keeps the error small. The
-error's reason is that of the first problem.
+Every problem found is reported at once (see `services.common.validation`).
 """
 
 from __future__ import annotations
 
-from enum import Enum, auto
-
-from services.common.errors import FieldViolation, InvalidArgument
+from services.common.validation import Sign, Violations
 from services.ledger.domain import commands, reasons
-from services.ledger.domain.ids import id_problem
-from services.ledger.domain.money import MAX_AMOUNT_MINOR, Money, is_known_currency
 from services.ledger.domain.records import (
     MICROSECONDS_PER_DAY,
     ObligationOutcome,
@@ -20,7 +14,6 @@ from services.ledger.domain.records import (
     StatementPeriod,
 )
 
-VIOLATIONS_REPORTED_MAX = 50
 REFERENCE_LENGTH_MAX = 128
 PURPOSE_LENGTH_MAX = 256
 CAPACITY_REASON_LENGTH_MAX = 256
@@ -31,83 +24,6 @@ STATEMENT_YEAR_MIN = 1900
 STATEMENT_YEAR_MAX = 9999
 STATEMENTS_PER_REPORT_MAX = 24
 REPORTS_PER_BATCH_MAX = 1000
-_CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(0x20), 0x7F))
-
-
-class Sign(Enum):
-    """Which amounts a Money field accepts."""
-
-    POSITIVE = auto()
-    NOT_NEGATIVE = auto()
-    ANY = auto()
-
-
-class Violations:
-    """Collects the problems of one request, then raises them as one INVALID_ARGUMENT."""
-
-    def __init__(self) -> None:
-        self._found: list[tuple[str, FieldViolation]] = []
-        self._count = 0
-
-    def add(self, field: str, reason: str, description: str) -> None:
-        self._count += 1
-        if len(self._found) < VIOLATIONS_REPORTED_MAX:
-            self._found.append((reason, FieldViolation(field, description)))
-
-    def raise_if_any(self) -> None:
-        if not self._found:
-            return
-        first_reason, first = self._found[0]
-        more = f" (and {self._count - 1} more)" if self._count > 1 else ""
-        raise InvalidArgument(
-            f"invalid request: {first.field} {first.description}{more}",
-            reason=first_reason,
-            field_violations=[violation for _, violation in self._found],
-        )
-
-    def request_id(self, request_id: str) -> None:
-        if not request_id:
-            self.add("request_id", reasons.REQUEST_ID_REQUIRED, "is required for every mutation")
-        else:
-            self.identifier("request_id", request_id)
-
-    def identifier(self, field: str, value: str) -> None:
-        problem = id_problem(value)
-        if problem is not None:
-            reason = reasons.FIELD_REQUIRED if not value else reasons.ID_INVALID
-            self.add(field, reason, problem)
-
-    def text(self, field: str, value: str, length_max: int) -> None:
-        if len(value) > length_max:
-            self.add(field, reasons.TEXT_TOO_LONG, f"must be at most {length_max} characters")
-        elif any(character in _CONTROL_CHARACTERS for character in value):
-            # Control characters (NUL above all, which PostgreSQL text cannot hold) have no
-            # place in a reference or a purpose, and would make two texts print alike.
-            self.add(field, reasons.TEXT_INVALID, "must not contain control characters")
-
-    def money(self, field: str, money: Money | None, sign: Sign) -> None:
-        if money is None:
-            self.add(field, reasons.FIELD_REQUIRED, "is required")
-            return
-        if not is_known_currency(money.currency_code):
-            self.add(
-                f"{field}.currency_code",
-                reasons.CURRENCY_UNKNOWN,
-                "must be an ISO 4217 currency code in upper case",
-            )
-        self.amount(f"{field}.amount_minor", money.amount_minor, sign)
-
-    def amount(self, field: str, amount_minor: int, sign: Sign) -> None:
-        if sign is Sign.POSITIVE and amount_minor <= 0:
-            self.add(field, reasons.AMOUNT_NOT_POSITIVE, "must be positive")
-        elif sign is Sign.NOT_NEGATIVE and amount_minor < 0:
-            self.add(field, reasons.AMOUNT_NEGATIVE, "must not be negative")
-        elif abs(amount_minor) >= MAX_AMOUNT_MINOR:
-            self.add(field, reasons.AMOUNT_TOO_LARGE, f"must be below {MAX_AMOUNT_MINOR}")
-
-    def required(self, field: str, value: object) -> None:
-        if value is None:
-            self.add(field, reasons.FIELD_REQUIRED, "is required")
 
 
 def validate_set_waiver_capacity(command: commands.SetWaiverCapacity) -> None:

@@ -31,11 +31,11 @@ from typing import Any
 
 import structlog
 
+from services.common.clock import Clock
 from services.common.errors import Conflict, FailedPrecondition, SesameError, Unavailable
 from services.ledger.domain import reasons
 from services.ledger.domain.canonical import parse_canonical_json, plain_canonical_json
 from services.ledger.domain.codec import from_plain, to_plain
-from services.ledger.service.clock import Clock
 from services.ledger.service.notifier import EntryNotifier
 from services.ledger.service.ports import LedgerStorage, RequestOutcome, StoredRequest
 from services.ledger.service.retry import RetryPolicy, with_retries

@@ -24,7 +24,9 @@ from typing import Any, TypeVar
 
 import structlog
 
+from services.common.clock import Clock
 from services.common.errors import NotFound, Unavailable
+from services.common.validation import Violations
 from services.ledger.domain import commands, reasons, rules, validation
 from services.ledger.domain.canonical import request_hash
 from services.ledger.domain.codec import Plain, to_plain
@@ -44,7 +46,6 @@ from services.ledger.domain.verification import (
     verify_user,
 )
 from services.ledger.service.batch_writer import BATCH_WEIGHT_MAX, BatchWriter, WriteJob
-from services.ledger.service.clock import Clock
 from services.ledger.service.ids import IdGenerator, RandomIds
 from services.ledger.service.notifier import EntryNotifier
 from services.ledger.service.page_tokens import (
@@ -265,7 +266,7 @@ class LedgerService:
         Safe to run concurrently: each expiry re-checks the hold under its account's lock, so a
         hold resolved meanwhile (by another sweeper or a capture) is skipped, not expired twice.
         """
-        violations = validation.Violations()
+        violations = Violations()
         if not 0 <= max_holds <= SWEEP_MAX_HOLDS_LIMIT:
             violations.add(
                 "max_holds", reasons.VALUE_OUT_OF_RANGE, f"must be 0 to {SWEEP_MAX_HOLDS_LIMIT}"
@@ -342,7 +343,7 @@ class LedgerService:
     def get_credit_history(
         self, user_id: str, as_of_us: int | None = None, max_statements: int = 0
     ) -> CreditHistory:
-        violations = validation.Violations()
+        violations = Violations()
         violations.identifier("user_id", user_id)
         if not 0 <= max_statements <= CREDIT_HISTORY_STATEMENTS_MAX:
             violations.add(
@@ -381,7 +382,7 @@ class LedgerService:
     def list_entries(
         self, user_id: str = "", page_size: int = 0, page_token: str = ""
     ) -> EntryPage:
-        violations = validation.Violations()
+        violations = Violations()
         if user_id:
             violations.identifier("user_id", user_id)
         if not 0 <= page_size <= PAGE_SIZE_MAX:
@@ -416,7 +417,7 @@ class LedgerService:
         Global sequences are allocated in commit order, so reading `> last seen` never skips
         an entry that commits later.
         """
-        violations = validation.Violations()
+        violations = Violations()
         if after_global_sequence < 0:
             violations.add(
                 "after_global_sequence", reasons.VALUE_OUT_OF_RANGE, "must not be negative"
@@ -513,7 +514,7 @@ def _command_plain(command: commands.MutationCommand) -> Plain:
 
 
 def _require_id(field: str, value: str) -> None:
-    violations = validation.Violations()
+    violations = Violations()
     violations.identifier(field, value)
     violations.raise_if_any()
 

@@ -1,7 +1,7 @@
 """The ledger's GetCreditHistory answer as the score domain's `CreditHistory`.
 
 This is the mapping serving uses, and training reaches it too: a row of the Taiwan data set is
-turned into the answer the ledger would give for it (`services.ledger.replay.taiwan`) and then
+turned into the answer the ledger would give for it (`services.datasets.taiwan`) and then
 mapped here, so the features of a training row and of a live user are computed from the same
 kind of value by the same code.
 """

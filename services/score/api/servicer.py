@@ -17,8 +17,7 @@ import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
-from sesame.score.v1 import score_service_pb2 as pb
-from sesame.score.v1 import score_service_pb2_grpc
+from sesame.score.v1 import score_service_pb2 as pb, score_service_pb2_grpc
 
 from services.common.server import GrpcServer
 from services.score.domain.reasons import Reason

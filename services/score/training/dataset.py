@@ -1,6 +1,6 @@
 """Rows of the Taiwan data set as the model sees them: through the ledger's contract.
 
-Each row goes through the replay tool's conversion (`services.ledger.replay.taiwan`) into the
+Each row goes through the replay tool's conversion (`services.datasets.taiwan`) into the
 GetCreditHistory answer the ledger gives for the replayed user, then through the serving adapter
 (`credit_history_from_proto`) and the one feature function (`compute_features`). The protected
 attributes are read from the file separately, by client id, for the fairness audit only.
@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from services.ledger.replay import taiwan
+from services.datasets import taiwan
 from services.score.adapters.ledger_history import credit_history_from_proto
 from services.score.domain.features import FEATURE_COUNT, compute_features
 from services.score.domain.history import CreditHistory

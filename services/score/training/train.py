@@ -40,9 +40,8 @@ from numpy.typing import NDArray
 from sklearn.model_selection import StratifiedKFold
 from tqdm import tqdm
 
-from services.ledger.replay import taiwan
-from services.score.domain import features as feature_definition
-from services.score.domain import model_contract, scoring
+from services.datasets import taiwan
+from services.score.domain import features as feature_definition, model_contract, scoring
 from services.score.domain.history import CreditHistory, RepaymentStatus
 from services.score.service.model_files import (
     MODELS_ROOT,
@@ -451,7 +450,7 @@ def build_model_card(
                 "training split"
             ),
             "path_to_features": (
-                "each row -> services.ledger.replay.taiwan.to_credit_history (the ledger's "
+                "each row -> services.datasets.taiwan.to_credit_history (the ledger's "
                 "GetCreditHistory answer for the replayed user) -> "
                 "services.score.adapters.ledger_history.credit_history_from_proto -> "
                 "services.score.domain.features.compute_features"

@@ -1,0 +1,1 @@
+"""The waiver service's gRPC edge: the only code that sees gRPC and generated messages."""

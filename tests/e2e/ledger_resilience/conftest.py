@@ -18,10 +18,9 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sesame.ledger.v1 import ledger_service_pb2 as pb
-from sesame.ledger.v1 import ledger_service_pb2_grpc
+from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 
-from services.launch import free_port
+from services.suite.launch import free_port
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 SERVICE_NAME = "sesame.ledger.v1.LedgerService"

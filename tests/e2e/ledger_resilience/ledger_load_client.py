@@ -30,8 +30,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
-from sesame.ledger.v1 import ledger_service_pb2 as pb
-from sesame.ledger.v1 import ledger_service_pb2_grpc
+from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 from sesame.type.v1 import money_pb2
 
 from services.common.grpc_errors import error_details

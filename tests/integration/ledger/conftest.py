@@ -20,18 +20,17 @@ import psycopg
 import pytest
 from alembic import command
 from google.protobuf import timestamp_pb2
-from sesame.ledger.v1 import ledger_service_pb2 as pb
-from sesame.ledger.v1 import ledger_service_pb2_grpc
+from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 from sesame.type.v1 import money_pb2
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from services.common.grpc_errors import error_details
 from services.common.server import create_server
-from services.ledger.__main__ import Ledger, build_ledger
-from services.ledger.service.clock import FakeClock
+from services.ledger.app import Ledger, build_ledger
 from services.ledger.settings import LedgerSettings
 from services.ledger.storage.migrate import alembic_config, upgrade
+from tests.support.clock import FakeClock
 
 CALL_TIMEOUT_S = 10.0
 CURRENCY = "CNY"

@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 
 from services.common.errors import FailedPrecondition
-from services.ledger.__main__ import build_ledger
+from services.common.money import Money
+from services.ledger.app import build_ledger
 from services.ledger.domain import commands
-from services.ledger.domain.money import Money
 
 THREADS_PER_LEDGER = 6
 ATTEMPTS_PER_THREAD = 4

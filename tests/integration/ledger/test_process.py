@@ -15,8 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from sesame.ledger.v1 import ledger_service_pb2 as pb
-from sesame.ledger.v1 import ledger_service_pb2_grpc
+from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 from sesame.type.v1 import money_pb2
 
 from services.ledger import admin

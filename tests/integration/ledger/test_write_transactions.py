@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.money import Money
 from services.ledger.domain import commands
-from services.ledger.domain.money import Money
-from services.ledger.service.clock import FakeClock
 from services.ledger.service.ledger_service import LedgerService
 from services.ledger.service.ports import (
     RequestOutcome,
@@ -21,6 +20,7 @@ from services.ledger.service.ports import (
     StoredRequest,
 )
 from services.ledger.storage.sql_storage import SqlLedgerStorage
+from tests.support.clock import FakeClock
 
 HOUR_US = 3_600_000_000
 

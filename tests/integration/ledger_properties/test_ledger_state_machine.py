@@ -27,8 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -45,17 +44,17 @@ from services.common.errors import (
     NotFound,
     SesameError,
 )
+from services.common.money import Money
 from services.ledger.domain import commands
-from services.ledger.domain.money import Money
 from services.ledger.domain.records import (
     ObligationOutcome,
     RepaymentStatus,
     StatementPeriod,
 )
-from services.ledger.service.clock import FakeClock
-from services.ledger.service.ids import SequentialIds
 from services.ledger.service.ledger_service import LedgerService
 from services.ledger.storage.sql_storage import SqlLedgerStorage
+from tests.support.clock import FakeClock
+from tests.support.ids import SequentialIds
 
 SECOND_US = 1_000_000
 DAY_S = 86_400

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.ledger.replay import taiwan
+from services.datasets import taiwan
 from services.score.domain import model_contract, scoring
 from services.score.domain.features import (
     FEATURE_COUNT,

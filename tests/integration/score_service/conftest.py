@@ -15,8 +15,8 @@ from sesame.score.v1 import score_service_pb2_grpc
 
 from services.common.aio_server import AioServerThread, AioSesameServer, create_aio_server
 from services.common.server import create_server
-from services.ledger.__main__ import build_ledger
-from services.ledger.replay.replayer import replay_csv
+from services.datasets.replayer import replay_csv
+from services.ledger.app import build_ledger
 from services.ledger.settings import LedgerSettings
 from services.ledger.storage.migrate import upgrade
 from services.score.app import Score, build_score

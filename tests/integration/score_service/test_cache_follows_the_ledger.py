@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 
-from sesame.ledger.v1 import ledger_service_pb2 as ledger_pb
-from sesame.ledger.v1 import ledger_service_pb2_grpc
+from sesame.ledger.v1 import ledger_service_pb2 as ledger_pb, ledger_service_pb2_grpc
 
-from services.ledger.replay import taiwan
+from services.datasets import taiwan
 
 from .conftest import CALL_TIMEOUT_S, TAIWAN_SAMPLE, RunningLedger, ScoreServer
 from .test_scores_through_grpc import get_score

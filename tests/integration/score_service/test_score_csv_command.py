@@ -24,7 +24,7 @@ def result_lines(module: str) -> dict[str, float]:
 
 
 def test_the_auc_through_grpc_equals_the_offline_evaluation() -> None:
-    served = result_lines("services.score.tools.score_csv")
+    served = result_lines("services.suite.score_csv")
     offline = result_lines("services.score.training.evaluate")
 
     assert served["users_scored"] == 8

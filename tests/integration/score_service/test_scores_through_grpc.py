@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sesame.score.v1 import score_service_pb2 as pb
 
 from services.common.grpc_errors import error_details
-from services.ledger.replay import taiwan
+from services.datasets import taiwan
 from services.score.domain.features import FEATURE_COUNT, FEATURE_NAMES
 from services.score.domain.scoring import score_from_log_odds
 from services.score.service.model_files import MODELS_ROOT, onnx_session, run_model

@@ -14,10 +14,10 @@ import pytest
 from services.common.errors import Unavailable
 from services.ledger.domain import reasons
 from services.ledger.service.batch_writer import BatchWriter, WriteJob
-from services.ledger.service.clock import FakeClock
 from services.ledger.service.notifier import EntryNotifier
 from services.ledger.service.ports import StorageConflict
 from services.ledger.service.retry import RetryPolicy
+from tests.support.clock import FakeClock
 
 CALLERS = 8
 PROMPTLY_S = 5.0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.money import Money
 from services.ledger.domain import commands
 from services.ledger.domain.codec import DecodeError, from_plain, to_plain
 from services.ledger.domain.events import HoldReleased, StatementReported, decode_event
-from services.ledger.domain.money import Money
 from services.ledger.domain.records import (
     Hold,
     HoldState,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.money import Money
 from services.ledger.domain import commands, rules
 from services.ledger.domain.events import (
     CapacitySet,
@@ -17,7 +18,6 @@ from services.ledger.domain.events import (
     PaymentRecorded,
     StatementReported,
 )
-from services.ledger.domain.money import Money
 from services.ledger.domain.projection import apply
 from services.ledger.domain.records import (
     ObligationOutcome,

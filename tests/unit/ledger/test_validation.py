@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.common.errors import InvalidArgument
+from services.common.money import MAX_AMOUNT_MINOR, Money, is_known_currency
+from services.common.validation import VIOLATIONS_REPORTED_MAX, id_problem
 from services.ledger.domain import commands, validation
-from services.ledger.domain.ids import id_problem
-from services.ledger.domain.money import MAX_AMOUNT_MINOR, Money, is_known_currency
 from services.ledger.domain.records import RepaymentStatus, StatementPeriod
 
 
@@ -65,7 +65,7 @@ def test_the_violations_reported_are_bounded():
     with pytest.raises(InvalidArgument) as invalid:
         validation.validate_record_partner_statements(batch)
 
-    assert len(invalid.value.field_violations) == validation.VIOLATIONS_REPORTED_MAX
+    assert len(invalid.value.field_violations) == VIOLATIONS_REPORTED_MAX
     assert "more" in invalid.value.message
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sesame.ledger.v1 import ledger_service_pb2
 
-from services.ledger.replay import taiwan
+from services.datasets import taiwan
 from services.score.adapters.ledger_history import credit_history_from_proto
 from services.score.domain.features import FEATURE_NAMES, compute_features, feature_dict
 from services.score.training.dataset import history_for_row

@@ -1,6 +1,6 @@
 """Scores a CSV of the Taiwan data set's schema through a fresh local suite: `make score-csv`.
 
-`python -m services.score.tools.score_csv path/to/file.csv[.gz]`
+`python -m services.suite.score_csv path/to/file.csv[.gz]`
 
 It starts the suite the way `make run` does (each service as its own process, configured by
 environment variables only) on free ports and a temporary SQLite ledger, replays the CSV into
@@ -27,11 +27,11 @@ import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc
+from sklearn.metrics import roc_auc_score
 
-from services.launch import HOST, SUITE, free_port, start_suite, stop_all, suite_environment
-from services.ledger.replay import taiwan
-from services.ledger.replay.replayer import replay_csv
-from services.score.training import metrics
+from services.datasets import taiwan
+from services.datasets.replayer import replay_csv
+from services.suite.launch import HOST, SUITE, free_port, start_suite, stop_all, suite_environment
 
 BATCH_USERS = 1000
 BATCH_DEADLINE_S = 60.0
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if thin_files:
         print(f"{thin_files} users had a thin file and no score; the AUC leaves them out")
     scored = ~np.isnan(probabilities)
-    auc = metrics.auc(probabilities[scored], labels[scored])
+    auc = float(roc_auc_score(labels[scored], probabilities[scored]))
     print(f"RESULT auc_via_grpc {auc:.6f}")
     print(f"RESULT users_scored {int(scored.sum())}")
     return 0

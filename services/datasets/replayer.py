@@ -28,7 +28,7 @@ from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 from tqdm import tqdm
 
 from services.common.grpc_errors import error_details
-from services.ledger.replay.taiwan import TaiwanRow, read_rows, to_partner_report
+from services.datasets.taiwan import TaiwanRow, read_rows, to_partner_report
 
 # The contract allows 1 to 1000 reports per batch.
 BATCH_SIZE_MAX = 1000

@@ -1,23 +1,10 @@
-"""Where the ledger gets the time: integer microseconds since the Unix epoch, UTC."""
+"""A clock that moves only when told to."""
 
 from __future__ import annotations
 
 import threading
-import time
-from typing import Protocol
 
-from services.ledger.domain.records import MICROSECONDS_PER_SECOND
-
-
-class Clock(Protocol):
-    def now_us(self) -> int: ...
-
-
-class SystemClock:
-    """The real time."""
-
-    def now_us(self) -> int:
-        return time.time_ns() // 1000
+from services.common.clock import MICROSECONDS_PER_SECOND
 
 
 class FakeClock:

@@ -14,8 +14,8 @@ import pytest
 from sesame.ledger.v1 import ledger_service_pb2
 from sesame.type.v1 import money_pb2
 
-from services.ledger.replay import taiwan
-from services.ledger.replay.taiwan import (
+from services.datasets import taiwan
+from services.datasets.taiwan import (
     TaiwanDataError,
     TaiwanMonth,
     TaiwanRow,

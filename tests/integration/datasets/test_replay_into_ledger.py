@@ -16,10 +16,9 @@ import pytest
 from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 
 from services.common.server import create_server
-from services.ledger.__main__ import build_ledger
-from services.ledger.replay import cli
-from services.ledger.replay.replayer import replay_csv
-from services.ledger.replay.taiwan import (
+from services.datasets import replay_cli as cli
+from services.datasets.replayer import replay_csv
+from services.datasets.taiwan import (
     TaiwanRow,
     credit_history_request,
     read_rows,
@@ -27,6 +26,7 @@ from services.ledger.replay.taiwan import (
     to_credit_history,
     user_id_for,
 )
+from services.ledger.app import build_ledger
 from services.ledger.settings import LedgerSettings
 from services.ledger.storage.migrate import upgrade
 
@@ -221,7 +221,7 @@ def test_the_command_replays_the_file_and_prints_a_summary(
 def test_the_module_runs_as_a_command_and_a_second_run_changes_nothing(
     running_ledger: RunningLedger,
 ) -> None:
-    command = [sys.executable, "-m", "services.ledger.replay", "--csv", str(SAMPLE_CSV)]
+    command = [sys.executable, "-m", "services.datasets", "--csv", str(SAMPLE_CSV)]
     command += ["--ledger", running_ledger.address]
     # Runs the command from this checkout, whatever is installed.
     environment = os.environ | {"PYTHONPATH": str(REPOSITORY_ROOT)}

@@ -1,4 +1,5 @@
-"""Money: ISO 4217 currency codes and integer minor units, never floats."""
+"""Money as every Sesame contract carries it (sesame.type.v1.Money): an ISO 4217 currency code
+and integer minor units, never floats."""
 
 from __future__ import annotations
 

@@ -14,15 +14,15 @@ from sesame.ledger.v1 import ledger_service_pb2
 
 from services.common.errors import InvalidArgument
 from services.common.grpc_errors import to_rpc_status
-from services.ledger.replay import cli
-from services.ledger.replay.replayer import (
+from services.datasets import replay_cli as cli
+from services.datasets.replayer import (
     ReplayError,
     RetryPolicy,
     batch_request,
     replay_csv,
     request_id_for,
 )
-from services.ledger.replay.taiwan import TaiwanDataError, read_rows
+from services.datasets.taiwan import TaiwanDataError, read_rows
 
 SAMPLE_CSV = Path(__file__).parents[2] / "fixtures" / "taiwan_sample.csv"
 SAMPLE_ROWS = 8

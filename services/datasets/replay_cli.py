@@ -6,7 +6,7 @@ Prints a progress bar (rows) on stderr and one summary line on stdout. Exits 0 w
 is recorded, 1 with a message naming the cause when the file or the ledger stops the replay, and
 2 for wrong arguments. Running it again with the same file changes nothing in the ledger (with
 the same batch size the summary repeats the first run's counts, which the ledger stored; see
-`services.ledger.replay.replayer`).
+`services.datasets.replayer`).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from collections.abc import Sequence
 
 import grpc
 
-from services.ledger.replay.replayer import (
+from services.datasets.replayer import (
     BATCH_SIZE_DEFAULT,
     BATCH_SIZE_MAX,
     DEADLINE_S_DEFAULT,
     ReplayError,
     replay_csv,
 )
-from services.ledger.replay.taiwan import TaiwanDataError
+from services.datasets.taiwan import TaiwanDataError
 
 EXIT_FAILED = 1
 # What shells report for a process stopped by Ctrl-C (128 + SIGINT).

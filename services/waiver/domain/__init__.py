@@ -1,0 +1,1 @@
+"""The waiver's rules as pure functions: policies, the decision, the order's life."""

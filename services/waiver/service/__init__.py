@@ -1,0 +1,1 @@
+"""The waiver's use cases, over the ports in `ports` (no gRPC, no SQL)."""

@@ -1,0 +1,1 @@
+"""Orders and scenario policies in SQLite or PostgreSQL."""
