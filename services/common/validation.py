@@ -73,8 +73,9 @@ class Violations:
         self._found: list[FieldViolation] = []
         self._count = 0
 
-    def __bool__(self) -> bool:
-        return bool(self._found)
+    def __len__(self) -> int:
+        """How many problems were found so far."""
+        return self._count
 
     def add(self, field: str, reason: str, description: str) -> None:
         self._count += 1

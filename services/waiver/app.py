@@ -1,4 +1,5 @@
-"""Assembles the waiver service: servicer over its use cases.
+"""Assembles the waiver service: storage, the ledger and score clients, the use cases, the
+servicer, and the background passes (the sweeper and the recovery pass).
 
 `build_waiver` returns the parts without serving them, for tests and embedding; `run` serves
 them as the process `python -m services.waiver` does, until SIGTERM or SIGINT.
@@ -6,34 +7,123 @@ them as the process `python -m services.waiver` does, until SIGTERM or SIGINT.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import grpc
+import structlog
+
+from services.common.clock import Clock, clock_from_setting
+from services.common.periodic import PeriodicTask
 from services.common.server import ServiceRegistration, serve
+from services.waiver.adapters.ledger_client import LedgerClient
+from services.waiver.adapters.score_client import ScoreClient
+from services.waiver.adapters.seed_file import read_seed_file
 from services.waiver.api.servicer import SERVICE_NAME, WaiverServicer
+from services.waiver.domain.policy import whole_unit_minor
+from services.waiver.service.capacity import CapacityKeeper
+from services.waiver.service.orders import OrderService
+from services.waiver.service.policies import PolicyService
 from services.waiver.settings import WaiverSettings
+from services.waiver.storage.migrate import upgrade
+from services.waiver.storage.sql_storage import SqlWaiverStorage
+
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
 
 # What the waiver's log lines are labelled with.
 SERVICE_LABEL = "waiver"
+SWEEP_BATCH = 200
+RECOVERY_BATCH = 100
 
 
-@dataclass(frozen=True)
+@dataclass
 class Waiver:
     """The waiver's parts, wired together: add `registration` to a server to serve them."""
 
-    servicer: WaiverServicer
+    settings: WaiverSettings
+    orders: OrderService
+    policies: PolicyService
     registration: ServiceRegistration
+    storage: SqlWaiverStorage
+    channels: tuple[grpc.Channel, ...]
+    tasks: list[PeriodicTask] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Stores the seed policies, finishes what a crash left half done, starts the passes."""
+        if self.settings.seed_policies_file:
+            seeded = self.policies.seed(
+                read_seed_file(
+                    Path(self.settings.seed_policies_file),
+                    whole_unit_minor(self.settings.currency_code),
+                )
+            )
+            log.info("seed_policies_stored", stored=seeded)
+        if self.settings.recovery_interval_s > 0:
+            self.tasks.append(
+                PeriodicTask(
+                    "waiver-recovery",
+                    self.settings.recovery_interval_s,
+                    lambda: self.orders.recover(RECOVERY_BATCH),
+                )
+            )
+        if self.settings.sweep_interval_s > 0:
+            self.tasks.append(
+                PeriodicTask(
+                    "waiver-sweeper",
+                    self.settings.sweep_interval_s,
+                    lambda: self.orders.sweep(SWEEP_BATCH),
+                )
+            )
+        for task in self.tasks:
+            task.start()
 
     def close(self) -> None:
-        pass
+        for task in self.tasks:
+            task.stop()
+        for channel in self.channels:
+            channel.close()
+        self.storage.close()
 
 
-def build_waiver(settings: WaiverSettings) -> Waiver:
-    # Every RPC answers UNIMPLEMENTED (the generated base) until it is built.
-    servicer = WaiverServicer()  # type: ignore[abstract]
-    return Waiver(servicer, ServiceRegistration(SERVICE_NAME, servicer.add_to_server))
+def build_waiver(settings: WaiverSettings, clock: Clock | None = None) -> Waiver:
+    """The waiver over the settings' database (whose schema must exist: see `upgrade`)."""
+    clock = clock or clock_from_setting(settings.clock_file)
+    unit_minor = whole_unit_minor(settings.currency_code)
+    storage = SqlWaiverStorage(settings.database_url, pool_size=settings.database_pool_size)
+    ledger_channel = grpc.insecure_channel(settings.ledger_address)
+    score_channel = grpc.insecure_channel(settings.score_address)
+    ledger = LedgerClient(
+        ledger_channel, settings.currency_code, deadline_s=settings.ledger_deadline_s
+    )
+    scores = ScoreClient(score_channel, deadline_s=settings.score_deadline_s)
+    policies = PolicyService(storage, clock, settings.currency_code)
+    orders = OrderService(
+        storage,
+        ledger,
+        scores,
+        CapacityKeeper(storage, ledger, unit_minor),
+        policies,
+        clock,
+        currency_code=settings.currency_code,
+        unit_minor=unit_minor,
+        step_lease_s=settings.step_lease_s,
+        create_undo_after_s=settings.create_undo_after_s,
+    )
+    servicer = WaiverServicer(orders, policies, settings.currency_code)
+    return Waiver(
+        settings,
+        orders,
+        policies,
+        ServiceRegistration(SERVICE_NAME, servicer.add_to_server),
+        storage,
+        (ledger_channel, score_channel),
+    )
 
 
 def run(settings: WaiverSettings) -> int:
+    if settings.create_schema:
+        upgrade(settings.database_url)
     waiver = build_waiver(settings)
+    waiver.start()
     serve(settings, [waiver.registration], service_name=SERVICE_LABEL, on_stop=waiver.close)
     return 0

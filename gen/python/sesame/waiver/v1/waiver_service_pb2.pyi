@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -35,7 +36,7 @@ class _WaiverOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WaiverO
     WAIVER_OUTCOME_PARTIAL: _WaiverOutcome.ValueType  # 2
     """Part of the deposit is waived; the user pays deposit_amount as a deposit."""
     WAIVER_OUTCOME_DENIED: _WaiverOutcome.ValueType  # 3
-    """Nothing is waived; the reasons say why, in words the user can read."""
+    """Nothing is waived; the user pays the whole deposit. The reasons say why."""
 
 class WaiverOutcome(_WaiverOutcome, metaclass=_WaiverOutcomeEnumTypeWrapper):
     """WaiverOutcome is the decision on a deposit."""
@@ -47,7 +48,7 @@ WAIVER_OUTCOME_FULL: WaiverOutcome.ValueType  # 1
 WAIVER_OUTCOME_PARTIAL: WaiverOutcome.ValueType  # 2
 """Part of the deposit is waived; the user pays deposit_amount as a deposit."""
 WAIVER_OUTCOME_DENIED: WaiverOutcome.ValueType  # 3
-"""Nothing is waived; the reasons say why, in words the user can read."""
+"""Nothing is waived; the user pays the whole deposit. The reasons say why."""
 Global___WaiverOutcome: _TypeAlias = WaiverOutcome  # noqa: Y015
 
 class _OrderState:
@@ -57,45 +58,53 @@ class _OrderState:
 class _OrderStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderState.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ORDER_STATE_UNSPECIFIED: _OrderState.ValueType  # 0
-    """Never used; an order always has a state."""
+    """Never used; an order always has a state. As a ListOrders filter: every state."""
     ORDER_STATE_CREATED: _OrderState.ValueType  # 1
-    """Created and the credit held; the service has not started."""
+    """Created and the credit held; the time window has not started."""
     ORDER_STATE_DOING: _OrderState.ValueType  # 2
-    """The service is under way."""
+    """The time window has started: the service is under way."""
     ORDER_STATE_AWAITING_PAYMENT: _OrderState.ValueType  # 3
     """The merchant completed the service and the charge awaits payment."""
     ORDER_STATE_DONE: _OrderState.ValueType  # 4
-    """Paid (or completed with nothing to pay); the user kept the promise."""
+    """Paid (or completed with nothing to pay): the user kept the promise."""
     ORDER_STATE_REVOKED: _OrderState.ValueType  # 5
     """Cancelled before completion; the hold was released."""
     ORDER_STATE_EXPIRED: _OrderState.ValueType  # 6
-    """Created and never started before it expired."""
+    """Created and not started 30 days later; the hold was released."""
     ORDER_STATE_OVERDUE: _OrderState.ValueType  # 7
-    """Not completed by the end of its time window plus grace."""
+    """Not completed (or not paid) by its deadline plus the scenario's grace period."""
     ORDER_STATE_BREACHED: _OrderState.ValueType  # 8
-    """Overdue for longer than the scenario allows; the breach is recorded in the ledger."""
+    """Overdue for longer than the scenario's breach period: the held amount was charged and the
+    default recorded in the user's credit history.
+    """
+    ORDER_STATE_DENIED: _OrderState.ValueType  # 9
+    """The decision waived nothing: no credit is held and the order ends here."""
 
 class OrderState(_OrderState, metaclass=_OrderStateEnumTypeWrapper):
     """OrderState is where an order is in its life."""
 
 ORDER_STATE_UNSPECIFIED: OrderState.ValueType  # 0
-"""Never used; an order always has a state."""
+"""Never used; an order always has a state. As a ListOrders filter: every state."""
 ORDER_STATE_CREATED: OrderState.ValueType  # 1
-"""Created and the credit held; the service has not started."""
+"""Created and the credit held; the time window has not started."""
 ORDER_STATE_DOING: OrderState.ValueType  # 2
-"""The service is under way."""
+"""The time window has started: the service is under way."""
 ORDER_STATE_AWAITING_PAYMENT: OrderState.ValueType  # 3
 """The merchant completed the service and the charge awaits payment."""
 ORDER_STATE_DONE: OrderState.ValueType  # 4
-"""Paid (or completed with nothing to pay); the user kept the promise."""
+"""Paid (or completed with nothing to pay): the user kept the promise."""
 ORDER_STATE_REVOKED: OrderState.ValueType  # 5
 """Cancelled before completion; the hold was released."""
 ORDER_STATE_EXPIRED: OrderState.ValueType  # 6
-"""Created and never started before it expired."""
+"""Created and not started 30 days later; the hold was released."""
 ORDER_STATE_OVERDUE: OrderState.ValueType  # 7
-"""Not completed by the end of its time window plus grace."""
+"""Not completed (or not paid) by its deadline plus the scenario's grace period."""
 ORDER_STATE_BREACHED: OrderState.ValueType  # 8
-"""Overdue for longer than the scenario allows; the breach is recorded in the ledger."""
+"""Overdue for longer than the scenario's breach period: the held amount was charged and the
+default recorded in the user's credit history.
+"""
+ORDER_STATE_DENIED: OrderState.ValueType  # 9
+"""The decision waived nothing: no credit is held and the order ends here."""
 Global___OrderState: _TypeAlias = OrderState  # noqa: Y015
 
 class _RiskFundType:
@@ -129,6 +138,60 @@ RISK_FUND_TYPE_CASH_DEPOSIT: RiskFundType.ValueType  # 3
 RISK_FUND_TYPE_ESTIMATE_ORDER_COST: RiskFundType.ValueType  # 4
 """The estimated cost of the order."""
 Global___RiskFundType: _TypeAlias = RiskFundType  # noqa: Y015
+
+class _ThinFileTreatment:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ThinFileTreatmentEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ThinFileTreatment.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    THIN_FILE_TREATMENT_UNSPECIFIED: _ThinFileTreatment.ValueType  # 0
+    """Never used; a policy always says."""
+    THIN_FILE_TREATMENT_DENY: _ThinFileTreatment.ValueType  # 1
+    """Nothing is waived: the user pays the whole deposit."""
+    THIN_FILE_TREATMENT_STARTER_WAIVER: _ThinFileTreatment.ValueType  # 2
+    """Up to thin_file_max_waiver_amount is waived, so that new users can start a record."""
+
+class ThinFileTreatment(_ThinFileTreatment, metaclass=_ThinFileTreatmentEnumTypeWrapper):
+    """ThinFileTreatment is what a scenario does for a user with too little history to score."""
+
+THIN_FILE_TREATMENT_UNSPECIFIED: ThinFileTreatment.ValueType  # 0
+"""Never used; a policy always says."""
+THIN_FILE_TREATMENT_DENY: ThinFileTreatment.ValueType  # 1
+"""Nothing is waived: the user pays the whole deposit."""
+THIN_FILE_TREATMENT_STARTER_WAIVER: ThinFileTreatment.ValueType  # 2
+"""Up to thin_file_max_waiver_amount is waived, so that new users can start a record."""
+Global___ThinFileTreatment: _TypeAlias = ThinFileTreatment  # noqa: Y015
+
+class _ScoringUnavailableAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScoringUnavailableActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScoringUnavailableAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCORING_UNAVAILABLE_ACTION_UNSPECIFIED: _ScoringUnavailableAction.ValueType  # 0
+    """Never used; a policy always says."""
+    SCORING_UNAVAILABLE_ACTION_REFUSE_ORDER: _ScoringUnavailableAction.ValueType  # 1
+    """The order is not created: CreateOrder answers UNAVAILABLE, reason SCORE_UNAVAILABLE, and the
+    merchant retries with the same request_id ("enjoy first": no service without credit).
+    """
+    SCORING_UNAVAILABLE_ACTION_FULL_DEPOSIT: _ScoringUnavailableAction.ValueType  # 2
+    """The order is created DENIED: the user pays the whole deposit ("waive first")."""
+
+class ScoringUnavailableAction(_ScoringUnavailableAction, metaclass=_ScoringUnavailableActionEnumTypeWrapper):
+    """ScoringUnavailableAction is what a scenario does when the score service cannot answer in time.
+    It never waives anything without a score.
+    """
+
+SCORING_UNAVAILABLE_ACTION_UNSPECIFIED: ScoringUnavailableAction.ValueType  # 0
+"""Never used; a policy always says."""
+SCORING_UNAVAILABLE_ACTION_REFUSE_ORDER: ScoringUnavailableAction.ValueType  # 1
+"""The order is not created: CreateOrder answers UNAVAILABLE, reason SCORE_UNAVAILABLE, and the
+merchant retries with the same request_id ("enjoy first": no service without credit).
+"""
+SCORING_UNAVAILABLE_ACTION_FULL_DEPOSIT: ScoringUnavailableAction.ValueType  # 2
+"""The order is created DENIED: the user pays the whole deposit ("waive first")."""
+Global___ScoringUnavailableAction: _TypeAlias = ScoringUnavailableAction  # noqa: Y015
 
 @_typing.final
 class LineItem(_message.Message):
@@ -167,6 +230,38 @@ class LineItem(_message.Message):
 Global___LineItem: _TypeAlias = LineItem  # noqa: Y015
 
 @_typing.final
+class DecisionReason(_message.Message):
+    """DecisionReason is one reason, in words the user can read, why less than the whole deposit was
+    waived, and what would help.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    ADVICE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """Stable code, for example "RECENT_LATE_PAYMENT", "CAPACITY_IN_USE", "THIN_FILE"."""
+    message: _builtins.str
+    """The reason, in the order's language."""
+    advice: _builtins.str
+    """What would help, in the order's language; empty when nothing the user does would."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+        advice: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice", b"advice", "code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecisionReason: _TypeAlias = DecisionReason  # noqa: Y015
+
+@_typing.final
 class Decision(_message.Message):
     """Decision is what Sesame decided about the deposit."""
 
@@ -184,11 +279,11 @@ class Decision(_message.Message):
 
     @_builtins.property
     def deposit_amount(self) -> _money_pb2.Money:
-        """The part the user still pays as a deposit."""
+        """The part the user still pays as a deposit: the risk amount minus the waived amount."""
 
     @_builtins.property
-    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """User-visible reasons for a partial or denied decision, at most four."""
+    def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecisionReason]:
+        """At most four reasons for a partial or denied decision, most important first; empty for FULL."""
 
     def __init__(
         self,
@@ -196,7 +291,7 @@ class Decision(_message.Message):
         outcome: Global___WaiverOutcome.ValueType = ...,
         waived_amount: _money_pb2.Money | None = ...,
         deposit_amount: _money_pb2.Money | None = ...,
-        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        reasons: _abc.Iterable[Global___DecisionReason] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deposit_amount", b"deposit_amount", "waived_amount", b"waived_amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -228,6 +323,10 @@ class Order(_message.Message):
     STATE_REASON_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CREDIT_CHARGE_AMOUNT_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    PAYMENT_DUE_TIME_FIELD_NUMBER: _builtins.int
+    LANGUAGE_CODE_FIELD_NUMBER: _builtins.int
     merchant_id: _builtins.str
     """The merchant."""
     out_order_no: _builtins.str
@@ -237,11 +336,13 @@ class Order(_message.Message):
     scenario_id: _builtins.str
     """The scenario whose policy applied."""
     state: Global___OrderState.ValueType
-    """Where the order is in its life."""
+    """Where the order is in its life, as of the moment of the answer."""
     risk_fund_type: Global___RiskFundType.ValueType
     """What the risk amount stands for."""
     state_reason: _builtins.str
     """The user-visible reason for the last cancellation or modification."""
+    language_code: _builtins.str
+    """The language of the reasons: "en" or "zh"."""
     @_builtins.property
     def risk_amount(self) -> _money_pb2.Money:
         """The most the merchant can charge: the deposit the order replaces."""
@@ -256,19 +357,21 @@ class Order(_message.Message):
 
     @_builtins.property
     def post_payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineItem]:
-        """Expected charges, as given at creation or completion."""
+        """Expected charges as given at creation, replaced by the final ones at completion."""
 
     @_builtins.property
     def post_discounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineItem]:
-        """Discounts, as given at creation or completion."""
+        """Discounts as given at creation, replaced by the final ones at completion."""
 
     @_builtins.property
     def total_amount(self) -> _money_pb2.Money:
-        """The amount charged on completion: payments minus discounts; unset before completion."""
+        """The amount charged: payments minus discounts, as completed and then modified; unset before
+        completion.
+        """
 
     @_builtins.property
     def paid_amount(self) -> _money_pb2.Money:
-        """The amount paid so far."""
+        """The amount paid so far through SyncPayment."""
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
@@ -277,6 +380,20 @@ class Order(_message.Message):
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the order last changed."""
+
+    @_builtins.property
+    def credit_charge_amount(self) -> _money_pb2.Money:
+        """The part of the total charged to the user's credit (at most the waived amount); the rest of
+        the total comes out of the deposit the merchant took. Unset before completion.
+        """
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """When the service ended, as the merchant said at completion; unset before."""
+
+    @_builtins.property
+    def payment_due_time(self) -> _timestamp_pb2.Timestamp:
+        """When the credit charge is due; unset before completion or when nothing is charged to credit."""
 
     def __init__(
         self,
@@ -297,10 +414,14 @@ class Order(_message.Message):
         state_reason: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        credit_charge_amount: _money_pb2.Money | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        payment_due_time: _timestamp_pb2.Timestamp | None = ...,
+        language_code: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "decision", b"decision", "paid_amount", b"paid_amount", "risk_amount", b"risk_amount", "time_range", b"time_range", "total_amount", b"total_amount", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "credit_charge_amount", b"credit_charge_amount", "decision", b"decision", "end_time", b"end_time", "paid_amount", b"paid_amount", "payment_due_time", b"payment_due_time", "risk_amount", b"risk_amount", "time_range", b"time_range", "total_amount", b"total_amount", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "decision", b"decision", "merchant_id", b"merchant_id", "out_order_no", b"out_order_no", "paid_amount", b"paid_amount", "post_discounts", b"post_discounts", "post_payments", b"post_payments", "risk_amount", b"risk_amount", "risk_fund_type", b"risk_fund_type", "scenario_id", b"scenario_id", "state", b"state", "state_reason", b"state_reason", "time_range", b"time_range", "total_amount", b"total_amount", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "credit_charge_amount", b"credit_charge_amount", "decision", b"decision", "end_time", b"end_time", "language_code", b"language_code", "merchant_id", b"merchant_id", "out_order_no", b"out_order_no", "paid_amount", b"paid_amount", "payment_due_time", b"payment_due_time", "post_discounts", b"post_discounts", "post_payments", b"post_payments", "risk_amount", b"risk_amount", "risk_fund_type", b"risk_fund_type", "scenario_id", b"scenario_id", "state", b"state", "state_reason", b"state_reason", "time_range", b"time_range", "total_amount", b"total_amount", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -308,7 +429,7 @@ Global___Order: _TypeAlias = Order  # noqa: Y015
 
 @_typing.final
 class ScenarioPolicy(_message.Message):
-    """ScenarioPolicy is how a merchant's scenario decides waivers."""
+    """ScenarioPolicy is how a merchant's scenario decides waivers and how long promises run."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -317,22 +438,63 @@ class ScenarioPolicy(_message.Message):
     MINIMUM_SCORE_FIELD_NUMBER: _builtins.int
     MAX_WAIVER_AMOUNT_FIELD_NUMBER: _builtins.int
     EXPECTED_LOSS_BUDGET_FIELD_NUMBER: _builtins.int
-    GRACE_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_SERVICE_DURATION_FIELD_NUMBER: _builtins.int
+    GRACE_PERIOD_FIELD_NUMBER: _builtins.int
+    BREACH_PERIOD_FIELD_NUMBER: _builtins.int
+    PAYMENT_WINDOW_FIELD_NUMBER: _builtins.int
+    THIN_FILE_TREATMENT_FIELD_NUMBER: _builtins.int
+    THIN_FILE_MAX_WAIVER_AMOUNT_FIELD_NUMBER: _builtins.int
+    SCORING_UNAVAILABLE_ACTION_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     merchant_id: _builtins.str
-    """The merchant."""
+    """The merchant; 1 to 128 printable ASCII characters."""
     scenario_id: _builtins.str
-    """The scenario, for example "bike", "power-bank", "car-rental", "hotel", "apartment"."""
+    """The scenario, for example "bike", "power-bank", "car-rental", "hotel", "apartment",
+    "generic"; 1 to 64 printable ASCII characters.
+    """
     minimum_score: _builtins.int
     """The lowest score that can get any waiver, 350 to 950."""
-    grace_period_seconds: _builtins.int
-    """How long after the time window an order may be completed before it is overdue, in seconds."""
+    thin_file_treatment: Global___ThinFileTreatment.ValueType
+    """What happens for a user with too little history to score."""
+    scoring_unavailable_action: Global___ScoringUnavailableAction.ValueType
+    """What happens when the score service cannot answer in time."""
     @_builtins.property
     def max_waiver_amount(self) -> _money_pb2.Money:
-        """The largest amount one order may waive; positive."""
+        """The largest amount one order may waive; positive, in whole units of the currency."""
 
     @_builtins.property
     def expected_loss_budget(self) -> _money_pb2.Money:
-        """The expected loss one order may carry (probability of default times waived amount); positive."""
+        """The expected loss one order may carry: probability of default times the waived amount
+        stays at or below it; positive.
+        """
+
+    @_builtins.property
+    def max_service_duration(self) -> _duration_pb2.Duration:
+        """The longest time window an order may have; positive, at most 366 days."""
+
+    @_builtins.property
+    def grace_period(self) -> _duration_pb2.Duration:
+        """How long after its deadline (the window's end, or the payment due time) an order becomes
+        OVERDUE; zero or positive, at most 30 days.
+        """
+
+    @_builtins.property
+    def breach_period(self) -> _duration_pb2.Duration:
+        """How long an order stays OVERDUE before it is BREACHED; positive, at most 90 days."""
+
+    @_builtins.property
+    def payment_window(self) -> _duration_pb2.Duration:
+        """How long after completion the credit charge is due; positive, at most 90 days."""
+
+    @_builtins.property
+    def thin_file_max_waiver_amount(self) -> _money_pb2.Money:
+        """The most a thin-file user gets waived with THIN_FILE_TREATMENT_STARTER_WAIVER; positive
+        then, and unset with THIN_FILE_TREATMENT_DENY. At most max_waiver_amount.
+        """
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the policy was last put."""
 
     def __init__(
         self,
@@ -342,11 +504,18 @@ class ScenarioPolicy(_message.Message):
         minimum_score: _builtins.int = ...,
         max_waiver_amount: _money_pb2.Money | None = ...,
         expected_loss_budget: _money_pb2.Money | None = ...,
-        grace_period_seconds: _builtins.int = ...,
+        max_service_duration: _duration_pb2.Duration | None = ...,
+        grace_period: _duration_pb2.Duration | None = ...,
+        breach_period: _duration_pb2.Duration | None = ...,
+        payment_window: _duration_pb2.Duration | None = ...,
+        thin_file_treatment: Global___ThinFileTreatment.ValueType = ...,
+        thin_file_max_waiver_amount: _money_pb2.Money | None = ...,
+        scoring_unavailable_action: Global___ScoringUnavailableAction.ValueType = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expected_loss_budget", b"expected_loss_budget", "max_waiver_amount", b"max_waiver_amount"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["breach_period", b"breach_period", "expected_loss_budget", b"expected_loss_budget", "grace_period", b"grace_period", "max_service_duration", b"max_service_duration", "max_waiver_amount", b"max_waiver_amount", "payment_window", b"payment_window", "thin_file_max_waiver_amount", b"thin_file_max_waiver_amount", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_loss_budget", b"expected_loss_budget", "grace_period_seconds", b"grace_period_seconds", "max_waiver_amount", b"max_waiver_amount", "merchant_id", b"merchant_id", "minimum_score", b"minimum_score", "scenario_id", b"scenario_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breach_period", b"breach_period", "expected_loss_budget", b"expected_loss_budget", "grace_period", b"grace_period", "max_service_duration", b"max_service_duration", "max_waiver_amount", b"max_waiver_amount", "merchant_id", b"merchant_id", "minimum_score", b"minimum_score", "payment_window", b"payment_window", "scenario_id", b"scenario_id", "scoring_unavailable_action", b"scoring_unavailable_action", "thin_file_max_waiver_amount", b"thin_file_max_waiver_amount", "thin_file_treatment", b"thin_file_treatment", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -368,25 +537,30 @@ class CreateOrderRequest(_message.Message):
     TIME_RANGE_FIELD_NUMBER: _builtins.int
     POST_PAYMENTS_FIELD_NUMBER: _builtins.int
     POST_DISCOUNTS_FIELD_NUMBER: _builtins.int
+    LANGUAGE_CODE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key, 1 to 128 printable ASCII characters."""
     merchant_id: _builtins.str
-    """The merchant. Required."""
+    """The merchant, 1 to 128 printable ASCII characters."""
     out_order_no: _builtins.str
-    """The merchant's order number, 1 to 64 characters, unique per merchant. Required."""
+    """The merchant's order number, 1 to 64 printable ASCII characters, unique per merchant."""
     user_id: _builtins.str
-    """The user. Required."""
+    """The user, 1 to 128 printable ASCII characters."""
     scenario_id: _builtins.str
-    """The scenario whose policy applies; it must exist. Required."""
+    """The scenario whose policy applies; it must exist."""
     risk_fund_type: Global___RiskFundType.ValueType
-    """What the risk amount stands for. Required."""
+    """What the risk amount stands for."""
+    language_code: _builtins.str
+    """The language of the reasons the user sees: "en" (the default when empty) or "zh"."""
     @_builtins.property
     def risk_amount(self) -> _money_pb2.Money:
-        """The deposit the order replaces; positive. Required."""
+        """The deposit the order replaces; positive."""
 
     @_builtins.property
     def time_range(self) -> _time_range_pb2.TimeRange:
-        """When the service runs; end after start. Required."""
+        """When the service runs: end after start, no longer than the scenario's max_service_duration,
+        ending in the future and starting at most 366 days from now.
+        """
 
     @_builtins.property
     def post_payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineItem]:
@@ -409,10 +583,11 @@ class CreateOrderRequest(_message.Message):
         time_range: _time_range_pb2.TimeRange | None = ...,
         post_payments: _abc.Iterable[Global___LineItem] | None = ...,
         post_discounts: _abc.Iterable[Global___LineItem] | None = ...,
+        language_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["risk_amount", b"risk_amount", "time_range", b"time_range"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["merchant_id", b"merchant_id", "out_order_no", b"out_order_no", "post_discounts", b"post_discounts", "post_payments", b"post_payments", "request_id", b"request_id", "risk_amount", b"risk_amount", "risk_fund_type", b"risk_fund_type", "scenario_id", b"scenario_id", "time_range", b"time_range", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["language_code", b"language_code", "merchant_id", b"merchant_id", "out_order_no", b"out_order_no", "post_discounts", b"post_discounts", "post_payments", b"post_payments", "request_id", b"request_id", "risk_amount", b"risk_amount", "risk_fund_type", b"risk_fund_type", "scenario_id", b"scenario_id", "time_range", b"time_range", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -427,7 +602,7 @@ class CreateOrderResponse(_message.Message):
     ORDER_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def order(self) -> Global___Order:
-        """The order; a DENIED decision is a valid order in state REVOKED with nothing held."""
+        """The order: CREATED or DOING with the waived part held, or DENIED with nothing held."""
 
     def __init__(
         self,
@@ -451,9 +626,9 @@ class GetOrderRequest(_message.Message):
     MERCHANT_ID_FIELD_NUMBER: _builtins.int
     OUT_ORDER_NO_FIELD_NUMBER: _builtins.int
     merchant_id: _builtins.str
-    """The merchant. Required."""
+    """The merchant."""
     out_order_no: _builtins.str
-    """The merchant's order number. Required."""
+    """The merchant's order number."""
     def __init__(
         self,
         *,
@@ -477,7 +652,7 @@ class GetOrderResponse(_message.Message):
     ORDER_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def order(self) -> Global___Order:
-        """The order."""
+        """The order as it stands now."""
 
     def __init__(
         self,
@@ -503,13 +678,15 @@ class ListOrdersRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     merchant_id: _builtins.str
-    """The merchant. Required."""
+    """The merchant."""
     state: Global___OrderState.ValueType
-    """Only orders in this state; unspecified lists all."""
+    """Only orders whose stored state is this one; unspecified lists all."""
     page_size: _builtins.int
     """The most orders to return, 1 to 1000; 0 means 100."""
     page_token: _builtins.str
-    """The next_page_token of a previous call; empty starts from the newest order."""
+    """The next_page_token of a previous call with the same merchant and state; empty starts from
+    the newest order.
+    """
     def __init__(
         self,
         *,
@@ -566,16 +743,16 @@ class ModifyOrderRequest(_message.Message):
     TOTAL_AMOUNT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key, 1 to 128 printable ASCII characters."""
     merchant_id: _builtins.str
-    """The merchant. Required."""
+    """The merchant."""
     out_order_no: _builtins.str
-    """The merchant's order number. Required."""
+    """The merchant's order number."""
     reason: _builtins.str
-    """Why, shown to the user; 1 to 50 characters. Required."""
+    """Why, shown to the user; 1 to 50 characters."""
     @_builtins.property
     def total_amount(self) -> _money_pb2.Money:
-        """The new total to charge; positive or zero, below the current total."""
+        """The new total to charge; zero or positive, below the current total."""
 
     def __init__(
         self,
@@ -632,14 +809,14 @@ class CompleteOrderRequest(_message.Message):
     TOTAL_AMOUNT_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key, 1 to 128 printable ASCII characters."""
     merchant_id: _builtins.str
-    """The merchant. Required."""
+    """The merchant."""
     out_order_no: _builtins.str
-    """The merchant's order number. Required."""
+    """The merchant's order number."""
     @_builtins.property
     def post_payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineItem]:
-        """The final charges, at most 100; replace those given at creation."""
+        """The final charges, at most 100; they replace those given at creation."""
 
     @_builtins.property
     def post_discounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineItem]:
@@ -647,11 +824,13 @@ class CompleteOrderRequest(_message.Message):
 
     @_builtins.property
     def total_amount(self) -> _money_pb2.Money:
-        """The total to charge: payments minus discounts, never above the risk amount. Required."""
+        """The total to charge: zero or positive, never above the risk amount, and equal to the
+        payments minus the discounts when any line item is given.
+        """
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:
-        """When the service actually ended. Required."""
+        """When the service actually ended; not after now."""
 
     def __init__(
         self,
@@ -681,7 +860,7 @@ class CompleteOrderResponse(_message.Message):
     ORDER_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def order(self) -> Global___Order:
-        """The order, awaiting payment (or done when nothing is charged)."""
+        """The order, awaiting payment (or DONE when nothing is charged to credit)."""
 
     def __init__(
         self,
@@ -707,13 +886,13 @@ class CancelOrderRequest(_message.Message):
     OUT_ORDER_NO_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key, 1 to 128 printable ASCII characters."""
     merchant_id: _builtins.str
-    """The merchant. Required."""
+    """The merchant."""
     out_order_no: _builtins.str
-    """The merchant's order number. Required."""
+    """The merchant's order number."""
     reason: _builtins.str
-    """Why, shown to the user; 1 to 50 characters. Required."""
+    """Why, shown to the user; 1 to 50 characters."""
     def __init__(
         self,
         *,
@@ -766,18 +945,20 @@ class SyncPaymentRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     PAID_TIME_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key, 1 to 128 printable ASCII characters."""
     merchant_id: _builtins.str
-    """The merchant. Required."""
+    """The merchant."""
     out_order_no: _builtins.str
-    """The merchant's order number. Required."""
+    """The merchant's order number."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
-        """The amount paid; positive, never above what is still due."""
+        """The amount paid; positive, never above what is still due (FAILED_PRECONDITION, reason
+        PAYMENT_EXCEEDS_DUE).
+        """
 
     @_builtins.property
     def paid_time(self) -> _timestamp_pb2.Timestamp:
-        """When it was paid. Required."""
+        """When it was paid; not before the order's completion and not after now."""
 
     def __init__(
         self,
@@ -829,7 +1010,7 @@ class PutScenarioPolicyRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     POLICY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key, 1 to 128 printable ASCII characters."""
     @_builtins.property
     def policy(self) -> Global___ScenarioPolicy:
         """The policy; merchant_id and scenario_id identify it."""
@@ -881,9 +1062,9 @@ class GetScenarioPolicyRequest(_message.Message):
     MERCHANT_ID_FIELD_NUMBER: _builtins.int
     SCENARIO_ID_FIELD_NUMBER: _builtins.int
     merchant_id: _builtins.str
-    """The merchant. Required."""
+    """The merchant."""
     scenario_id: _builtins.str
-    """The scenario. Required."""
+    """The scenario."""
     def __init__(
         self,
         *,
@@ -932,11 +1113,11 @@ class ListScenarioPoliciesRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     merchant_id: _builtins.str
-    """The merchant. Required."""
+    """The merchant."""
     page_size: _builtins.int
     """The most policies to return, 1 to 1000; 0 means 100."""
     page_token: _builtins.str
-    """The next_page_token of a previous call; empty starts from the first."""
+    """The next_page_token of a previous call for the same merchant; empty starts from the first."""
     def __init__(
         self,
         *,

@@ -30,8 +30,30 @@ class WaiverServiceStub:
     Alipay's credit pre-authorisation and WeChat Pay Score service orders: an order is created with
     a risk amount and a time window, Sesame decides how much of the deposit is waived, holds the
     user's credit for it, and records whether the user kept the promise. Merchants receive the
-    decision and amounts, never the score. Orders are keyed by (merchant_id, out_order_no); every
-    mutation is idempotent on its request_id.
+    decision and amounts, never the score or the probability of default.
+
+    Orders are keyed by (merchant_id, out_order_no). Every mutation carries a request_id and is
+    idempotent on it: a retry with the same request_id and the same request returns the order as
+    it stands, the same request_id with a different request fails with ABORTED, reason
+    REQUEST_ID_REUSED. Clients retry only UNAVAILABLE (and ABORTED with reason ORDER_BUSY), always
+    with the same request_id. Errors carry a google.rpc.ErrorInfo whose reason is a name of
+    ErrorReason (error_reason.proto) in the "sesame" domain and, for INVALID_ARGUMENT, a
+    google.rpc.BadRequest naming every offending field.
+
+    Money: every amount of an order or a policy is in the waiver's currency (CNY unless the
+    operator configures another); others are INVALID_ARGUMENT, reason CURRENCY_NOT_SUPPORTED.
+
+    The order's life (the README has the whole table):
+    CREATED --window starts--> DOING --CompleteOrder (charge)--> AWAITING_PAYMENT --paid--> DONE
+    DOING --CompleteOrder (nothing to charge)--> DONE
+    CREATED, DOING --CancelOrder--> REVOKED
+    CREATED --not started 30 days after creation--> EXPIRED
+    DOING, AWAITING_PAYMENT --deadline + grace period passed--> OVERDUE
+    (the deadline is the window's end before completion, the payment due time after it)
+    OVERDUE --CompleteOrder / paid--> AWAITING_PAYMENT / DONE (late)
+    OVERDUE --breach period passed--> BREACHED (the default is recorded in the user's history)
+    a decision that waives nothing --> DENIED (nothing held; the user pays the deposit)
+    Time-driven changes show at once in every answer and are written by a background sweeper.
     """
 
     def __init__(self, channel):
@@ -97,21 +119,47 @@ class WaiverServiceServicer:
     Alipay's credit pre-authorisation and WeChat Pay Score service orders: an order is created with
     a risk amount and a time window, Sesame decides how much of the deposit is waived, holds the
     user's credit for it, and records whether the user kept the promise. Merchants receive the
-    decision and amounts, never the score. Orders are keyed by (merchant_id, out_order_no); every
-    mutation is idempotent on its request_id.
+    decision and amounts, never the score or the probability of default.
+
+    Orders are keyed by (merchant_id, out_order_no). Every mutation carries a request_id and is
+    idempotent on it: a retry with the same request_id and the same request returns the order as
+    it stands, the same request_id with a different request fails with ABORTED, reason
+    REQUEST_ID_REUSED. Clients retry only UNAVAILABLE (and ABORTED with reason ORDER_BUSY), always
+    with the same request_id. Errors carry a google.rpc.ErrorInfo whose reason is a name of
+    ErrorReason (error_reason.proto) in the "sesame" domain and, for INVALID_ARGUMENT, a
+    google.rpc.BadRequest naming every offending field.
+
+    Money: every amount of an order or a policy is in the waiver's currency (CNY unless the
+    operator configures another); others are INVALID_ARGUMENT, reason CURRENCY_NOT_SUPPORTED.
+
+    The order's life (the README has the whole table):
+    CREATED --window starts--> DOING --CompleteOrder (charge)--> AWAITING_PAYMENT --paid--> DONE
+    DOING --CompleteOrder (nothing to charge)--> DONE
+    CREATED, DOING --CancelOrder--> REVOKED
+    CREATED --not started 30 days after creation--> EXPIRED
+    DOING, AWAITING_PAYMENT --deadline + grace period passed--> OVERDUE
+    (the deadline is the window's end before completion, the payment due time after it)
+    OVERDUE --CompleteOrder / paid--> AWAITING_PAYMENT / DONE (late)
+    OVERDUE --breach period passed--> BREACHED (the default is recorded in the user's history)
+    a decision that waives nothing --> DENIED (nothing held; the user pays the deposit)
+    Time-driven changes show at once in every answer and are written by a background sweeper.
     """
 
     def CreateOrder(self, request, context):
         """Creates an order: decides FULL, PARTIAL or DENIED and holds credit for the waived part.
-        Creating the same out_order_no again with identical parameters returns the existing order;
-        with different parameters it fails with ALREADY_EXISTS.
+        Creating the same out_order_no again with identical parameters returns the existing order
+        (whatever its request_id); with different parameters it fails with ALREADY_EXISTS, reason
+        ORDER_ALREADY_EXISTS. An unknown scenario is NOT_FOUND, reason SCENARIO_NOT_FOUND. When the
+        score service cannot be reached the scenario's fallback applies (see ScenarioPolicy); when
+        the ledger cannot be reached the answer is UNAVAILABLE, reason LEDGER_UNAVAILABLE, and an
+        order not confirmed by a retry within a minute is undone (its hold released).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetOrder(self, request, context):
-        """Returns one order.
+        """Returns one order as it stands now. Unknown orders are NOT_FOUND, reason ORDER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,50 +173,58 @@ class WaiverServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ModifyOrder(self, request, context):
-        """Lowers the amount to charge of an order awaiting payment, with a reason the user sees.
+        """Lowers the amount still to pay of an order awaiting payment (or overdue after completion),
+        with a reason the user sees. Only downwards: a total not below the current one is
+        FAILED_PRECONDITION, reason TOTAL_NOT_LOWER.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CompleteOrder(self, request, context):
-        """Completes the service: charges what it cost (never above the risk amount), turns the charge
-        into the user's obligation, releases the rest of the hold and records fulfilment.
+        """Completes the service: charges what it cost (payments minus discounts, never above the risk
+        amount). The part of the charge the waived credit covers is captured from the hold into the
+        user's obligation, due within the scenario's payment window, in the same ledger call; the
+        rest of the hold is released. With nothing to charge the hold is released as fulfilled and
+        the order is DONE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelOrder(self, request, context):
-        """Cancels an order that has not been completed, releasing its hold.
+        """Cancels an order that has not been completed (CREATED or DOING), releasing its hold.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SyncPayment(self, request, context):
-        """Records that the user paid an order through another channel.
+        """Records that the user paid an order through another channel. Once the charge is paid in
+        full the order is DONE and the obligation closed on time, or late by the days after its due
+        time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PutScenarioPolicy(self, request, context):
-        """Creates or replaces a scenario's policy for a merchant.
+        """Creates or replaces a scenario's policy for a merchant. Orders already created keep the
+        policy they were decided with.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetScenarioPolicy(self, request, context):
-        """Returns a scenario's policy.
+        """Returns a scenario's policy; an unknown one is NOT_FOUND, reason SCENARIO_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListScenarioPolicies(self, request, context):
-        """Lists a merchant's scenario policies.
+        """Lists a merchant's scenario policies, ordered by scenario_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -240,8 +296,30 @@ class WaiverService:
     Alipay's credit pre-authorisation and WeChat Pay Score service orders: an order is created with
     a risk amount and a time window, Sesame decides how much of the deposit is waived, holds the
     user's credit for it, and records whether the user kept the promise. Merchants receive the
-    decision and amounts, never the score. Orders are keyed by (merchant_id, out_order_no); every
-    mutation is idempotent on its request_id.
+    decision and amounts, never the score or the probability of default.
+
+    Orders are keyed by (merchant_id, out_order_no). Every mutation carries a request_id and is
+    idempotent on it: a retry with the same request_id and the same request returns the order as
+    it stands, the same request_id with a different request fails with ABORTED, reason
+    REQUEST_ID_REUSED. Clients retry only UNAVAILABLE (and ABORTED with reason ORDER_BUSY), always
+    with the same request_id. Errors carry a google.rpc.ErrorInfo whose reason is a name of
+    ErrorReason (error_reason.proto) in the "sesame" domain and, for INVALID_ARGUMENT, a
+    google.rpc.BadRequest naming every offending field.
+
+    Money: every amount of an order or a policy is in the waiver's currency (CNY unless the
+    operator configures another); others are INVALID_ARGUMENT, reason CURRENCY_NOT_SUPPORTED.
+
+    The order's life (the README has the whole table):
+    CREATED --window starts--> DOING --CompleteOrder (charge)--> AWAITING_PAYMENT --paid--> DONE
+    DOING --CompleteOrder (nothing to charge)--> DONE
+    CREATED, DOING --CancelOrder--> REVOKED
+    CREATED --not started 30 days after creation--> EXPIRED
+    DOING, AWAITING_PAYMENT --deadline + grace period passed--> OVERDUE
+    (the deadline is the window's end before completion, the payment due time after it)
+    OVERDUE --CompleteOrder / paid--> AWAITING_PAYMENT / DONE (late)
+    OVERDUE --breach period passed--> BREACHED (the default is recorded in the user's history)
+    a decision that waives nothing --> DENIED (nothing held; the user pays the deposit)
+    Time-driven changes show at once in every answer and are written by a background sweeper.
     """
 
     @staticmethod

@@ -31,8 +31,30 @@ class WaiverServiceStub:
     Alipay's credit pre-authorisation and WeChat Pay Score service orders: an order is created with
     a risk amount and a time window, Sesame decides how much of the deposit is waived, holds the
     user's credit for it, and records whether the user kept the promise. Merchants receive the
-    decision and amounts, never the score. Orders are keyed by (merchant_id, out_order_no); every
-    mutation is idempotent on its request_id.
+    decision and amounts, never the score or the probability of default.
+
+    Orders are keyed by (merchant_id, out_order_no). Every mutation carries a request_id and is
+    idempotent on it: a retry with the same request_id and the same request returns the order as
+    it stands, the same request_id with a different request fails with ABORTED, reason
+    REQUEST_ID_REUSED. Clients retry only UNAVAILABLE (and ABORTED with reason ORDER_BUSY), always
+    with the same request_id. Errors carry a google.rpc.ErrorInfo whose reason is a name of
+    ErrorReason (error_reason.proto) in the "sesame" domain and, for INVALID_ARGUMENT, a
+    google.rpc.BadRequest naming every offending field.
+
+    Money: every amount of an order or a policy is in the waiver's currency (CNY unless the
+    operator configures another); others are INVALID_ARGUMENT, reason CURRENCY_NOT_SUPPORTED.
+
+    The order's life (the README has the whole table):
+      CREATED --window starts--> DOING --CompleteOrder (charge)--> AWAITING_PAYMENT --paid--> DONE
+      DOING --CompleteOrder (nothing to charge)--> DONE
+      CREATED, DOING --CancelOrder--> REVOKED
+      CREATED --not started 30 days after creation--> EXPIRED
+      DOING, AWAITING_PAYMENT --deadline + grace period passed--> OVERDUE
+        (the deadline is the window's end before completion, the payment due time after it)
+      OVERDUE --CompleteOrder / paid--> AWAITING_PAYMENT / DONE (late)
+      OVERDUE --breach period passed--> BREACHED (the default is recorded in the user's history)
+      a decision that waives nothing --> DENIED (nothing held; the user pays the deposit)
+    Time-driven changes show at once in every answer and are written by a background sweeper.
     """
 
     @_typing.overload
@@ -41,29 +63,44 @@ class WaiverServiceStub:
     def __new__(cls, channel: _aio.Channel) -> WaiverServiceAsyncStub: ...
     CreateOrder: _grpc.UnaryUnaryMultiCallable[_waiver_service_pb2.CreateOrderRequest, _waiver_service_pb2.CreateOrderResponse]
     """Creates an order: decides FULL, PARTIAL or DENIED and holds credit for the waived part.
-    Creating the same out_order_no again with identical parameters returns the existing order;
-    with different parameters it fails with ALREADY_EXISTS.
+    Creating the same out_order_no again with identical parameters returns the existing order
+    (whatever its request_id); with different parameters it fails with ALREADY_EXISTS, reason
+    ORDER_ALREADY_EXISTS. An unknown scenario is NOT_FOUND, reason SCENARIO_NOT_FOUND. When the
+    score service cannot be reached the scenario's fallback applies (see ScenarioPolicy); when
+    the ledger cannot be reached the answer is UNAVAILABLE, reason LEDGER_UNAVAILABLE, and an
+    order not confirmed by a retry within a minute is undone (its hold released).
     """
     GetOrder: _grpc.UnaryUnaryMultiCallable[_waiver_service_pb2.GetOrderRequest, _waiver_service_pb2.GetOrderResponse]
-    """Returns one order."""
+    """Returns one order as it stands now. Unknown orders are NOT_FOUND, reason ORDER_NOT_FOUND."""
     ListOrders: _grpc.UnaryUnaryMultiCallable[_waiver_service_pb2.ListOrdersRequest, _waiver_service_pb2.ListOrdersResponse]
     """Lists a merchant's orders, newest first."""
     ModifyOrder: _grpc.UnaryUnaryMultiCallable[_waiver_service_pb2.ModifyOrderRequest, _waiver_service_pb2.ModifyOrderResponse]
-    """Lowers the amount to charge of an order awaiting payment, with a reason the user sees."""
+    """Lowers the amount still to pay of an order awaiting payment (or overdue after completion),
+    with a reason the user sees. Only downwards: a total not below the current one is
+    FAILED_PRECONDITION, reason TOTAL_NOT_LOWER.
+    """
     CompleteOrder: _grpc.UnaryUnaryMultiCallable[_waiver_service_pb2.CompleteOrderRequest, _waiver_service_pb2.CompleteOrderResponse]
-    """Completes the service: charges what it cost (never above the risk amount), turns the charge
-    into the user's obligation, releases the rest of the hold and records fulfilment.
+    """Completes the service: charges what it cost (payments minus discounts, never above the risk
+    amount). The part of the charge the waived credit covers is captured from the hold into the
+    user's obligation, due within the scenario's payment window, in the same ledger call; the
+    rest of the hold is released. With nothing to charge the hold is released as fulfilled and
+    the order is DONE.
     """
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_waiver_service_pb2.CancelOrderRequest, _waiver_service_pb2.CancelOrderResponse]
-    """Cancels an order that has not been completed, releasing its hold."""
+    """Cancels an order that has not been completed (CREATED or DOING), releasing its hold."""
     SyncPayment: _grpc.UnaryUnaryMultiCallable[_waiver_service_pb2.SyncPaymentRequest, _waiver_service_pb2.SyncPaymentResponse]
-    """Records that the user paid an order through another channel."""
+    """Records that the user paid an order through another channel. Once the charge is paid in
+    full the order is DONE and the obligation closed on time, or late by the days after its due
+    time.
+    """
     PutScenarioPolicy: _grpc.UnaryUnaryMultiCallable[_waiver_service_pb2.PutScenarioPolicyRequest, _waiver_service_pb2.PutScenarioPolicyResponse]
-    """Creates or replaces a scenario's policy for a merchant."""
+    """Creates or replaces a scenario's policy for a merchant. Orders already created keep the
+    policy they were decided with.
+    """
     GetScenarioPolicy: _grpc.UnaryUnaryMultiCallable[_waiver_service_pb2.GetScenarioPolicyRequest, _waiver_service_pb2.GetScenarioPolicyResponse]
-    """Returns a scenario's policy."""
+    """Returns a scenario's policy; an unknown one is NOT_FOUND, reason SCENARIO_NOT_FOUND."""
     ListScenarioPolicies: _grpc.UnaryUnaryMultiCallable[_waiver_service_pb2.ListScenarioPoliciesRequest, _waiver_service_pb2.ListScenarioPoliciesResponse]
-    """Lists a merchant's scenario policies."""
+    """Lists a merchant's scenario policies, ordered by scenario_id."""
 
 @_typing.type_check_only
 class WaiverServiceAsyncStub(WaiverServiceStub):
@@ -71,44 +108,103 @@ class WaiverServiceAsyncStub(WaiverServiceStub):
     Alipay's credit pre-authorisation and WeChat Pay Score service orders: an order is created with
     a risk amount and a time window, Sesame decides how much of the deposit is waived, holds the
     user's credit for it, and records whether the user kept the promise. Merchants receive the
-    decision and amounts, never the score. Orders are keyed by (merchant_id, out_order_no); every
-    mutation is idempotent on its request_id.
+    decision and amounts, never the score or the probability of default.
+
+    Orders are keyed by (merchant_id, out_order_no). Every mutation carries a request_id and is
+    idempotent on it: a retry with the same request_id and the same request returns the order as
+    it stands, the same request_id with a different request fails with ABORTED, reason
+    REQUEST_ID_REUSED. Clients retry only UNAVAILABLE (and ABORTED with reason ORDER_BUSY), always
+    with the same request_id. Errors carry a google.rpc.ErrorInfo whose reason is a name of
+    ErrorReason (error_reason.proto) in the "sesame" domain and, for INVALID_ARGUMENT, a
+    google.rpc.BadRequest naming every offending field.
+
+    Money: every amount of an order or a policy is in the waiver's currency (CNY unless the
+    operator configures another); others are INVALID_ARGUMENT, reason CURRENCY_NOT_SUPPORTED.
+
+    The order's life (the README has the whole table):
+      CREATED --window starts--> DOING --CompleteOrder (charge)--> AWAITING_PAYMENT --paid--> DONE
+      DOING --CompleteOrder (nothing to charge)--> DONE
+      CREATED, DOING --CancelOrder--> REVOKED
+      CREATED --not started 30 days after creation--> EXPIRED
+      DOING, AWAITING_PAYMENT --deadline + grace period passed--> OVERDUE
+        (the deadline is the window's end before completion, the payment due time after it)
+      OVERDUE --CompleteOrder / paid--> AWAITING_PAYMENT / DONE (late)
+      OVERDUE --breach period passed--> BREACHED (the default is recorded in the user's history)
+      a decision that waives nothing --> DENIED (nothing held; the user pays the deposit)
+    Time-driven changes show at once in every answer and are written by a background sweeper.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateOrder: _aio.UnaryUnaryMultiCallable[_waiver_service_pb2.CreateOrderRequest, _waiver_service_pb2.CreateOrderResponse]  # type: ignore[assignment]
     """Creates an order: decides FULL, PARTIAL or DENIED and holds credit for the waived part.
-    Creating the same out_order_no again with identical parameters returns the existing order;
-    with different parameters it fails with ALREADY_EXISTS.
+    Creating the same out_order_no again with identical parameters returns the existing order
+    (whatever its request_id); with different parameters it fails with ALREADY_EXISTS, reason
+    ORDER_ALREADY_EXISTS. An unknown scenario is NOT_FOUND, reason SCENARIO_NOT_FOUND. When the
+    score service cannot be reached the scenario's fallback applies (see ScenarioPolicy); when
+    the ledger cannot be reached the answer is UNAVAILABLE, reason LEDGER_UNAVAILABLE, and an
+    order not confirmed by a retry within a minute is undone (its hold released).
     """
     GetOrder: _aio.UnaryUnaryMultiCallable[_waiver_service_pb2.GetOrderRequest, _waiver_service_pb2.GetOrderResponse]  # type: ignore[assignment]
-    """Returns one order."""
+    """Returns one order as it stands now. Unknown orders are NOT_FOUND, reason ORDER_NOT_FOUND."""
     ListOrders: _aio.UnaryUnaryMultiCallable[_waiver_service_pb2.ListOrdersRequest, _waiver_service_pb2.ListOrdersResponse]  # type: ignore[assignment]
     """Lists a merchant's orders, newest first."""
     ModifyOrder: _aio.UnaryUnaryMultiCallable[_waiver_service_pb2.ModifyOrderRequest, _waiver_service_pb2.ModifyOrderResponse]  # type: ignore[assignment]
-    """Lowers the amount to charge of an order awaiting payment, with a reason the user sees."""
+    """Lowers the amount still to pay of an order awaiting payment (or overdue after completion),
+    with a reason the user sees. Only downwards: a total not below the current one is
+    FAILED_PRECONDITION, reason TOTAL_NOT_LOWER.
+    """
     CompleteOrder: _aio.UnaryUnaryMultiCallable[_waiver_service_pb2.CompleteOrderRequest, _waiver_service_pb2.CompleteOrderResponse]  # type: ignore[assignment]
-    """Completes the service: charges what it cost (never above the risk amount), turns the charge
-    into the user's obligation, releases the rest of the hold and records fulfilment.
+    """Completes the service: charges what it cost (payments minus discounts, never above the risk
+    amount). The part of the charge the waived credit covers is captured from the hold into the
+    user's obligation, due within the scenario's payment window, in the same ledger call; the
+    rest of the hold is released. With nothing to charge the hold is released as fulfilled and
+    the order is DONE.
     """
     CancelOrder: _aio.UnaryUnaryMultiCallable[_waiver_service_pb2.CancelOrderRequest, _waiver_service_pb2.CancelOrderResponse]  # type: ignore[assignment]
-    """Cancels an order that has not been completed, releasing its hold."""
+    """Cancels an order that has not been completed (CREATED or DOING), releasing its hold."""
     SyncPayment: _aio.UnaryUnaryMultiCallable[_waiver_service_pb2.SyncPaymentRequest, _waiver_service_pb2.SyncPaymentResponse]  # type: ignore[assignment]
-    """Records that the user paid an order through another channel."""
+    """Records that the user paid an order through another channel. Once the charge is paid in
+    full the order is DONE and the obligation closed on time, or late by the days after its due
+    time.
+    """
     PutScenarioPolicy: _aio.UnaryUnaryMultiCallable[_waiver_service_pb2.PutScenarioPolicyRequest, _waiver_service_pb2.PutScenarioPolicyResponse]  # type: ignore[assignment]
-    """Creates or replaces a scenario's policy for a merchant."""
+    """Creates or replaces a scenario's policy for a merchant. Orders already created keep the
+    policy they were decided with.
+    """
     GetScenarioPolicy: _aio.UnaryUnaryMultiCallable[_waiver_service_pb2.GetScenarioPolicyRequest, _waiver_service_pb2.GetScenarioPolicyResponse]  # type: ignore[assignment]
-    """Returns a scenario's policy."""
+    """Returns a scenario's policy; an unknown one is NOT_FOUND, reason SCENARIO_NOT_FOUND."""
     ListScenarioPolicies: _aio.UnaryUnaryMultiCallable[_waiver_service_pb2.ListScenarioPoliciesRequest, _waiver_service_pb2.ListScenarioPoliciesResponse]  # type: ignore[assignment]
-    """Lists a merchant's scenario policies."""
+    """Lists a merchant's scenario policies, ordered by scenario_id."""
 
 class WaiverServiceServicer(metaclass=_abc_1.ABCMeta):
     """WaiverService is what merchants call to let a user's credit stand in for a deposit. It mirrors
     Alipay's credit pre-authorisation and WeChat Pay Score service orders: an order is created with
     a risk amount and a time window, Sesame decides how much of the deposit is waived, holds the
     user's credit for it, and records whether the user kept the promise. Merchants receive the
-    decision and amounts, never the score. Orders are keyed by (merchant_id, out_order_no); every
-    mutation is idempotent on its request_id.
+    decision and amounts, never the score or the probability of default.
+
+    Orders are keyed by (merchant_id, out_order_no). Every mutation carries a request_id and is
+    idempotent on it: a retry with the same request_id and the same request returns the order as
+    it stands, the same request_id with a different request fails with ABORTED, reason
+    REQUEST_ID_REUSED. Clients retry only UNAVAILABLE (and ABORTED with reason ORDER_BUSY), always
+    with the same request_id. Errors carry a google.rpc.ErrorInfo whose reason is a name of
+    ErrorReason (error_reason.proto) in the "sesame" domain and, for INVALID_ARGUMENT, a
+    google.rpc.BadRequest naming every offending field.
+
+    Money: every amount of an order or a policy is in the waiver's currency (CNY unless the
+    operator configures another); others are INVALID_ARGUMENT, reason CURRENCY_NOT_SUPPORTED.
+
+    The order's life (the README has the whole table):
+      CREATED --window starts--> DOING --CompleteOrder (charge)--> AWAITING_PAYMENT --paid--> DONE
+      DOING --CompleteOrder (nothing to charge)--> DONE
+      CREATED, DOING --CancelOrder--> REVOKED
+      CREATED --not started 30 days after creation--> EXPIRED
+      DOING, AWAITING_PAYMENT --deadline + grace period passed--> OVERDUE
+        (the deadline is the window's end before completion, the payment due time after it)
+      OVERDUE --CompleteOrder / paid--> AWAITING_PAYMENT / DONE (late)
+      OVERDUE --breach period passed--> BREACHED (the default is recorded in the user's history)
+      a decision that waives nothing --> DENIED (nothing held; the user pays the deposit)
+    Time-driven changes show at once in every answer and are written by a background sweeper.
     """
 
     @_abc_1.abstractmethod
@@ -118,8 +214,12 @@ class WaiverServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_waiver_service_pb2.CreateOrderResponse, _abc.Awaitable[_waiver_service_pb2.CreateOrderResponse]]:
         """Creates an order: decides FULL, PARTIAL or DENIED and holds credit for the waived part.
-        Creating the same out_order_no again with identical parameters returns the existing order;
-        with different parameters it fails with ALREADY_EXISTS.
+        Creating the same out_order_no again with identical parameters returns the existing order
+        (whatever its request_id); with different parameters it fails with ALREADY_EXISTS, reason
+        ORDER_ALREADY_EXISTS. An unknown scenario is NOT_FOUND, reason SCENARIO_NOT_FOUND. When the
+        score service cannot be reached the scenario's fallback applies (see ScenarioPolicy); when
+        the ledger cannot be reached the answer is UNAVAILABLE, reason LEDGER_UNAVAILABLE, and an
+        order not confirmed by a retry within a minute is undone (its hold released).
         """
 
     @_abc_1.abstractmethod
@@ -128,7 +228,7 @@ class WaiverServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _waiver_service_pb2.GetOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_waiver_service_pb2.GetOrderResponse, _abc.Awaitable[_waiver_service_pb2.GetOrderResponse]]:
-        """Returns one order."""
+        """Returns one order as it stands now. Unknown orders are NOT_FOUND, reason ORDER_NOT_FOUND."""
 
     @_abc_1.abstractmethod
     def ListOrders(
@@ -144,7 +244,10 @@ class WaiverServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _waiver_service_pb2.ModifyOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_waiver_service_pb2.ModifyOrderResponse, _abc.Awaitable[_waiver_service_pb2.ModifyOrderResponse]]:
-        """Lowers the amount to charge of an order awaiting payment, with a reason the user sees."""
+        """Lowers the amount still to pay of an order awaiting payment (or overdue after completion),
+        with a reason the user sees. Only downwards: a total not below the current one is
+        FAILED_PRECONDITION, reason TOTAL_NOT_LOWER.
+        """
 
     @_abc_1.abstractmethod
     def CompleteOrder(
@@ -152,8 +255,11 @@ class WaiverServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _waiver_service_pb2.CompleteOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_waiver_service_pb2.CompleteOrderResponse, _abc.Awaitable[_waiver_service_pb2.CompleteOrderResponse]]:
-        """Completes the service: charges what it cost (never above the risk amount), turns the charge
-        into the user's obligation, releases the rest of the hold and records fulfilment.
+        """Completes the service: charges what it cost (payments minus discounts, never above the risk
+        amount). The part of the charge the waived credit covers is captured from the hold into the
+        user's obligation, due within the scenario's payment window, in the same ledger call; the
+        rest of the hold is released. With nothing to charge the hold is released as fulfilled and
+        the order is DONE.
         """
 
     @_abc_1.abstractmethod
@@ -162,7 +268,7 @@ class WaiverServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _waiver_service_pb2.CancelOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_waiver_service_pb2.CancelOrderResponse, _abc.Awaitable[_waiver_service_pb2.CancelOrderResponse]]:
-        """Cancels an order that has not been completed, releasing its hold."""
+        """Cancels an order that has not been completed (CREATED or DOING), releasing its hold."""
 
     @_abc_1.abstractmethod
     def SyncPayment(
@@ -170,7 +276,10 @@ class WaiverServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _waiver_service_pb2.SyncPaymentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_waiver_service_pb2.SyncPaymentResponse, _abc.Awaitable[_waiver_service_pb2.SyncPaymentResponse]]:
-        """Records that the user paid an order through another channel."""
+        """Records that the user paid an order through another channel. Once the charge is paid in
+        full the order is DONE and the obligation closed on time, or late by the days after its due
+        time.
+        """
 
     @_abc_1.abstractmethod
     def PutScenarioPolicy(
@@ -178,7 +287,9 @@ class WaiverServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _waiver_service_pb2.PutScenarioPolicyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_waiver_service_pb2.PutScenarioPolicyResponse, _abc.Awaitable[_waiver_service_pb2.PutScenarioPolicyResponse]]:
-        """Creates or replaces a scenario's policy for a merchant."""
+        """Creates or replaces a scenario's policy for a merchant. Orders already created keep the
+        policy they were decided with.
+        """
 
     @_abc_1.abstractmethod
     def GetScenarioPolicy(
@@ -186,7 +297,7 @@ class WaiverServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _waiver_service_pb2.GetScenarioPolicyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_waiver_service_pb2.GetScenarioPolicyResponse, _abc.Awaitable[_waiver_service_pb2.GetScenarioPolicyResponse]]:
-        """Returns a scenario's policy."""
+        """Returns a scenario's policy; an unknown one is NOT_FOUND, reason SCENARIO_NOT_FOUND."""
 
     @_abc_1.abstractmethod
     def ListScenarioPolicies(
@@ -194,6 +305,6 @@ class WaiverServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _waiver_service_pb2.ListScenarioPoliciesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_waiver_service_pb2.ListScenarioPoliciesResponse, _abc.Awaitable[_waiver_service_pb2.ListScenarioPoliciesResponse]]:
-        """Lists a merchant's scenario policies."""
+        """Lists a merchant's scenario policies, ordered by scenario_id."""
 
 def add_WaiverServiceServicer_to_server(servicer: WaiverServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

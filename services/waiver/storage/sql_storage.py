@@ -1,0 +1,289 @@
+"""The waiver's storage ports over SQLAlchemy Core, on SQLite or PostgreSQL alike.
+
+Every write runs in one short transaction (on SQLite `BEGIN IMMEDIATE`, see
+`services.common.database`). Concurrent writers of one order are ordered by its version column:
+an update names the version it read and changes nothing when the row has moved on
+(`OrderConflict`). Reads outside a transaction see the latest committed rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, insert, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, TimeoutError as PoolTimeoutError
+
+from services.common.database import create_service_engine
+from services.common.errors import Unavailable
+from services.waiver.domain import reasons
+from services.waiver.domain.order import Order, OrderState
+from services.waiver.domain.policy import ScenarioPolicy
+from services.waiver.service.ports import (
+    CapacityRecord,
+    OrderConflict,
+    RequestRecord,
+    StoredOrder,
+)
+from services.waiver.storage import codec
+from services.waiver.storage.tables import (
+    capacity_table,
+    order_table,
+    policy_table,
+    request_table,
+)
+
+_CONNECTION_SQLSTATE_PREFIXES = ("08", "57P")
+
+
+class SqlWaiverStorage:
+    def __init__(
+        self, database_url: str, *, pool_size: int = 10, pool_timeout_s: float = 10.0
+    ) -> None:
+        self._engine = create_service_engine(
+            database_url, pool_size=pool_size, pool_timeout_s=pool_timeout_s
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlWaiverTransaction]:
+        with _translated_errors(), self._engine.connect() as connection, connection.begin():
+            yield SqlWaiverTransaction(connection)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with _translated_errors(), self._engine.connect() as connection:
+            yield connection
+
+    def get_order(self, merchant_id: str, out_order_no: str) -> StoredOrder | None:
+        with self._reading() as connection:
+            return _get_order(connection, merchant_id, out_order_no)
+
+    def list_orders(
+        self,
+        merchant_id: str,
+        state: OrderState | None,
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[Order]:
+        condition = and_(order_table.c.merchant_id == merchant_id, order_table.c.state.is_not(None))
+        if state is not None:
+            condition = and_(condition, order_table.c.state == state.value)
+        if after is not None:
+            condition = and_(
+                condition,
+                tuple_(order_table.c.create_time_us, order_table.c.out_order_no) < tuple_(*after),
+            )
+        query = (
+            select(order_table.c.order_json)
+            .where(condition)
+            .order_by(order_table.c.create_time_us.desc(), order_table.c.out_order_no.desc())
+            .limit(limit)
+        )
+        with self._reading() as connection:
+            return [codec.order_from_json(row.order_json) for row in connection.execute(query)]
+
+    def list_policies(
+        self, merchant_id: str, after_scenario_id: str, limit: int
+    ) -> list[ScenarioPolicy]:
+        query = (
+            select(policy_table.c.policy_json)
+            .where(
+                (policy_table.c.merchant_id == merchant_id)
+                & (policy_table.c.scenario_id > after_scenario_id)
+            )
+            .order_by(policy_table.c.scenario_id)
+            .limit(limit)
+        )
+        with self._reading() as connection:
+            return [codec.policy_from_json(row.policy_json) for row in connection.execute(query)]
+
+    def orders_due(self, now_us: int, limit: int) -> list[tuple[str, str]]:
+        query = (
+            select(order_table.c.merchant_id, order_table.c.out_order_no)
+            .where(
+                (order_table.c.next_change_us <= now_us) & order_table.c.pending_since_us.is_(None)
+            )
+            .order_by(order_table.c.next_change_us)
+            .limit(limit)
+        )
+        with self._reading() as connection:
+            return [(row.merchant_id, row.out_order_no) for row in connection.execute(query)]
+
+    def stalled_orders(self, since_before_us: int, limit: int) -> list[tuple[str, str]]:
+        query = (
+            select(order_table.c.merchant_id, order_table.c.out_order_no)
+            .where(order_table.c.pending_since_us < since_before_us)
+            .order_by(order_table.c.pending_since_us)
+            .limit(limit)
+        )
+        with self._reading() as connection:
+            return [(row.merchant_id, row.out_order_no) for row in connection.execute(query)]
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+class SqlWaiverTransaction:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def get_order(self, merchant_id: str, out_order_no: str) -> StoredOrder | None:
+        return _get_order(self._connection, merchant_id, out_order_no)
+
+    def insert_order(self, stored: StoredOrder) -> None:
+        try:
+            with self._connection.begin_nested():
+                self._connection.execute(insert(order_table).values(**_order_values(stored)))
+        except IntegrityError as error:
+            raise OrderConflict(f"{stored.merchant_id}/{stored.out_order_no} exists") from error
+
+    def update_order(self, stored: StoredOrder, expected_version: int) -> None:
+        assert stored.version == expected_version + 1
+        result = self._connection.execute(
+            update(order_table)
+            .where(
+                (order_table.c.merchant_id == stored.merchant_id)
+                & (order_table.c.out_order_no == stored.out_order_no)
+                & (order_table.c.version == expected_version)
+            )
+            .values(**_order_values(stored))
+        )
+        if result.rowcount != 1:
+            raise OrderConflict(f"{stored.merchant_id}/{stored.out_order_no} moved on")
+
+    def find_request(self, merchant_id: str, request_id: str) -> RequestRecord | None:
+        row = self._connection.execute(
+            select(request_table).where(
+                (request_table.c.merchant_id == merchant_id)
+                & (request_table.c.request_id == request_id)
+            )
+        ).first()
+        return None if row is None else RequestRecord(**row._asdict())
+
+    def save_request(self, record: RequestRecord) -> None:
+        """Records the request unless its id is recorded already (a retry)."""
+        if self.find_request(record.merchant_id, record.request_id) is None:
+            self._connection.execute(insert(request_table).values(**record.__dict__))
+
+    def get_policy(self, merchant_id: str, scenario_id: str) -> ScenarioPolicy | None:
+        row = self._connection.execute(
+            select(policy_table.c.policy_json).where(
+                (policy_table.c.merchant_id == merchant_id)
+                & (policy_table.c.scenario_id == scenario_id)
+            )
+        ).first()
+        return None if row is None else codec.policy_from_json(row.policy_json)
+
+    def put_policy(self, policy: ScenarioPolicy) -> None:
+        key = (policy_table.c.merchant_id == policy.merchant_id) & (
+            policy_table.c.scenario_id == policy.scenario_id
+        )
+        self._connection.execute(delete(policy_table).where(key))
+        self._connection.execute(
+            insert(policy_table).values(
+                merchant_id=policy.merchant_id,
+                scenario_id=policy.scenario_id,
+                policy_json=codec.policy_json(policy),
+            )
+        )
+
+    def get_capacity(self, user_id: str) -> CapacityRecord | None:
+        row = self._connection.execute(
+            select(capacity_table).where(capacity_table.c.user_id == user_id)
+        ).first()
+        return None if row is None else CapacityRecord(**row._asdict())
+
+    def save_capacity(self, record: CapacityRecord, previous: CapacityRecord | None) -> None:
+        """Writes `record` if the user's row is still `previous`; else `OrderConflict`."""
+        values = record.__dict__
+        if previous is None:
+            try:
+                with self._connection.begin_nested():
+                    self._connection.execute(insert(capacity_table).values(**values))
+            except IntegrityError as error:
+                raise OrderConflict(f"capacity of {record.user_id} recorded meanwhile") from error
+            return
+        result = self._connection.execute(
+            update(capacity_table)
+            .where(
+                (capacity_table.c.user_id == record.user_id)
+                & (capacity_table.c.change_number == previous.change_number)
+                & (capacity_table.c.applied == previous.applied)
+            )
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            raise OrderConflict(f"capacity of {record.user_id} changed meanwhile")
+
+
+def _get_order(connection: Connection, merchant_id: str, out_order_no: str) -> StoredOrder | None:
+    row = connection.execute(
+        select(order_table).where(
+            (order_table.c.merchant_id == merchant_id)
+            & (order_table.c.out_order_no == out_order_no)
+        )
+    ).first()
+    if row is None:
+        return None
+    return StoredOrder(
+        merchant_id=row.merchant_id,
+        out_order_no=row.out_order_no,
+        fingerprint=row.fingerprint,
+        order=None if row.order_json is None else codec.order_from_json(row.order_json),
+        pending=None if row.pending_json is None else codec.pending_from_json(row.pending_json),
+        version=row.version,
+        create_attempt=row.create_attempt,
+    )
+
+
+def _order_values(stored: StoredOrder) -> dict[str, Any]:
+    order = stored.order
+    pending = stored.pending
+    known = order if order is not None else (None if pending is None else pending.change.order)
+    return {
+        "merchant_id": stored.merchant_id,
+        "out_order_no": stored.out_order_no,
+        "user_id": "" if known is None else known.request.user_id,
+        "fingerprint": stored.fingerprint,
+        "state": None if order is None else order.state.value,
+        "create_time_us": None if order is None else order.create_time_us,
+        "next_change_us": None if order is None else order.next_change_us(),
+        "pending_since_us": None if pending is None else pending.since_us,
+        "version": stored.version,
+        "create_attempt": stored.create_attempt,
+        "order_json": None if order is None else codec.order_json(order),
+        "pending_json": None if pending is None else codec.pending_json(pending),
+    }
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    try:
+        yield
+    except DBAPIError as error:
+        if _is_unavailable(error):
+            raise _unavailable() from error
+        raise
+    except PoolTimeoutError as error:
+        raise _unavailable() from error
+
+
+def _is_unavailable(error: DBAPIError) -> bool:
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    if isinstance(original, sqlite3.OperationalError):
+        return "locked" in str(original) or "busy" in str(original)
+    sqlstate: str | None = getattr(original, "sqlstate", None)
+    if sqlstate is None:
+        return not isinstance(original, sqlite3.Error) and "connection" in str(original)
+    return sqlstate.startswith(_CONNECTION_SQLSTATE_PREFIXES)
+
+
+def _unavailable() -> Unavailable:
+    return Unavailable(
+        "the waiver's database is unavailable; retry with the same request_id",
+        reason=reasons.STORAGE_UNAVAILABLE,
+    )
