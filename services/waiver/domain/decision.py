@@ -135,11 +135,16 @@ def decide(
     )
 
 
+# Beyond any amount of money (see services.common.money.MAX_AMOUNT_MINOR): no limit at all.
+_UNLIMITED_MINOR = 10**18
+
+
 def _budget_limit_minor(budget_minor: int, probability_of_default: float) -> int:
     """The largest amount whose expected loss stays within the budget."""
-    if probability_of_default <= 0:
-        return budget_minor * 10**9  # no risk the model can see: the other limits decide
-    return math.floor(budget_minor / probability_of_default)
+    limit = budget_minor / probability_of_default if probability_of_default > 0 else math.inf
+    # A probability of default so small that no amount reaches the budget: the other limits
+    # decide.
+    return _UNLIMITED_MINOR if limit >= _UNLIMITED_MINOR else math.floor(limit)
 
 
 def _denied(risk_minor: int, limit: Limit, reasons: tuple[UserReason, ...]) -> Decision:
