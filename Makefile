@@ -9,7 +9,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTO_DEPS := var/proto-deps
 GOOGLEAPIS_PROTOS = $(shell $(BIN)/python -c "import pathlib, google.api.field_behavior_pb2 as m; print(pathlib.Path(m.__file__).parents[2])")
 
-.PHONY: install run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger train evaluate score-csv bench-score clean
+.PHONY: install run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger train evaluate score-csv bench-score simulate clean
 
 $(INSTALLED): pyproject.toml gen/python/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -92,3 +92,8 @@ bench-score: $(INSTALLED)
 
 clean:
 	rm -rf $(VENV) var
+
+## simulate: Sesame's policy against flat score thresholds on real outcomes (CSV=path)
+simulate: $(INSTALLED)
+	@test -n "$(CSV)" || { echo "usage: make simulate CSV=path/to/file.csv[.gz] [SIMULATE_ARGS=--users 1000]"; exit 2; }
+	$(BIN)/python -m services.suite.simulate "$(CSV)" $(SIMULATE_ARGS)

@@ -225,7 +225,7 @@ def read_protected_attributes(path: Path | str) -> Iterator[ProtectedAttributes]
 
 
 def _read_integer_records(path: Path) -> Iterator[dict[str, int]]:
-    with _open_text(path) as text:
+    with open_text(path) as text:
         reader = csv.reader(text, strict=True)
         try:
             header = next(reader, None)
@@ -245,7 +245,8 @@ def _read_integer_records(path: Path) -> Iterator[dict[str, int]]:
             ) from None
 
 
-def _open_text(path: Path) -> TextIO:
+def open_text(path: Path) -> TextIO:
+    """The file as text, uncompressed when its name ends in .gz."""
     # utf-8-sig drops a byte-order mark, which would otherwise make the first column "\ufeffID".
     if path.name.endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8-sig", newline="")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.clock import Clock, SystemClock
+from services.common.clock import Clock, clock_from_setting
 from services.common.server import ServiceRegistration, serve
 from services.ledger.api.servicer import SERVICE_NAME, LedgerServicer
 from services.ledger.service.ids import IdGenerator
@@ -46,7 +46,7 @@ def build_ledger(
     )
     service = LedgerService(
         storage,
-        clock or SystemClock(),
+        clock or clock_from_setting(settings.clock_file),
         ids=ids,
         watch_poll_interval_s=settings.watch_poll_interval_s,
     )

@@ -35,6 +35,9 @@ class LedgerSettings(ServerSettings):
     # Write transactions (each a batch of concurrent requests) run at once; 0 means 1. More can
     # pay off on PostgreSQL with slow round trips and many clients; SQLite has a single writer.
     write_concurrency: int = 0
+    # For simulations and tests only: read the time from this file (see
+    # services.common.clock.FileClock) instead of the system clock.
+    clock_file: str = ""
 
     @field_validator("database_url")
     @classmethod

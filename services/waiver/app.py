@@ -124,6 +124,11 @@ def run(settings: WaiverSettings) -> int:
     if settings.create_schema:
         upgrade(settings.database_url)
     waiver = build_waiver(settings)
-    waiver.start()
-    serve(settings, [waiver.registration], service_name=SERVICE_LABEL, on_stop=waiver.close)
+    serve(
+        settings,
+        [waiver.registration],
+        service_name=SERVICE_LABEL,
+        before_start=waiver.start,
+        on_stop=waiver.close,
+    )
     return 0

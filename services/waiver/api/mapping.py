@@ -25,6 +25,7 @@ from services.waiver.domain.policy import (
     ScenarioPolicy,
     ScoringUnavailableAction,
     ThinFileTreatment,
+    check_policy,
 )
 from services.waiver.service.orders import OrderView
 
@@ -298,6 +299,7 @@ class RequestReader:
             thin_file_max_waiver_minor=thin_file_minor,
             scoring_unavailable_action=action or ScoringUnavailableAction.FULL_DEPOSIT,
         )
+        check_policy(violations, policy, self.currency_code)
         violations.raise_if_any()
         return commands.PutScenarioPolicy(request.request_id, policy)
 

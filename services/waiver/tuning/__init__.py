@@ -1,0 +1,1 @@
+"""Offline tools that choose the waiver's policy parameters on training data."""

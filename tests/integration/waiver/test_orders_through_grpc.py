@@ -1,0 +1,229 @@
+"""A merchant's view: orders through gRPC against a real ledger and score service, on SQLite and
+PostgreSQL, with every step visible in the ledger."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import pytest
+from sesame.ledger.v1 import ledger_service_pb2 as ledger_pb
+from sesame.waiver.v1 import waiver_service_pb2 as pb
+
+from services.common.grpc_errors import error_details
+
+from .conftest import (
+    CALL_TIMEOUT_S,
+    HOUR_US,
+    MERCHANT_ID,
+    MIDDLING,
+    RELIABLE,
+    RISKY,
+    timestamp,
+    yuan,
+)
+
+
+def order_no() -> str:
+    return f"o-{uuid.uuid4().hex[:12]}"
+
+
+def account(waiver, user_id):
+    return waiver.suite.ledger.GetAccountSummary(
+        ledger_pb.GetAccountSummaryRequest(user_id=user_id), timeout=CALL_TIMEOUT_S
+    ).account
+
+
+def test_a_bike_order_from_creation_to_payment(waiver):
+    user = waiver.suite.new_user(RELIABLE)
+    number = order_no()
+
+    created = waiver.create(number, user)
+    assert created.decision.outcome == pb.WAIVER_OUTCOME_FULL
+    assert created.state == pb.ORDER_STATE_DOING
+    assert account(waiver, user).held.amount_minor == 9900
+
+    now_us = waiver.suite.clock.now_us()
+    completed = waiver.stub.CompleteOrder(
+        pb.CompleteOrderRequest(
+            request_id=f"complete-{number}",
+            merchant_id=MERCHANT_ID,
+            out_order_no=number,
+            post_payments=[pb.LineItem(name="ride", amount=yuan(1.5), count=2)],
+            total_amount=yuan(3),
+            end_time=timestamp(now_us),
+        ),
+        timeout=CALL_TIMEOUT_S,
+    ).order
+    assert completed.state == pb.ORDER_STATE_AWAITING_PAYMENT
+    assert completed.credit_charge_amount.amount_minor == 300
+    assert account(waiver, user).outstanding.amount_minor == 300
+
+    paid = waiver.stub.SyncPayment(
+        pb.SyncPaymentRequest(
+            request_id=f"pay-{number}",
+            merchant_id=MERCHANT_ID,
+            out_order_no=number,
+            amount=yuan(3),
+            paid_time=timestamp(now_us),
+        ),
+        timeout=CALL_TIMEOUT_S,
+    ).order
+    assert paid.state == pb.ORDER_STATE_DONE
+    ledger_account = account(waiver, user)
+    assert ledger_account.outcomes.on_time == 1
+    assert ledger_account.held.amount_minor == 0
+    assert ledger_account.outstanding.amount_minor == 0
+
+
+def test_a_car_for_a_risky_user_is_denied_with_reasons_and_no_score(waiver):
+    user = waiver.suite.new_user(RISKY)
+
+    order = waiver.create(
+        order_no(), user, scenario_id="car-rental", risk_yuan=5000, language_code="zh"
+    )
+
+    assert order.state == pb.ORDER_STATE_DENIED
+    assert order.decision.outcome == pb.WAIVER_OUTCOME_DENIED
+    assert order.decision.deposit_amount.amount_minor == 500_000
+    assert 1 <= len(order.decision.reasons) <= 4
+    assert all(reason.message and reason.code for reason in order.decision.reasons)
+    assert any("\u4e00" <= character <= "\u9fff" for character in order.decision.reasons[0].message)
+    assert account(waiver, user).held.amount_minor == 0
+    # Merchants never receive the score or the probability of default.
+    score = waiver.suite.score_of(user)
+    text = str(order)
+    assert f"{score.probability_of_default:.3f}" not in text
+    assert not any(
+        field.name in ("score", "probability_of_default") for field, _ in order.ListFields()
+    )
+
+
+def test_an_expensive_item_is_waived_in_part_for_a_middling_user(waiver):
+    user = waiver.suite.new_user(RELIABLE)
+
+    order = waiver.create(order_no(), user, scenario_id="car-rental", risk_yuan=5000)
+
+    assert order.decision.outcome == pb.WAIVER_OUTCOME_PARTIAL
+    waived = order.decision.waived_amount.amount_minor
+    assert 0 < waived < 500_000 and waived % 100 == 0
+    assert order.decision.deposit_amount.amount_minor == 500_000 - waived
+    assert account(waiver, user).held.amount_minor == waived
+
+
+def test_an_order_not_returned_is_breached_and_the_default_is_in_the_ledger(waiver):
+    user = waiver.suite.new_user(MIDDLING)
+    number = order_no()
+    waiver.create(number, user)
+    policy = waiver.stub.GetScenarioPolicy(
+        pb.GetScenarioPolicyRequest(merchant_id=MERCHANT_ID, scenario_id="bike"),
+        timeout=CALL_TIMEOUT_S,
+    ).policy
+
+    waiver.suite.clock.advance(
+        HOUR_US / 1e6 + policy.grace_period.seconds + policy.breach_period.seconds
+    )
+    shown = waiver.stub.GetOrder(
+        pb.GetOrderRequest(merchant_id=MERCHANT_ID, out_order_no=number), timeout=CALL_TIMEOUT_S
+    ).order
+    assert shown.state == pb.ORDER_STATE_BREACHED, "shown at once, before the sweeper writes it"
+    waiver.sweep()
+
+    ledger_account = account(waiver, user)
+    assert ledger_account.outcomes.defaulted == 1
+    assert ledger_account.held.amount_minor == 0
+
+
+def test_creating_twice_holds_once_and_other_parameters_are_refused(waiver):
+    user = waiver.suite.new_user(RELIABLE)
+    number = order_no()
+    first = waiver.create(number, user)
+
+    again = waiver.create(number, user)
+    assert again == first
+    assert account(waiver, user).held.amount_minor == 9900
+    with pytest.raises(grpc.RpcError) as refused:
+        waiver.create(number, user, risk_yuan=98)
+    assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert error_details(refused.value).reason == "ORDER_ALREADY_EXISTS"
+
+
+def test_a_step_from_the_wrong_state_names_the_state(waiver):
+    user = waiver.suite.new_user(RELIABLE)
+    number = order_no()
+    waiver.create(number, user)
+    waiver.stub.CancelOrder(
+        pb.CancelOrderRequest(
+            request_id=f"cancel-{number}",
+            merchant_id=MERCHANT_ID,
+            out_order_no=number,
+            reason="no bike needed",
+        ),
+        timeout=CALL_TIMEOUT_S,
+    )
+
+    with pytest.raises(grpc.RpcError) as refused:
+        waiver.stub.CompleteOrder(
+            pb.CompleteOrderRequest(
+                request_id=f"complete-{number}",
+                merchant_id=MERCHANT_ID,
+                out_order_no=number,
+                total_amount=yuan(1),
+                end_time=timestamp(waiver.suite.clock.now_us()),
+            ),
+            timeout=CALL_TIMEOUT_S,
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_details(refused.value).reason == "ORDER_STATE_INVALID"
+    assert "ORDER_STATE_REVOKED" in refused.value.details()
+    assert account(waiver, user).held.amount_minor == 0
+
+
+def test_unknown_orders_and_scenarios_are_not_found(waiver):
+    with pytest.raises(grpc.RpcError) as missing:
+        waiver.stub.GetOrder(
+            pb.GetOrderRequest(merchant_id=MERCHANT_ID, out_order_no="nope"), timeout=CALL_TIMEOUT_S
+        )
+    assert (missing.value.code(), error_details(missing.value).reason) == (
+        grpc.StatusCode.NOT_FOUND,
+        "ORDER_NOT_FOUND",
+    )
+    with pytest.raises(grpc.RpcError) as no_scenario:
+        waiver.create(order_no(), "u-x", scenario_id="spaceship")
+    assert error_details(no_scenario.value).reason == "SCENARIO_NOT_FOUND"
+
+
+def test_orders_are_listed_newest_first_page_by_page(waiver):
+    user = waiver.suite.new_user(RELIABLE)
+    numbers = []
+    for _ in range(5):
+        numbers.append(order_no())
+        waiver.create(numbers[-1], user)
+        waiver.suite.clock.advance(1)
+
+    listed, token = [], ""
+    while True:
+        page = waiver.stub.ListOrders(
+            pb.ListOrdersRequest(merchant_id=MERCHANT_ID, page_size=2, page_token=token),
+            timeout=CALL_TIMEOUT_S,
+        )
+        listed += [order.out_order_no for order in page.orders]
+        token = page.next_page_token
+        if not token:
+            break
+    assert listed == numbers[::-1]
+
+
+def test_the_seed_policies_are_listed_in_pages(waiver):
+    first = waiver.stub.ListScenarioPolicies(
+        pb.ListScenarioPoliciesRequest(merchant_id=MERCHANT_ID, page_size=4), timeout=CALL_TIMEOUT_S
+    )
+    second = waiver.stub.ListScenarioPolicies(
+        pb.ListScenarioPoliciesRequest(
+            merchant_id=MERCHANT_ID, page_size=4, page_token=first.next_page_token
+        ),
+        timeout=CALL_TIMEOUT_S,
+    )
+    names = [policy.scenario_id for policy in (*first.policies, *second.policies)]
+    assert names == sorted(["apartment", "bike", "car-rental", "generic", "hotel", "power-bank"])
+    assert second.next_page_token == ""
