@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.clock import Clock, SystemClock
-from services.common.server import ServiceRegistration, serve
+from services.common.runtime import ServiceRegistration
+from services.common.server import serve
 from services.ledger.api.servicer import SERVICE_NAME, LedgerServicer
 from services.ledger.service.ids import IdGenerator
 from services.ledger.service.ledger_service import LedgerService

@@ -20,11 +20,12 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from services.common.aio_server import AioServerThread, AioSesameServer, create_aio_server
+from services.common.aio_server import AioSesameServer, create_aio_server
 from services.common.errors import InvalidArgument
 from services.common.grpc_errors import error_details
-from services.common.server import ServiceRegistration
+from services.common.runtime import ServiceRegistration
 from services.common.settings import ServerSettings, load_settings
+from tests.support.aio import AioServerThread
 
 PROBE_SERVICE = "sesame.testing.v1.AsyncProbe"
 SECRET = "password=hunter2 at db.internal"
@@ -271,6 +272,7 @@ def test_reflection_lists_the_services_health_and_reflection(start_server: Start
         PROBE_SERVICE,
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grpc_health.v1 import health_pb2
 
-from services.common.server import OVERALL_HEALTH, health_changes
+from services.common.runtime import OVERALL_HEALTH, health_changes
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
