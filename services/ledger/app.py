@@ -74,5 +74,14 @@ def run(settings: LedgerSettings) -> int:
             sweeper.stop()
         ledger.close()
 
-    serve(settings, [ledger.registration], service_name=SERVICE_LABEL, on_stop=on_stop)
+    serve(
+        settings,
+        [ledger.registration],
+        service_name=SERVICE_LABEL,
+        # Entry streams have no end of their own: ending them as the stop begins gives watchers
+        # UNAVAILABLE with SHUTTING_DOWN (resume elsewhere) and lets the server stop as soon as
+        # the other calls in flight have finished, instead of at the end of the grace period.
+        on_stopping=ledger.service.begin_shutdown,
+        on_stop=on_stop,
+    )
     return 0

@@ -539,3 +539,18 @@ def test_health_reports_not_serving_once_a_graceful_stop_begins(
     stopping.join(WAIT_S)
     assert not stopping.is_alive()
     updates.cancel()
+
+
+def test_the_stopping_hook_runs_once_health_reports_not_serving_while_calls_are_answered(
+    start_server: StartServer,
+) -> None:
+    running = start_server()
+    seen_while_stopping: list[object] = []
+
+    def on_stopping() -> None:
+        seen_while_stopping.append(running.health_status(""))
+        seen_while_stopping.append(running.unary("Echo")(StringValue(value="hi"), timeout=WAIT_S))
+
+    stop_gracefully(running.created, 0.2, on_stopping=on_stopping)
+
+    assert seen_while_stopping == [NOT_SERVING, serialized(StringValue(value="hi"))]
