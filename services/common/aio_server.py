@@ -35,7 +35,7 @@ from services.common.runtime import (
     log_server_started,
     log_server_stopping,
     log_start_failed,
-    run_server,
+    run_serving_process,
     service_names,
 )
 from services.common.settings import ServerSettings
@@ -147,7 +147,7 @@ def serve_aio(
             )
         )
 
-    run_server(
+    run_serving_process(
         settings,
         services,
         serve_until_stopped,

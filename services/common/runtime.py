@@ -5,9 +5,10 @@
 `ServiceRegistration`s and settings, and everything that does not depend on the runtime lives
 here: the built server's shape (`SesameServer`), what the health service reports
 (`HealthBook`), channel options and the listen address, the metrics endpoint, the freezing of
-start-up objects, and the outline of a serving process (`run_server`). What each call goes
-through is shared the same way: `services.common.call_observation` (access log, metrics) and
-`services.common.grpc_errors` (errors to statuses); reflection is `services.common.reflection`.
+start-up objects, and the outline of a serving process (`run_serving_process`). What each call
+goes through is shared the same way: `services.common.call_observation` (access log, metrics)
+and `services.common.grpc_errors` (errors to statuses); reflection is
+`services.common.reflection`.
 
 What stays in the two runtime modules is only what their APIs make different: the health
 servicer (synchronous or coroutines), how the server is started and stopped, and how the
@@ -56,7 +57,8 @@ class ServiceRegistration:
 
 @dataclass(frozen=True)
 class SesameServer(Generic[ServerT, HealthT]):
-    """A built server, bound but not yet started, on either runtime.
+    """A built server on either runtime: `create_server` and `create_aio_server` return it
+    bound but not started.
 
     `server` is the gRPC server, `port` the port it bound (the one asked for, or the one the
     system chose for port 0), `health` sets what the standard health service reports.
@@ -156,7 +158,7 @@ def listen_address(host: str, port: int) -> str:
 # Serving
 
 
-def run_server(
+def run_serving_process(
     settings: ServerSettings,
     services: Sequence[ServiceRegistration],
     serve_until_stopped: Callable[[StopSignals], None],

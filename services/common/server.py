@@ -49,7 +49,7 @@ from services.common.runtime import (
     log_server_started,
     log_server_stopping,
     log_start_failed,
-    run_server,
+    run_serving_process,
     service_names,
 )
 from services.common.settings import ServerSettings
@@ -166,7 +166,7 @@ def serve(
         log_server_stopping(received, settings)
         stop_gracefully(created, settings.grace_period_s, on_stopping=on_stopping)
 
-    run_server(
+    run_serving_process(
         settings,
         services,
         serve_until_stopped,
