@@ -16,7 +16,7 @@ the standard health service reports::
 
     created = create_server(settings, [registration])
     created.server.start()
-    created.health.set_serving("sesame.score.v1.ScoreService", True)
+    created.health.set_serving("sesame.ledger.v1.LedgerService", True)
 
 Every server also runs the standard health service (grpc.health.v1.Health, one status per
 registered service plus the overall status "") and server reflection listing all of them.
