@@ -1,6 +1,6 @@
 """Promises both server runtimes keep alike, each test run on the synchronous server
 (`create_server`) and on the asyncio one (`create_aio_server`), built from the same
-registrations: a real Sesame contract (the waiver's) and a probe of well-known types.
+registrations: a Sesame contract (the waiver's) and a probe of well-known types.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,12 @@ import pytest
 import structlog
 from google.protobuf import descriptor_pb2, wrappers_pb2
 from grpc_reflection.v1alpha import reflection_pb2
+from sesame.waiver.v1 import waiver_service_pb2_grpc
 
 from services.common.aio_server import create_aio_server
 from services.common.runtime import ServiceRegistration
 from services.common.server import create_server
 from services.common.settings import ServerSettings, load_settings
-from services.waiver.app import build_waiver
-from services.waiver.settings import WaiverSettings
 from tests.support.aio import AioServerThread
 
 PROBE_SERVICE = "sesame.testing.v1.RuntimeProbe"
@@ -70,6 +70,16 @@ def probe_registration(count: Callable[..., Any]) -> ServiceRegistration:
     )
 
 
+def waiver_contract() -> ServiceRegistration:
+    """The waiver's contract, answered by the generated base servicer (UNIMPLEMENTED): what
+    reflection serves is the contract, and no call is made to it here."""
+    servicer = waiver_service_pb2_grpc.WaiverServiceServicer()
+    return ServiceRegistration(
+        WAIVER_SERVICE,
+        partial(waiver_service_pb2_grpc.add_WaiverServiceServicer_to_server, servicer),
+    )
+
+
 @dataclass
 class Running:
     port: int
@@ -98,9 +108,7 @@ def start_asyncio(settings: ServerSettings, waiver: ServiceRegistration) -> Iter
 @pytest.fixture(params=[start_sync, start_asyncio], ids=["sync", "asyncio"])
 def running(request: pytest.FixtureRequest) -> Iterator[Running]:
     settings = load_settings(ServerSettings, {"SESAME_PORT": "0"})
-    # The waiver's servicer is never called here: reflection serves its contract.
-    waiver = build_waiver(WaiverSettings(port=0)).registration
-    yield from request.param(settings, waiver)
+    yield from request.param(settings, waiver_contract())
 
 
 def wait_for_completed_calls(captured: list[MutableMapping[str, Any]]) -> list[Any]:
