@@ -1,16 +1,18 @@
 """Server interceptors for the asyncio gRPC server (grpc.aio): errors, access log and metrics.
 
-The same two as the synchronous server's (`services.common.interceptors`), with the same
-observers and the same translation of errors, for handlers that are coroutines or async
-generators:
+The same two as the synchronous server's (`services.common.interceptors`), deciding the same
+through the same shared functions, for handlers that are coroutines or async generators:
 
-1. `AioCallObservingInterceptor` (outermost) times every call and hands a `CompletedCall` to
-   its observers once the final status is known.
-2. `AioErrorTranslationInterceptor` (innermost) turns a `SesameError` into its rich status and
-   anything else into a generic INTERNAL, so no exception text ever reaches a caller.
+1. `AioCallObservingInterceptor` (outermost) times every call and tells the observers
+   (`services.common.call_observation`) once the final status is known.
+2. `AioErrorTranslationInterceptor` (innermost) aborts with the status
+   `services.common.grpc_errors.handler_error_status` gives for whatever a handler raised, so
+   no exception text ever reaches a caller.
 
 A handler written in the reader/writer style (a coroutine for a streaming call, such as health
-Watch) is wrapped as a coroutine: it ends when its stream does.
+Watch) is wrapped as a coroutine: it ends when its stream does. When the caller goes away,
+grpc.aio cancels the handler's task; the call is then observed as CANCELLED (or
+DEADLINE_EXCEEDED), as on the synchronous server.
 """
 
 from __future__ import annotations
@@ -19,24 +21,19 @@ import abc
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Never
+from typing import Any
 
 import grpc
-import structlog
 
-from services.common.errors import SesameError, Unimplemented
-from services.common.grpc_errors import to_rpc_status
-from services.common.interceptors import (
-    INTERNAL_ERROR_MESSAGE,
+from services.common.call_observation import (
+    ABANDONING_EXCEPTIONS,
+    DEFAULT_OBSERVERS,
+    CallEnding,
     CallObserver,
-    CompletedCall,
-    log_completed_call,
-    record_call_metrics,
-    request_id_of,
-    tell_observers,
+    CallObservers,
+    final_code,
 )
-
-log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
+from services.common.grpc_errors import handler_error_status
 
 Context = grpc.aio.ServicerContext[Any, Any]
 CoroutineBehavior = Callable[[Any, Context], Awaitable[Any]]
@@ -45,10 +42,7 @@ AsyncGeneratorBehavior = Callable[[Any, Context], AsyncIterator[Any]]
 
 def default_aio_interceptors() -> list[grpc.aio.ServerInterceptor]:
     """The interceptors every asyncio Sesame server runs, outermost first."""
-    return [
-        AioCallObservingInterceptor([log_completed_call, record_call_metrics]),
-        AioErrorTranslationInterceptor(),
-    ]
+    return [AioCallObservingInterceptor(DEFAULT_OBSERVERS), AioErrorTranslationInterceptor()]
 
 
 class AioBehaviorInterceptor(grpc.aio.ServerInterceptor, abc.ABC):
@@ -101,7 +95,7 @@ class AioBehaviorInterceptor(grpc.aio.ServerInterceptor, abc.ABC):
 
 
 class AioErrorTranslationInterceptor(AioBehaviorInterceptor):
-    """Aborts with the rich status of a `SesameError`, or INTERNAL for anything else.
+    """Aborts with the status `handler_error_status` gives for what the handler raised.
 
     An abort the servicer started itself passes through untouched, and so does cancellation
     (the caller went away: nobody is left to tell).
@@ -114,7 +108,7 @@ class AioErrorTranslationInterceptor(AioBehaviorInterceptor):
             except grpc.aio.AbortError:
                 raise
             except Exception as error:
-                await _abort_with_translation(error, method, context)
+                await context.abort_with_status(handler_error_status(error, method))
 
         return translated
 
@@ -128,20 +122,9 @@ class AioErrorTranslationInterceptor(AioBehaviorInterceptor):
             except grpc.aio.AbortError:
                 raise
             except Exception as error:
-                await _abort_with_translation(error, method, context)
+                await context.abort_with_status(handler_error_status(error, method))
 
         return translated
-
-
-async def _abort_with_translation(error: Exception, method: str, context: Context) -> Never:
-    if isinstance(error, NotImplementedError):
-        # The generated base servicers raise it for every RPC a service has not built yet.
-        error = Unimplemented(f"{method} is not implemented yet")
-    if isinstance(error, SesameError):
-        await context.abort_with_status(to_rpc_status(error))
-    # Called from an except block, so the traceback goes to the log, never to the caller.
-    log.exception("rpc_handler_crashed", method=method)
-    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_MESSAGE)
 
 
 # Observation: access log and metrics
@@ -151,18 +134,21 @@ class AioCallObservingInterceptor(AioBehaviorInterceptor):
     """Tells each observer about every call once it has completed."""
 
     def __init__(self, observers: Sequence[CallObserver]) -> None:
-        self._observers = tuple(observers)
+        self._observers = CallObservers(observers)
 
     def around_coroutine(self, method: str, behavior: CoroutineBehavior) -> CoroutineBehavior:
         async def observed(request: Any, context: Context) -> Any:
             started_s = time.perf_counter()
-            returned = False
+            ending = CallEnding.RAISED
             try:
                 response = await behavior(request, context)
-                returned = True
+                ending = CallEnding.RETURNED
                 return response
+            except ABANDONING_EXCEPTIONS:
+                ending = CallEnding.ABANDONED
+                raise
             finally:
-                self._notify(method, request, context, started_s, returned)
+                self._notify(method, request, context, started_s, ending)
 
         return observed
 
@@ -171,48 +157,38 @@ class AioCallObservingInterceptor(AioBehaviorInterceptor):
     ) -> AsyncGeneratorBehavior:
         async def observed(request: Any, context: Context) -> AsyncIterator[Any]:
             started_s = time.perf_counter()
-            returned = False
+            ending = CallEnding.RAISED
             try:
                 async for response in behavior(request, context):
                     yield response
-                returned = True
+                ending = CallEnding.RETURNED
+            except ABANDONING_EXCEPTIONS:
+                ending = CallEnding.ABANDONED
+                raise
             finally:
-                self._notify(method, request, context, started_s, returned)
+                self._notify(method, request, context, started_s, ending)
 
         return observed
 
     def _notify(
-        self, method: str, request: Any, context: Context, started_s: float, returned: bool
+        self, method: str, request: Any, context: Context, started_s: float, ending: CallEnding
     ) -> None:
-        completed_call = CompletedCall(
-            method=method,
-            code=_final_code(context, returned),
-            duration_s=time.perf_counter() - started_s,
-            request_id=request_id_of(request, context.invocation_metadata() or ()),
-            peer=context.peer(),
+        code = final_code(
+            _status_code(context.code()),
+            ending,
+            caller_gone=context.cancelled(),
+            time_remaining_s=context.time_remaining(),
         )
-        tell_observers(self._observers, completed_call)
-
-
-def _final_code(context: Context, returned: bool) -> grpc.StatusCode:
-    chosen_code = context.code()
-    if chosen_code is not None:
-        return _status_code(chosen_code)
-    if context.cancelled():
-        # The caller went away before the handler finished.
-        remaining_s = context.time_remaining()
-        if remaining_s is not None and remaining_s <= 0:
-            return grpc.StatusCode.DEADLINE_EXCEEDED
-        return grpc.StatusCode.CANCELLED
-    # The code gRPC sends when the handler did not choose one.
-    return grpc.StatusCode.OK if returned else grpc.StatusCode.UNKNOWN
+        self._observers.notify(
+            method, code, started_s, request, context.invocation_metadata() or (), context.peer()
+        )
 
 
 # grpc.aio keeps a chosen code as the core's number; the sync API has the enum.
 _STATUS_CODE_BY_NUMBER = {status_code.value[0]: status_code for status_code in grpc.StatusCode}
 
 
-def _status_code(code: Any) -> grpc.StatusCode:
-    if isinstance(code, grpc.StatusCode):
+def _status_code(code: Any) -> grpc.StatusCode | None:
+    if code is None or isinstance(code, grpc.StatusCode):
         return code
     return _STATUS_CODE_BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)

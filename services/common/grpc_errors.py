@@ -1,16 +1,19 @@
 """Translation between `SesameError` and rich gRPC statuses (google.rpc.Status).
 
-Server side: `to_rpc_status(error)` gives the status a servicer aborts with. Client side:
+Server side: `handler_error_status(error, method)` is the status a caller sees for whatever a
+handler raised, on either runtime (`to_rpc_status` for a `SesameError`). Client side:
 `error_details(rpc_error)` reads back the reason and rejected field names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
 
 import grpc
+import structlog
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -27,6 +30,10 @@ from services.common.errors import (
     Unavailable,
     Unimplemented,
 )
+
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
+
+INTERNAL_ERROR_MESSAGE = "internal error"
 
 # The one place that decides which status code each kind of error gets. A subclass not
 # listed here gets the code of its nearest listed base class.
@@ -74,6 +81,33 @@ def to_rpc_status(error: SesameError) -> grpc.Status:
         code=_numeric_code(status_code_for(error)), message=error.message, details=details
     )
     return rpc_status.to_status(status)
+
+
+@dataclass(frozen=True)
+class _PlainStatus(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()
+
+
+# What a caller sees of an error that is not a SesameError: nothing of its text.
+INTERNAL_ERROR_STATUS: grpc.Status = _PlainStatus(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_MESSAGE)
+
+
+def handler_error_status(error: Exception, method: str) -> grpc.Status:
+    """The status to abort with for an exception a handler raised, on either runtime.
+
+    A `SesameError` becomes its rich status; NotImplementedError, which the generated base
+    servicers raise for every RPC not built yet, becomes UNIMPLEMENTED; anything else is logged
+    with its traceback and becomes a generic INTERNAL, so its text never reaches a caller. Call
+    from the except block that caught `error`, so the log has the traceback.
+    """
+    if isinstance(error, NotImplementedError):
+        error = Unimplemented(f"{method} is not implemented yet")
+    if isinstance(error, SesameError):
+        return to_rpc_status(error)
+    log.exception("rpc_handler_crashed", method=method)
+    return INTERNAL_ERROR_STATUS
 
 
 class ErrorDetails(NamedTuple):

@@ -3,13 +3,16 @@
 `default_interceptors()` returns them in the order the server needs:
 
 1. `CallObservingInterceptor` (outermost) times every call and, once the final status is
-   known, hands a `CompletedCall` to its observers: the access log (`log_completed_call`,
-   one "rpc_completed" line per call) and the Prometheus metrics (`record_call_metrics`).
-2. `ErrorTranslationInterceptor` (innermost) turns a `SesameError` into its rich status and
-   anything else into a generic INTERNAL, so no exception text ever reaches a caller.
+   known, tells the observers (`services.common.call_observation`: access log and metrics).
+2. `ErrorTranslationInterceptor` (innermost) aborts with the status
+   `services.common.grpc_errors.handler_error_status` gives for whatever a handler raised, so
+   no exception text ever reaches a caller.
 
+What they decide is decided in those two modules, for both runtimes; these classes only adapt
+the synchronous API to them (`services.common.aio_interceptors` does the same for grpc.aio).
 Both wrap all four kinds of handler. For a streaming response the call completes when the
-stream ends, so that is when it is observed.
+stream ends, or when the server closes it because the caller went away, so that is when it is
+observed.
 
 Not observed: calls the server rejects before any handler runs (unknown method, the
 `max_concurrent_rpcs` limit, a request over `max_message_bytes`), and handlers gRPC runs
@@ -20,23 +23,21 @@ those would make each open stream hold a worker thread for as long as it lasts.
 from __future__ import annotations
 
 import abc
-import enum
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Never, Protocol, cast
 
 import grpc
-import structlog
-from prometheus_client import Counter, Histogram
 
-from services.common.errors import SesameError, Unimplemented
-from services.common.grpc_errors import to_rpc_status
-
-log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
-
-INTERNAL_ERROR_MESSAGE = "internal error"
-REQUEST_ID_METADATA_KEY = "x-request-id"
+from services.common.call_observation import (
+    ABANDONING_EXCEPTIONS,
+    DEFAULT_OBSERVERS,
+    CallEnding,
+    CallObserver,
+    CallObservers,
+    final_code,
+)
+from services.common.grpc_errors import handler_error_status
 
 UnaryResponseBehavior = Callable[[Any, grpc.ServicerContext], Any]
 StreamResponseBehavior = Callable[[Any, grpc.ServicerContext], Iterator[Any]]
@@ -44,10 +45,7 @@ StreamResponseBehavior = Callable[[Any, grpc.ServicerContext], Iterator[Any]]
 
 def default_interceptors() -> list[grpc.ServerInterceptor]:
     """The interceptors every Sesame server runs, outermost first."""
-    return [
-        CallObservingInterceptor([log_completed_call, record_call_metrics]),
-        ErrorTranslationInterceptor(),
-    ]
+    return [CallObservingInterceptor(DEFAULT_OBSERVERS), ErrorTranslationInterceptor()]
 
 
 class BehaviorInterceptor(grpc.ServerInterceptor, abc.ABC):
@@ -112,7 +110,7 @@ def _runs_off_the_worker_pool(behavior: object) -> bool:
 
 
 class ErrorTranslationInterceptor(BehaviorInterceptor):
-    """Aborts with the rich status of a `SesameError`, or INTERNAL for anything else.
+    """Aborts with the status `handler_error_status` gives for what the handler raised.
 
     An abort the servicer started itself (`context.abort`) passes through untouched, and so
     does whatever is raised once the caller has gone.
@@ -128,7 +126,7 @@ class ErrorTranslationInterceptor(BehaviorInterceptor):
             except Exception as error:
                 if _is_grpc_ending_the_call(error, recording_context):
                     raise
-                _abort_with_translation(error, method, recording_context)
+                recording_context.abort_with_status(handler_error_status(error, method))
 
         return translated
 
@@ -142,7 +140,7 @@ class ErrorTranslationInterceptor(BehaviorInterceptor):
             except Exception as error:
                 if _is_grpc_ending_the_call(error, recording_context):
                     raise
-                _abort_with_translation(error, method, recording_context)
+                recording_context.abort_with_status(handler_error_status(error, method))
 
         return translated
 
@@ -152,17 +150,6 @@ def _is_grpc_ending_the_call(error: Exception, context: _AbortRecordingContext) 
     # deadline has passed, gRPC raises RpcError from the request iterator: nobody is left to
     # tell, and it is no crash.
     return context.aborted or (isinstance(error, grpc.RpcError) and not context.is_active())
-
-
-def _abort_with_translation(error: Exception, method: str, context: grpc.ServicerContext) -> Never:
-    if isinstance(error, NotImplementedError):
-        # The generated base servicers raise it for every RPC a service has not built yet.
-        error = Unimplemented(f"{method} is not implemented yet")
-    if isinstance(error, SesameError):
-        context.abort_with_status(to_rpc_status(error))
-    # Called from an except block, so the traceback goes to the log, never to the caller.
-    log.exception("rpc_handler_crashed", method=method)
-    context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_MESSAGE)
 
 
 class _AbortRecordingContext(grpc.ServicerContext):
@@ -254,58 +241,21 @@ def _readable_status(context: grpc.ServicerContext) -> _StatusReadableContext:
 # Observation: access log and metrics
 
 
-@dataclass(frozen=True)
-class CompletedCall:
-    """One finished call, as the access log and the metrics see it."""
-
-    method: str  # the full name, "/package.Service/Method"
-    code: grpc.StatusCode
-    duration_s: float
-    request_id: str
-    peer: str
-
-    @property
-    def service_name(self) -> str:
-        return self.method.lstrip("/").partition("/")[0]
-
-    @property
-    def method_name(self) -> str:
-        return self.method.lstrip("/").partition("/")[2]
-
-
-CallObserver = Callable[[CompletedCall], None]
-
-
-class _Ending(enum.Enum):
-    RETURNED = enum.auto()
-    RAISED = enum.auto()
-    # The response stream was closed before its end: the caller went away.
-    ABANDONED = enum.auto()
-
-
-# The code gRPC sends when the handler did not choose one.
-_CODE_BY_ENDING = {
-    _Ending.RETURNED: grpc.StatusCode.OK,
-    _Ending.RAISED: grpc.StatusCode.UNKNOWN,
-    _Ending.ABANDONED: grpc.StatusCode.CANCELLED,
-}
-
-
 class CallObservingInterceptor(BehaviorInterceptor):
     """Tells each observer about every call once it has completed."""
 
     def __init__(self, observers: Sequence[CallObserver]) -> None:
-        self._observers = tuple(observers)
+        self._observers = CallObservers(observers)
 
     def around_unary_response(
         self, method: str, behavior: UnaryResponseBehavior
     ) -> UnaryResponseBehavior:
         def observed(request: Any, context: grpc.ServicerContext) -> Any:
             started_s = time.perf_counter()
-            ending = _Ending.RAISED
+            ending = CallEnding.RAISED
             try:
                 response = behavior(request, context)
-                ending = _Ending.RETURNED
+                ending = CallEnding.RETURNED
                 return response
             finally:
                 self._notify(method, request, context, started_s, ending)
@@ -317,12 +267,12 @@ class CallObservingInterceptor(BehaviorInterceptor):
     ) -> StreamResponseBehavior:
         def observed(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             started_s = time.perf_counter()
-            ending = _Ending.RAISED
+            ending = CallEnding.RAISED
             try:
                 yield from behavior(request, context)
-                ending = _Ending.RETURNED
-            except GeneratorExit:
-                ending = _Ending.ABANDONED
+                ending = CallEnding.RETURNED
+            except ABANDONING_EXCEPTIONS:
+                ending = CallEnding.ABANDONED
                 raise
             finally:
                 self._notify(method, request, context, started_s, ending)
@@ -335,81 +285,14 @@ class CallObservingInterceptor(BehaviorInterceptor):
         request: Any,
         context: grpc.ServicerContext,
         started_s: float,
-        ending: _Ending,
+        ending: CallEnding,
     ) -> None:
-        completed_call = CompletedCall(
-            method=method,
-            code=_final_code(context, ending),
-            duration_s=time.perf_counter() - started_s,
-            request_id=request_id_of(request, context.invocation_metadata()),
-            peer=context.peer(),
+        code = final_code(
+            _readable_status(context).code(),
+            ending,
+            caller_gone=not context.is_active(),
+            time_remaining_s=context.time_remaining(),
         )
-        tell_observers(self._observers, completed_call)
-
-
-def tell_observers(observers: Sequence[CallObserver], completed_call: CompletedCall) -> None:
-    for observer in observers:
-        try:
-            observer(completed_call)
-        except Exception:
-            # Losing one log line or sample is better than failing a call that succeeded.
-            log.exception("call_observer_failed", method=completed_call.method)
-
-
-def _final_code(context: grpc.ServicerContext, ending: _Ending) -> grpc.StatusCode:
-    chosen_code = _readable_status(context).code()
-    if chosen_code is not None:
-        return chosen_code
-    if not context.is_active():
-        # The caller went away before the handler finished.
-        if context.time_remaining() <= 0:
-            return grpc.StatusCode.DEADLINE_EXCEEDED
-        return grpc.StatusCode.CANCELLED
-    return _CODE_BY_ENDING[ending]
-
-
-def request_id_of(request: Any, metadata: Iterable[tuple[str, str | bytes]]) -> str:
-    """The request's `request_id` field if set, else the x-request-id header, else ""."""
-    # A streamed request is an iterator of messages, which has no such field; its id can
-    # only come from the header.
-    request_id = getattr(request, "request_id", None)
-    if isinstance(request_id, str) and request_id:
-        return request_id
-    for key, value in metadata:
-        if key == REQUEST_ID_METADATA_KEY and isinstance(value, str):
-            return value
-    return ""
-
-
-def log_completed_call(call: CompletedCall) -> None:
-    """The access log: one line per call, never with payloads."""
-    log.info(
-        "rpc_completed",
-        method=call.method,
-        code=call.code.name,
-        duration_ms=round(call.duration_s * 1000, 3),
-        request_id=call.request_id,
-        peer=call.peer,
-    )
-
-
-# Created once per process, on the default registry, so that several servers in one process
-# (as in tests) share them instead of failing on duplicate registration, and so that what a
-# service adds to the default registry is served on the same endpoint.
-HANDLED_CALLS = Counter(
-    "sesame_grpc_server_handled_total",
-    "Calls completed by the server, by service, method and status code.",
-    ["service", "method", "code"],
-)
-HANDLING_SECONDS = Histogram(
-    "sesame_grpc_server_handling_seconds",
-    "Time from the start of a call to its status, by service, method and status code.",
-    ["service", "method", "code"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-)
-
-
-def record_call_metrics(call: CompletedCall) -> None:
-    labels = {"service": call.service_name, "method": call.method_name, "code": call.code.name}
-    HANDLED_CALLS.labels(**labels).inc()
-    HANDLING_SECONDS.labels(**labels).observe(call.duration_s)
+        self._observers.notify(
+            method, code, started_s, request, context.invocation_metadata(), context.peer()
+        )

@@ -1,8 +1,9 @@
-"""Building and running a Sesame gRPC server.
+"""Building and running a Sesame gRPC server on synchronous gRPC (the ledger, the waiver).
 
-A service describes what it adds to the server with `ServiceRegistration`, then either
-runs it in the foreground with `serve` (the process entry point) or builds it with
-`create_server` (tests, and processes that run more than one thing)::
+A service describes what it adds to the server with a `ServiceRegistration`
+(`services.common.runtime`), then either runs it in the foreground with `serve` (the process
+entry point) or builds it with `create_server` (tests, and processes that run more than one
+thing)::
 
     registration = ServiceRegistration(
         name="sesame.ledger.v1.LedgerService",
@@ -10,134 +11,74 @@ runs it in the foreground with `serve` (the process entry point) or builds it wi
     )
     serve(load_settings(LedgerSettings), [registration], service_name="ledger")
 
-`create_server` returns a `SesameServer`, not yet started. It unpacks as `server, port`,
-and its `health` attribute sets what the standard health service reports::
+`create_server` returns a `SesameServer`, bound but not yet started, whose `health` sets what
+the standard health service reports::
 
     created = create_server(settings, [registration])
-    server, port = created
-    created.health.set_serving("sesame.score.v1.ScoreService", True)
-
-`services.common.aio_server` builds and runs the same server on asyncio (grpc.aio), from the
-same registrations and settings.
+    created.server.start()
+    created.health.set_serving("sesame.ledger.v1.LedgerService", True)
 
 Every server also runs the standard health service (grpc.health.v1.Health, one status per
 registered service plus the overall status "") and server reflection listing all of them.
 A registration with `initially_serving=False` (a service that must warm up first) reports
 NOT_SERVING until it calls `health.set_serving(name, True)`; the overall status is SERVING
 only while every registered service is.
+
+`services.common.aio_server` builds and runs the same server on grpc.aio; what the two share
+is in `services.common.runtime`, and this module only adapts it to the synchronous API.
 """
 
 from __future__ import annotations
 
-import gc
-import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import partial
-from typing import Self
 
 import grpc
-import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+from grpc_health.v1 import health, health_pb2_grpc
 
 from services.common.interceptors import default_interceptors
-from services.common.logging import configure_logging
+from services.common.reflection import enable_reflection
+from services.common.runtime import (
+    HealthBook,
+    ServiceRegistration,
+    SesameServer,
+    channel_options,
+    freeze_start_up_objects,
+    listen_address,
+    log_server_started,
+    log_server_stopping,
+    log_start_failed,
+    run_serving_process,
+    service_names,
+)
 from services.common.settings import ServerSettings
-from services.common.stop_signals import handling_stop_signals
-from services.common.workers import PROMETHEUS_MULTIPROC_VARIABLE
-
-log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
-
-OVERALL_HEALTH = ""
-
-
-# What a servicer is added to: the synchronous server, or the asyncio one (`aio_server`).
-GrpcServer = grpc.Server | grpc.aio.Server
-
-
-@dataclass(frozen=True)
-class ServiceRegistration:
-    """One gRPC service to run: its full name and how to add its servicer to a server."""
-
-    name: str  # the full service name, e.g. "sesame.ledger.v1.LedgerService"
-    add_to_server: Callable[[GrpcServer], None]
-    # False for a service that must warm up first; it then calls `health.set_serving`.
-    initially_serving: bool = True
-
-
-def health_changes(serving: Mapping[str, bool], reported: Mapping[str, int]) -> dict[str, int]:
-    """The statuses to report that differ from those `reported` so far: each service's, and
-    the overall one ("", SERVING only while every service is). Watchers hear of changes only."""
-    statuses = {name: _health_status(is_serving) for name, is_serving in serving.items()}
-    statuses[OVERALL_HEALTH] = _health_status(all(serving.values()))
-    return {name: status for name, status in statuses.items() if reported.get(name) != status}
-
-
-def _health_status(serving: bool) -> int:
-    return int(
-        health_pb2.HealthCheckResponse.SERVING
-        if serving
-        else health_pb2.HealthCheckResponse.NOT_SERVING
-    )
+from services.common.stop_signals import StopSignals
 
 
 class ServiceHealth:
     """What the standard health service reports, per registered service and overall."""
 
-    def __init__(self, service_names: Sequence[str], initially_serving: Sequence[bool]) -> None:
+    def __init__(self, services: Sequence[ServiceRegistration]) -> None:
         self.servicer = health.HealthServicer()
+        self._book = HealthBook(services)
+        # Held while publishing, so that changes reach the servicer in the order they happen.
         self._lock = threading.Lock()
-        self._serving = dict(zip(service_names, initially_serving, strict=True))
-        self._reported: dict[str, int] = {}
-        self._publish()
+        with self._lock:
+            self._publish(self._book.take_changes())
 
     def set_serving(self, service_name: str, serving: bool) -> None:
         """Ignored once shutdown has begun: a stopping server never reports SERVING again."""
         with self._lock:
-            if service_name not in self._serving:
-                raise KeyError(f"{service_name!r} is not a service of this server")
-            self._serving[service_name] = serving
-            self._publish()
+            self._publish(self._book.set_serving(service_name, serving))
 
     def begin_shutdown(self) -> None:
         """Report NOT_SERVING for everything from now on, so clients move elsewhere."""
         self.servicer.enter_graceful_shutdown()
 
-    def _publish(self) -> None:
-        for service_name, status in health_changes(self._serving, self._reported).items():
+    def _publish(self, changes: dict[str, int]) -> None:
+        for service_name, status in changes.items():
             self.servicer.set(service_name, status)
-            self._reported[service_name] = status
-
-
-class SesameServer(tuple[grpc.Server, int]):
-    """A built server: unpacks as `server, port`; `health` sets what it reports."""
-
-    health: ServiceHealth
-
-    def __new__(cls, server: grpc.Server, port: int, health: ServiceHealth) -> Self:
-        created = super().__new__(cls, (server, port))
-        created.health = health
-        return created
-
-    @property
-    def server(self) -> grpc.Server:
-        return self[0]
-
-    @property
-    def port(self) -> int:
-        return self[1]
-
-    def stop_gracefully(self, grace_period_s: float) -> None:
-        """Report NOT_SERVING, refuse new calls, give running calls up to the grace period.
-
-        Returns once the server has stopped.
-        """
-        self.health.begin_shutdown()
-        self.server.stop(grace_period_s).wait()
 
 
 def create_server(
@@ -145,16 +86,13 @@ def create_server(
     services: Sequence[ServiceRegistration],
     *,
     share_port: bool = False,
-) -> SesameServer:
+) -> SesameServer[grpc.Server, ServiceHealth]:
     """Build the server with the given services, health and reflection; bind, don't start.
 
     `share_port` binds with SO_REUSEPORT, for one of several worker processes on one port
-    (see `services.common.workers`). Otherwise the port is this process's alone: gRPC turns
-    SO_REUSEPORT on by default, which would let a forgotten second process bind the same port
-    and quietly take part of the traffic; failing to start is the safer outcome.
+    (see `channel_options`).
     """
-    service_names = [registration.name for registration in services]
-    require_unique(service_names)
+    names = service_names(services)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="grpc-worker"),
         interceptors=default_interceptors(),
@@ -163,32 +101,27 @@ def create_server(
     )
     for registration in services:
         registration.add_to_server(server)
-
-    service_health = ServiceHealth(
-        service_names, [registration.initially_serving for registration in services]
-    )
+    service_health = ServiceHealth(services)
     health_pb2_grpc.add_HealthServicer_to_server(service_health.servicer, server)
-    reflection.enable_server_reflection(
-        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection(server, names)
     port = server.add_insecure_port(listen_address(settings.host, settings.port))
     return SesameServer(server, port, service_health)
 
 
-def channel_options(settings: ServerSettings, share_port: bool) -> list[tuple[str, int]]:
-    options = [
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 1 if share_port else 0),
-    ]
-    if settings.max_connection_age_s > 0:
-        # A client keeps its connection, and so its server, for as long as it lives; ageing
-        # connections out (GOAWAY, then reconnect) lets new replicas and workers get traffic.
-        options += [
-            ("grpc.max_connection_age_ms", round(settings.max_connection_age_s * 1000)),
-            ("grpc.max_connection_age_grace_ms", round(settings.grace_period_s * 1000)),
-        ]
-    return options
+def stop_gracefully(
+    created: SesameServer[grpc.Server, ServiceHealth],
+    grace_period_s: float,
+    *,
+    on_stopping: Callable[[], None] | None = None,
+) -> None:
+    """Report NOT_SERVING, run `on_stopping`, then refuse new calls and give running calls up
+    to the grace period. Returns once the server has stopped."""
+    created.health.begin_shutdown()
+    try:
+        if on_stopping is not None:
+            on_stopping()
+    finally:
+        created.server.stop(grace_period_s).wait()
 
 
 def serve(
@@ -197,7 +130,8 @@ def serve(
     *,
     service_name: str | None = None,
     before_start: Callable[[], None] | None = None,
-    on_started: Callable[[SesameServer], None] | None = None,
+    on_started: Callable[[SesameServer[grpc.Server, ServiceHealth]], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
     as_worker: bool = False,
 ) -> None:
@@ -209,98 +143,46 @@ def serve(
     `on_started` runs once the server answers calls, for work that must follow it (a service
     that warms up while health reports NOT_SERVING, then sets SERVING); if it raises, the
     server stops and the error propagates, so the process exits non-zero.
-    `on_stop` runs after the server has stopped, to release what the servicers used.
+    `on_stopping` runs as soon as a stop signal arrives, once health reports NOT_SERVING and
+    before the grace period begins: it ends what would otherwise keep calls running for all of
+    it (the streams of a service that has no end of its own), so that they end with the status
+    the service chooses rather than be cancelled when the grace period runs out.
+    `on_stop` runs after the server has stopped (or failed to start), to release what the
+    servicers used.
     `as_worker` runs the server as one of several worker processes: it shares the port, and
     the supervising process serves the metrics of all workers (`services.common.workers`).
     """
-    service_names = [registration.name for registration in services]
-    configure_logging(service_name or ",".join(service_names) or "sesame", settings.log_level)
-    with handling_stop_signals() as stop_signals:
+
+    def serve_until_stopped(stop_signals: StopSignals) -> None:
         if before_start is not None:
-            _run_start_up_step(before_start, on_stop)
-        metrics_endpoint = None if as_worker else start_metrics_endpoint(settings)
+            _start_up_step(before_start)
         created = create_server(settings, services, share_port=as_worker)
         created.server.start()
-        log.info(
-            "server_started",
-            services=service_names,
-            address=listen_address(settings.host, created.port),
-            port=created.port,
-        )
+        log_server_started(services, settings, created.port)
         if on_started is not None:
-            _run_start_up_step(partial(on_started, created), on_stop, created)
+            _start_up_step(lambda: on_started(created), created.server)
         freeze_start_up_objects()
         received = stop_signals.wait()
-        log.info("server_stopping", signal=received.name, grace_period_s=settings.grace_period_s)
-        created.stop_gracefully(settings.grace_period_s)
-        if on_stop is not None:
-            on_stop()
-        if metrics_endpoint is not None:
-            metrics_endpoint()
-    log.info("server_stopped")
+        log_server_stopping(received, settings)
+        stop_gracefully(created, settings.grace_period_s, on_stopping=on_stopping)
+
+    run_serving_process(
+        settings,
+        services,
+        serve_until_stopped,
+        service_name=service_name,
+        on_stop=on_stop,
+        as_worker=as_worker,
+    )
 
 
-def _run_start_up_step(
-    step: Callable[[], None],
-    on_stop: Callable[[], None] | None,
-    started: SesameServer | None = None,
-) -> None:
-    """Runs one start-up step; if it fails, stops what was started and lets the error through."""
+def _start_up_step(step: Callable[[], None], started: grpc.Server | None = None) -> None:
+    """Runs one start-up step; if it fails, stops the server started so far and lets the
+    error through."""
     try:
         step()
     except BaseException:
-        log.exception("server_start_failed")
+        log_start_failed()
         if started is not None:
-            started.stop_gracefully(0)
-        if on_stop is not None:
-            on_stop()
+            started.stop(0).wait()
         raise
-
-
-def freeze_start_up_objects() -> None:
-    """Leaves everything alive after start-up out of the garbage collector's full passes.
-
-    A started service holds tens of thousands of long-lived objects (modules, descriptors,
-    a loaded model) that every full collection would traverse again: about 40 ms in the score
-    service, a pause that every call in flight waits out (tail latency). Frozen, they are
-    skipped. Objects made while serving are collected as usual.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-def start_metrics_endpoint(settings: ServerSettings) -> Callable[[], None] | None:
-    """Serves Prometheus metrics on the metrics port; returns how to stop, None when disabled.
-
-    Under `services.common.workers` (PROMETHEUS_MULTIPROC_DIR set) it serves the sum of every
-    worker's metrics.
-    """
-    if not settings.metrics_enabled:
-        return None
-    registry: CollectorRegistry = REGISTRY
-    if os.environ.get(PROMETHEUS_MULTIPROC_VARIABLE):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    endpoint, _thread = start_http_server(
-        settings.metrics_port, addr=settings.host, registry=registry
-    )
-    log.info(
-        "metrics_endpoint_started", address=listen_address(settings.host, settings.metrics_port)
-    )
-
-    def stop() -> None:
-        endpoint.shutdown()
-        endpoint.server_close()
-
-    return stop
-
-
-def require_unique(service_names: Sequence[str]) -> None:
-    duplicates = sorted({name for name in service_names if service_names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"services registered more than once: {', '.join(duplicates)}")
-
-
-def listen_address(host: str, port: int) -> str:
-    # An IPv6 host needs brackets to keep its colons apart from the port's.
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

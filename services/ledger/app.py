@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.clock import Clock, clock_from_setting
-from services.common.server import ServiceRegistration, serve
+from services.common.runtime import ServiceRegistration
+from services.common.server import serve
 from services.ledger.api.servicer import SERVICE_NAME, LedgerServicer
 from services.ledger.service.ids import IdGenerator
 from services.ledger.service.ledger_service import LedgerService
@@ -73,5 +74,14 @@ def run(settings: LedgerSettings) -> int:
             sweeper.stop()
         ledger.close()
 
-    serve(settings, [ledger.registration], service_name=SERVICE_LABEL, on_stop=on_stop)
+    serve(
+        settings,
+        [ledger.registration],
+        service_name=SERVICE_LABEL,
+        # Entry streams have no end of their own: ending them as the stop begins gives watchers
+        # UNAVAILABLE with SHUTTING_DOWN (resume elsewhere) and lets the server stop as soon as
+        # the other calls in flight have finished, instead of at the end of the grace period.
+        on_stopping=ledger.service.begin_shutdown,
+        on_stop=on_stop,
+    )
     return 0

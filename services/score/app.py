@@ -17,7 +17,7 @@ import structlog
 
 from services.common.aio_server import AioSesameServer, serve_aio
 from services.common.logging import configure_logging
-from services.common.server import ServiceRegistration, start_metrics_endpoint
+from services.common.runtime import ServiceRegistration, start_metrics_endpoint
 from services.common.settings import SettingsError, load_settings
 from services.common.workers import SharedText, run_workers, worker_count
 from services.score.adapters.ledger_client import LedgerClient

@@ -15,7 +15,8 @@ import structlog
 
 from services.common.clock import Clock, clock_from_setting
 from services.common.periodic import PeriodicTask
-from services.common.server import ServiceRegistration, serve
+from services.common.runtime import ServiceRegistration
+from services.common.server import serve
 from services.waiver.adapters.ledger_client import LedgerClient
 from services.waiver.adapters.score_client import ScoreClient
 from services.waiver.adapters.seed_file import read_seed_file

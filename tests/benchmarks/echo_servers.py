@@ -41,11 +41,8 @@ from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc  # noqa: E
 
 from services.common.aio_server import serve_aio  # noqa: E402
 from services.common.logging import configure_logging  # noqa: E402
-from services.common.server import (  # noqa: E402
-    ServiceRegistration,
-    serve,
-    start_metrics_endpoint,
-)
+from services.common.runtime import ServiceRegistration, start_metrics_endpoint  # noqa: E402
+from services.common.server import serve  # noqa: E402
 from services.common.settings import load_settings  # noqa: E402
 from services.common.workers import run_workers, worker_count  # noqa: E402
 from services.score.settings import ScoreSettings  # noqa: E402

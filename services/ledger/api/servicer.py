@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import grpc
 from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 
-from services.common.server import GrpcServer
+from services.common.runtime import GrpcServer
 from services.ledger.api import mapping
 from services.ledger.service.ledger_service import LedgerService
 

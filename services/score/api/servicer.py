@@ -19,7 +19,7 @@ from google.protobuf import timestamp_pb2
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from sesame.score.v1 import score_service_pb2 as pb, score_service_pb2_grpc
 
-from services.common.server import GrpcServer
+from services.common.runtime import GrpcServer
 from services.score.domain.reasons import Reason
 from services.score.domain.thin_file import ThinFileReason
 from services.score.service.score_service import ScoreResult, ScoreService

@@ -11,7 +11,7 @@ import grpc
 from sesame.waiver.v1 import waiver_service_pb2 as pb, waiver_service_pb2_grpc
 
 from services.common.deadline import Deadline
-from services.common.server import GrpcServer
+from services.common.runtime import GrpcServer
 from services.waiver.api import mapping
 from services.waiver.service.orders import OrderService, OrderView
 from services.waiver.service.policies import PolicyService

@@ -20,11 +20,12 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from services.common.aio_server import AioServerThread, AioSesameServer, create_aio_server
+from services.common.aio_server import AioSesameServer, create_aio_server, stop_aio_gracefully
 from services.common.errors import InvalidArgument
 from services.common.grpc_errors import error_details
-from services.common.server import ServiceRegistration
+from services.common.runtime import ServiceRegistration
 from services.common.settings import ServerSettings, load_settings
+from tests.support.aio import AioServerThread
 
 PROBE_SERVICE = "sesame.testing.v1.AsyncProbe"
 SECRET = "password=hunter2 at db.internal"
@@ -271,6 +272,7 @@ def test_reflection_lists_the_services_health_and_reflection(start_server: Start
         PROBE_SERVICE,
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
     }
 
 
@@ -281,3 +283,21 @@ def test_a_graceful_stop_reports_not_serving_first(start_server: StartServer) ->
     running.server_thread.run(health.begin_shutdown())
 
     assert running.health_status("") == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_the_stopping_hook_runs_once_health_reports_not_serving_while_calls_are_answered(
+    start_server: StartServer,
+) -> None:
+    running = start_server()
+    seen_while_stopping: list[object] = []
+
+    def on_stopping() -> None:
+        seen_while_stopping.append(running.health_status(""))
+        seen_while_stopping.append(running.unary("Echo")(StringValue(value="hi"), timeout=WAIT_S))
+
+    running.server_thread.run(stop_aio_gracefully(running.created, 0.2, on_stopping=on_stopping))
+
+    assert seen_while_stopping == [
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+        StringValue(value="hi"),
+    ]

@@ -22,7 +22,8 @@ from prometheus_client import REGISTRY
 
 from services.common.errors import InvalidArgument
 from services.common.grpc_errors import error_details
-from services.common.server import ServiceRegistration, SesameServer, create_server
+from services.common.runtime import ServiceRegistration, SesameServer
+from services.common.server import create_server, stop_gracefully
 from services.common.settings import ServerSettings, load_settings
 
 PROBE_SERVICE = "sesame.testing.v1.Probe"
@@ -279,16 +280,16 @@ def test_reflection_lists_the_services_health_and_reflection(start_server: Start
         PROBE_SERVICE,
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
     }
 
 
-def test_the_server_unpacks_as_server_and_bound_port(start_server: StartServer) -> None:
+def test_the_server_reports_the_port_it_bound(start_server: StartServer) -> None:
     running = start_server()
 
-    server, port = running.created
-
-    assert server is running.created.server
-    assert port == running.created.port > 0
+    # Port 0 asks for any free port; the one bound is what callers must be told.
+    assert running.created.port > 0
+    assert running.health_status("") == SERVING
 
 
 # Error translation
@@ -531,10 +532,25 @@ def test_health_reports_not_serving_once_a_graceful_stop_begins(
     updates = health.Watch(health_pb2.HealthCheckRequest(service=PROBE_SERVICE), timeout=WAIT_S)
     assert next(updates).status == SERVING
 
-    stopping = threading.Thread(target=running.created.stop_gracefully, args=(0.2,))
+    stopping = threading.Thread(target=stop_gracefully, args=(running.created, 0.2))
     stopping.start()
 
     assert next(updates).status == NOT_SERVING
     stopping.join(WAIT_S)
     assert not stopping.is_alive()
     updates.cancel()
+
+
+def test_the_stopping_hook_runs_once_health_reports_not_serving_while_calls_are_answered(
+    start_server: StartServer,
+) -> None:
+    running = start_server()
+    seen_while_stopping: list[object] = []
+
+    def on_stopping() -> None:
+        seen_while_stopping.append(running.health_status(""))
+        seen_while_stopping.append(running.unary("Echo")(StringValue(value="hi"), timeout=WAIT_S))
+
+    stop_gracefully(running.created, 0.2, on_stopping=on_stopping)
+
+    assert seen_while_stopping == [NOT_SERVING, serialized(StringValue(value="hi"))]

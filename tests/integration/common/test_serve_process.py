@@ -1,4 +1,5 @@
-"""`serve` in its own process, as a service runs it: JSON lines out, SIGTERM to stop."""
+"""`serve` and `serve_aio` in their own process, as a service runs them: JSON lines out, SIGTERM
+to stop, the hooks in their order."""
 
 from __future__ import annotations
 
@@ -20,18 +21,22 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 WAIT_S = 10.0
 
+# Formatted with the runtime's module and serving function.
 SERVE_WITH_NO_SERVICES = """
 import structlog
-from services.common.server import serve
+from services.common.{module} import {serve}
 from services.common.settings import ServerSettings, load_settings
 
-serve(
+log = structlog.get_logger()
+{serve}(
     load_settings(ServerSettings),
     [],
     service_name="probe",
-    on_stop=lambda: structlog.get_logger().info("resources_released"),
+    on_stopping=lambda: log.info("streams_ended"),
+    on_stop=lambda: log.info("resources_released"),
 )
 """
+RUNTIMES = {"sync": ("server", "serve"), "asyncio": ("aio_server", "serve_aio")}
 
 
 class LineReader:
@@ -54,8 +59,9 @@ class LineReader:
                 return dict(line)
 
 
-@pytest.fixture
-def serving_process() -> Iterator[subprocess.Popen[str]]:
+@pytest.fixture(params=sorted(RUNTIMES))
+def serving_process(request: pytest.FixtureRequest) -> Iterator[subprocess.Popen[str]]:
+    module, serve = RUNTIMES[request.param]
     environment = {key: value for key, value in os.environ.items() if not key.startswith("SESAME_")}
     environment.update(
         PYTHONPATH=str(REPOSITORY_ROOT),
@@ -64,7 +70,7 @@ def serving_process() -> Iterator[subprocess.Popen[str]]:
         SESAME_GRACE_PERIOD_S="0.2",
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVE_WITH_NO_SERVICES],
+        [sys.executable, "-c", SERVE_WITH_NO_SERVICES.format(module=module, serve=serve)],
         cwd=REPOSITORY_ROOT,
         env=environment,
         stdout=subprocess.PIPE,
@@ -94,6 +100,7 @@ def test_serve_logs_its_address_serves_health_and_stops_cleanly_on_sigterm(
     serving_process.send_signal(signal.SIGTERM)
 
     assert output.next_event("server_stopping")["signal"] == "SIGTERM"
+    output.next_event("streams_ended")
     output.next_event("resources_released")
     output.next_event("server_stopped")
     assert serving_process.wait(WAIT_S) == 0

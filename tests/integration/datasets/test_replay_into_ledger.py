@@ -15,7 +15,7 @@ import grpc
 import pytest
 from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 
-from services.common.server import create_server
+from services.common.server import create_server, stop_gracefully
 from services.datasets import replay_cli as cli
 from services.datasets.replayer import replay_csv
 from services.datasets.taiwan import (
@@ -118,8 +118,7 @@ def running_ledger(ledger_database_url: str) -> Iterator[RunningLedger]:
                 address, channel, ledger_service_pb2_grpc.LedgerServiceStub(channel)
             )
     finally:
-        ledger.service.begin_shutdown()
-        created.stop_gracefully(settings.grace_period_s)
+        stop_gracefully(created, settings.grace_period_s, on_stopping=ledger.service.begin_shutdown)
         ledger.close()
 
 

@@ -18,25 +18,38 @@ import pytest
 from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 from sesame.type.v1 import money_pb2
 
+from services.common.grpc_errors import error_details
 from services.ledger import admin
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+# A grace period no stop should wait out, and a bound well inside it: a functional check that
+# the stop did not wait for the grace period to end, not a measure of how fast it is.
+LONG_GRACE_PERIOD_S = 60
+SHUTDOWN_BOUND_S = 30.0
 PORT_LINE = re.compile(r'"event": "server_started"')
 
 
 @pytest.fixture(scope="module")
 def ledger_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     directory = tmp_path_factory.mktemp("ledger-process")
+    process = _start_ledger(directory, SESAME_LEDGER_SWEEP_INTERVAL_S="0.2")
+    started = _wait_for_start(process)
+    yield {"process": process, "address": f"127.0.0.1:{started['port']}"}
+    _kill_if_running(process)
+
+
+def _start_ledger(directory: Path, **settings: str) -> subprocess.Popen[str]:
+    """`python -m services.ledger` on a SQLite file in `directory`, with extra settings."""
     environment = dict(os.environ)
     environment.update(
         PYTHONPATH=str(REPOSITORY_ROOT),
         SESAME_LEDGER_PORT="0",
         SESAME_LEDGER_DATABASE_URL=f"sqlite:///{directory / 'ledger.db'}",
-        SESAME_LEDGER_SWEEP_INTERVAL_S="0.2",
+        **settings,
     )
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "services.ledger"],
         cwd=directory,
         env=environment,
@@ -44,9 +57,9 @@ def ledger_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert process.stdout is not None
-    started = _wait_for_start(process)
-    yield {"process": process, "address": f"127.0.0.1:{started['port']}"}
+
+
+def _kill_if_running(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait()
@@ -137,3 +150,37 @@ def test_sigterm_stops_the_process_cleanly(ledger_process, stub):
     process.send_signal(signal.SIGTERM)
 
     assert process.wait(timeout=STOP_TIMEOUT_S) == 0
+
+
+def test_sigterm_ends_entry_streams_with_shutting_down_without_waiting_out_the_grace(tmp_path):
+    process = _start_ledger(tmp_path, SESAME_LEDGER_GRACE_PERIOD_S=str(LONG_GRACE_PERIOD_S))
+    try:
+        address = f"127.0.0.1:{_wait_for_start(process)['port']}"
+        with grpc.insecure_channel(address) as channel:
+            stub = ledger_service_pb2_grpc.LedgerServiceStub(channel)
+            stub.SetWaiverCapacity(
+                pb.SetWaiverCapacityRequest(
+                    request_id="capacity",
+                    user_id="user-1",
+                    capacity=money_pb2.Money(currency_code="CNY", amount_minor=1_000),
+                ),
+                timeout=10,
+            )
+            # A deadline short of the grace period: a stream left to the end of the grace
+            # period would end with DEADLINE_EXCEEDED instead.
+            entries = stub.WatchEntries(
+                pb.WatchEntriesRequest(after_global_sequence=0), timeout=SHUTDOWN_BOUND_S
+            )
+            next(entries)  # the stream is open, and its handler waits for the next entry
+
+            process.send_signal(signal.SIGTERM)
+
+            with pytest.raises(grpc.RpcError) as ended:
+                next(entries)
+        exit_code = process.wait(timeout=SHUTDOWN_BOUND_S)
+    finally:
+        _kill_if_running(process)
+
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_details(ended.value).reason == "SHUTTING_DOWN"
+    assert exit_code == 0

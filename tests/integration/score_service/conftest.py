@@ -13,7 +13,7 @@ import grpc
 import pytest
 from sesame.score.v1 import score_service_pb2_grpc
 
-from services.common.aio_server import AioServerThread, AioSesameServer, create_aio_server
+from services.common.aio_server import AioSesameServer, create_aio_server
 from services.common.server import create_server
 from services.datasets.replayer import replay_csv
 from services.ledger.app import build_ledger
@@ -22,6 +22,7 @@ from services.ledger.storage.migrate import upgrade
 from services.score.app import Score, build_score
 from services.score.service.model_files import MODELS_ROOT, REPOSITORY_ROOT
 from services.score.settings import ScoreSettings
+from tests.support.aio import AioServerThread
 
 TAIWAN_SAMPLE = REPOSITORY_ROOT / "tests" / "fixtures" / "taiwan_sample.csv"
 SERVING_MODEL_VERSION = "1.0.0"

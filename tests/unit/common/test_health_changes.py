@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from grpc_health.v1 import health_pb2
 
-from services.common.server import OVERALL_HEALTH, health_changes
+from services.common.runtime import OVERALL_HEALTH, HealthBook, ServiceRegistration, health_changes
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -24,3 +25,23 @@ def test_only_what_changed_is_reported_again() -> None:
         OVERALL_HEALTH: SERVING,
     }
     assert health_changes({"a": True, "b": False}, reported) == {}
+
+
+def registration(name: str, *, initially_serving: bool = True) -> ServiceRegistration:
+    return ServiceRegistration(name, lambda server: None, initially_serving=initially_serving)
+
+
+def test_the_book_hands_out_each_change_once() -> None:
+    book = HealthBook([registration("a"), registration("b", initially_serving=False)])
+
+    assert book.take_changes() == {"a": SERVING, "b": NOT_SERVING, OVERALL_HEALTH: NOT_SERVING}
+    assert book.take_changes() == {}
+    assert book.set_serving("b", True) == {"b": SERVING, OVERALL_HEALTH: SERVING}
+    assert book.set_serving("b", True) == {}
+
+
+def test_the_book_refuses_a_service_it_does_not_serve() -> None:
+    book = HealthBook([registration("a")])
+
+    with pytest.raises(KeyError):
+        book.set_serving("typo", True)
