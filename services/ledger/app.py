@@ -17,7 +17,7 @@ from services.ledger.service.ledger_service import LedgerService
 from services.ledger.service.sweeper import ExpirySweeper
 from services.ledger.settings import LedgerSettings
 from services.ledger.storage.migrate import upgrade
-from services.ledger.storage.sql_storage import SqlLedgerStorage
+from services.ledger.storage.sql_storage import open_ledger_storage
 
 # What the ledger's log lines are labelled with.
 SERVICE_LABEL = "ledger"
@@ -39,7 +39,7 @@ def build_ledger(
     settings: LedgerSettings, clock: Clock | None = None, ids: IdGenerator | None = None
 ) -> Ledger:
     """The ledger over the settings' database (whose schema must exist: see `upgrade`)."""
-    storage = SqlLedgerStorage(
+    storage = open_ledger_storage(
         settings.database_url,
         pool_size=settings.database_pool_size,
         pool_timeout_s=settings.database_pool_timeout_s,

@@ -112,6 +112,12 @@ class BatchWriter:
         self._queue: deque[WriteJob] = deque()
         self._batches_running = 0
 
+    @property
+    def queued_count(self) -> int:
+        """How many requests wait for a batch to take them (those in a running batch aside)."""
+        with self._lock:
+            return len(self._queue)
+
     def submit(self, job: WriteJob) -> Any:
         batch = self._wait_for_outcome_or_lead(job)
         if batch is None:

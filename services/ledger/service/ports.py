@@ -1,10 +1,14 @@
-"""What the service layer needs from storage. `services.ledger.storage` implements it for SQLite
-and PostgreSQL; tests may implement it in memory.
+"""What the service layer needs from storage. `services.ledger.storage` implements it over SQL
+databases (see `sql_storage`); tests may implement it in memory.
 
-A write transaction is BEGIN ... COMMIT around one use case: the context manager commits when
-the block ends normally and rolls back when it raises. Storage turns the races it cannot order
-for us (deadlocks, serialization failures, a concurrent insert of the same request id, a busy
-database) into `StorageConflict`, and the service reruns the whole transaction.
+A write transaction is atomic: the context manager commits when the block ends normally and
+rolls back when it raises. Storage turns the races it cannot order for us (deadlocks,
+serialization failures, a concurrent insert of the same request id, a busy database) into
+`StorageConflict`, and the service reruns the whole transaction.
+
+Inside the block, a write transaction is used in one order: `lock` first; then any of the
+loads; then, last, `persist`, which may commit. A transaction that changed nothing skips
+`persist` and leaves the commit to the context manager.
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ class StoredRequest:
 class StateChanges:
     """The projection rows one write inserts or updates (the journal aside)."""
 
-    # Account rows always exist by the time a write changes them (`lock_users` creates them).
+    # Account rows always exist by the time a write changes them (`WriteTransaction.lock`
+    # creates them).
     accounts: list[tuple[Account, ChainHead]] = field(default_factory=list)
     new_holds: list[Hold] = field(default_factory=list)
     changed_holds: list[Hold] = field(default_factory=list)
@@ -102,13 +107,14 @@ class WriteTransaction(Protocol):
         user_ids: Sequence[str],
         request_ids: Sequence[str],
     ) -> Locked:
-        """Locks the holds and obligations that exist, then the accounts of the users named and
-        of those records' owners (creating missing accounts), then looks up the requests.
+        """The transaction's first step: locks the holds and obligations that exist, then the
+        accounts of the users named and of those records' owners (creating missing accounts),
+        then looks up the requests' stored records.
 
         Every writer locks in this order, each kind in sorted key order, so that two writers
         never wait for each other in a cycle: holds, obligations, accounts. Each id list is
-        sorted and without repeats. It is the transaction's first step (PostgreSQL begins the
-        transaction with it)."""
+        sorted and without repeats. Nothing runs in the transaction before this step, so an
+        implementation may begin the transaction with it."""
         ...
 
     def load_open_holds(self, user_id: str) -> list[Hold]: ...
@@ -123,9 +129,9 @@ class WriteTransaction(Protocol):
         requests: Sequence[StoredRequest],
         entries: Sequence[NewEntry],
     ) -> None:
-        """Writes the changed projections and the request records, then appends the entries,
-        allocating their global sequences. It is the transaction's last step, and storage may
-        commit with it (PostgreSQL sends COMMIT in the same round trip); the context manager's
+        """The transaction's last step: writes the changed projections and the request records,
+        then appends the entries, allocating their global sequences. Nothing runs in the
+        transaction after it, so an implementation may commit with it; the context manager's
         commit then has nothing left to do. The journal head stays locked from the allocation
         until commit, so commits happen in sequence order and a reader never sees sequence n+1
         before n."""
@@ -183,8 +189,8 @@ class ReadTransaction(Protocol):
 
 
 class LedgerStorage(Protocol):
-    # How many write transactions are worth running at once: 1 where writes serialize anyway
-    # (SQLite), more where the database overlaps one's commit with another's reads.
+    # How many write transactions are worth running at once: 1 where the database runs one
+    # writer at a time, more where it overlaps one's commit with another's reads.
     write_concurrency: int
 
     def write(self) -> AbstractContextManager[WriteTransaction]: ...

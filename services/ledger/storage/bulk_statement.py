@@ -4,10 +4,9 @@ in a second.
 Each part is a data-modifying WITH query that reads its rows from one JSON parameter
 (`json_populate_recordset` over the table's own row type), so a statement's text and parameters
 never change with the number of rows. The statement holds only the parts that have rows: a
-PlaceHold writes three tables, a ReleaseHold four, and every empty part left in would still be
-planned and run (with all eleven, a one-request write cost PostgreSQL 0.93-1.15 ms of CPU, not
-0.82-0.86). The few combinations that occur are each prepared once per connection (see
-`pipeline`).
+PlaceHold writes three tables, a ReleaseHold four, and an empty part left in would still be
+planned and run, costing the server CPU time on every write for nothing. The few combinations
+that occur are each prepared once per connection (see `pipeline`).
 
 The entries have a statement of their own, sent after the projections' and before COMMIT in the
 same round trip (see `pipeline`): it allocates their global sequences from the journal head, and

@@ -11,11 +11,10 @@ only, for reads, so a read that runs several queries sees one snapshot.
 
 Write connections also turn sequential scans off. Every write statement finds its rows by key,
 and the ones every write runs are prepared once per connection (see `pipeline`): PostgreSQL then
-settles on a generic plan, costed with the table sizes of that moment. A ledger started on an
-empty database kept scanning the whole request and hold tables in every transaction as they grew
-(seen in `make bench-ledger`: almost every lock statement scanned request_record, and a batch's
-lock took about half again as long). With scans off, the plans use the keys' indexes whatever
-the tables held when they were made.
+settles on a generic plan, costed with the table sizes of that moment. Made while the tables are
+small, that plan scans them, and it keeps scanning them in every transaction as they grow (the
+lock statement's look-up of request records, for one). With scans off, the plans use the keys'
+indexes whatever the tables held when they were made.
 """
 
 from __future__ import annotations

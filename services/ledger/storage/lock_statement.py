@@ -7,7 +7,7 @@ Rows come back as JSON, tagged with their kind, so one result carries four table
 
 The look-up of requests sees the statement's snapshot, taken before any lock wait: a duplicate
 committed while this statement waited is not seen here, and the unique key on request ids then
-makes the transaction fail and run again (see `sql_storage`), after which it is.
+makes the transaction fail and run again (see `postgres`), after which it is.
 """
 
 from __future__ import annotations

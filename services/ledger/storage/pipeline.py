@@ -13,11 +13,11 @@ Statements in between go through SQLAlchemy as usual and run in the open transac
 
 The pipelines are driven through libpq (psycopg's `pq` layer), not psycopg's cursors: in
 pipeline mode a cursor sends each statement as soon as it is executed and polls the socket
-around it, so a transaction took 8 writes and 15 polls (counted with strace), and every write
-woke the server's backend for a part of the work. Here each step's messages are written into
-libpq's buffer, Sync included, sent together and read back together. The cost of a round trip is
-more than its network time: the ledger's thread must wake, take the interpreter back from the
-other request threads, and a PostgreSQL backend wakes for it too.
+around it, so one step would go out in several writes, each waking the server's backend for a
+part of the work. Here each step's messages are written into libpq's buffer, Sync included, sent
+in one write and read back together. A round trip costs more than its network time: the
+ledger's thread must wake and take the interpreter back from the other request threads, and a
+PostgreSQL backend wakes for it too.
 
 The statements are prepared once per connection, under a name derived from their text, in the
 same pipeline as their first run; PostgreSQL then settles on a generic plan (see `engine`).
@@ -60,8 +60,8 @@ _NUMBERED_PARAMETERS = postgresql.psycopg.dialect(paramstyle="numeric_dollar")  
 # Where each pooled connection keeps what is prepared on it (the pool forgets it with the
 # connection).
 _PREPARED_STATEMENTS = "sesame_prepared_statements"
-# A prepared statement that does not exist (invalid_sql_statement_name); `sql_storage` retries
-# the transaction, which prepares it again.
+# A prepared statement that does not exist (invalid_sql_statement_name); `postgres` reports it
+# as a conflict, and the transaction runs again and prepares it anew.
 UNKNOWN_PREPARED_STATEMENT = "26000"
 
 

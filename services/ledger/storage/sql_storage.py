@@ -1,34 +1,22 @@
-"""The storage ports over SQLAlchemy Core, for SQLite and PostgreSQL.
+"""The ledger's storage over SQLAlchemy Core: what every database shares, and
+`open_ledger_storage`, which picks the implementation for a database URL once, when the storage
+is built.
 
-Round trips are what a write costs on PostgreSQL, so a write transaction (a batch of requests)
-takes two whatever its size (see `pipeline`): BEGIN with one statement that locks everything and
-looks up the request ids (`lock_statement`); then, after any loads a rule asks for, one statement
-that writes every projection and request record, one that appends the journal entries
-(`bulk_statement`), and COMMIT; `lock` is therefore a write transaction's first step. On SQLite,
-where statements cost no round trip, plain per-table statements keep the code simple.
+Shared here: the storage's two engines, the read transaction, the loads a rule asks for inside a
+write transaction, and the translation of database errors into the port's terms. Each database
+implements the rest of a write transaction, its first step (`lock`) and its last (`persist`),
+its own way: `sqlite` and `postgres`.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import (
-    ARRAY,
-    Connection,
-    Table,
-    Text,
-    any_,
-    bindparam,
-    func,
-    insert,
-    literal,
-    select,
-    update,
-)
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import ColumnElement, Connection, event, func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeoutError
 
 from services.common.errors import Unavailable
@@ -52,53 +40,65 @@ from services.ledger.service.ports import (
     StoredRequest,
 )
 from services.ledger.storage import rows
-from services.ledger.storage.bulk_statement import bulk_write, create_accounts
-from services.ledger.storage.engine import TransactionMode, create_ledger_engine, is_sqlite
-from services.ledger.storage.lock_statement import LOCK_STATEMENT, add_locked_row
-from services.ledger.storage.pipeline import (
-    UNKNOWN_PREPARED_STATEMENT,
-    begin_with,
-    execute_and_commit,
-)
+from services.ledger.storage.engine import TransactionMode, create_ledger_engine
 from services.ledger.storage.tables import (
     account,
     credit_line,
     hold,
-    hold_resolution,
     journal_entry,
     journal_head,
     obligation,
-    request_record,
     statement,
 )
 
-# A deadlock, a serialization failure: PostgreSQL rolled the transaction back for us. A
-# prepared statement gone from the connection: `pipeline` prepares it again on the next try.
-_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", UNKNOWN_PREPARED_STATEMENT})
-_UNIQUE_VIOLATION = "23505"
-# Two attempts of the same request raced past the look-up; the loser retries and finds the
-# winner's answer.
-_REQUEST_RACE_CONSTRAINTS = frozenset({"pk_request_record"})
-_CONNECTION_SQLSTATE_PREFIXES = ("08", "57P")
+# `column` is one of `values`, in the form the database handles best.
+OneOf = Callable[[Any, Sequence[str]], ColumnElement[bool]]
 
-# Keyed updates executed many rows at a time; the key parameter is named apart from the
-# column so the column can also be set.
-_UPDATE_ACCOUNT = update(account).where(account.c.user_id == bindparam("key_user_id"))
-_UPDATE_HOLD = update(hold).where(hold.c.hold_id == bindparam("key_hold_id"))
-_UPDATE_OBLIGATION = update(obligation).where(
-    obligation.c.obligation_id == bindparam("key_obligation_id")
-)
-_UPDATE_STATEMENT = update(statement).where(
-    (statement.c.user_id == bindparam("key_user_id"))
-    & (statement.c.year == bindparam("key_year"))
-    & (statement.c.month == bindparam("key_month"))
-)
-_UPDATE_CREDIT_LINE = update(credit_line).where(credit_line.c.user_id == bindparam("key_user_id"))
+# Called with the database driver's connection each time a write transaction takes one from the
+# pool, before the transaction begins.
+ConnectionHook = Callable[[Any], None]
 
 
-class SqlLedgerStorage:
+def open_ledger_storage(
+    database_url: str,
+    *,
+    pool_size: int = 5,
+    pool_timeout_s: float = 30.0,
+    write_concurrency: int = 0,
+    on_write_connection: ConnectionHook | None = None,
+) -> SqlLedgerStorage:
+    """The ledger's storage in the database the URL names, SQLite or PostgreSQL (see
+    `SqlLedgerStorage` for the options)."""
+    # Imported here, not at the top: both implementations build on this module.
+    from services.ledger.storage.postgres import PostgresLedgerStorage
+    from services.ledger.storage.sqlite import SqliteLedgerStorage
+
+    implementations: dict[str, type[SqlLedgerStorage]] = {
+        "sqlite": SqliteLedgerStorage,
+        "postgresql": PostgresLedgerStorage,
+    }
+    backend = make_url(database_url).get_backend_name()
+    if backend not in implementations:
+        raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    return implementations[backend](
+        database_url,
+        pool_size=pool_size,
+        pool_timeout_s=pool_timeout_s,
+        write_concurrency=write_concurrency,
+        on_write_connection=on_write_connection,
+    )
+
+
+class SqlLedgerStorage(ABC):
     """The ledger's storage in one database; two engines, one for writes and one for reads,
-    each with its own pool and transaction set-up (see `engine`)."""
+    each with its own pool and transaction set-up (see `engine`).
+
+    `write_concurrency` is how many write transactions run at once (0 means 1).
+    `on_write_connection` is called with the driver's connection each time a write transaction
+    takes one from the pool: a place to act on the connection as something between the ledger
+    and its database would (a connection pooler resetting sessions, say), which tests use to
+    play that part.
+    """
 
     def __init__(
         self,
@@ -107,15 +107,21 @@ class SqlLedgerStorage:
         pool_size: int = 5,
         pool_timeout_s: float = 30.0,
         write_concurrency: int = 0,
+        on_write_connection: ConnectionHook | None = None,
     ) -> None:
-        self._sqlite = is_sqlite(database_url)
-        # One batch at a time by default, on both databases: SQLite has a single writer anyway,
-        # and on PostgreSQL a second batch mostly waits for the first's journal head lock while
-        # splitting the waiting requests into smaller batches (measured slower).
+        # One batch at a time unless configured otherwise, whatever the database (see each
+        # implementation for why one is enough there).
         self.write_concurrency = write_concurrency or 1
         self._write_engine = create_ledger_engine(
             database_url, TransactionMode.WRITE, pool_size=pool_size, pool_timeout_s=pool_timeout_s
         )
+        if on_write_connection is not None:
+            hook = on_write_connection
+
+            @event.listens_for(self._write_engine, "checkout")
+            def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+                hook(dbapi_connection)
+
         self._read_engine = create_ledger_engine(
             database_url, TransactionMode.READ, pool_size=pool_size, pool_timeout_s=pool_timeout_s
         )
@@ -123,34 +129,58 @@ class SqlLedgerStorage:
     @contextmanager
     def write(self) -> Iterator[SqlWriteTransaction]:
         with (
-            _translated_errors(),
+            self._translated_errors(),
             self._write_engine.connect() as connection,
             connection.begin(),
         ):
-            yield SqlWriteTransaction(connection, sqlite_dialect=self._sqlite)
+            yield self._write_transaction(connection)
 
     @contextmanager
     def read(self) -> Iterator[SqlReadTransaction]:
-        with _translated_errors(), self._read_engine.connect() as connection, connection.begin():
-            yield SqlReadTransaction(connection, sqlite_dialect=self._sqlite)
+        with (
+            self._translated_errors(),
+            self._read_engine.connect() as connection,
+            connection.begin(),
+        ):
+            yield self._read_transaction(connection)
 
     def close(self) -> None:
         self._write_engine.dispose()
         self._read_engine.dispose()
 
+    # What each database does its own way
 
-@contextmanager
-def _translated_errors() -> Iterator[None]:
-    try:
-        yield
-    except DBAPIError as error:
-        if _is_retryable(error):
-            raise StorageConflict(str(error.orig)) from error
-        if _is_connection_failure(error):
+    @abstractmethod
+    def _write_transaction(self, connection: Connection) -> SqlWriteTransaction:
+        """The database's write transaction over a connection of the write pool."""
+
+    @abstractmethod
+    def _read_transaction(self, connection: Connection) -> SqlReadTransaction:
+        """A read transaction over a connection of the read pool, with the database's `OneOf`."""
+
+    @abstractmethod
+    def _lost_a_race(self, error: DBAPIError) -> bool:
+        """Whether the error is a race the database could not order (the transaction was rolled
+        back, and running it again may succeed)."""
+
+    @abstractmethod
+    def _lost_the_database(self, error: DBAPIError) -> bool:
+        """Whether the error says the database cannot be reached."""
+
+    # Errors in the port's terms
+
+    @contextmanager
+    def _translated_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as error:
+            if self._lost_a_race(error):
+                raise StorageConflict(str(error.orig)) from error
+            if error.connection_invalidated or self._lost_the_database(error):
+                raise _unavailable() from error
+            raise
+        except PoolTimeoutError as error:
             raise _unavailable() from error
-        raise
-    except PoolTimeoutError as error:
-        raise _unavailable() from error
 
 
 def _unavailable() -> Unavailable:
@@ -160,40 +190,15 @@ def _unavailable() -> Unavailable:
     )
 
 
-def _is_retryable(error: DBAPIError) -> bool:
-    original = error.orig
-    if isinstance(original, sqlite3.OperationalError):
-        # BEGIN IMMEDIATE waited out the busy timeout behind another writer.
-        return "locked" in str(original) or "busy" in str(original)
-    if isinstance(original, sqlite3.IntegrityError):
-        return "request_record.request_id" in str(original)
-    sqlstate = getattr(original, "sqlstate", None)
-    if sqlstate in _RETRYABLE_SQLSTATES:
-        return True
-    if sqlstate == _UNIQUE_VIOLATION:
-        diagnostics = getattr(original, "diag", None)
-        return bool(getattr(diagnostics, "constraint_name", None) in _REQUEST_RACE_CONSTRAINTS)
-    return False
+class SqlWriteTransaction(ABC):
+    """A write transaction over one connection: its first step (`lock`) and its last
+    (`persist`) are each database's own; the loads in between are the same everywhere."""
 
-
-def _is_connection_failure(error: DBAPIError) -> bool:
-    if error.connection_invalidated:
-        return True
-    sqlstate: str | None = getattr(error.orig, "sqlstate", None)
-    if sqlstate is None:
-        # psycopg reports a refused or broken connection without a SQLSTATE.
-        return not isinstance(error.orig, sqlite3.Error) and "connection" in str(error.orig)
-    return sqlstate.startswith(_CONNECTION_SQLSTATE_PREFIXES)
-
-
-class SqlWriteTransaction:
-    def __init__(self, connection: Connection, *, sqlite_dialect: bool) -> None:
+    def __init__(self, connection: Connection, one_of: OneOf) -> None:
         self._connection = connection
-        self._sqlite = sqlite_dialect
+        self._one_of = one_of
 
-    def _one_of(self, column: Any, values: Sequence[str]) -> Any:
-        return _one_of(column, values, self._sqlite)
-
+    @abstractmethod
     def lock(
         self,
         hold_ids: Sequence[str],
@@ -201,105 +206,16 @@ class SqlWriteTransaction:
         user_ids: Sequence[str],
         request_ids: Sequence[str],
     ) -> Locked:
-        if self._sqlite:
-            # BEGIN IMMEDIATE already holds the whole database; these are plain reads.
-            holds = self._select_holds(hold_ids)
-            obligations = self._select_obligations(obligation_ids)
-            owners = [hold.user_id for hold in holds] + [item.user_id for item in obligations]
-            states = self._lock_accounts(sorted({*user_ids, *owners}))
-            return Locked(holds, obligations, states, self._find_requests(request_ids))
-        return self._lock_in_one_statement(hold_ids, obligation_ids, user_ids, request_ids)
+        """See `ports.WriteTransaction.lock`."""
 
-    def _lock_in_one_statement(
+    @abstractmethod
+    def persist(
         self,
-        hold_ids: Sequence[str],
-        obligation_ids: Sequence[str],
-        user_ids: Sequence[str],
-        request_ids: Sequence[str],
-    ) -> Locked:
-        """PostgreSQL: the transaction begun, holds, obligations and existing accounts locked,
-        and requests looked up, in one round trip; only accounts still missing take two more."""
-        found = begin_with(
-            self._connection,
-            LOCK_STATEMENT,
-            {
-                "hold_ids": list(hold_ids),
-                "obligation_ids": list(obligation_ids),
-                "user_ids": list(user_ids),
-                "request_ids": list(request_ids),
-            },
-        )
-        locked = Locked(holds=[], obligations=[], states={}, requests={})
-        for kind, row_json in found:
-            add_locked_row(locked, kind, row_json)
-        owners = {hold.user_id for hold in locked.holds}
-        owners |= {item.user_id for item in locked.obligations}
-        missing = sorted({*user_ids, *owners} - locked.states.keys())
-        if missing:
-            self._create_missing_accounts(missing)
-            locked.states |= self._select_accounts_for_update(missing)
-        return locked
-
-    def _find_requests(self, request_ids: Sequence[str]) -> dict[str, StoredRequest]:
-        if not request_ids:
-            return {}
-        found = self._connection.execute(
-            select(request_record).where(self._one_of(request_record.c.request_id, request_ids))
-        )
-        return {row.request_id: rows.request_from(row) for row in found}
-
-    def _select_holds(self, hold_ids: Sequence[str]) -> list[Hold]:
-        if not hold_ids:
-            return []
-        found = self._connection.execute(
-            select(hold).where(self._one_of(hold.c.hold_id, hold_ids)).order_by(hold.c.hold_id)
-        )
-        return [rows.hold_from(row) for row in found]
-
-    def _select_obligations(self, obligation_ids: Sequence[str]) -> list[Obligation]:
-        if not obligation_ids:
-            return []
-        found = self._connection.execute(
-            select(obligation)
-            .where(self._one_of(obligation.c.obligation_id, obligation_ids))
-            .order_by(obligation.c.obligation_id)
-        )
-        return [rows.obligation_from(row) for row in found]
-
-    def _lock_accounts(self, user_ids: Sequence[str]) -> dict[str, UserState]:
-        if not user_ids:
-            return {}
-        locked = self._select_accounts_for_update(user_ids)
-        missing = [user_id for user_id in user_ids if user_id not in locked]
-        if missing:
-            self._create_missing_accounts(missing)
-            locked |= self._select_accounts_for_update(missing)
-        assert locked.keys() == set(user_ids), "every account exists once created"
-        return locked
-
-    def _select_accounts_for_update(self, user_ids: Sequence[str]) -> dict[str, UserState]:
-        found = self._connection.execute(
-            select(account)
-            .where(self._one_of(account.c.user_id, user_ids))
-            .order_by(account.c.user_id)
-            .with_for_update()
-        ).all()
-        states = {}
-        for row in found:
-            account_record, chain = rows.account_from(row)
-            states[account_record.user_id] = UserState(account=account_record, chain=chain)
-        return states
-
-    def _create_missing_accounts(self, user_ids: Sequence[str]) -> None:
-        if not self._sqlite:
-            # One statement, not one per account as an executemany would send.
-            self._connection.execute(*create_accounts(user_ids))
-            return
-        statement_ = sqlite.insert(account).on_conflict_do_nothing(index_elements=["user_id"])
-        self._connection.execute(
-            statement_,
-            [rows.account_values(Account(user_id=user_id), ChainHead()) for user_id in user_ids],
-        )
+        changes: StateChanges,
+        requests: Sequence[StoredRequest],
+        entries: Sequence[NewEntry],
+    ) -> None:
+        """See `ports.WriteTransaction.persist`."""
 
     def load_open_holds(self, user_id: str) -> list[Hold]:
         found = self._connection.execute(
@@ -319,115 +235,26 @@ class SqlWriteTransaction:
         )
         return [rows.credit_line_from(row) for row in found]
 
-    def persist(
-        self,
-        changes: StateChanges,
-        requests: Sequence[StoredRequest],
-        entries: Sequence[NewEntry],
-    ) -> None:
-        if self._sqlite:
-            # Statements cost no round trip on SQLite; one per table keeps it plain.
-            self._save_changes(changes)
-            self._insert(request_record, [rows.request_values(request) for request in requests])
-            if entries:
-                self._append_entries(entries)
-            return
-        execute_and_commit(self._connection, bulk_write(changes, requests, entries))
-
-    def _save_changes(self, changes: StateChanges) -> None:
-        self._update(
-            _UPDATE_ACCOUNT,
-            [
-                _keyed(rows.account_values(account_record, chain), "user_id")
-                for account_record, chain in changes.accounts
-            ],
-        )
-        self._insert(hold, [rows.hold_values(record) for record in changes.new_holds])
-        self._update(
-            _UPDATE_HOLD,
-            [_keyed(rows.hold_values(record), "hold_id") for record in changes.changed_holds],
-        )
-        self._insert(
-            hold_resolution,
-            [rows.hold_resolution_values(record) for record in changes.resolved_holds],
-        )
-        self._insert(
-            obligation, [rows.obligation_values(record) for record in changes.new_obligations]
-        )
-        self._update(
-            _UPDATE_OBLIGATION,
-            [
-                _keyed(rows.obligation_values(record), "obligation_id")
-                for record in changes.changed_obligations
-            ],
-        )
-        self._insert(
-            statement, [rows.statement_values(record) for record in changes.new_statements]
-        )
-        self._update(
-            _UPDATE_STATEMENT,
-            [
-                _keyed(rows.statement_values(record), "user_id", "year", "month")
-                for record in changes.changed_statements
-            ],
-        )
-        self._insert(
-            credit_line, [rows.credit_line_values(record) for record in changes.new_credit_lines]
-        )
-        self._update(
-            _UPDATE_CREDIT_LINE,
-            [
-                _keyed(rows.credit_line_values(record), "user_id")
-                for record in changes.changed_credit_lines
-            ],
-        )
-
-    def _append_entries(self, entries: Sequence[NewEntry]) -> None:
-        last_global_sequence: int = self._connection.execute(
-            update(journal_head)
-            .where(journal_head.c.id == 1)
-            .values(last_global_sequence=journal_head.c.last_global_sequence + len(entries))
-            .returning(journal_head.c.last_global_sequence)
-        ).scalar_one()
-        first_global_sequence = last_global_sequence - len(entries) + 1
-        self._connection.execute(
-            insert(journal_entry),
-            [
-                rows.entry_values(entry, first_global_sequence + offset)
-                for offset, entry in enumerate(entries)
-            ],
-        )
-
-    def _insert(self, table: Table, values: list[dict[str, Any]]) -> None:
-        if values:
-            self._connection.execute(insert(table), values)
-
-    def _update(self, statement_: Any, values: list[dict[str, Any]]) -> None:
-        if values:
-            self._connection.execute(statement_, values)
-
-
-def _one_of(column: Any, values: Sequence[str], sqlite_dialect: bool) -> Any:
-    """`column IN (...)` on SQLite; `column = ANY(array)` on PostgreSQL, whose text does not
-    grow with the list, so the statement is parsed and prepared once, not once per length."""
-    if sqlite_dialect:
-        return column.in_(values)
-    return column == any_(literal(list(values), type_=ARRAY(Text)))
-
-
-def _keyed(values: dict[str, Any], *key_columns: str) -> dict[str, Any]:
-    """Row values for a keyed update: key columns become `key_*` parameters, not SET targets."""
-    keyed = {f"key_{column}": values.pop(column) for column in key_columns}
-    return values | keyed
+    def _select_accounts_for_update(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+        """The users' existing accounts, locked in user id order where the database locks
+        rows."""
+        found = self._connection.execute(
+            select(account)
+            .where(self._one_of(account.c.user_id, user_ids))
+            .order_by(account.c.user_id)
+            .with_for_update()
+        ).all()
+        states = {}
+        for row in found:
+            account_record, chain = rows.account_from(row)
+            states[account_record.user_id] = UserState(account=account_record, chain=chain)
+        return states
 
 
 class SqlReadTransaction:
-    def __init__(self, connection: Connection, *, sqlite_dialect: bool) -> None:
+    def __init__(self, connection: Connection, one_of: OneOf) -> None:
         self._connection = connection
-        self._sqlite = sqlite_dialect
-
-    def _one_of(self, column: Any, values: Sequence[str]) -> Any:
-        return _one_of(column, values, self._sqlite)
+        self._one_of = one_of
 
     def get_account(self, user_id: str) -> tuple[Account, ChainHead] | None:
         row = self._connection.execute(select(account).where(account.c.user_id == user_id)).first()

@@ -4,9 +4,12 @@ is the ledger's to keep: a transaction that fails half-way leaves nothing behind
 reported like any other, and its connection goes back to the pool ready for the next one.
 
 Every test uses a pool of one connection, so the next write gets the very connection the
-previous one used."""
+previous one used, and a stand-in for a connection pooler in front of the database, which does
+nothing to that connection unless a test asks it to."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -19,7 +22,7 @@ from services.ledger.service.ports import (
     StorageConflict,
     StoredRequest,
 )
-from services.ledger.storage.sql_storage import SqlLedgerStorage
+from services.ledger.storage.sql_storage import SqlLedgerStorage, open_ledger_storage
 from tests.support.clock import FakeClock
 
 HOUR_US = 3_600_000_000
@@ -29,9 +32,32 @@ class _StepFailed(Exception):
     pass
 
 
+class _PoolerThatDeallocates:
+    """Plays a connection pooler (or another library on the connection) that deallocates every
+    prepared statement of the ledger's write connection when asked, as the ledger next takes
+    that connection for a write."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self.deallocations = 0
+
+    def on_write_connection(self, driver_connection: Any) -> None:
+        if self.asked:
+            self.asked = False
+            driver_connection.execute("DEALLOCATE ALL")
+            self.deallocations += 1
+
+
 @pytest.fixture
-def storage(ledger_database_url: str):
-    opened = SqlLedgerStorage(ledger_database_url, pool_size=1)
+def pooler() -> _PoolerThatDeallocates:
+    return _PoolerThatDeallocates()
+
+
+@pytest.fixture
+def storage(ledger_database_url: str, pooler: _PoolerThatDeallocates):
+    opened = open_ledger_storage(
+        ledger_database_url, pool_size=1, on_write_connection=pooler.on_write_connection
+    )
     yield opened
     opened.close()
 
@@ -91,7 +117,9 @@ def test_a_write_refused_by_the_database_at_commit_writes_nothing(
 
 # SQLite prepares nothing across transactions: this is about PostgreSQL only.
 @pytest.mark.parametrize("ledger_database_url", ["postgresql"], indirect=True)
-def test_writes_go_on_when_the_prepared_statements_disappear(storage: SqlLedgerStorage) -> None:
+def test_writes_go_on_when_the_prepared_statements_disappear(
+    storage: SqlLedgerStorage, pooler: _PoolerThatDeallocates
+) -> None:
     """A connection pooler or another library on the connection may deallocate what the ledger
     prepared; the write that finds its statement gone runs again and prepares it anew."""
     service = LedgerService(storage, FakeClock())
@@ -99,12 +127,9 @@ def test_writes_go_on_when_the_prepared_statements_disappear(storage: SqlLedgerS
     service.set_waiver_capacity(commands.SetWaiverCapacity("r-capacity", "u-1", capacity))
     first = service.place_hold(commands.PlaceHold("r-first", "u-1", Money("CNY", 100), HOUR_US))
 
-    with storage._write_engine.connect() as connection:
-        driver_connection = connection.connection.driver_connection
-        assert driver_connection is not None
-        driver_connection.execute("DEALLOCATE ALL")
-
+    pooler.asked = True
     second = service.place_hold(commands.PlaceHold("r-second", "u-1", Money("CNY", 200), HOUR_US))
+    assert pooler.deallocations == 1
     service.release_hold(commands.ReleaseHold("r-release", first.hold_id))
     summary = service.get_account_summary("u-1")
     assert (summary.held_minor, summary.open_hold_count) == (200, 1)

@@ -52,7 +52,7 @@ from services.ledger.domain.records import (
     StatementPeriod,
 )
 from services.ledger.service.ledger_service import LedgerService
-from services.ledger.storage.sql_storage import SqlLedgerStorage
+from services.ledger.storage.sql_storage import open_ledger_storage
 from tests.support.clock import FakeClock
 from tests.support.ids import SequentialIds
 
@@ -358,7 +358,7 @@ class LedgerStateMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         # Sequential ids keep every run of an example identical (sweeps break ties by id).
         self.service = LedgerService(
-            SqlLedgerStorage(self.url, pool_size=2), self.clock, ids=SequentialIds()
+            open_ledger_storage(self.url, pool_size=2), self.clock, ids=SequentialIds()
         )
         self.model = LedgerModel()
         self.stored: list[StoredCall] = []

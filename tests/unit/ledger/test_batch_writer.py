@@ -89,7 +89,7 @@ def submit_concurrently(
     for thread in threads[1:]:
         thread.start()
     deadline = time.monotonic() + PROMPTLY_S
-    while len(batch_writer._queue) < len(request_ids) - 1 and time.monotonic() < deadline:
+    while batch_writer.queued_count < len(request_ids) - 1 and time.monotonic() < deadline:
         time.sleep(0.001)
     storage.gate.set()
     for thread in threads:
@@ -114,7 +114,7 @@ def test_every_caller_returns_when_retries_run_out(distinct_request_ids: bool) -
     assert len(errors) == len(set(request_ids))
     for error in errors.values():
         assert_contended(error)
-    assert not batch_writer._queue
+    assert batch_writer.queued_count == 0
 
 
 def test_every_caller_returns_when_the_leader_dies_mid_batch() -> None:
@@ -131,7 +131,7 @@ def test_every_caller_returns_when_the_leader_dies_mid_batch() -> None:
     assert isinstance(errors["req-1"], LeaderDied)
     for request_id in request_ids[2:]:
         assert_contended(errors[request_id])
-    assert not batch_writer._queue
+    assert batch_writer.queued_count == 0
 
 
 def test_every_caller_gets_its_own_error_when_the_batch_fails_unexpectedly() -> None:
@@ -167,7 +167,7 @@ def test_a_wait_times_out_with_unavailable_instead_of_hanging() -> None:
 
     assert_contended(errors["req-waiter"])
     assert 0.15 <= waited_s < PROMPTLY_S
-    assert not batch_writer._queue, "the abandoned request left the queue"
+    assert batch_writer.queued_count == 0, "the abandoned request left the queue"
     storage.gate.set()
     leader.join(PROMPTLY_S)
     assert not leader.is_alive()
