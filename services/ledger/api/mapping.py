@@ -151,8 +151,8 @@ def capture_hold_command(request: pb.CaptureHoldRequest) -> commands.CaptureHold
     terms = None
     if request.HasField("obligation"):
         due_at_us = (
-            reader.timestamp_us("obligation.due_at", request.obligation.due_at)
-            if request.obligation.HasField("due_at")
+            reader.timestamp_us("obligation.due_time", request.obligation.due_time)
+            if request.obligation.HasField("due_time")
             else None
         )
         terms = commands.ObligationTerms(due_at_us=due_at_us, purpose=request.obligation.purpose)
@@ -174,7 +174,7 @@ def release_hold_command(request: pb.ReleaseHoldRequest) -> commands.ReleaseHold
 def create_obligation_command(request: pb.CreateObligationRequest) -> commands.CreateObligation:
     reader = RequestReader()
     due_at_us = (
-        reader.timestamp_us("due_at", request.due_at) if request.HasField("due_at") else None
+        reader.timestamp_us("due_time", request.due_time) if request.HasField("due_time") else None
     )
     reader.finish()
     return commands.CreateObligation(
@@ -190,7 +190,9 @@ def create_obligation_command(request: pb.CreateObligationRequest) -> commands.C
 def record_payment_command(request: pb.RecordPaymentRequest) -> commands.RecordPayment:
     reader = RequestReader()
     paid_at_us = (
-        reader.timestamp_us("paid_at", request.paid_at) if request.HasField("paid_at") else None
+        reader.timestamp_us("paid_time", request.paid_time)
+        if request.HasField("paid_time")
+        else None
     )
     reader.finish()
     return commands.RecordPayment(
@@ -205,8 +207,8 @@ def close_obligation_command(request: pb.CloseObligationRequest) -> commands.Clo
     reader = RequestReader()
     outcome = reader.outcome("outcome", request.outcome)
     closed_at_us = (
-        reader.timestamp_us("closed_at", request.closed_at)
-        if request.HasField("closed_at")
+        reader.timestamp_us("close_time", request.close_time)
+        if request.HasField("close_time")
         else None
     )
     reader.finish()
@@ -265,10 +267,10 @@ def _statement_report(
 
 
 def as_of_us(request: pb.GetCreditHistoryRequest) -> int | None:
-    if not request.HasField("as_of"):
+    if not request.HasField("as_of_time"):
         return None
     reader = RequestReader()
-    value = reader.timestamp_us("as_of", request.as_of)
+    value = reader.timestamp_us("as_of_time", request.as_of_time)
     reader.finish()
     return value
 
@@ -294,13 +296,13 @@ def hold_message(hold: Hold) -> pb.Hold:
         state=_HOLD_STATES[hold.state],
         captured_amount=money(hold.currency_code, hold.captured_minor),
         reference=hold.reference,
-        placed_at=timestamp(hold.placed_at_us),
-        expires_at=timestamp(hold.expires_at_us),
+        place_time=timestamp(hold.placed_at_us),
+        expire_time=timestamp(hold.expires_at_us),
         obligation_id=hold.obligation_id,
         fulfilled=hold.fulfilled,
     )
     if hold.resolved_at_us is not None:
-        message.resolved_at.CopyFrom(timestamp(hold.resolved_at_us))
+        message.resolve_time.CopyFrom(timestamp(hold.resolved_at_us))
     return message
 
 
@@ -310,18 +312,18 @@ def obligation_message(obligation: Obligation) -> pb.Obligation:
         user_id=obligation.user_id,
         amount_due=money(obligation.currency_code, obligation.amount_due_minor),
         amount_paid=money(obligation.currency_code, obligation.amount_paid_minor),
-        due_at=timestamp(obligation.due_at_us),
+        due_time=timestamp(obligation.due_at_us),
         purpose=obligation.purpose,
         reference=obligation.reference,
         state=_OBLIGATION_STATES[obligation.state],
         days_late=obligation.days_late,
-        created_at=timestamp(obligation.created_at_us),
+        create_time=timestamp(obligation.created_at_us),
         hold_id=obligation.hold_id,
     )
     if obligation.outcome is not None:
         message.outcome = _OUTCOMES[obligation.outcome]
     if obligation.closed_at_us is not None:
-        message.closed_at.CopyFrom(timestamp(obligation.closed_at_us))
+        message.close_time.CopyFrom(timestamp(obligation.closed_at_us))
     return message
 
 
@@ -377,7 +379,7 @@ def credit_history_message(history: CreditHistory) -> pb.GetCreditHistoryRespons
         user_id=history.user_id,
         statements=[statement_message(statement) for statement in history.statements],
         obligations=[obligation_message(obligation) for obligation in history.obligations],
-        as_of=timestamp(history.as_of_us),
+        as_of_time=timestamp(history.as_of_us),
         last_user_sequence=history.last_user_sequence,
         last_global_sequence=history.last_global_sequence,
     )
@@ -401,7 +403,7 @@ def entry_message(entry: JournalEntry) -> pb.Entry:
         request_hash=entry.request_hash,
         previous_hash=entry.previous_hash,
         hash=entry.hash,
-        recorded_at=timestamp(entry.recorded_at_us),
+        record_time=timestamp(entry.recorded_at_us),
     )
 
 

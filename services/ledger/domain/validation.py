@@ -56,7 +56,7 @@ def validate_capture_hold(command: commands.CaptureHold) -> None:
     violations.identifier("hold_id", command.hold_id)
     violations.money("amount", command.amount, Sign.POSITIVE)
     if command.obligation is not None:
-        violations.required("obligation.due_at", command.obligation.due_at_us)
+        violations.required("obligation.due_time", command.obligation.due_at_us)
         violations.text("obligation.purpose", command.obligation.purpose, PURPOSE_LENGTH_MAX)
     violations.raise_if_any()
 
@@ -73,7 +73,7 @@ def validate_create_obligation(command: commands.CreateObligation) -> None:
     violations.request_id(command.request_id)
     violations.identifier("user_id", command.user_id)
     violations.money("amount_due", command.amount_due, Sign.POSITIVE)
-    violations.required("due_at", command.due_at_us)
+    violations.required("due_time", command.due_at_us)
     violations.text("purpose", command.purpose, PURPOSE_LENGTH_MAX)
     violations.text("reference", command.reference, REFERENCE_LENGTH_MAX)
     violations.raise_if_any()

@@ -233,7 +233,7 @@ CASES = [
         ),
         INVALID,
         "FIELD_REQUIRED",
-        "obligation.due_at",
+        "obligation.due_time",
     ),
     Case(
         "unknown hold",
@@ -270,7 +270,7 @@ CASES = [
     Case(
         "obligation without request id",
         "CreateObligation",
-        pb.CreateObligationRequest(user_id="user-1", amount_due=cny(5), due_at=due_tomorrow()),
+        pb.CreateObligationRequest(user_id="user-1", amount_due=cny(5), due_time=due_tomorrow()),
         INVALID,
         "REQUEST_ID_REQUIRED",
         "request_id",
@@ -281,7 +281,7 @@ CASES = [
         pb.CreateObligationRequest(request_id="bad-1", user_id="user-1", amount_due=cny(5)),
         INVALID,
         "FIELD_REQUIRED",
-        "due_at",
+        "due_time",
     ),
     Case(
         "obligation due beyond year 9999",
@@ -290,11 +290,11 @@ CASES = [
             request_id="bad-1",
             user_id="user-1",
             amount_due=cny(5),
-            due_at=timestamp_pb2.Timestamp(seconds=253_402_300_800),
+            due_time=timestamp_pb2.Timestamp(seconds=253_402_300_800),
         ),
         INVALID,
         "TIMESTAMP_INVALID",
-        "due_at",
+        "due_time",
     ),
     Case(
         "payment without request id",
