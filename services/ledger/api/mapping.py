@@ -1,19 +1,24 @@
 """Translation between the protobuf messages of sesame.ledger.v1 and the ledger's domain.
 
 Requests become commands field by field (an unset message field becomes None, so validation can
-say it is required); what only protobuf can get wrong (a timestamp out of range, an enum number
-the contract does not define) is reported here, as INVALID_ARGUMENT on the field.
+say it is required). What only protobuf can get wrong (a timestamp out of range, a duration that
+is not one, an enum number the contract does not define) is found here; such a field becomes
+None too, and the request is then checked whole at once: its problems are reported together
+with everything the request's validation finds, as one INVALID_ARGUMENT (see `RequestReader`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from google.protobuf import duration_pb2, timestamp_pb2
 from sesame.ledger.v1 import ledger_service_pb2 as pb
 from sesame.type.v1 import money_pb2
 
+from services.common.errors import FieldViolation
 from services.common.money import Money
 from services.common.validation import Violations
-from services.ledger.domain import commands, reasons
+from services.ledger.domain import commands, reasons, validation
 from services.ledger.domain.journal import JournalEntry
 from services.ledger.domain.records import (
     MICROSECONDS_PER_SECOND,
@@ -40,6 +45,8 @@ _TIMESTAMP_SECONDS_MIN = -62_135_596_800
 _TIMESTAMP_SECONDS_MAX = 253_402_300_799
 _NANOS_PER_MICROSECOND = 1000
 _NANOS_PER_SECOND = 1_000_000_000
+# The range google.protobuf.Duration allows: about 10,000 years either way.
+_DURATION_SECONDS_MAX = 315_576_000_000
 
 _HOLD_STATES = {
     HoldState.OPEN: pb.HOLD_STATE_OPEN,
@@ -81,28 +88,44 @@ _MISMATCH_KINDS = {
 
 
 class RequestReader:
-    """Reads request fields into domain values, collecting what protobuf got wrong."""
+    """Reads request fields into domain values, keeping the problems of those it cannot read.
+
+    A field that cannot be read is given to the command as unset. `finish` then reports every
+    problem of the request at once: the unreadable fields' own, each where the request's
+    validation (which sees the field unset and would call it required) names it, and the rest of
+    what that validation finds. When every field was read, `finish` returns and leaves the
+    validation to the service, so a valid request is checked once.
+    """
 
     def __init__(self) -> None:
-        self.violations = Violations()
+        self._unreadable: dict[str, FieldViolation] = {}
 
     def timestamp_us(self, field: str, timestamp: timestamp_pb2.Timestamp) -> int | None:
         in_range = _TIMESTAMP_SECONDS_MIN <= timestamp.seconds <= _TIMESTAMP_SECONDS_MAX
         if not in_range or not 0 <= timestamp.nanos < _NANOS_PER_SECOND:
-            self.violations.add(
-                field, reasons.TIMESTAMP_INVALID, "must be between years 1 and 9999 UTC"
-            )
+            self._unread(field, reasons.TIMESTAMP_INVALID, "must be between years 1 and 9999 UTC")
             return None
         return (
             timestamp.seconds * MICROSECONDS_PER_SECOND + timestamp.nanos // _NANOS_PER_MICROSECOND
         )
+
+    def duration_us(self, field: str, duration: duration_pb2.Duration) -> int | None:
+        """Whole microseconds, finer parts dropped (towards zero, as the Duration's sign)."""
+        seconds, nanos = duration.seconds, duration.nanos
+        in_range = abs(seconds) <= _DURATION_SECONDS_MAX and abs(nanos) < _NANOS_PER_SECOND
+        if not in_range or (seconds > 0 > nanos) or (seconds < 0 < nanos):
+            self._unread(field, reasons.DURATION_INVALID, "is not a valid google.protobuf.Duration")
+            return None
+        microseconds = abs(nanos) // _NANOS_PER_MICROSECOND
+        return seconds * MICROSECONDS_PER_SECOND + (microseconds if nanos >= 0 else -microseconds)
 
     def outcome(self, field: str, number: int) -> ObligationOutcome | None:
         if number == pb.OBLIGATION_OUTCOME_UNSPECIFIED:
             return None
         outcome = _OUTCOMES_BY_NUMBER.get(number)
         if outcome is None:
-            self.violations.add(field, reasons.ENUM_VALUE_INVALID, f"{number} is not an outcome")
+            self._unread(field, reasons.ENUM_VALUE_INVALID, f"{number} is not an outcome")
+            return None
         return outcome
 
     def repayment_status(self, field: str, number: int) -> RepaymentStatus | None:
@@ -110,21 +133,50 @@ class RequestReader:
             return None
         status = _REPAYMENT_STATUSES_BY_NUMBER.get(number)
         if status is None:
-            self.violations.add(
-                field, reasons.ENUM_VALUE_INVALID, f"{number} is not a repayment status"
-            )
+            self._unread(field, reasons.ENUM_VALUE_INVALID, f"{number} is not a repayment status")
+            return None
         return status
 
-    def finish(self) -> None:
-        self.violations.raise_if_any()
+    def finish(self, check: Callable[[Violations], None]) -> None:
+        """Raises every problem of the request when a field could not be read; `check` is the
+        request's validation, run into the same violations."""
+        if not self._unreadable:
+            return
+        violations = _ViolationsAfterReading(self._unreadable)
+        check(violations)
+        violations.raise_if_any()
+
+    def _unread(self, field: str, reason: str, description: str) -> None:
+        self._unreadable[field] = FieldViolation(field, description, reason)
+
+
+class _ViolationsAfterReading(Violations):
+    """The violations of a request some fields of which could not be read. Validation sees those
+    fields unset: what it says of one is replaced by why it could not be read, and the fields it
+    says nothing of (an optional time, say) are reported after everything it found."""
+
+    def __init__(self, unreadable: dict[str, FieldViolation]) -> None:
+        super().__init__()
+        self._unreported = dict(unreadable)
+        self._unreadable_fields = frozenset(unreadable)
+
+    def add(self, field: str, reason: str, description: str) -> None:
+        if field not in self._unreadable_fields:
+            super().add(field, reason, description)
+            return
+        unreadable = self._unreported.pop(field, None)
+        if unreadable is not None:
+            super().add(unreadable.field, unreadable.reason, unreadable.description)
+
+    def raise_if_any(self) -> None:
+        for unreadable in self._unreported.values():
+            super().add(unreadable.field, unreadable.reason, unreadable.description)
+        self._unreported.clear()
+        super().raise_if_any()
 
 
 def _money(message: money_pb2.Money) -> Money:
     return Money(currency_code=message.currency_code, amount_minor=message.amount_minor)
-
-
-def _duration_us(duration: duration_pb2.Duration) -> int:
-    return duration.seconds * MICROSECONDS_PER_SECOND + int(duration.nanos / _NANOS_PER_MICROSECOND)
 
 
 def set_waiver_capacity_command(request: pb.SetWaiverCapacityRequest) -> commands.SetWaiverCapacity:
@@ -137,13 +189,20 @@ def set_waiver_capacity_command(request: pb.SetWaiverCapacityRequest) -> command
 
 
 def place_hold_command(request: pb.PlaceHoldRequest) -> commands.PlaceHold:
-    return commands.PlaceHold(
+    reader = RequestReader()
+    command = commands.PlaceHold(
         request_id=request.request_id,
         user_id=request.user_id,
         amount=_money(request.amount) if request.HasField("amount") else None,
-        expires_in_us=_duration_us(request.expires_in) if request.HasField("expires_in") else None,
+        expires_in_us=(
+            reader.duration_us("expires_in", request.expires_in)
+            if request.HasField("expires_in")
+            else None
+        ),
         reference=request.reference,
     )
+    reader.finish(lambda violations: validation.check_place_hold(violations, command))
+    return command
 
 
 def capture_hold_command(request: pb.CaptureHoldRequest) -> commands.CaptureHold:
@@ -156,13 +215,14 @@ def capture_hold_command(request: pb.CaptureHoldRequest) -> commands.CaptureHold
             else None
         )
         terms = commands.ObligationTerms(due_at_us=due_at_us, purpose=request.obligation.purpose)
-    reader.finish()
-    return commands.CaptureHold(
+    command = commands.CaptureHold(
         request_id=request.request_id,
         hold_id=request.hold_id,
         amount=_money(request.amount) if request.HasField("amount") else None,
         obligation=terms,
     )
+    reader.finish(lambda violations: validation.check_capture_hold(violations, command))
+    return command
 
 
 def release_hold_command(request: pb.ReleaseHoldRequest) -> commands.ReleaseHold:
@@ -173,64 +233,70 @@ def release_hold_command(request: pb.ReleaseHoldRequest) -> commands.ReleaseHold
 
 def create_obligation_command(request: pb.CreateObligationRequest) -> commands.CreateObligation:
     reader = RequestReader()
-    due_at_us = (
-        reader.timestamp_us("due_time", request.due_time) if request.HasField("due_time") else None
-    )
-    reader.finish()
-    return commands.CreateObligation(
+    command = commands.CreateObligation(
         request_id=request.request_id,
         user_id=request.user_id,
         amount_due=_money(request.amount_due) if request.HasField("amount_due") else None,
-        due_at_us=due_at_us,
+        due_at_us=(
+            reader.timestamp_us("due_time", request.due_time)
+            if request.HasField("due_time")
+            else None
+        ),
         purpose=request.purpose,
         reference=request.reference,
     )
+    reader.finish(lambda violations: validation.check_create_obligation(violations, command))
+    return command
 
 
 def record_payment_command(request: pb.RecordPaymentRequest) -> commands.RecordPayment:
     reader = RequestReader()
-    paid_at_us = (
-        reader.timestamp_us("paid_time", request.paid_time)
-        if request.HasField("paid_time")
-        else None
-    )
-    reader.finish()
-    return commands.RecordPayment(
+    command = commands.RecordPayment(
         request_id=request.request_id,
         obligation_id=request.obligation_id,
         amount=_money(request.amount) if request.HasField("amount") else None,
-        paid_at_us=paid_at_us,
+        paid_at_us=(
+            reader.timestamp_us("paid_time", request.paid_time)
+            if request.HasField("paid_time")
+            else None
+        ),
     )
+    reader.finish(lambda violations: validation.check_record_payment(violations, command))
+    return command
 
 
 def close_obligation_command(request: pb.CloseObligationRequest) -> commands.CloseObligation:
     reader = RequestReader()
-    outcome = reader.outcome("outcome", request.outcome)
-    closed_at_us = (
-        reader.timestamp_us("close_time", request.close_time)
-        if request.HasField("close_time")
-        else None
-    )
-    reader.finish()
-    return commands.CloseObligation(
+    command = commands.CloseObligation(
         request_id=request.request_id,
         obligation_id=request.obligation_id,
-        outcome=outcome,
+        outcome=reader.outcome("outcome", request.outcome),
         days_late=request.days_late,
-        closed_at_us=closed_at_us,
+        closed_at_us=(
+            reader.timestamp_us("close_time", request.close_time)
+            if request.HasField("close_time")
+            else None
+        ),
     )
+    reader.finish(lambda violations: validation.check_close_obligation(violations, command))
+    return command
 
 
 def record_partner_statements_command(
     request: pb.RecordPartnerStatementsRequest,
 ) -> commands.RecordPartnerStatements:
     reader = RequestReader()
-    reports = tuple(
-        _partner_report(reader, f"reports[{index}]", report)
-        for index, report in enumerate(request.reports)
+    command = commands.RecordPartnerStatements(
+        request_id=request.request_id,
+        reports=tuple(
+            _partner_report(reader, f"reports[{index}]", report)
+            for index, report in enumerate(request.reports)
+        ),
     )
-    reader.finish()
-    return commands.RecordPartnerStatements(request_id=request.request_id, reports=reports)
+    reader.finish(
+        lambda violations: validation.check_record_partner_statements(violations, command)
+    )
+    return command
 
 
 def _partner_report(
@@ -267,11 +333,16 @@ def _statement_report(
 
 
 def as_of_us(request: pb.GetCreditHistoryRequest) -> int | None:
+    """The request's as_of_time; an unreadable one is reported with the request's other problems."""
     if not request.HasField("as_of_time"):
         return None
     reader = RequestReader()
     value = reader.timestamp_us("as_of_time", request.as_of_time)
-    reader.finish()
+    reader.finish(
+        lambda violations: validation.check_credit_history_query(
+            violations, request.user_id, request.max_statements
+        )
+    )
     return value
 
 

@@ -68,7 +68,6 @@ SWEEP_HOLDS_PER_TRANSACTION = 100
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 1000
 CREDIT_HISTORY_STATEMENTS_DEFAULT = 12
-CREDIT_HISTORY_STATEMENTS_MAX = 24
 CREDIT_HISTORY_OBLIGATIONS_MAX = 100
 WATCH_PAGE_SIZE = 500
 VERIFY_USERS_PER_CHUNK = 500
@@ -344,13 +343,7 @@ class LedgerService:
         self, user_id: str, as_of_us: int | None = None, max_statements: int = 0
     ) -> CreditHistory:
         violations = Violations()
-        violations.identifier("user_id", user_id)
-        if not 0 <= max_statements <= CREDIT_HISTORY_STATEMENTS_MAX:
-            violations.add(
-                "max_statements",
-                reasons.VALUE_OUT_OF_RANGE,
-                f"must be 0 to {CREDIT_HISTORY_STATEMENTS_MAX}",
-            )
+        validation.check_credit_history_query(violations, user_id, max_statements)
         violations.raise_if_any()
         as_of_us = self._clock.now_us() if as_of_us is None else as_of_us
         statements_max = max_statements or CREDIT_HISTORY_STATEMENTS_DEFAULT
@@ -387,13 +380,14 @@ class LedgerService:
             violations.identifier("user_id", user_id)
         if not 0 <= page_size <= PAGE_SIZE_MAX:
             violations.add("page_size", reasons.VALUE_OUT_OF_RANGE, f"must be 0 to {PAGE_SIZE_MAX}")
-        violations.raise_if_any()
-        page_size = page_size or PAGE_SIZE_DEFAULT
         token = (
-            decode_page_token(page_token, user_id)
+            decode_page_token(page_token, user_id, violations)
             if page_token
             else EntryPageToken(user_id=user_id, after_global_sequence=0, after_user_sequence=0)
         )
+        violations.raise_if_any()
+        assert token is not None, "an unreadable page token is a violation"
+        page_size = page_size or PAGE_SIZE_DEFAULT
         with self._storage.read() as reader:
             if user_id:
                 entries = reader.user_entries_after(
