@@ -18,8 +18,7 @@ from sesame.type.v1 import money_pb2
 from services.common.errors import FieldViolation
 from services.common.money import Money
 from services.common.validation import Violations
-from services.ledger.domain import commands, reasons, validation
-from services.ledger.domain.journal import JournalEntry
+from services.ledger.domain import commands, events, reasons, validation
 from services.ledger.domain.records import (
     MICROSECONDS_PER_SECOND,
     CreditLine,
@@ -39,6 +38,7 @@ from services.ledger.domain.results import (
     PartnerReportResult,
 )
 from services.ledger.domain.verification import ChainMismatch, MismatchKind, VerificationReport
+from services.ledger.service.typed_entries import TypedEntry
 
 # The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 _TIMESTAMP_SECONDS_MIN = -62_135_596_800
@@ -75,6 +75,18 @@ _REPAYMENT_STATUSES = {
 _REPAYMENT_STATUSES_BY_NUMBER: dict[int, RepaymentStatus] = {
     number: status for status, number in _REPAYMENT_STATUSES.items()
 }
+EventMessage = (
+    pb.CapacitySet
+    | pb.HoldPlaced
+    | pb.HoldCaptured
+    | pb.HoldReleased
+    | pb.HoldExpired
+    | pb.ObligationCreated
+    | pb.PaymentRecorded
+    | pb.ObligationClosed
+    | pb.CreditLineReported
+    | pb.StatementReported
+)
 _MISMATCH_KINDS = {
     MismatchKind.HASH: pb.CHAIN_MISMATCH_KIND_HASH,
     MismatchKind.PREVIOUS_HASH: pb.CHAIN_MISMATCH_KIND_PREVIOUS_HASH,
@@ -463,8 +475,9 @@ def _credit_line_money(credit_line: CreditLine) -> money_pb2.Money:
     return money(credit_line.currency_code, credit_line.amount_minor)
 
 
-def entry_message(entry: JournalEntry) -> pb.Entry:
-    return pb.Entry(
+def entry_message(typed: TypedEntry) -> pb.Entry:
+    entry = typed.entry
+    message = pb.Entry(
         global_sequence=entry.global_sequence,
         user_id=entry.user_id,
         user_sequence=entry.user_sequence,
@@ -476,6 +489,84 @@ def entry_message(entry: JournalEntry) -> pb.Entry:
         hash=entry.hash,
         record_time=timestamp(entry.recorded_at_us),
     )
+    if typed.event is not None:
+        # The oneof's cases are named after the entry types: ENTRY_TYPE_HOLD_PLACED is
+        # `hold_placed`.
+        case = getattr(message, typed.event.entry_type.value.lower())
+        case.CopyFrom(event_message(typed.event, typed.currency_code))
+    return message
+
+
+def event_message(event: events.Event, currency_code: str) -> EventMessage:
+    """The typed form of an event; `currency_code` is that of its amounts (see TypedEntry)."""
+    match event:
+        case events.CapacitySet():
+            return pb.CapacitySet(
+                capacity=money(event.currency_code, event.capacity_minor), reason=event.reason
+            )
+        case events.HoldPlaced():
+            return pb.HoldPlaced(
+                hold_id=event.hold_id,
+                amount=money(event.currency_code, event.amount_minor),
+                reference=event.reference,
+                place_time=timestamp(event.placed_at_us),
+                expire_time=timestamp(event.expires_at_us),
+            )
+        case events.HoldCaptured():
+            return pb.HoldCaptured(
+                hold_id=event.hold_id,
+                captured_amount=money(currency_code, event.captured_minor),
+                released_amount=money(currency_code, event.released_minor),
+                obligation_id=event.obligation_id,
+                capture_time=timestamp(event.captured_at_us),
+            )
+        case events.HoldReleased():
+            return pb.HoldReleased(
+                hold_id=event.hold_id,
+                fulfilled=event.fulfilled,
+                release_time=timestamp(event.released_at_us),
+            )
+        case events.HoldExpired():
+            return pb.HoldExpired(hold_id=event.hold_id, expire_time=timestamp(event.expired_at_us))
+        case events.ObligationCreated():
+            return pb.ObligationCreated(
+                obligation_id=event.obligation_id,
+                amount_due=money(event.currency_code, event.amount_due_minor),
+                due_time=timestamp(event.due_at_us),
+                purpose=event.purpose,
+                reference=event.reference,
+                hold_id=event.hold_id,
+                create_time=timestamp(event.created_at_us),
+            )
+        case events.PaymentRecorded():
+            return pb.PaymentRecorded(
+                obligation_id=event.obligation_id,
+                amount=money(currency_code, event.amount_minor),
+                paid_time=timestamp(event.paid_at_us),
+            )
+        case events.ObligationClosed():
+            return pb.ObligationClosed(
+                obligation_id=event.obligation_id,
+                outcome=_OUTCOMES[event.outcome],
+                days_late=event.days_late,
+                close_time=timestamp(event.closed_at_us),
+            )
+        case events.CreditLineReported():
+            return pb.CreditLineReported(
+                partner_id=event.partner_id,
+                credit_line=money(event.currency_code, event.amount_minor),
+            )
+        case events.StatementReported():
+            return pb.StatementReported(
+                partner_id=event.partner_id,
+                statement=pb.Statement(
+                    period=pb.StatementPeriod(year=event.year, month=event.month),
+                    balance=money(event.currency_code, event.balance_minor),
+                    amount_paid=money(event.currency_code, event.amount_paid_minor),
+                    repayment_status=_REPAYMENT_STATUSES[event.repayment_status],
+                    months_late=event.months_late,
+                ),
+            )
 
 
 def verification_message(report: VerificationReport) -> pb.VerifyChainResponse:

@@ -55,6 +55,7 @@ from services.ledger.service.page_tokens import (
 )
 from services.ledger.service.ports import LedgerStorage, ReadTransaction
 from services.ledger.service.retry import RetryPolicy, with_retries
+from services.ledger.service.typed_entries import TypedEntry, typed_entries
 from services.ledger.service.write_unit import RequestScope, WriteUnit
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
@@ -76,7 +77,7 @@ EXPIRY_METHOD = "ExpireHold"
 
 @dataclass(frozen=True, slots=True)
 class EntryPage:
-    entries: tuple[JournalEntry, ...]
+    entries: tuple[TypedEntry, ...]
     # Empty when there are no more entries.
     next_page_token: str
 
@@ -395,16 +396,16 @@ class LedgerService:
                 )
             else:
                 entries = reader.entries_after(token.after_global_sequence, page_size + 1)
-        page = entries[:page_size]
+            page = typed_entries(entries[:page_size], reader)
         if len(entries) <= page_size:
             return EntryPage(tuple(page), next_page_token="")
-        last = page[-1]
+        last = page[-1].entry
         next_token = EntryPageToken(user_id, last.global_sequence, last.user_sequence)
         return EntryPage(tuple(page), next_page_token=encode_page_token(next_token))
 
     def watch_entries(
         self, after_global_sequence: int, should_continue: Callable[[], bool]
-    ) -> Iterator[JournalEntry]:
+    ) -> Iterator[TypedEntry]:
         """Entries after the given global sequence: the backlog page by page, then new ones as
         they commit, until `should_continue()` turns false or the service closes.
 
@@ -429,11 +430,11 @@ class LedgerService:
             # Taken before reading, so a commit between the read and the wait is not missed.
             publications_seen = self.notifier.publications
             with self._storage.read() as reader:
-                entries = reader.entries_after(cursor, WATCH_PAGE_SIZE)
+                entries = typed_entries(reader.entries_after(cursor, WATCH_PAGE_SIZE), reader)
             if entries:
-                assert entries[0].global_sequence > cursor
+                assert entries[0].entry.global_sequence > cursor
                 yield from entries
-                cursor = entries[-1].global_sequence
+                cursor = entries[-1].entry.global_sequence
             else:
                 self.notifier.wait_for_publication_after(
                     publications_seen, self._watch_poll_interval_s
