@@ -37,8 +37,8 @@ class LedgerServiceStub:
     is a name of ErrorReason (error_reason.proto says which code each reason comes with). An
     INVALID_ARGUMENT lists every offending field of the request at once in a google.rpc.BadRequest,
     each FieldViolation with its field's path and a reason of its own; the ErrorInfo's reason is
-    the first violation's. Any mutation may also fail with UNAVAILABLE (STORAGE_CONTENDED,
-    STORAGE_UNAVAILABLE). Clients retry only UNAVAILABLE, always with the same request_id.
+    the first violation's. Any call may also fail with UNAVAILABLE (STORAGE_UNAVAILABLE, and for a
+    mutation STORAGE_CONTENDED). Clients retry only UNAVAILABLE, always with the same request_id.
 
     Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
     partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
@@ -149,8 +149,8 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     is a name of ErrorReason (error_reason.proto says which code each reason comes with). An
     INVALID_ARGUMENT lists every offending field of the request at once in a google.rpc.BadRequest,
     each FieldViolation with its field's path and a reason of its own; the ErrorInfo's reason is
-    the first violation's. Any mutation may also fail with UNAVAILABLE (STORAGE_CONTENDED,
-    STORAGE_UNAVAILABLE). Clients retry only UNAVAILABLE, always with the same request_id.
+    the first violation's. Any call may also fail with UNAVAILABLE (STORAGE_UNAVAILABLE, and for a
+    mutation STORAGE_CONTENDED). Clients retry only UNAVAILABLE, always with the same request_id.
 
     Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
     partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
@@ -257,8 +257,8 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     is a name of ErrorReason (error_reason.proto says which code each reason comes with). An
     INVALID_ARGUMENT lists every offending field of the request at once in a google.rpc.BadRequest,
     each FieldViolation with its field's path and a reason of its own; the ErrorInfo's reason is
-    the first violation's. Any mutation may also fail with UNAVAILABLE (STORAGE_CONTENDED,
-    STORAGE_UNAVAILABLE). Clients retry only UNAVAILABLE, always with the same request_id.
+    the first violation's. Any call may also fail with UNAVAILABLE (STORAGE_UNAVAILABLE, and for a
+    mutation STORAGE_CONTENDED). Clients retry only UNAVAILABLE, always with the same request_id.
 
     Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
     partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
