@@ -9,7 +9,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTO_DEPS := var/proto-deps
 GOOGLEAPIS_PROTOS = $(shell $(BIN)/python -c "import pathlib, google.api.field_behavior_pb2 as m; print(pathlib.Path(m.__file__).parents[2])")
 
-.PHONY: install run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger train evaluate score-csv bench-score simulate clean
+.PHONY: install run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger bench-validation train evaluate score-csv bench-score simulate clean
 
 $(INSTALLED): pyproject.toml gen/python/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ replay: $(INSTALLED)
 ## bench-ledger: pgbench baseline, then the ledger through gRPC on PostgreSQL and SQLite
 bench-ledger: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.bench_ledger $(BENCH_ARGS)
+
+## bench-validation: protovalidate against the ledger's hand-written request validation
+bench-validation: $(INSTALLED)
+	$(BIN)/python -m tests.benchmarks.bench_validation $(BENCH_ARGS)
 
 ## train: train the score model from data/taiwan-credit and write services/score/models/<version>/
 train: $(INSTALLED)

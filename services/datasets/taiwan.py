@@ -346,7 +346,7 @@ def to_credit_history(row: TaiwanRow) -> ledger_service_pb2.GetCreditHistoryResp
         credit_line=_money(row.credit_line_dollars),
         statements=[_statement(month) for month in row.months],
     )
-    history.as_of.FromDatetime(STATEMENTS_AS_OF)
+    history.as_of_time.FromDatetime(STATEMENTS_AS_OF)
     return history
 
 
@@ -355,7 +355,7 @@ def credit_history_request(user_id: str) -> ledger_service_pb2.GetCreditHistoryR
     request = ledger_service_pb2.GetCreditHistoryRequest(
         user_id=user_id, max_statements=STATEMENT_COUNT
     )
-    request.as_of.FromDatetime(STATEMENTS_AS_OF)
+    request.as_of_time.FromDatetime(STATEMENTS_AS_OF)
     return request
 
 

@@ -1,20 +1,24 @@
 """Translation between the protobuf messages of sesame.ledger.v1 and the ledger's domain.
 
 Requests become commands field by field (an unset message field becomes None, so validation can
-say it is required); what only protobuf can get wrong (a timestamp out of range, an enum number
-the contract does not define) is reported here, as INVALID_ARGUMENT on the field.
+say it is required). What only protobuf can get wrong (a timestamp out of range, a duration that
+is not one, an enum number the contract does not define) is found here; such a field becomes
+None too, and the request is then checked whole at once: its problems are reported together
+with everything the request's validation finds, as one INVALID_ARGUMENT (see `RequestReader`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from google.protobuf import duration_pb2, timestamp_pb2
 from sesame.ledger.v1 import ledger_service_pb2 as pb
 from sesame.type.v1 import money_pb2
 
+from services.common.errors import FieldViolation
 from services.common.money import Money
 from services.common.validation import Violations
-from services.ledger.domain import commands, reasons
-from services.ledger.domain.journal import JournalEntry
+from services.ledger.domain import commands, events, reasons, validation
 from services.ledger.domain.records import (
     MICROSECONDS_PER_SECOND,
     CreditLine,
@@ -34,12 +38,15 @@ from services.ledger.domain.results import (
     PartnerReportResult,
 )
 from services.ledger.domain.verification import ChainMismatch, MismatchKind, VerificationReport
+from services.ledger.service.typed_entries import TypedEntry
 
 # The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 _TIMESTAMP_SECONDS_MIN = -62_135_596_800
 _TIMESTAMP_SECONDS_MAX = 253_402_300_799
 _NANOS_PER_MICROSECOND = 1000
 _NANOS_PER_SECOND = 1_000_000_000
+# The range google.protobuf.Duration allows: about 10,000 years either way.
+_DURATION_SECONDS_MAX = 315_576_000_000
 
 _HOLD_STATES = {
     HoldState.OPEN: pb.HOLD_STATE_OPEN,
@@ -68,6 +75,18 @@ _REPAYMENT_STATUSES = {
 _REPAYMENT_STATUSES_BY_NUMBER: dict[int, RepaymentStatus] = {
     number: status for status, number in _REPAYMENT_STATUSES.items()
 }
+EventMessage = (
+    pb.CapacitySet
+    | pb.HoldPlaced
+    | pb.HoldCaptured
+    | pb.HoldReleased
+    | pb.HoldExpired
+    | pb.ObligationCreated
+    | pb.PaymentRecorded
+    | pb.ObligationClosed
+    | pb.CreditLineReported
+    | pb.StatementReported
+)
 _MISMATCH_KINDS = {
     MismatchKind.HASH: pb.CHAIN_MISMATCH_KIND_HASH,
     MismatchKind.PREVIOUS_HASH: pb.CHAIN_MISMATCH_KIND_PREVIOUS_HASH,
@@ -81,28 +100,44 @@ _MISMATCH_KINDS = {
 
 
 class RequestReader:
-    """Reads request fields into domain values, collecting what protobuf got wrong."""
+    """Reads request fields into domain values, keeping the problems of those it cannot read.
+
+    A field that cannot be read is given to the command as unset. `finish` then reports every
+    problem of the request at once: the unreadable fields' own, each where the request's
+    validation (which sees the field unset and would call it required) names it, and the rest of
+    what that validation finds. When every field was read, `finish` returns and leaves the
+    validation to the service, so a valid request is checked once.
+    """
 
     def __init__(self) -> None:
-        self.violations = Violations()
+        self._unreadable: dict[str, FieldViolation] = {}
 
     def timestamp_us(self, field: str, timestamp: timestamp_pb2.Timestamp) -> int | None:
         in_range = _TIMESTAMP_SECONDS_MIN <= timestamp.seconds <= _TIMESTAMP_SECONDS_MAX
         if not in_range or not 0 <= timestamp.nanos < _NANOS_PER_SECOND:
-            self.violations.add(
-                field, reasons.TIMESTAMP_INVALID, "must be between years 1 and 9999 UTC"
-            )
+            self._unread(field, reasons.TIMESTAMP_INVALID, "must be between years 1 and 9999 UTC")
             return None
         return (
             timestamp.seconds * MICROSECONDS_PER_SECOND + timestamp.nanos // _NANOS_PER_MICROSECOND
         )
+
+    def duration_us(self, field: str, duration: duration_pb2.Duration) -> int | None:
+        """Whole microseconds, finer parts dropped (towards zero, as the Duration's sign)."""
+        seconds, nanos = duration.seconds, duration.nanos
+        in_range = abs(seconds) <= _DURATION_SECONDS_MAX and abs(nanos) < _NANOS_PER_SECOND
+        if not in_range or (seconds > 0 > nanos) or (seconds < 0 < nanos):
+            self._unread(field, reasons.DURATION_INVALID, "is not a valid google.protobuf.Duration")
+            return None
+        microseconds = abs(nanos) // _NANOS_PER_MICROSECOND
+        return seconds * MICROSECONDS_PER_SECOND + (microseconds if nanos >= 0 else -microseconds)
 
     def outcome(self, field: str, number: int) -> ObligationOutcome | None:
         if number == pb.OBLIGATION_OUTCOME_UNSPECIFIED:
             return None
         outcome = _OUTCOMES_BY_NUMBER.get(number)
         if outcome is None:
-            self.violations.add(field, reasons.ENUM_VALUE_INVALID, f"{number} is not an outcome")
+            self._unread(field, reasons.ENUM_VALUE_INVALID, f"{number} is not an outcome")
+            return None
         return outcome
 
     def repayment_status(self, field: str, number: int) -> RepaymentStatus | None:
@@ -110,21 +145,50 @@ class RequestReader:
             return None
         status = _REPAYMENT_STATUSES_BY_NUMBER.get(number)
         if status is None:
-            self.violations.add(
-                field, reasons.ENUM_VALUE_INVALID, f"{number} is not a repayment status"
-            )
+            self._unread(field, reasons.ENUM_VALUE_INVALID, f"{number} is not a repayment status")
+            return None
         return status
 
-    def finish(self) -> None:
-        self.violations.raise_if_any()
+    def finish(self, check: Callable[[Violations], None]) -> None:
+        """Raises every problem of the request when a field could not be read; `check` is the
+        request's validation, run into the same violations."""
+        if not self._unreadable:
+            return
+        violations = _ViolationsAfterReading(self._unreadable)
+        check(violations)
+        violations.raise_if_any()
+
+    def _unread(self, field: str, reason: str, description: str) -> None:
+        self._unreadable[field] = FieldViolation(field, description, reason)
+
+
+class _ViolationsAfterReading(Violations):
+    """The violations of a request some fields of which could not be read. Validation sees those
+    fields unset: what it says of one is replaced by why it could not be read, and the fields it
+    says nothing of (an optional time, say) are reported after everything it found."""
+
+    def __init__(self, unreadable: dict[str, FieldViolation]) -> None:
+        super().__init__()
+        self._unreported = dict(unreadable)
+        self._unreadable_fields = frozenset(unreadable)
+
+    def add(self, field: str, reason: str, description: str) -> None:
+        if field not in self._unreadable_fields:
+            super().add(field, reason, description)
+            return
+        unreadable = self._unreported.pop(field, None)
+        if unreadable is not None:
+            super().add(unreadable.field, unreadable.reason, unreadable.description)
+
+    def raise_if_any(self) -> None:
+        for unreadable in self._unreported.values():
+            super().add(unreadable.field, unreadable.reason, unreadable.description)
+        self._unreported.clear()
+        super().raise_if_any()
 
 
 def _money(message: money_pb2.Money) -> Money:
     return Money(currency_code=message.currency_code, amount_minor=message.amount_minor)
-
-
-def _duration_us(duration: duration_pb2.Duration) -> int:
-    return duration.seconds * MICROSECONDS_PER_SECOND + int(duration.nanos / _NANOS_PER_MICROSECOND)
 
 
 def set_waiver_capacity_command(request: pb.SetWaiverCapacityRequest) -> commands.SetWaiverCapacity:
@@ -137,13 +201,20 @@ def set_waiver_capacity_command(request: pb.SetWaiverCapacityRequest) -> command
 
 
 def place_hold_command(request: pb.PlaceHoldRequest) -> commands.PlaceHold:
-    return commands.PlaceHold(
+    reader = RequestReader()
+    command = commands.PlaceHold(
         request_id=request.request_id,
         user_id=request.user_id,
         amount=_money(request.amount) if request.HasField("amount") else None,
-        expires_in_us=_duration_us(request.expires_in) if request.HasField("expires_in") else None,
+        expires_in_us=(
+            reader.duration_us("expires_in", request.expires_in)
+            if request.HasField("expires_in")
+            else None
+        ),
         reference=request.reference,
     )
+    reader.finish(lambda violations: validation.check_place_hold(violations, command))
+    return command
 
 
 def capture_hold_command(request: pb.CaptureHoldRequest) -> commands.CaptureHold:
@@ -151,18 +222,19 @@ def capture_hold_command(request: pb.CaptureHoldRequest) -> commands.CaptureHold
     terms = None
     if request.HasField("obligation"):
         due_at_us = (
-            reader.timestamp_us("obligation.due_at", request.obligation.due_at)
-            if request.obligation.HasField("due_at")
+            reader.timestamp_us("obligation.due_time", request.obligation.due_time)
+            if request.obligation.HasField("due_time")
             else None
         )
         terms = commands.ObligationTerms(due_at_us=due_at_us, purpose=request.obligation.purpose)
-    reader.finish()
-    return commands.CaptureHold(
+    command = commands.CaptureHold(
         request_id=request.request_id,
         hold_id=request.hold_id,
         amount=_money(request.amount) if request.HasField("amount") else None,
         obligation=terms,
     )
+    reader.finish(lambda violations: validation.check_capture_hold(violations, command))
+    return command
 
 
 def release_hold_command(request: pb.ReleaseHoldRequest) -> commands.ReleaseHold:
@@ -173,62 +245,70 @@ def release_hold_command(request: pb.ReleaseHoldRequest) -> commands.ReleaseHold
 
 def create_obligation_command(request: pb.CreateObligationRequest) -> commands.CreateObligation:
     reader = RequestReader()
-    due_at_us = (
-        reader.timestamp_us("due_at", request.due_at) if request.HasField("due_at") else None
-    )
-    reader.finish()
-    return commands.CreateObligation(
+    command = commands.CreateObligation(
         request_id=request.request_id,
         user_id=request.user_id,
         amount_due=_money(request.amount_due) if request.HasField("amount_due") else None,
-        due_at_us=due_at_us,
+        due_at_us=(
+            reader.timestamp_us("due_time", request.due_time)
+            if request.HasField("due_time")
+            else None
+        ),
         purpose=request.purpose,
         reference=request.reference,
     )
+    reader.finish(lambda violations: validation.check_create_obligation(violations, command))
+    return command
 
 
 def record_payment_command(request: pb.RecordPaymentRequest) -> commands.RecordPayment:
     reader = RequestReader()
-    paid_at_us = (
-        reader.timestamp_us("paid_at", request.paid_at) if request.HasField("paid_at") else None
-    )
-    reader.finish()
-    return commands.RecordPayment(
+    command = commands.RecordPayment(
         request_id=request.request_id,
         obligation_id=request.obligation_id,
         amount=_money(request.amount) if request.HasField("amount") else None,
-        paid_at_us=paid_at_us,
+        paid_at_us=(
+            reader.timestamp_us("paid_time", request.paid_time)
+            if request.HasField("paid_time")
+            else None
+        ),
     )
+    reader.finish(lambda violations: validation.check_record_payment(violations, command))
+    return command
 
 
 def close_obligation_command(request: pb.CloseObligationRequest) -> commands.CloseObligation:
     reader = RequestReader()
-    outcome = reader.outcome("outcome", request.outcome)
-    closed_at_us = (
-        reader.timestamp_us("closed_at", request.closed_at)
-        if request.HasField("closed_at")
-        else None
-    )
-    reader.finish()
-    return commands.CloseObligation(
+    command = commands.CloseObligation(
         request_id=request.request_id,
         obligation_id=request.obligation_id,
-        outcome=outcome,
+        outcome=reader.outcome("outcome", request.outcome),
         days_late=request.days_late,
-        closed_at_us=closed_at_us,
+        closed_at_us=(
+            reader.timestamp_us("close_time", request.close_time)
+            if request.HasField("close_time")
+            else None
+        ),
     )
+    reader.finish(lambda violations: validation.check_close_obligation(violations, command))
+    return command
 
 
 def record_partner_statements_command(
     request: pb.RecordPartnerStatementsRequest,
 ) -> commands.RecordPartnerStatements:
     reader = RequestReader()
-    reports = tuple(
-        _partner_report(reader, f"reports[{index}]", report)
-        for index, report in enumerate(request.reports)
+    command = commands.RecordPartnerStatements(
+        request_id=request.request_id,
+        reports=tuple(
+            _partner_report(reader, f"reports[{index}]", report)
+            for index, report in enumerate(request.reports)
+        ),
     )
-    reader.finish()
-    return commands.RecordPartnerStatements(request_id=request.request_id, reports=reports)
+    reader.finish(
+        lambda violations: validation.check_record_partner_statements(violations, command)
+    )
+    return command
 
 
 def _partner_report(
@@ -265,11 +345,16 @@ def _statement_report(
 
 
 def as_of_us(request: pb.GetCreditHistoryRequest) -> int | None:
-    if not request.HasField("as_of"):
+    """The request's as_of_time; an unreadable one is reported with the request's other problems."""
+    if not request.HasField("as_of_time"):
         return None
     reader = RequestReader()
-    value = reader.timestamp_us("as_of", request.as_of)
-    reader.finish()
+    value = reader.timestamp_us("as_of_time", request.as_of_time)
+    reader.finish(
+        lambda violations: validation.check_credit_history_query(
+            violations, request.user_id, request.max_statements
+        )
+    )
     return value
 
 
@@ -294,13 +379,13 @@ def hold_message(hold: Hold) -> pb.Hold:
         state=_HOLD_STATES[hold.state],
         captured_amount=money(hold.currency_code, hold.captured_minor),
         reference=hold.reference,
-        placed_at=timestamp(hold.placed_at_us),
-        expires_at=timestamp(hold.expires_at_us),
+        place_time=timestamp(hold.placed_at_us),
+        expire_time=timestamp(hold.expires_at_us),
         obligation_id=hold.obligation_id,
         fulfilled=hold.fulfilled,
     )
     if hold.resolved_at_us is not None:
-        message.resolved_at.CopyFrom(timestamp(hold.resolved_at_us))
+        message.resolve_time.CopyFrom(timestamp(hold.resolved_at_us))
     return message
 
 
@@ -310,18 +395,18 @@ def obligation_message(obligation: Obligation) -> pb.Obligation:
         user_id=obligation.user_id,
         amount_due=money(obligation.currency_code, obligation.amount_due_minor),
         amount_paid=money(obligation.currency_code, obligation.amount_paid_minor),
-        due_at=timestamp(obligation.due_at_us),
+        due_time=timestamp(obligation.due_at_us),
         purpose=obligation.purpose,
         reference=obligation.reference,
         state=_OBLIGATION_STATES[obligation.state],
         days_late=obligation.days_late,
-        created_at=timestamp(obligation.created_at_us),
+        create_time=timestamp(obligation.created_at_us),
         hold_id=obligation.hold_id,
     )
     if obligation.outcome is not None:
         message.outcome = _OUTCOMES[obligation.outcome]
     if obligation.closed_at_us is not None:
-        message.closed_at.CopyFrom(timestamp(obligation.closed_at_us))
+        message.close_time.CopyFrom(timestamp(obligation.closed_at_us))
     return message
 
 
@@ -377,7 +462,7 @@ def credit_history_message(history: CreditHistory) -> pb.GetCreditHistoryRespons
         user_id=history.user_id,
         statements=[statement_message(statement) for statement in history.statements],
         obligations=[obligation_message(obligation) for obligation in history.obligations],
-        as_of=timestamp(history.as_of_us),
+        as_of_time=timestamp(history.as_of_us),
         last_user_sequence=history.last_user_sequence,
         last_global_sequence=history.last_global_sequence,
     )
@@ -390,8 +475,9 @@ def _credit_line_money(credit_line: CreditLine) -> money_pb2.Money:
     return money(credit_line.currency_code, credit_line.amount_minor)
 
 
-def entry_message(entry: JournalEntry) -> pb.Entry:
-    return pb.Entry(
+def entry_message(typed: TypedEntry) -> pb.Entry:
+    entry = typed.entry
+    message = pb.Entry(
         global_sequence=entry.global_sequence,
         user_id=entry.user_id,
         user_sequence=entry.user_sequence,
@@ -401,8 +487,86 @@ def entry_message(entry: JournalEntry) -> pb.Entry:
         request_hash=entry.request_hash,
         previous_hash=entry.previous_hash,
         hash=entry.hash,
-        recorded_at=timestamp(entry.recorded_at_us),
+        record_time=timestamp(entry.recorded_at_us),
     )
+    if typed.event is not None:
+        # The oneof's cases are named after the entry types: ENTRY_TYPE_HOLD_PLACED is
+        # `hold_placed`.
+        case = getattr(message, typed.event.entry_type.value.lower())
+        case.CopyFrom(event_message(typed.event, typed.currency_code))
+    return message
+
+
+def event_message(event: events.Event, currency_code: str) -> EventMessage:
+    """The typed form of an event; `currency_code` is that of its amounts (see TypedEntry)."""
+    match event:
+        case events.CapacitySet():
+            return pb.CapacitySet(
+                capacity=money(event.currency_code, event.capacity_minor), reason=event.reason
+            )
+        case events.HoldPlaced():
+            return pb.HoldPlaced(
+                hold_id=event.hold_id,
+                amount=money(event.currency_code, event.amount_minor),
+                reference=event.reference,
+                place_time=timestamp(event.placed_at_us),
+                expire_time=timestamp(event.expires_at_us),
+            )
+        case events.HoldCaptured():
+            return pb.HoldCaptured(
+                hold_id=event.hold_id,
+                captured_amount=money(currency_code, event.captured_minor),
+                released_amount=money(currency_code, event.released_minor),
+                obligation_id=event.obligation_id,
+                capture_time=timestamp(event.captured_at_us),
+            )
+        case events.HoldReleased():
+            return pb.HoldReleased(
+                hold_id=event.hold_id,
+                fulfilled=event.fulfilled,
+                release_time=timestamp(event.released_at_us),
+            )
+        case events.HoldExpired():
+            return pb.HoldExpired(hold_id=event.hold_id, expire_time=timestamp(event.expired_at_us))
+        case events.ObligationCreated():
+            return pb.ObligationCreated(
+                obligation_id=event.obligation_id,
+                amount_due=money(event.currency_code, event.amount_due_minor),
+                due_time=timestamp(event.due_at_us),
+                purpose=event.purpose,
+                reference=event.reference,
+                hold_id=event.hold_id,
+                create_time=timestamp(event.created_at_us),
+            )
+        case events.PaymentRecorded():
+            return pb.PaymentRecorded(
+                obligation_id=event.obligation_id,
+                amount=money(currency_code, event.amount_minor),
+                paid_time=timestamp(event.paid_at_us),
+            )
+        case events.ObligationClosed():
+            return pb.ObligationClosed(
+                obligation_id=event.obligation_id,
+                outcome=_OUTCOMES[event.outcome],
+                days_late=event.days_late,
+                close_time=timestamp(event.closed_at_us),
+            )
+        case events.CreditLineReported():
+            return pb.CreditLineReported(
+                partner_id=event.partner_id,
+                credit_line=money(event.currency_code, event.amount_minor),
+            )
+        case events.StatementReported():
+            return pb.StatementReported(
+                partner_id=event.partner_id,
+                statement=pb.Statement(
+                    period=pb.StatementPeriod(year=event.year, month=event.month),
+                    balance=money(event.currency_code, event.balance_minor),
+                    amount_paid=money(event.currency_code, event.amount_paid_minor),
+                    repayment_status=_REPAYMENT_STATUSES[event.repayment_status],
+                    months_late=event.months_late,
+                ),
+            )
 
 
 def verification_message(report: VerificationReport) -> pb.VerifyChainResponse:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.ledger.domain.canonical import canonical_entry, chain_hash, plain_canonical_json
-from services.ledger.domain.events import Event, event_payload
+from services.ledger.domain.events import Event, decode_event, event_payload
 from services.ledger.domain.records import ChainHead
 
 
@@ -113,3 +114,12 @@ def recomputed_hash(entry: JournalEntry) -> str:
         recorded_at_us=entry.recorded_at_us,
     )
     return chain_hash(entry.previous_hash, entry_bytes)
+
+
+def entry_event(entry: JournalEntry) -> Event | None:
+    """The event an entry records; None when its payload cannot be decoded (which verification
+    reports as a PROJECTION mismatch, so readers show the entry without it rather than fail)."""
+    try:
+        return decode_event(entry.entry_type, json.loads(entry.payload_json))
+    except ValueError:
+        return None

@@ -1,6 +1,7 @@
-"""Stable error reasons of the ledger (google.rpc.ErrorInfo.reason), the names of the contract's
-ErrorReason enum. Callers branch on them, so a published reason never changes; add new ones
-instead."""
+"""Stable error reasons of the ledger (google.rpc.ErrorInfo.reason): exactly the names of the
+contract's ErrorReason enum (protos/sesame/ledger/v1/error_reason.proto, which says the status
+code and meaning of each; a unit test keeps the two equal). Callers branch on them, so a
+published reason never changes; add new ones, here and in the enum, instead."""
 
 from typing import Final
 

@@ -1,6 +1,8 @@
 """Validation of commands: everything that can be said about a request without the ledger's state.
 
-Every problem found is reported at once (see `services.common.validation`).
+Every problem found is reported at once (see `services.common.validation`). Each `check_*` adds
+a request's problems to a `Violations` it is given, so that the API layer can report them with
+those it found itself in reading the request; each `validate_*` checks and raises.
 """
 
 from __future__ import annotations
@@ -24,19 +26,29 @@ STATEMENT_YEAR_MIN = 1900
 STATEMENT_YEAR_MAX = 9999
 STATEMENTS_PER_REPORT_MAX = 24
 REPORTS_PER_BATCH_MAX = 1000
+CREDIT_HISTORY_STATEMENTS_MAX = 24
 
 
 def validate_set_waiver_capacity(command: commands.SetWaiverCapacity) -> None:
     violations = Violations()
+    check_set_waiver_capacity(violations, command)
+    violations.raise_if_any()
+
+
+def check_set_waiver_capacity(violations: Violations, command: commands.SetWaiverCapacity) -> None:
     violations.request_id(command.request_id)
     violations.identifier("user_id", command.user_id)
     violations.money("capacity", command.capacity, Sign.NOT_NEGATIVE)
     violations.text("reason", command.reason, CAPACITY_REASON_LENGTH_MAX)
-    violations.raise_if_any()
 
 
 def validate_place_hold(command: commands.PlaceHold) -> None:
     violations = Violations()
+    check_place_hold(violations, command)
+    violations.raise_if_any()
+
+
+def check_place_hold(violations: Violations, command: commands.PlaceHold) -> None:
     violations.request_id(command.request_id)
     violations.identifier("user_id", command.user_id)
     violations.money("amount", command.amount, Sign.POSITIVE)
@@ -47,48 +59,68 @@ def validate_place_hold(command: commands.PlaceHold) -> None:
             "expires_in", reasons.DURATION_INVALID, "must be positive and at most 366 days"
         )
     violations.text("reference", command.reference, REFERENCE_LENGTH_MAX)
-    violations.raise_if_any()
 
 
 def validate_capture_hold(command: commands.CaptureHold) -> None:
     violations = Violations()
+    check_capture_hold(violations, command)
+    violations.raise_if_any()
+
+
+def check_capture_hold(violations: Violations, command: commands.CaptureHold) -> None:
     violations.request_id(command.request_id)
     violations.identifier("hold_id", command.hold_id)
     violations.money("amount", command.amount, Sign.POSITIVE)
     if command.obligation is not None:
-        violations.required("obligation.due_at", command.obligation.due_at_us)
+        violations.required("obligation.due_time", command.obligation.due_at_us)
         violations.text("obligation.purpose", command.obligation.purpose, PURPOSE_LENGTH_MAX)
-    violations.raise_if_any()
 
 
 def validate_release_hold(command: commands.ReleaseHold) -> None:
     violations = Violations()
+    check_release_hold(violations, command)
+    violations.raise_if_any()
+
+
+def check_release_hold(violations: Violations, command: commands.ReleaseHold) -> None:
     violations.request_id(command.request_id)
     violations.identifier("hold_id", command.hold_id)
-    violations.raise_if_any()
 
 
 def validate_create_obligation(command: commands.CreateObligation) -> None:
     violations = Violations()
+    check_create_obligation(violations, command)
+    violations.raise_if_any()
+
+
+def check_create_obligation(violations: Violations, command: commands.CreateObligation) -> None:
     violations.request_id(command.request_id)
     violations.identifier("user_id", command.user_id)
     violations.money("amount_due", command.amount_due, Sign.POSITIVE)
-    violations.required("due_at", command.due_at_us)
+    violations.required("due_time", command.due_at_us)
     violations.text("purpose", command.purpose, PURPOSE_LENGTH_MAX)
     violations.text("reference", command.reference, REFERENCE_LENGTH_MAX)
-    violations.raise_if_any()
 
 
 def validate_record_payment(command: commands.RecordPayment) -> None:
     violations = Violations()
+    check_record_payment(violations, command)
+    violations.raise_if_any()
+
+
+def check_record_payment(violations: Violations, command: commands.RecordPayment) -> None:
     violations.request_id(command.request_id)
     violations.identifier("obligation_id", command.obligation_id)
     violations.money("amount", command.amount, Sign.POSITIVE)
-    violations.raise_if_any()
 
 
 def validate_close_obligation(command: commands.CloseObligation) -> None:
     violations = Violations()
+    check_close_obligation(violations, command)
+    violations.raise_if_any()
+
+
+def check_close_obligation(violations: Violations, command: commands.CloseObligation) -> None:
     violations.request_id(command.request_id)
     violations.identifier("obligation_id", command.obligation_id)
     violations.required("outcome", command.outcome)
@@ -97,13 +129,20 @@ def validate_close_obligation(command: commands.CloseObligation) -> None:
             violations.add(
                 "days_late", reasons.DAYS_LATE_INVALID, f"must be 1 to {DAYS_LATE_MAX} when LATE"
             )
-    elif command.days_late != 0:
+    elif command.outcome is not None and command.days_late != 0:
+        # Without an outcome days_late cannot be judged: the missing outcome is the problem.
         violations.add("days_late", reasons.DAYS_LATE_INVALID, "must be zero unless LATE")
-    violations.raise_if_any()
 
 
 def validate_record_partner_statements(command: commands.RecordPartnerStatements) -> None:
     violations = Violations()
+    check_record_partner_statements(violations, command)
+    violations.raise_if_any()
+
+
+def check_record_partner_statements(
+    violations: Violations, command: commands.RecordPartnerStatements
+) -> None:
     violations.request_id(command.request_id)
     if not 1 <= len(command.reports) <= REPORTS_PER_BATCH_MAX:
         violations.add(
@@ -118,7 +157,6 @@ def validate_record_partner_statements(command: commands.RecordPartnerStatements
                 f"{field}.user_id", reasons.DUPLICATE_USER, "appears in more than one report"
             )
         seen_users.add(report.user_id)
-    violations.raise_if_any()
 
 
 def _check_partner_report(
@@ -182,7 +220,14 @@ def _check_statement(
                 reasons.MONTHS_LATE_INVALID,
                 f"must be 1 to {MONTHS_LATE_MAX} when LATE",
             )
-    elif statement.months_late != 0:
+    elif statement.repayment_status is not None and statement.months_late != 0:
+        # Without a status months_late cannot be judged: the missing status is the problem.
         violations.add(
             f"{field}.months_late", reasons.MONTHS_LATE_INVALID, "must be zero unless LATE"
         )
+
+
+def check_credit_history_query(violations: Violations, user_id: str, max_statements: int) -> None:
+    """GetCreditHistory's own fields: the user and how many statements (0 means the default)."""
+    violations.identifier("user_id", user_id)
+    violations.in_range("max_statements", max_statements, 0, CREDIT_HISTORY_STATEMENTS_MAX)

@@ -55,6 +55,7 @@ from services.ledger.service.page_tokens import (
 )
 from services.ledger.service.ports import LedgerStorage, ReadTransaction
 from services.ledger.service.retry import RetryPolicy, with_retries
+from services.ledger.service.typed_entries import TypedEntry, typed_entries
 from services.ledger.service.write_unit import RequestScope, WriteUnit
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
@@ -68,7 +69,6 @@ SWEEP_HOLDS_PER_TRANSACTION = 100
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 1000
 CREDIT_HISTORY_STATEMENTS_DEFAULT = 12
-CREDIT_HISTORY_STATEMENTS_MAX = 24
 CREDIT_HISTORY_OBLIGATIONS_MAX = 100
 WATCH_PAGE_SIZE = 500
 VERIFY_USERS_PER_CHUNK = 500
@@ -77,7 +77,7 @@ EXPIRY_METHOD = "ExpireHold"
 
 @dataclass(frozen=True, slots=True)
 class EntryPage:
-    entries: tuple[JournalEntry, ...]
+    entries: tuple[TypedEntry, ...]
     # Empty when there are no more entries.
     next_page_token: str
 
@@ -344,13 +344,7 @@ class LedgerService:
         self, user_id: str, as_of_us: int | None = None, max_statements: int = 0
     ) -> CreditHistory:
         violations = Violations()
-        violations.identifier("user_id", user_id)
-        if not 0 <= max_statements <= CREDIT_HISTORY_STATEMENTS_MAX:
-            violations.add(
-                "max_statements",
-                reasons.VALUE_OUT_OF_RANGE,
-                f"must be 0 to {CREDIT_HISTORY_STATEMENTS_MAX}",
-            )
+        validation.check_credit_history_query(violations, user_id, max_statements)
         violations.raise_if_any()
         as_of_us = self._clock.now_us() if as_of_us is None else as_of_us
         statements_max = max_statements or CREDIT_HISTORY_STATEMENTS_DEFAULT
@@ -387,13 +381,14 @@ class LedgerService:
             violations.identifier("user_id", user_id)
         if not 0 <= page_size <= PAGE_SIZE_MAX:
             violations.add("page_size", reasons.VALUE_OUT_OF_RANGE, f"must be 0 to {PAGE_SIZE_MAX}")
-        violations.raise_if_any()
-        page_size = page_size or PAGE_SIZE_DEFAULT
         token = (
-            decode_page_token(page_token, user_id)
+            decode_page_token(page_token, user_id, violations)
             if page_token
             else EntryPageToken(user_id=user_id, after_global_sequence=0, after_user_sequence=0)
         )
+        violations.raise_if_any()
+        assert token is not None, "an unreadable page token is a violation"
+        page_size = page_size or PAGE_SIZE_DEFAULT
         with self._storage.read() as reader:
             if user_id:
                 entries = reader.user_entries_after(
@@ -401,16 +396,16 @@ class LedgerService:
                 )
             else:
                 entries = reader.entries_after(token.after_global_sequence, page_size + 1)
-        page = entries[:page_size]
+            page = typed_entries(entries[:page_size], reader)
         if len(entries) <= page_size:
             return EntryPage(tuple(page), next_page_token="")
-        last = page[-1]
+        last = page[-1].entry
         next_token = EntryPageToken(user_id, last.global_sequence, last.user_sequence)
         return EntryPage(tuple(page), next_page_token=encode_page_token(next_token))
 
     def watch_entries(
         self, after_global_sequence: int, should_continue: Callable[[], bool]
-    ) -> Iterator[JournalEntry]:
+    ) -> Iterator[TypedEntry]:
         """Entries after the given global sequence: the backlog page by page, then new ones as
         they commit, until `should_continue()` turns false or the service closes.
 
@@ -435,11 +430,11 @@ class LedgerService:
             # Taken before reading, so a commit between the read and the wait is not missed.
             publications_seen = self.notifier.publications
             with self._storage.read() as reader:
-                entries = reader.entries_after(cursor, WATCH_PAGE_SIZE)
+                entries = typed_entries(reader.entries_after(cursor, WATCH_PAGE_SIZE), reader)
             if entries:
-                assert entries[0].global_sequence > cursor
+                assert entries[0].entry.global_sequence > cursor
                 yield from entries
-                cursor = entries[-1].global_sequence
+                cursor = entries[-1].entry.global_sequence
             else:
                 self.notifier.wait_for_publication_after(
                     publications_seen, self._watch_poll_interval_s

@@ -6,7 +6,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from services.common.errors import InvalidArgument
+from services.common.validation import Violations
 from services.ledger.domain import reasons
 from services.ledger.domain.canonical import (
     NotCanonicalError,
@@ -31,21 +31,25 @@ def encode_page_token(token: EntryPageToken) -> str:
     return base64.urlsafe_b64encode(canonical_bytes(to_plain(token))).decode("ascii")
 
 
-def decode_page_token(text: str, user_id: str) -> EntryPageToken:
-    """The token a previous page returned; INVALID_ARGUMENT on `page_token` otherwise."""
+def decode_page_token(text: str, user_id: str, violations: Violations) -> EntryPageToken | None:
+    """The token a previous page returned; None, with its problem added to `violations`
+    (PAGE_TOKEN_INVALID on `page_token`), when it is not one."""
     try:
         if len(text) > _TOKEN_LENGTH_MAX:
             raise ValueError("too long")
         plain = parse_canonical_json(base64.urlsafe_b64decode(text.encode("ascii")).decode("ascii"))
         token = from_plain(EntryPageToken, plain)
     except (ValueError, UnicodeError, binascii.Error, NotCanonicalError, DecodeError):
-        raise _invalid("is not a token this service issued") from None
+        _invalid(violations, "is not a token this service issued")
+        return None
     if token.user_id != user_id:
-        raise _invalid("was issued for a different user_id filter")
+        _invalid(violations, "was issued for a different user_id filter")
+        return None
     if token.after_global_sequence < 0 or token.after_user_sequence < 0:
-        raise _invalid("is not a token this service issued")
+        _invalid(violations, "is not a token this service issued")
+        return None
     return token
 
 
-def _invalid(description: str) -> InvalidArgument:
-    return InvalidArgument.for_field("page_token", description, reason=reasons.PAGE_TOKEN_INVALID)
+def _invalid(violations: Violations, description: str) -> None:
+    violations.add("page_token", reasons.PAGE_TOKEN_INVALID, description)

@@ -44,14 +44,16 @@ class LedgerClient:
     def get_credit_history(self, user_id: str, as_of: datetime | None) -> LedgerHistory:
         request = ledger_service_pb2.GetCreditHistoryRequest(user_id=user_id)
         if as_of is not None:
-            request.as_of.CopyFrom(_timestamp(as_of))
+            request.as_of_time.CopyFrom(_timestamp(as_of))
         try:
             response = self._stub.GetCreditHistory(request, timeout=self._history_deadline_s)
         except grpc.RpcError as error:
             raise Unavailable(
                 "the ledger could not be read; retry later", reason=LEDGER_UNAVAILABLE
             ) from error
-        data_as_of = response.as_of.ToDatetime(tzinfo=UTC) if response.HasField("as_of") else None
+        data_as_of = (
+            response.as_of_time.ToDatetime(tzinfo=UTC) if response.HasField("as_of_time") else None
+        )
         return LedgerHistory(
             credit_history_from_proto(response), data_as_of, response.last_global_sequence
         )

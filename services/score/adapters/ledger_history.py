@@ -67,7 +67,9 @@ def credit_history_from_proto(
         credit_line_minor=credit_line_minor,
         statements=statements,
         obligations=tuple(_obligation(obligation) for obligation in response.obligations),
-        as_of=response.as_of.ToDatetime(tzinfo=UTC) if response.HasField("as_of") else None,
+        as_of=response.as_of_time.ToDatetime(tzinfo=UTC)
+        if response.HasField("as_of_time")
+        else None,
     )
 
 
@@ -126,7 +128,9 @@ def _obligation(obligation: ledger_service_pb2.Obligation) -> ObligationRecord:
     return ObligationRecord(
         amount_due_minor=obligation.amount_due.amount_minor,
         amount_paid_minor=obligation.amount_paid.amount_minor,
-        due_at=obligation.due_at.ToDatetime(tzinfo=UTC) if obligation.HasField("due_at") else None,
+        due_at=obligation.due_time.ToDatetime(tzinfo=UTC)
+        if obligation.HasField("due_time")
+        else None,
         outcome=outcome,
         days_late=obligation.days_late,
     )

@@ -121,7 +121,7 @@ class LedgerClient:
             request_id=request_id,
             hold_id=hold_id,
             amount=self._money(amount_minor),
-            obligation=pb.ObligationTerms(due_at=_timestamp(obligation_due_us), purpose=purpose),
+            obligation=pb.ObligationTerms(due_time=_timestamp(obligation_due_us), purpose=purpose),
         )
         response = self._call(self._stub.CaptureHold, request, deadline)
         return response.obligation.obligation_id
@@ -144,7 +144,7 @@ class LedgerClient:
             request_id=request_id,
             obligation_id=obligation_id,
             amount=self._money(amount_minor),
-            paid_at=_timestamp(paid_at_us),
+            paid_time=_timestamp(paid_at_us),
         )
         self._call(self._stub.RecordPayment, request, deadline)
 
@@ -172,7 +172,7 @@ class LedgerClient:
             obligation_id=obligation_id,
             outcome=_OUTCOMES[outcome],
             days_late=days_late,
-            closed_at=_timestamp(closed_at_us),
+            close_time=_timestamp(closed_at_us),
         )
         self._call(self._stub.CloseObligation, request, deadline)
 

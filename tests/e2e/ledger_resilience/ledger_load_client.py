@@ -172,7 +172,7 @@ def _run_thread(
                 request_id=request_id, hold_id=hold_id, amount=_money(capture_minor, currency)
             )
             if flag:
-                request.obligation.due_at.CopyFrom(OBLIGATION_DUE_AT)
+                request.obligation.due_time.CopyFrom(OBLIGATION_DUE_AT)
                 request.obligation.purpose = "rental fee"
             outcome = _call(stub.CaptureHold, request, deadline)
             record(detail | {"amount": capture_minor, "with_obligation": flag} | outcome)

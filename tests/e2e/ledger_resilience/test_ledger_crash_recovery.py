@@ -111,7 +111,7 @@ def operations_of(thread: int) -> list[Operation]:
             return remember
 
         capture_a = pb.CaptureHoldRequest(request_id=f"{prefix}-capture-a", amount=money(250))
-        capture_a.obligation.due_at.CopyFrom(DUE_AT)
+        capture_a.obligation.due_time.CopyFrom(DUE_AT)
         capture_a.obligation.purpose = "repair"
 
         def with_hold(request: Any, key: str) -> Callable[[dict[str, str]], Any]:
@@ -140,14 +140,14 @@ def operations_of(thread: int) -> list[Operation]:
 
         def payment(name: str, amount: int, *, prefix: str = prefix) -> Any:
             return pb.RecordPaymentRequest(
-                request_id=f"{prefix}-{name}", amount=money(amount), paid_at=PAID_AT
+                request_id=f"{prefix}-{name}", amount=money(amount), paid_time=PAID_AT
             )
 
         shared_obligation = pb.CreateObligationRequest(
             request_id=f"{prefix}-shared-obligation",
             user_id=SHARED_USER,
             amount_due=money(SHARED_OBLIGATION),
-            due_at=DUE_AT,
+            due_time=DUE_AT,
             purpose="shared",
         )
         # Cycle 0 reports the credit line and month 1; later cycles re-send the previous month
@@ -170,7 +170,7 @@ def operations_of(thread: int) -> list[Operation]:
             reason=f"cycle {cycle}",
         )
         close = pb.CloseObligationRequest(
-            request_id=f"{prefix}-close", outcome=pb.OBLIGATION_OUTCOME_ON_TIME, closed_at=PAID_AT
+            request_id=f"{prefix}-close", outcome=pb.OBLIGATION_OUTCOME_ON_TIME, close_time=PAID_AT
         )
         operations += [
             # Capacity 1000 + 100 * cycle while each earlier cycle left a hold of 100 open.

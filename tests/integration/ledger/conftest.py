@@ -247,7 +247,7 @@ class LedgerClient:
         )
         if due_in_s is not None:
             request.obligation.purpose = purpose
-            request.obligation.due_at.CopyFrom(self.timestamp_in(due_in_s))
+            request.obligation.due_time.CopyFrom(self.timestamp_in(due_in_s))
         return request
 
     def capture(self, hold_id: str, amount_minor: int, **options: Any) -> pb.CaptureHoldResponse:
@@ -271,7 +271,7 @@ class LedgerClient:
             amount_due=money(amount_minor),
             purpose=purpose,
         )
-        request.due_at.CopyFrom(self.timestamp_in(due_in_s))
+        request.due_time.CopyFrom(self.timestamp_in(due_in_s))
         return self.call("CreateObligation", request).obligation
 
     def pay(self, obligation_id: str, amount_minor: int) -> pb.Obligation:

@@ -10,7 +10,9 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from sesame.ledger.v1 import ledger_service_pb2 as pb
 from sesame.type.v1 import money_pb2
 
@@ -233,7 +235,7 @@ CASES = [
         ),
         INVALID,
         "FIELD_REQUIRED",
-        "obligation.due_at",
+        "obligation.due_time",
     ),
     Case(
         "unknown hold",
@@ -270,7 +272,7 @@ CASES = [
     Case(
         "obligation without request id",
         "CreateObligation",
-        pb.CreateObligationRequest(user_id="user-1", amount_due=cny(5), due_at=due_tomorrow()),
+        pb.CreateObligationRequest(user_id="user-1", amount_due=cny(5), due_time=due_tomorrow()),
         INVALID,
         "REQUEST_ID_REQUIRED",
         "request_id",
@@ -281,7 +283,7 @@ CASES = [
         pb.CreateObligationRequest(request_id="bad-1", user_id="user-1", amount_due=cny(5)),
         INVALID,
         "FIELD_REQUIRED",
-        "due_at",
+        "due_time",
     ),
     Case(
         "obligation due beyond year 9999",
@@ -290,11 +292,11 @@ CASES = [
             request_id="bad-1",
             user_id="user-1",
             amount_due=cny(5),
-            due_at=timestamp_pb2.Timestamp(seconds=253_402_300_800),
+            due_time=timestamp_pb2.Timestamp(seconds=253_402_300_800),
         ),
         INVALID,
         "TIMESTAMP_INVALID",
-        "due_at",
+        "due_time",
     ),
     Case(
         "payment without request id",
@@ -441,3 +443,153 @@ def test_control_characters_in_free_text_are_invalid(client):
     code, reason, fields = client.rejection(lambda: client.call("PlaceHold", request))
 
     assert (code, reason, fields) == (INVALID, "TEXT_INVALID", ("reference",))
+
+
+# ----------------------------------------------------------------------------------------------
+# Several bad fields at once: what the API layer reads (times, durations, enums, page tokens) is
+# reported together with what validation finds, each field with its own reason, in one error.
+
+YEAR_10000 = timestamp_pb2.Timestamp(seconds=253_402_300_800)
+
+
+def field_violations(call: Any) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
+    """The status code, ErrorInfo reason and (field, reason) of every BadRequest violation."""
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    status = rpc_status.from_call(raised.value)
+    assert status is not None
+    error_info, bad_request = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+    for detail in status.details:
+        if not detail.Unpack(error_info):
+            detail.Unpack(bad_request)
+    violations = tuple((item.field, item.reason) for item in bad_request.field_violations)
+    return raised.value.code(), error_info.reason, violations
+
+
+def test_a_bad_time_is_reported_with_every_other_bad_field(client):
+    request = pb.CreateObligationRequest(
+        user_id="user 1\n", amount_due=cny(0), due_time=YEAR_10000, purpose="p" * 257
+    )
+
+    code, reason, violations = field_violations(lambda: client.call("CreateObligation", request))
+
+    assert (code, reason) == (INVALID, "REQUEST_ID_REQUIRED")
+    assert violations == (
+        ("request_id", "REQUEST_ID_REQUIRED"),
+        ("user_id", "ID_INVALID"),
+        ("amount_due.amount_minor", "AMOUNT_NOT_POSITIVE"),
+        ("due_time", "TIMESTAMP_INVALID"),
+        ("purpose", "TEXT_TOO_LONG"),
+    )
+    assert client.entry_count() == 0
+
+
+def test_an_undefined_outcome_and_a_bad_close_time_are_reported_with_the_rest(client):
+    request = pb.CloseObligationRequest(
+        obligation_id="o" * 129,
+        outcome=9,
+        days_late=5,
+        close_time=timestamp_pb2.Timestamp(seconds=1_767_312_000, nanos=-1),
+    )
+
+    code, reason, violations = field_violations(lambda: client.call("CloseObligation", request))
+
+    # days_late cannot be judged without an outcome, so only the outcome is named for it.
+    assert (code, reason) == (INVALID, "REQUEST_ID_REQUIRED")
+    assert violations == (
+        ("request_id", "REQUEST_ID_REQUIRED"),
+        ("obligation_id", "ID_INVALID"),
+        ("outcome", "ENUM_VALUE_INVALID"),
+        ("close_time", "TIMESTAMP_INVALID"),
+    )
+
+
+def test_a_duration_that_is_not_one_is_reported_with_the_rest(client):
+    request = place_hold(user_id="", amount=cny(0, "CNY"))
+    request.expires_in.CopyFrom(duration_pb2.Duration(seconds=60, nanos=-1))
+
+    code, reason, violations = field_violations(lambda: client.call("PlaceHold", request))
+
+    assert (code, reason) == (INVALID, "FIELD_REQUIRED")
+    assert violations == (
+        ("user_id", "FIELD_REQUIRED"),
+        ("amount.amount_minor", "AMOUNT_NOT_POSITIVE"),
+        ("expires_in", "DURATION_INVALID"),
+    )
+    assert client.entry_count() == 0
+
+
+def test_a_capture_names_its_bad_due_time_and_its_bad_amount(client):
+    request = pb.CaptureHoldRequest(
+        request_id="bad-1",
+        hold_id="hold-1",
+        amount=cny(-1),
+        obligation=pb.ObligationTerms(due_time=YEAR_10000, purpose="fee\x00"),
+    )
+
+    code, reason, violations = field_violations(lambda: client.call("CaptureHold", request))
+
+    assert (code, reason) == (INVALID, "AMOUNT_NOT_POSITIVE")
+    assert violations == (
+        ("amount.amount_minor", "AMOUNT_NOT_POSITIVE"),
+        ("obligation.due_time", "TIMESTAMP_INVALID"),
+        ("obligation.purpose", "TEXT_INVALID"),
+    )
+
+
+def test_a_bad_paid_time_is_reported_with_the_missing_amount(client):
+    request = pb.RecordPaymentRequest(request_id="bad-1", obligation_id="o", paid_time=YEAR_10000)
+
+    code, reason, violations = field_violations(lambda: client.call("RecordPayment", request))
+
+    assert (code, reason) == (INVALID, "FIELD_REQUIRED")
+    assert violations == (("amount", "FIELD_REQUIRED"), ("paid_time", "TIMESTAMP_INVALID"))
+
+
+def test_an_undefined_repayment_status_is_reported_with_every_other_bad_statement(client):
+    request = statement_report(repayment_status=7, months_late=3)
+    second = request.reports[0].statements.add()
+    second.CopyFrom(request.reports[0].statements[0])
+    second.repayment_status, second.months_late = pb.REPAYMENT_STATUS_PAID_IN_FULL, 0
+    second.period.month = 13
+    request.reports.add().CopyFrom(request.reports[0])
+    request.reports[1].statements[1].period.month = 5
+
+    code, reason, violations = field_violations(
+        lambda: client.call("RecordPartnerStatements", request)
+    )
+
+    assert (code, reason) == (INVALID, "ENUM_VALUE_INVALID")
+    assert violations == (
+        ("reports[0].statements[0].repayment_status", "ENUM_VALUE_INVALID"),
+        ("reports[0].statements[1].period.month", "PERIOD_INVALID"),
+        ("reports[1].statements[0].repayment_status", "ENUM_VALUE_INVALID"),
+        ("reports[1].user_id", "DUPLICATE_USER"),
+    )
+    assert client.entry_count() == 0
+
+
+def test_a_bad_as_of_time_is_reported_with_the_other_bad_fields_of_a_read(client):
+    request = pb.GetCreditHistoryRequest(max_statements=25, as_of_time=YEAR_10000)
+
+    code, reason, violations = field_violations(lambda: client.call("GetCreditHistory", request))
+
+    assert (code, reason) == (INVALID, "FIELD_REQUIRED")
+    assert violations == (
+        ("user_id", "FIELD_REQUIRED"),
+        ("max_statements", "VALUE_OUT_OF_RANGE"),
+        ("as_of_time", "TIMESTAMP_INVALID"),
+    )
+
+
+def test_a_bad_page_token_is_reported_with_a_bad_page_size(client):
+    request = pb.ListEntriesRequest(user_id="user\t1", page_size=1001, page_token="not-a-token")
+
+    code, reason, violations = field_violations(lambda: client.call("ListEntries", request))
+
+    assert (code, reason) == (INVALID, "ID_INVALID")
+    assert violations == (
+        ("user_id", "ID_INVALID"),
+        ("page_size", "VALUE_OUT_OF_RANGE"),
+        ("page_token", "PAGE_TOKEN_INVALID"),
+    )

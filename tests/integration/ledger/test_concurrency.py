@@ -107,7 +107,7 @@ def test_concurrent_writers_keep_the_global_sequence_gap_free(two_ledgers):
 
     entries = two_ledgers[1].list_entries(page_size=1000).entries
     expected = len(two_ledgers) * THREADS_PER_LEDGER * ATTEMPTS_PER_THREAD
-    assert [entry.global_sequence for entry in entries] == list(range(1, expected + 1))
+    assert [typed.entry.global_sequence for typed in entries] == list(range(1, expected + 1))
     report = two_ledgers[0].verify_chain()
     assert report.intact
     assert report.entries_checked == expected

@@ -26,8 +26,8 @@ def test_a_placed_hold_uses_capacity(client):
     assert hold.state == pb.HOLD_STATE_OPEN
     assert hold.amount.amount_minor == 30_000
     assert hold.reference == "order-42"
-    assert hold.expires_at.seconds - hold.placed_at.seconds == HOUR_S
-    assert not hold.HasField("resolved_at")
+    assert hold.expire_time.seconds - hold.place_time.seconds == HOUR_S
+    assert not hold.HasField("resolve_time")
     summary = client.summary("user-1")
     assert summary.held.amount_minor == 30_000
     assert summary.available.amount_minor == 20_000
@@ -79,7 +79,7 @@ def test_capturing_part_of_a_hold_releases_the_rest(client):
 
     assert captured.state == pb.HOLD_STATE_CAPTURED
     assert captured.captured_amount.amount_minor == 12_000
-    assert captured.HasField("resolved_at")
+    assert captured.HasField("resolve_time")
     assert client.summary("user-1").held.amount_minor == 0
     assert client.summary("user-1").available.amount_minor == 50_000
 
@@ -156,7 +156,7 @@ def test_an_expired_hold_reads_as_expired_and_cannot_be_captured_before_the_swee
     code, reason, _ = client.rejection(lambda: client.capture(hold.hold_id, 1))
 
     assert seen.state == pb.HOLD_STATE_EXPIRED
-    assert seen.resolved_at == seen.expires_at
+    assert seen.resolve_time == seen.expire_time
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "HOLD_EXPIRED")
     code, reason, _ = client.rejection(lambda: client.release(hold.hold_id))
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "HOLD_EXPIRED")
@@ -185,7 +185,7 @@ def test_the_sweeper_journals_expiries_oldest_first_in_bounded_calls(client):
     for hold in holds:
         expired = client.get_hold(hold.hold_id)
         assert expired.state == pb.HOLD_STATE_EXPIRED
-        assert expired.resolved_at == expired.expires_at
+        assert expired.resolve_time == expired.expire_time
     assert client.get_hold(still_open.hold_id).state == pb.HOLD_STATE_OPEN
     assert client.summary("user-1").open_hold_count == 0
     assert client.verify().intact

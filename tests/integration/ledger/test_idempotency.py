@@ -49,7 +49,7 @@ def test_every_mutation_replays_its_stored_response(client):
     created = pb.CreateObligationRequest(
         request_id="created", user_id="user-1", amount_due=client.money(700)
     )
-    created.due_at.CopyFrom(client.timestamp_in(3600))
+    created.due_time.CopyFrom(client.timestamp_in(3600))
     replayed("CreateObligation", created)
     report = pb.PartnerReport(user_id="user-1", partner_id="bank", credit_line=client.money(9))
     replayed(
@@ -99,7 +99,7 @@ def test_the_same_request_id_for_another_method_is_aborted(client):
     obligation = pb.CreateObligationRequest(
         request_id=request.request_id, user_id="user-1", amount_due=client.money(5)
     )
-    obligation.due_at.CopyFrom(client.timestamp_in(60))
+    obligation.due_time.CopyFrom(client.timestamp_in(60))
 
     code, reason, _ = client.rejection(lambda: client.call("CreateObligation", obligation))
 

@@ -14,7 +14,7 @@ def test_an_obligation_is_created_open_and_counts_as_outstanding(client):
     assert obligation.amount_due.amount_minor == 8_000
     assert obligation.amount_paid.amount_minor == 0
     assert obligation.purpose == "power bank"
-    assert not obligation.HasField("closed_at")
+    assert not obligation.HasField("close_time")
     assert client.summary("user-1").outstanding.amount_minor == 8_000
 
 
@@ -64,7 +64,7 @@ def test_outcomes_are_counted_by_lateness(client):
         assert closed.state == pb.OBLIGATION_STATE_CLOSED
         assert closed.outcome == outcome
         assert closed.days_late == days_late
-        assert closed.HasField("closed_at")
+        assert closed.HasField("close_time")
     defaulted = client.create_obligation("user-1", 1_000)
     client.pay(defaulted.obligation_id, 400)
     client.close_obligation(defaulted.obligation_id, pb.OBLIGATION_OUTCOME_DEFAULTED)
@@ -147,8 +147,8 @@ def test_payment_and_closing_times_default_to_now_or_take_the_given_time(client)
         outcome=pb.OBLIGATION_OUTCOME_LATE,
         days_late=2,
     )
-    request.closed_at.CopyFrom(client.timestamp_in(3 * 86_400))
+    request.close_time.CopyFrom(client.timestamp_in(3 * 86_400))
 
     closed = client.call("CloseObligation", request).obligation
 
-    assert closed.closed_at == request.closed_at
+    assert closed.close_time == request.close_time

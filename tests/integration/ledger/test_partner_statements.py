@@ -44,7 +44,7 @@ def as_of(year, month, day=1):
 
 def history(client, user_id, at, max_statements=0):
     request = pb.GetCreditHistoryRequest(user_id=user_id, max_statements=max_statements)
-    request.as_of.CopyFrom(at)
+    request.as_of_time.CopyFrom(at)
     return client.call("GetCreditHistory", request)
 
 
@@ -117,7 +117,7 @@ def test_the_credit_history_counts_months_ended_by_as_of_newest_first(client):
     assert [s.period.month for s in by_mid_september.statements] == [8, 7, 6, 5, 4]
     assert [s.period.month for s in latest_three.statements] == [9, 8, 7]
     assert by_october.credit_line.amount_minor == 20_000_000
-    assert by_october.as_of == as_of(2005, 10)
+    assert by_october.as_of_time == as_of(2005, 10)
     assert by_october.last_user_sequence == 7
     assert by_october.last_global_sequence == 7
 

@@ -402,7 +402,7 @@ class LedgerStateMachine(RuleBasedStateMachine):
         token = ""
         for _ in range(10_000):
             page = self.service.list_entries(page_size=1000, page_token=token)
-            found.extend(page.entries)
+            found.extend(typed.entry for typed in page.entries)
             token = page.next_page_token
             if not token:
                 return found

@@ -341,7 +341,7 @@ def test_the_history_of_a_replayed_row_gives_back_every_value() -> None:
 def test_the_history_of_a_row_is_what_the_ledger_returns_for_its_report() -> None:
     for row in sample_rows():
         expected = history_the_ledger_would_return(to_partner_report(row))
-        expected.as_of.FromDatetime(datetime(2005, 10, 1, tzinfo=UTC))
+        expected.as_of_time.FromDatetime(datetime(2005, 10, 1, tzinfo=UTC))
 
         assert to_credit_history(row) == expected
 
@@ -428,5 +428,5 @@ def test_the_history_request_reads_six_statements_as_of_the_start_of_october_200
 
     assert request.user_id == "tw-27"
     assert request.max_statements == 6
-    assert request.as_of.ToDatetime(tzinfo=UTC) == datetime(2005, 10, 1, tzinfo=UTC)
+    assert request.as_of_time.ToDatetime(tzinfo=UTC) == datetime(2005, 10, 1, tzinfo=UTC)
     assert datetime(2005, 10, 1, tzinfo=UTC) == taiwan.STATEMENTS_AS_OF

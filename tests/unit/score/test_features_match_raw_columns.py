@@ -127,7 +127,7 @@ def test_the_history_used_in_training_is_the_one_the_ledger_returns_after_a_repl
                 reverse=True,
             ),
         )
-        ledger_answer.as_of.FromDatetime(taiwan.STATEMENTS_AS_OF)
+        ledger_answer.as_of_time.FromDatetime(taiwan.STATEMENTS_AS_OF)
 
         assert credit_history_from_proto(ledger_answer) == history_for_row(row)
 

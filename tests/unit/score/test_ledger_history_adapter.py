@@ -53,7 +53,7 @@ def test_credit_line_statements_obligations_and_as_of_are_mapped() -> None:
             )
         ],
     )
-    response.as_of.FromDatetime(datetime(2026, 11, 2, tzinfo=UTC))
+    response.as_of_time.FromDatetime(datetime(2026, 11, 2, tzinfo=UTC))
 
     history = credit_history_from_proto(response)
 

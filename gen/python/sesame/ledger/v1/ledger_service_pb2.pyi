@@ -37,7 +37,7 @@ class _HoldStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HoldState.V
     HOLD_STATE_RELEASED: _HoldState.ValueType  # 3
     """The hold was released in full."""
     HOLD_STATE_EXPIRED: _HoldState.ValueType  # 4
-    """The hold reached its expiry time while open and no longer uses capacity."""
+    """The hold reached its expire_time while open and no longer uses capacity."""
 
 class HoldState(_HoldState, metaclass=_HoldStateEnumTypeWrapper):
     """HoldState is where a hold is in its life. A hold leaves OPEN exactly once."""
@@ -51,7 +51,7 @@ HOLD_STATE_CAPTURED: HoldState.ValueType  # 2
 HOLD_STATE_RELEASED: HoldState.ValueType  # 3
 """The hold was released in full."""
 HOLD_STATE_EXPIRED: HoldState.ValueType  # 4
-"""The hold reached its expiry time while open and no longer uses capacity."""
+"""The hold reached its expire_time while open and no longer uses capacity."""
 Global___HoldState: _TypeAlias = HoldState  # noqa: Y015
 
 class _ObligationState:
@@ -147,51 +147,53 @@ class _EntryTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntryType.V
     ENTRY_TYPE_UNSPECIFIED: _EntryType.ValueType  # 0
     """Never used; every entry has a type."""
     ENTRY_TYPE_CAPACITY_SET: _EntryType.ValueType  # 1
-    """The waiver capacity was set."""
+    """The waiver capacity was set (CapacitySet)."""
     ENTRY_TYPE_HOLD_PLACED: _EntryType.ValueType  # 2
-    """A hold was placed."""
+    """A hold was placed (HoldPlaced)."""
     ENTRY_TYPE_HOLD_CAPTURED: _EntryType.ValueType  # 3
-    """A hold was captured (part or all; the rest released)."""
+    """A hold was captured, part or all, the rest released (HoldCaptured)."""
     ENTRY_TYPE_HOLD_RELEASED: _EntryType.ValueType  # 4
-    """A hold was released in full."""
+    """A hold was released in full (HoldReleased)."""
     ENTRY_TYPE_HOLD_EXPIRED: _EntryType.ValueType  # 5
-    """A hold expired."""
+    """A hold expired (HoldExpired)."""
     ENTRY_TYPE_OBLIGATION_CREATED: _EntryType.ValueType  # 6
-    """An obligation was created."""
+    """An obligation was created (ObligationCreated)."""
     ENTRY_TYPE_PAYMENT_RECORDED: _EntryType.ValueType  # 7
-    """A payment towards an obligation was recorded."""
+    """A payment towards an obligation was recorded (PaymentRecorded)."""
     ENTRY_TYPE_OBLIGATION_CLOSED: _EntryType.ValueType  # 8
-    """An obligation was closed with an outcome."""
+    """An obligation was closed with an outcome (ObligationClosed)."""
     ENTRY_TYPE_CREDIT_LINE_REPORTED: _EntryType.ValueType  # 9
-    """A partner reported the user's credit line."""
+    """A partner reported the user's credit line (CreditLineReported)."""
     ENTRY_TYPE_STATEMENT_REPORTED: _EntryType.ValueType  # 10
-    """A partner reported a monthly statement (or corrected one)."""
+    """A partner reported a monthly statement, or corrected one (StatementReported)."""
 
 class EntryType(_EntryType, metaclass=_EntryTypeEnumTypeWrapper):
-    """EntryType is the kind of fact a journal entry records."""
+    """EntryType is the kind of fact a journal entry records. Each has its event message, set in
+    Entry's `event` oneof.
+    """
 
 ENTRY_TYPE_UNSPECIFIED: EntryType.ValueType  # 0
 """Never used; every entry has a type."""
 ENTRY_TYPE_CAPACITY_SET: EntryType.ValueType  # 1
-"""The waiver capacity was set."""
+"""The waiver capacity was set (CapacitySet)."""
 ENTRY_TYPE_HOLD_PLACED: EntryType.ValueType  # 2
-"""A hold was placed."""
+"""A hold was placed (HoldPlaced)."""
 ENTRY_TYPE_HOLD_CAPTURED: EntryType.ValueType  # 3
-"""A hold was captured (part or all; the rest released)."""
+"""A hold was captured, part or all, the rest released (HoldCaptured)."""
 ENTRY_TYPE_HOLD_RELEASED: EntryType.ValueType  # 4
-"""A hold was released in full."""
+"""A hold was released in full (HoldReleased)."""
 ENTRY_TYPE_HOLD_EXPIRED: EntryType.ValueType  # 5
-"""A hold expired."""
+"""A hold expired (HoldExpired)."""
 ENTRY_TYPE_OBLIGATION_CREATED: EntryType.ValueType  # 6
-"""An obligation was created."""
+"""An obligation was created (ObligationCreated)."""
 ENTRY_TYPE_PAYMENT_RECORDED: EntryType.ValueType  # 7
-"""A payment towards an obligation was recorded."""
+"""A payment towards an obligation was recorded (PaymentRecorded)."""
 ENTRY_TYPE_OBLIGATION_CLOSED: EntryType.ValueType  # 8
-"""An obligation was closed with an outcome."""
+"""An obligation was closed with an outcome (ObligationClosed)."""
 ENTRY_TYPE_CREDIT_LINE_REPORTED: EntryType.ValueType  # 9
-"""A partner reported the user's credit line."""
+"""A partner reported the user's credit line (CreditLineReported)."""
 ENTRY_TYPE_STATEMENT_REPORTED: EntryType.ValueType  # 10
-"""A partner reported a monthly statement (or corrected one)."""
+"""A partner reported a monthly statement, or corrected one (StatementReported)."""
 Global___EntryType: _TypeAlias = EntryType  # noqa: Y015
 
 class _ChainMismatchKind:
@@ -228,7 +230,9 @@ Global___ChainMismatchKind: _TypeAlias = ChainMismatchKind  # noqa: Y015
 
 @_typing.final
 class Hold(_message.Message):
-    """Hold is a waived deposit: credit reserved against the user's waiver capacity."""
+    """Hold is a waived deposit: credit reserved against the user's waiver capacity. The ledger
+    creates holds; a client never sends one.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -238,9 +242,9 @@ class Hold(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     CAPTURED_AMOUNT_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
-    PLACED_AT_FIELD_NUMBER: _builtins.int
-    EXPIRES_AT_FIELD_NUMBER: _builtins.int
-    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    PLACE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    RESOLVE_TIME_FIELD_NUMBER: _builtins.int
     OBLIGATION_ID_FIELD_NUMBER: _builtins.int
     FULFILLED_FIELD_NUMBER: _builtins.int
     hold_id: _builtins.str
@@ -252,7 +256,7 @@ class Hold(_message.Message):
     reference: _builtins.str
     """The caller's reference for what the hold is for, for example a merchant order number."""
     obligation_id: _builtins.str
-    """The obligation created by the capture, if any."""
+    """The obligation created by the capture, if any; empty otherwise."""
     fulfilled: _builtins.bool
     """For a released hold: true when the user fulfilled the promise the hold stood for."""
     @_builtins.property
@@ -261,19 +265,19 @@ class Hold(_message.Message):
 
     @_builtins.property
     def captured_amount(self) -> _money_pb2.Money:
-        """The amount captured; zero unless state is HOLD_STATE_CAPTURED."""
+        """The amount captured, in the hold's currency; zero unless state is HOLD_STATE_CAPTURED."""
 
     @_builtins.property
-    def placed_at(self) -> _timestamp_pb2.Timestamp:
-        """When the hold was placed."""
+    def place_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hold was placed (the ledger's clock)."""
 
     @_builtins.property
-    def expires_at(self) -> _timestamp_pb2.Timestamp:
-        """When the hold expires if still open."""
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hold expires if still open: place_time plus the request's expires_in."""
 
     @_builtins.property
-    def resolved_at(self) -> _timestamp_pb2.Timestamp:
-        """When the hold was resolved; unset while open."""
+    def resolve_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hold was resolved; unset while open. For an expired hold, its expire_time."""
 
     def __init__(
         self,
@@ -284,15 +288,15 @@ class Hold(_message.Message):
         state: Global___HoldState.ValueType = ...,
         captured_amount: _money_pb2.Money | None = ...,
         reference: _builtins.str = ...,
-        placed_at: _timestamp_pb2.Timestamp | None = ...,
-        expires_at: _timestamp_pb2.Timestamp | None = ...,
-        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        place_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        resolve_time: _timestamp_pb2.Timestamp | None = ...,
         obligation_id: _builtins.str = ...,
         fulfilled: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured_amount", b"captured_amount", "expires_at", b"expires_at", "placed_at", b"placed_at", "resolved_at", b"resolved_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured_amount", b"captured_amount", "expire_time", b"expire_time", "place_time", b"place_time", "resolve_time", b"resolve_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured_amount", b"captured_amount", "expires_at", b"expires_at", "fulfilled", b"fulfilled", "hold_id", b"hold_id", "obligation_id", b"obligation_id", "placed_at", b"placed_at", "reference", b"reference", "resolved_at", b"resolved_at", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured_amount", b"captured_amount", "expire_time", b"expire_time", "fulfilled", b"fulfilled", "hold_id", b"hold_id", "obligation_id", b"obligation_id", "place_time", b"place_time", "reference", b"reference", "resolve_time", b"resolve_time", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -300,7 +304,9 @@ Global___Hold: _TypeAlias = Hold  # noqa: Y015
 
 @_typing.final
 class Obligation(_message.Message):
-    """Obligation is an amount the user must pay by a due time, and how that ended."""
+    """Obligation is an amount the user must pay by a due time, and how that ended. The ledger
+    creates obligations; a client never sends one.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -308,14 +314,14 @@ class Obligation(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_DUE_FIELD_NUMBER: _builtins.int
     AMOUNT_PAID_FIELD_NUMBER: _builtins.int
-    DUE_AT_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     DAYS_LATE_FIELD_NUMBER: _builtins.int
-    CREATED_AT_FIELD_NUMBER: _builtins.int
-    CLOSED_AT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CLOSE_TIME_FIELD_NUMBER: _builtins.int
     HOLD_ID_FIELD_NUMBER: _builtins.int
     obligation_id: _builtins.str
     """Server-assigned identifier."""
@@ -324,34 +330,38 @@ class Obligation(_message.Message):
     purpose: _builtins.str
     """What the obligation is for, for example "bike rental fee"."""
     reference: _builtins.str
-    """The caller's reference, for example a merchant order number."""
+    """The caller's reference, for example a merchant order number; for an obligation created by a
+    capture, the hold's reference.
+    """
     state: Global___ObligationState.ValueType
     """Where the obligation is in its life."""
     outcome: Global___ObligationOutcome.ValueType
     """How the obligation ended; unspecified while open."""
     days_late: _builtins.int
-    """Days after due_at that it was paid in full; set when outcome is LATE."""
+    """Days late as CloseObligation gave them, 1 to 3650 when outcome is LATE; zero otherwise."""
     hold_id: _builtins.str
-    """The hold whose capture created this obligation, if any."""
+    """The hold whose capture created this obligation, if any; empty otherwise."""
     @_builtins.property
     def amount_due(self) -> _money_pb2.Money:
         """The amount due; positive."""
 
     @_builtins.property
     def amount_paid(self) -> _money_pb2.Money:
-        """The total paid so far; never above amount_due."""
+        """The total paid so far, in amount_due's currency; never above amount_due."""
 
     @_builtins.property
-    def due_at(self) -> _timestamp_pb2.Timestamp:
+    def due_time(self) -> _timestamp_pb2.Timestamp:
         """When payment is due."""
 
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp:
-        """When the obligation was created."""
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the obligation was created (the ledger's clock)."""
 
     @_builtins.property
-    def closed_at(self) -> _timestamp_pb2.Timestamp:
-        """When the obligation was closed; unset while open."""
+    def close_time(self) -> _timestamp_pb2.Timestamp:
+        """When the obligation was closed, as CloseObligation gave it (else the ledger's clock at
+        closing); unset while open.
+        """
 
     def __init__(
         self,
@@ -360,19 +370,19 @@ class Obligation(_message.Message):
         user_id: _builtins.str = ...,
         amount_due: _money_pb2.Money | None = ...,
         amount_paid: _money_pb2.Money | None = ...,
-        due_at: _timestamp_pb2.Timestamp | None = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
         purpose: _builtins.str = ...,
         reference: _builtins.str = ...,
         state: Global___ObligationState.ValueType = ...,
         outcome: Global___ObligationOutcome.ValueType = ...,
         days_late: _builtins.int = ...,
-        created_at: _timestamp_pb2.Timestamp | None = ...,
-        closed_at: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        close_time: _timestamp_pb2.Timestamp | None = ...,
         hold_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "amount_paid", b"amount_paid", "closed_at", b"closed_at", "created_at", b"created_at", "due_at", b"due_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "amount_paid", b"amount_paid", "close_time", b"close_time", "create_time", b"create_time", "due_time", b"due_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "amount_paid", b"amount_paid", "closed_at", b"closed_at", "created_at", b"created_at", "days_late", b"days_late", "due_at", b"due_at", "hold_id", b"hold_id", "obligation_id", b"obligation_id", "outcome", b"outcome", "purpose", b"purpose", "reference", b"reference", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "amount_paid", b"amount_paid", "close_time", b"close_time", "create_time", b"create_time", "days_late", b"days_late", "due_time", b"due_time", "hold_id", b"hold_id", "obligation_id", b"obligation_id", "outcome", b"outcome", "purpose", b"purpose", "reference", b"reference", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -387,9 +397,9 @@ class StatementPeriod(_message.Message):
     YEAR_FIELD_NUMBER: _builtins.int
     MONTH_FIELD_NUMBER: _builtins.int
     year: _builtins.int
-    """Four-digit year, 1900 to 9999."""
+    """Four-digit year, 1900 to 9999 (PERIOD_INVALID otherwise)."""
     month: _builtins.int
-    """Month of the year, 1 to 12."""
+    """Month of the year, 1 to 12 (PERIOD_INVALID otherwise)."""
     def __init__(
         self,
         *,
@@ -406,7 +416,7 @@ Global___StatementPeriod: _TypeAlias = StatementPeriod  # noqa: Y015
 
 @_typing.final
 class Statement(_message.Message):
-    """Statement is a partner-reported monthly statement."""
+    """Statement is a partner-reported monthly statement. In a response every field is set."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -416,12 +426,14 @@ class Statement(_message.Message):
     REPAYMENT_STATUS_FIELD_NUMBER: _builtins.int
     MONTHS_LATE_FIELD_NUMBER: _builtins.int
     repayment_status: Global___RepaymentStatus.ValueType
-    """How the user handled the statement."""
+    """How the user handled the statement; never REPAYMENT_STATUS_UNSPECIFIED."""
     months_late: _builtins.int
-    """Months late, 1 to 99; set only when repayment_status is REPAYMENT_STATUS_LATE."""
+    """Months late, 1 to 99, with REPAYMENT_STATUS_LATE; zero with any other status
+    (MONTHS_LATE_INVALID otherwise).
+    """
     @_builtins.property
     def period(self) -> Global___StatementPeriod:
-        """The month the statement covers."""
+        """The month the statement covers; at most once per report (DUPLICATE_PERIOD)."""
 
     @_builtins.property
     def balance(self) -> _money_pb2.Money:
@@ -429,7 +441,9 @@ class Statement(_message.Message):
 
     @_builtins.property
     def amount_paid(self) -> _money_pb2.Money:
-        """The amount the user paid during the period; zero or positive."""
+        """The amount the user paid during the period; zero or positive, in the balance's currency
+        (CURRENCY_MISMATCH otherwise).
+        """
 
     def __init__(
         self,
@@ -459,16 +473,16 @@ class PartnerReport(_message.Message):
     CREDIT_LINE_FIELD_NUMBER: _builtins.int
     STATEMENTS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """The user the report is about. Required."""
+    """The user the report is about; at most one report per user in a batch (DUPLICATE_USER)."""
     partner_id: _builtins.str
-    """The reporting partner, for example "taiwan-bank-2005". Required."""
+    """The reporting partner, for example "taiwan-bank-2005"."""
     @_builtins.property
     def credit_line(self) -> _money_pb2.Money:
-        """The credit line the partner extends; positive. Optional: leave unset to keep the recorded one."""
+        """The credit line the partner extends; positive. Leave unset to keep the recorded one."""
 
     @_builtins.property
     def statements(self) -> _containers.RepeatedCompositeFieldContainer[Global___Statement]:
-        """Monthly statements, at most 24, each period at most once."""
+        """Monthly statements, at most 24 (TOO_MANY_STATEMENTS), each period at most once."""
 
     def __init__(
         self,
@@ -497,14 +511,16 @@ class SetWaiverCapacityRequest(_message.Message):
     CAPACITY_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key (REQUEST_ID_REQUIRED when empty)."""
     user_id: _builtins.str
-    """The user, 1 to 128 printable ASCII characters. Required."""
+    """The user."""
     reason: _builtins.str
-    """Why the capacity changed, for the journal, for example "score 712 on 2026-11-21"."""
+    """Why the capacity changed, for the journal, for example "score 712 on 2026-11-21"; at most 256
+    characters.
+    """
     @_builtins.property
     def capacity(self) -> _money_pb2.Money:
-        """The new capacity; zero or positive."""
+        """The new capacity; zero or positive (AMOUNT_NEGATIVE otherwise)."""
 
     def __init__(
         self,
@@ -558,18 +574,22 @@ class PlaceHoldRequest(_message.Message):
     EXPIRES_IN_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key (REQUEST_ID_REQUIRED when empty)."""
     user_id: _builtins.str
-    """The user, 1 to 128 printable ASCII characters. Required."""
+    """The user."""
     reference: _builtins.str
     """The caller's reference, for example a merchant order number; at most 128 characters."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
-        """The amount to hold; positive, in the currency of the user's capacity."""
+        """The amount to hold; positive (AMOUNT_NOT_POSITIVE otherwise), in the currency of the user's
+        capacity.
+        """
 
     @_builtins.property
     def expires_in(self) -> _duration_pb2.Duration:
-        """How long the hold stays open before it expires; positive, at most 366 days."""
+        """How long the hold stays open before it expires: positive and at most 366 days, counted in
+        whole microseconds (DURATION_INVALID otherwise).
+        """
 
     def __init__(
         self,
@@ -618,23 +638,23 @@ class ObligationTerms(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    DUE_AT_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     purpose: _builtins.str
     """What the obligation is for; at most 256 characters."""
     @_builtins.property
-    def due_at(self) -> _timestamp_pb2.Timestamp:
-        """When the captured amount is due. Required."""
+    def due_time(self) -> _timestamp_pb2.Timestamp:
+        """When the captured amount is due."""
 
     def __init__(
         self,
         *,
-        due_at: _timestamp_pb2.Timestamp | None = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
         purpose: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "purpose", b"purpose"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time", "purpose", b"purpose"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -651,16 +671,21 @@ class CaptureHoldRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     OBLIGATION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key (REQUEST_ID_REQUIRED when empty)."""
     hold_id: _builtins.str
-    """The hold to capture. Required."""
+    """The hold to capture."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
-        """The amount to capture; positive, never above the hold's amount. The rest is released."""
+        """The amount to capture: positive (AMOUNT_NOT_POSITIVE), in the hold's currency
+        (CURRENCY_MISMATCH), never above the hold's amount (CAPTURE_EXCEEDS_HOLD). The rest is
+        released.
+        """
 
     @_builtins.property
     def obligation(self) -> Global___ObligationTerms:
-        """When set, an obligation for the captured amount is created in the same transaction."""
+        """When set, an obligation for the captured amount, in the hold's currency and with the hold's
+        reference, is created in the same transaction.
+        """
 
     def __init__(
         self,
@@ -692,7 +717,7 @@ class CaptureHoldResponse(_message.Message):
 
     @_builtins.property
     def obligation(self) -> Global___Obligation:
-        """The obligation created for the captured amount, when one was asked for."""
+        """The obligation created for the captured amount, when one was asked for; unset otherwise."""
 
     def __init__(
         self,
@@ -718,11 +743,13 @@ class ReleaseHoldRequest(_message.Message):
     HOLD_ID_FIELD_NUMBER: _builtins.int
     FULFILLED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key (REQUEST_ID_REQUIRED when empty)."""
     hold_id: _builtins.str
-    """The hold to release. Required."""
+    """The hold to release."""
     fulfilled: _builtins.bool
-    """True when the user fulfilled the promise the hold stood for (a credit fact in its own right)."""
+    """True when the user fulfilled the promise the hold stood for (a credit fact in its own right,
+    counted in OutcomeCounts.fulfilled).
+    """
     def __init__(
         self,
         *,
@@ -770,7 +797,7 @@ class GetHoldRequest(_message.Message):
 
     HOLD_ID_FIELD_NUMBER: _builtins.int
     hold_id: _builtins.str
-    """The hold. Required."""
+    """The hold."""
     def __init__(
         self,
         *,
@@ -816,7 +843,9 @@ class SweepExpiredHoldsRequest(_message.Message):
 
     MAX_HOLDS_FIELD_NUMBER: _builtins.int
     max_holds: _builtins.int
-    """The most holds to expire in this call, 1 to 10000; 0 means 1000."""
+    """The most holds to expire in this call, 0 to 10000 (VALUE_OUT_OF_RANGE otherwise); 0 means
+    1000.
+    """
     def __init__(
         self,
         *,
@@ -865,24 +894,26 @@ class CreateObligationRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_DUE_FIELD_NUMBER: _builtins.int
-    DUE_AT_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key (REQUEST_ID_REQUIRED when empty)."""
     user_id: _builtins.str
-    """The user who owes the amount. Required."""
+    """The user who owes the amount."""
     purpose: _builtins.str
     """What the obligation is for; at most 256 characters."""
     reference: _builtins.str
     """The caller's reference, for example a merchant order number; at most 128 characters."""
     @_builtins.property
     def amount_due(self) -> _money_pb2.Money:
-        """The amount due; positive."""
+        """The amount due; positive (AMOUNT_NOT_POSITIVE otherwise), in the account's currency once it
+        has one.
+        """
 
     @_builtins.property
-    def due_at(self) -> _timestamp_pb2.Timestamp:
-        """When payment is due. Required."""
+    def due_time(self) -> _timestamp_pb2.Timestamp:
+        """When payment is due; any valid time, past ones included."""
 
     def __init__(
         self,
@@ -890,13 +921,13 @@ class CreateObligationRequest(_message.Message):
         request_id: _builtins.str = ...,
         user_id: _builtins.str = ...,
         amount_due: _money_pb2.Money | None = ...,
-        due_at: _timestamp_pb2.Timestamp | None = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
         purpose: _builtins.str = ...,
         reference: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "due_at", b"due_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "due_time", b"due_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "due_at", b"due_at", "purpose", b"purpose", "reference", b"reference", "request_id", b"request_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "due_time", b"due_time", "purpose", b"purpose", "reference", b"reference", "request_id", b"request_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -935,18 +966,20 @@ class RecordPaymentRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     OBLIGATION_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
-    PAID_AT_FIELD_NUMBER: _builtins.int
+    PAID_TIME_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key (REQUEST_ID_REQUIRED when empty)."""
     obligation_id: _builtins.str
-    """The obligation paid towards. Required."""
+    """The obligation paid towards."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
-        """The amount paid; positive, never above what is still due."""
+        """The amount paid: positive (AMOUNT_NOT_POSITIVE), in the obligation's currency
+        (CURRENCY_MISMATCH), never above what is still due (PAYMENT_EXCEEDS_DUE).
+        """
 
     @_builtins.property
-    def paid_at(self) -> _timestamp_pb2.Timestamp:
-        """When the payment was made; unset means now."""
+    def paid_time(self) -> _timestamp_pb2.Timestamp:
+        """When the payment was made; unset means the ledger's clock when it records the payment."""
 
     def __init__(
         self,
@@ -954,11 +987,11 @@ class RecordPaymentRequest(_message.Message):
         request_id: _builtins.str = ...,
         obligation_id: _builtins.str = ...,
         amount: _money_pb2.Money | None = ...,
-        paid_at: _timestamp_pb2.Timestamp | None = ...,
+        paid_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "paid_at", b"paid_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "paid_time", b"paid_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "obligation_id", b"obligation_id", "paid_at", b"paid_at", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "obligation_id", b"obligation_id", "paid_time", b"paid_time", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -998,18 +1031,23 @@ class CloseObligationRequest(_message.Message):
     OBLIGATION_ID_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     DAYS_LATE_FIELD_NUMBER: _builtins.int
-    CLOSED_AT_FIELD_NUMBER: _builtins.int
+    CLOSE_TIME_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key (REQUEST_ID_REQUIRED when empty)."""
     obligation_id: _builtins.str
-    """The obligation to close. Required."""
+    """The obligation to close."""
     outcome: Global___ObligationOutcome.ValueType
-    """How it ended. ON_TIME and LATE require the obligation to be paid in full. Required."""
+    """How it ended; never OBLIGATION_OUTCOME_UNSPECIFIED (FIELD_REQUIRED) nor a number the enum
+    does not define (ENUM_VALUE_INVALID). ON_TIME and LATE require the obligation to be paid in
+    full.
+    """
     days_late: _builtins.int
-    """Days late, 1 to 3650; required with OBLIGATION_OUTCOME_LATE and zero otherwise."""
+    """Days late, 1 to 3650, with OBLIGATION_OUTCOME_LATE; zero with any other outcome
+    (DAYS_LATE_INVALID otherwise).
+    """
     @_builtins.property
-    def closed_at(self) -> _timestamp_pb2.Timestamp:
-        """When it was closed; unset means now."""
+    def close_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was closed; unset means the ledger's clock when it closes the obligation."""
 
     def __init__(
         self,
@@ -1018,11 +1056,11 @@ class CloseObligationRequest(_message.Message):
         obligation_id: _builtins.str = ...,
         outcome: Global___ObligationOutcome.ValueType = ...,
         days_late: _builtins.int = ...,
-        closed_at: _timestamp_pb2.Timestamp | None = ...,
+        close_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "days_late", b"days_late", "obligation_id", b"obligation_id", "outcome", b"outcome", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "days_late", b"days_late", "obligation_id", b"obligation_id", "outcome", b"outcome", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1060,7 +1098,7 @@ class GetObligationRequest(_message.Message):
 
     OBLIGATION_ID_FIELD_NUMBER: _builtins.int
     obligation_id: _builtins.str
-    """The obligation. Required."""
+    """The obligation."""
     def __init__(
         self,
         *,
@@ -1107,11 +1145,11 @@ class RecordPartnerStatementsRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     REPORTS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key for the whole batch, 1 to 128 printable ASCII characters."""
+    """Client-generated idempotency key for the whole batch (REQUEST_ID_REQUIRED when empty)."""
     @_builtins.property
     def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartnerReport]:
-        """The reports, 1 to 1000, each user at most once. The batch is validated as a whole: one
-        invalid report rejects the batch and nothing is written.
+        """The reports, 1 to 1000 (BATCH_SIZE_INVALID otherwise), each user at most once. The batch is
+        validated as a whole: one invalid report rejects the batch and nothing is written.
         """
 
     def __init__(
@@ -1198,13 +1236,13 @@ class OutcomeCounts(_message.Message):
     DEFAULTED_FIELD_NUMBER: _builtins.int
     FULFILLED_FIELD_NUMBER: _builtins.int
     on_time: _builtins.int
-    """Obligations paid on time."""
+    """Obligations closed OBLIGATION_OUTCOME_ON_TIME."""
     late_up_to_30_days: _builtins.int
-    """Obligations paid 1 to 30 days late."""
+    """Obligations closed OBLIGATION_OUTCOME_LATE with days_late 1 to 30."""
     late_over_30_days: _builtins.int
-    """Obligations paid more than 30 days late."""
+    """Obligations closed OBLIGATION_OUTCOME_LATE with days_late above 30."""
     defaulted: _builtins.int
-    """Obligations defaulted."""
+    """Obligations closed OBLIGATION_OUTCOME_DEFAULTED."""
     fulfilled: _builtins.int
     """Holds released with the promise fulfilled."""
     def __init__(
@@ -1243,7 +1281,7 @@ class AccountSummary(_message.Message):
     user_id: _builtins.str
     """The user."""
     open_hold_count: _builtins.int
-    """How many holds are open and unexpired."""
+    """How many holds are open and not past their expire_time."""
     last_user_sequence: _builtins.int
     """The user's latest journal sequence number; 0 when the user has no entries."""
     @_builtins.property
@@ -1252,7 +1290,7 @@ class AccountSummary(_message.Message):
 
     @_builtins.property
     def held(self) -> _money_pb2.Money:
-        """The total of open, unexpired holds."""
+        """The total of open holds not past their expire_time."""
 
     @_builtins.property
     def available(self) -> _money_pb2.Money:
@@ -1294,7 +1332,7 @@ class GetAccountSummaryRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """The user. Required."""
+    """The user."""
     def __init__(
         self,
         *,
@@ -1339,28 +1377,28 @@ class GetCreditHistoryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_ID_FIELD_NUMBER: _builtins.int
-    AS_OF_FIELD_NUMBER: _builtins.int
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
     MAX_STATEMENTS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """The user. Required."""
+    """The user."""
     max_statements: _builtins.int
-    """The most recent statements to return, 1 to 24; 0 means 12."""
+    """The most recent statements to return, 0 to 24 (VALUE_OUT_OF_RANGE otherwise); 0 means 12."""
     @_builtins.property
-    def as_of(self) -> _timestamp_pb2.Timestamp:
+    def as_of_time(self) -> _timestamp_pb2.Timestamp:
         """The time the history is read as of: statements for months that ended by then, obligations
-        created by then, outcomes closed by then. Unset means now.
+        created by then, outcomes closed by then. Unset means the ledger's clock now.
         """
 
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
-        as_of: _timestamp_pb2.Timestamp | None = ...,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
         max_statements: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "max_statements", b"max_statements", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "max_statements", b"max_statements", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1376,7 +1414,7 @@ class GetCreditHistoryResponse(_message.Message):
     CREDIT_LINE_FIELD_NUMBER: _builtins.int
     STATEMENTS_FIELD_NUMBER: _builtins.int
     OBLIGATIONS_FIELD_NUMBER: _builtins.int
-    AS_OF_FIELD_NUMBER: _builtins.int
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
     LAST_USER_SEQUENCE_FIELD_NUMBER: _builtins.int
     LAST_GLOBAL_SEQUENCE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
@@ -1395,10 +1433,12 @@ class GetCreditHistoryResponse(_message.Message):
 
     @_builtins.property
     def obligations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Obligation]:
-        """Obligations created by as_of, newest first, at most 100."""
+        """Obligations created by as_of_time, newest first, at most 100. One closed after as_of_time
+        is shown open, without its outcome.
+        """
 
     @_builtins.property
-    def as_of(self) -> _timestamp_pb2.Timestamp:
+    def as_of_time(self) -> _timestamp_pb2.Timestamp:
         """The time the history was read as of."""
 
     def __init__(
@@ -1408,21 +1448,394 @@ class GetCreditHistoryResponse(_message.Message):
         credit_line: _money_pb2.Money | None = ...,
         statements: _abc.Iterable[Global___Statement] | None = ...,
         obligations: _abc.Iterable[Global___Obligation] | None = ...,
-        as_of: _timestamp_pb2.Timestamp | None = ...,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
         last_user_sequence: _builtins.int = ...,
         last_global_sequence: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "credit_line", b"credit_line"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "credit_line", b"credit_line"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "credit_line", b"credit_line", "last_global_sequence", b"last_global_sequence", "last_user_sequence", b"last_user_sequence", "obligations", b"obligations", "statements", b"statements", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "credit_line", b"credit_line", "last_global_sequence", b"last_global_sequence", "last_user_sequence", b"last_user_sequence", "obligations", b"obligations", "statements", b"statements", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetCreditHistoryResponse: _TypeAlias = GetCreditHistoryResponse  # noqa: Y015
 
 @_typing.final
+class CapacitySet(_message.Message):
+    """CapacitySet is the fact of ENTRY_TYPE_CAPACITY_SET: the waiver capacity was set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """Why the capacity changed, as SetWaiverCapacity gave it."""
+    @_builtins.property
+    def capacity(self) -> _money_pb2.Money:
+        """The new capacity; its currency became the account's."""
+
+    def __init__(
+        self,
+        *,
+        capacity: _money_pb2.Money | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapacitySet: _TypeAlias = CapacitySet  # noqa: Y015
+
+@_typing.final
+class HoldPlaced(_message.Message):
+    """HoldPlaced is the fact of ENTRY_TYPE_HOLD_PLACED: a hold was placed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    PLACE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    """The hold."""
+    reference: _builtins.str
+    """The caller's reference."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The amount held."""
+
+    @_builtins.property
+    def place_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hold was placed."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hold expires if still open."""
+
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        reference: _builtins.str = ...,
+        place_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expire_time", b"expire_time", "place_time", b"place_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expire_time", b"expire_time", "hold_id", b"hold_id", "place_time", b"place_time", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HoldPlaced: _TypeAlias = HoldPlaced  # noqa: Y015
+
+@_typing.final
+class HoldCaptured(_message.Message):
+    """HoldCaptured is the fact of ENTRY_TYPE_HOLD_CAPTURED: a hold was captured, the rest released."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    CAPTURED_AMOUNT_FIELD_NUMBER: _builtins.int
+    RELEASED_AMOUNT_FIELD_NUMBER: _builtins.int
+    OBLIGATION_ID_FIELD_NUMBER: _builtins.int
+    CAPTURE_TIME_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    """The hold."""
+    obligation_id: _builtins.str
+    """The obligation created for the captured amount (its ObligationCreated entry follows in the
+    same request); empty when none was.
+    """
+    @_builtins.property
+    def captured_amount(self) -> _money_pb2.Money:
+        """The amount captured, in the hold's currency."""
+
+    @_builtins.property
+    def released_amount(self) -> _money_pb2.Money:
+        """The amount released: the hold's amount minus the captured amount; may be zero."""
+
+    @_builtins.property
+    def capture_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hold was captured."""
+
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+        captured_amount: _money_pb2.Money | None = ...,
+        released_amount: _money_pb2.Money | None = ...,
+        obligation_id: _builtins.str = ...,
+        capture_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "captured_amount", b"captured_amount", "released_amount", b"released_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "captured_amount", b"captured_amount", "hold_id", b"hold_id", "obligation_id", b"obligation_id", "released_amount", b"released_amount"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HoldCaptured: _TypeAlias = HoldCaptured  # noqa: Y015
+
+@_typing.final
+class HoldReleased(_message.Message):
+    """HoldReleased is the fact of ENTRY_TYPE_HOLD_RELEASED: a hold was released in full."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    FULFILLED_FIELD_NUMBER: _builtins.int
+    RELEASE_TIME_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    """The hold."""
+    fulfilled: _builtins.bool
+    """True when the user fulfilled the promise the hold stood for."""
+    @_builtins.property
+    def release_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hold was released."""
+
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+        fulfilled: _builtins.bool = ...,
+        release_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["release_time", b"release_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfilled", b"fulfilled", "hold_id", b"hold_id", "release_time", b"release_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HoldReleased: _TypeAlias = HoldReleased  # noqa: Y015
+
+@_typing.final
+class HoldExpired(_message.Message):
+    """HoldExpired is the fact of ENTRY_TYPE_HOLD_EXPIRED: a hold expired while open."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    """The hold."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """The hold's own expire_time (not when the sweeper journaled it)."""
+
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "hold_id", b"hold_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HoldExpired: _TypeAlias = HoldExpired  # noqa: Y015
+
+@_typing.final
+class ObligationCreated(_message.Message):
+    """ObligationCreated is the fact of ENTRY_TYPE_OBLIGATION_CREATED: an obligation was created."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBLIGATION_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_DUE_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    obligation_id: _builtins.str
+    """The obligation."""
+    purpose: _builtins.str
+    """What the obligation is for."""
+    reference: _builtins.str
+    """The caller's reference."""
+    hold_id: _builtins.str
+    """The hold whose capture created it; empty otherwise."""
+    @_builtins.property
+    def amount_due(self) -> _money_pb2.Money:
+        """The amount due."""
+
+    @_builtins.property
+    def due_time(self) -> _timestamp_pb2.Timestamp:
+        """When payment is due."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the obligation was created."""
+
+    def __init__(
+        self,
+        *,
+        obligation_id: _builtins.str = ...,
+        amount_due: _money_pb2.Money | None = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
+        purpose: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        hold_id: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "create_time", b"create_time", "due_time", b"due_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "create_time", b"create_time", "due_time", b"due_time", "hold_id", b"hold_id", "obligation_id", b"obligation_id", "purpose", b"purpose", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObligationCreated: _TypeAlias = ObligationCreated  # noqa: Y015
+
+@_typing.final
+class PaymentRecorded(_message.Message):
+    """PaymentRecorded is the fact of ENTRY_TYPE_PAYMENT_RECORDED: a payment towards an obligation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBLIGATION_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    PAID_TIME_FIELD_NUMBER: _builtins.int
+    obligation_id: _builtins.str
+    """The obligation paid towards."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The amount paid, in the obligation's currency."""
+
+    @_builtins.property
+    def paid_time(self) -> _timestamp_pb2.Timestamp:
+        """When the payment was made."""
+
+    def __init__(
+        self,
+        *,
+        obligation_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        paid_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "paid_time", b"paid_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "obligation_id", b"obligation_id", "paid_time", b"paid_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentRecorded: _TypeAlias = PaymentRecorded  # noqa: Y015
+
+@_typing.final
+class ObligationClosed(_message.Message):
+    """ObligationClosed is the fact of ENTRY_TYPE_OBLIGATION_CLOSED: an obligation was closed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBLIGATION_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    DAYS_LATE_FIELD_NUMBER: _builtins.int
+    CLOSE_TIME_FIELD_NUMBER: _builtins.int
+    obligation_id: _builtins.str
+    """The obligation."""
+    outcome: Global___ObligationOutcome.ValueType
+    """How it ended."""
+    days_late: _builtins.int
+    """Days late, 1 to 3650, when outcome is LATE; zero otherwise."""
+    @_builtins.property
+    def close_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was closed."""
+
+    def __init__(
+        self,
+        *,
+        obligation_id: _builtins.str = ...,
+        outcome: Global___ObligationOutcome.ValueType = ...,
+        days_late: _builtins.int = ...,
+        close_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "days_late", b"days_late", "obligation_id", b"obligation_id", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObligationClosed: _TypeAlias = ObligationClosed  # noqa: Y015
+
+@_typing.final
+class CreditLineReported(_message.Message):
+    """CreditLineReported is the fact of ENTRY_TYPE_CREDIT_LINE_REPORTED: a partner reported the
+    user's credit line, which replaces the one recorded before.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    CREDIT_LINE_FIELD_NUMBER: _builtins.int
+    partner_id: _builtins.str
+    """The reporting partner."""
+    @_builtins.property
+    def credit_line(self) -> _money_pb2.Money:
+        """The credit line."""
+
+    def __init__(
+        self,
+        *,
+        partner_id: _builtins.str = ...,
+        credit_line: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_line", b"credit_line"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_line", b"credit_line", "partner_id", b"partner_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreditLineReported: _TypeAlias = CreditLineReported  # noqa: Y015
+
+@_typing.final
+class StatementReported(_message.Message):
+    """StatementReported is the fact of ENTRY_TYPE_STATEMENT_REPORTED: a partner reported a monthly
+    statement, which replaces any recorded before for the same period.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    STATEMENT_FIELD_NUMBER: _builtins.int
+    partner_id: _builtins.str
+    """The reporting partner."""
+    @_builtins.property
+    def statement(self) -> Global___Statement:
+        """The statement, every field set."""
+
+    def __init__(
+        self,
+        *,
+        partner_id: _builtins.str = ...,
+        statement: Global___Statement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["statement", b"statement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner_id", b"partner_id", "statement", b"statement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementReported: _TypeAlias = StatementReported  # noqa: Y015
+
+@_typing.final
 class Entry(_message.Message):
-    """Entry is one journal entry."""
+    """Entry is one journal entry. Its fact is given twice: as `payload_json`, the canonical form the
+    hash covers, and as the typed `event`, the same values with a schema.
+
+    To verify an entry, compute hash = SHA-256(bytes of previous_hash decoded from hex || C), where
+    C is the ASCII bytes of the canonical JSON object
+    {"payload":P,"recorded_at_us":R,"request_hash":H,"request_id":I,"schema_version":1,
+    "type":T,"user_id":U,"user_sequence":S}: P is payload_json exactly as given, R is record_time
+    in microseconds since the Unix epoch, T is the EntryType's name without "ENTRY_TYPE_", and the
+    rest are the fields of the same names. Canonical JSON is written with keys in sorted order, no
+    whitespace, numbers only as integers, and strings escaped with \\" \\\\ \\b \\f \\n \\r \\t for those
+    characters and \\uXXXX (lower-case hex, surrogate pairs above U+FFFF) for every other character
+    outside printable ASCII: what Python's json.dumps(value, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=True) writes. The first entry of a user has 64 zeros as previous_hash.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1435,7 +1848,17 @@ class Entry(_message.Message):
     REQUEST_HASH_FIELD_NUMBER: _builtins.int
     PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
-    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    RECORD_TIME_FIELD_NUMBER: _builtins.int
+    CAPACITY_SET_FIELD_NUMBER: _builtins.int
+    HOLD_PLACED_FIELD_NUMBER: _builtins.int
+    HOLD_CAPTURED_FIELD_NUMBER: _builtins.int
+    HOLD_RELEASED_FIELD_NUMBER: _builtins.int
+    HOLD_EXPIRED_FIELD_NUMBER: _builtins.int
+    OBLIGATION_CREATED_FIELD_NUMBER: _builtins.int
+    PAYMENT_RECORDED_FIELD_NUMBER: _builtins.int
+    OBLIGATION_CLOSED_FIELD_NUMBER: _builtins.int
+    CREDIT_LINE_REPORTED_FIELD_NUMBER: _builtins.int
+    STATEMENT_REPORTED_FIELD_NUMBER: _builtins.int
     global_sequence: _builtins.int
     """Position in the whole journal, strictly increasing from 1."""
     user_id: _builtins.str
@@ -1443,20 +1866,69 @@ class Entry(_message.Message):
     user_sequence: _builtins.int
     """Position in the user's chain, 1, 2, 3, … with no gaps."""
     type: Global___EntryType.ValueType
-    """The kind of fact."""
+    """The kind of fact; says which case of `event` is set."""
     payload_json: _builtins.str
-    """The fact, as canonical JSON (sorted keys, no spaces, integers for amounts)."""
+    """The fact as canonical JSON, the form the hash covers (see Entry). Its keys are the event's
+    fields in the journal's own units: amounts as integer minor units (`*_minor`) with their
+    `currency_code` (a capture's and a payment's amounts are in their hold's or obligation's
+    currency and carry none), times as integer microseconds since the Unix epoch, UTC
+    (`*_at_us`), enums by their value's name without the enum's prefix ("ON_TIME").
+    """
     request_id: _builtins.str
-    """The request_id of the mutation that wrote the entry."""
+    """The request_id of the mutation that wrote the entry; "expiry:<hold_id>" for an expiry
+    journaled by SweepExpiredHolds.
+    """
     request_hash: _builtins.str
-    """SHA-256 of the canonical request, hex."""
+    """SHA-256 of the canonical request as the ledger read it, hex; it tells a retried request from
+    a different one with the same request_id.
+    """
     previous_hash: _builtins.str
-    """The hash of the user's previous entry, hex; 64 zeros for the first entry."""
+    """The hash of the user's previous entry, 64 lower-case hex digits; 64 zeros for the first entry."""
     hash: _builtins.str
-    """SHA-256 over previous_hash and the canonical entry, hex."""
+    """SHA-256 over previous_hash and the canonical entry (see Entry), 64 lower-case hex digits."""
     @_builtins.property
-    def recorded_at(self) -> _timestamp_pb2.Timestamp:
-        """When the server recorded the entry."""
+    def record_time(self) -> _timestamp_pb2.Timestamp:
+        """When the server recorded the entry; whole microseconds."""
+
+    @_builtins.property
+    def capacity_set(self) -> Global___CapacitySet:
+        """Set when type is ENTRY_TYPE_CAPACITY_SET."""
+
+    @_builtins.property
+    def hold_placed(self) -> Global___HoldPlaced:
+        """Set when type is ENTRY_TYPE_HOLD_PLACED."""
+
+    @_builtins.property
+    def hold_captured(self) -> Global___HoldCaptured:
+        """Set when type is ENTRY_TYPE_HOLD_CAPTURED."""
+
+    @_builtins.property
+    def hold_released(self) -> Global___HoldReleased:
+        """Set when type is ENTRY_TYPE_HOLD_RELEASED."""
+
+    @_builtins.property
+    def hold_expired(self) -> Global___HoldExpired:
+        """Set when type is ENTRY_TYPE_HOLD_EXPIRED."""
+
+    @_builtins.property
+    def obligation_created(self) -> Global___ObligationCreated:
+        """Set when type is ENTRY_TYPE_OBLIGATION_CREATED."""
+
+    @_builtins.property
+    def payment_recorded(self) -> Global___PaymentRecorded:
+        """Set when type is ENTRY_TYPE_PAYMENT_RECORDED."""
+
+    @_builtins.property
+    def obligation_closed(self) -> Global___ObligationClosed:
+        """Set when type is ENTRY_TYPE_OBLIGATION_CLOSED."""
+
+    @_builtins.property
+    def credit_line_reported(self) -> Global___CreditLineReported:
+        """Set when type is ENTRY_TYPE_CREDIT_LINE_REPORTED."""
+
+    @_builtins.property
+    def statement_reported(self) -> Global___StatementReported:
+        """Set when type is ENTRY_TYPE_STATEMENT_REPORTED."""
 
     def __init__(
         self,
@@ -1470,13 +1942,25 @@ class Entry(_message.Message):
         request_hash: _builtins.str = ...,
         previous_hash: _builtins.str = ...,
         hash: _builtins.str = ...,
-        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+        record_time: _timestamp_pb2.Timestamp | None = ...,
+        capacity_set: Global___CapacitySet | None = ...,
+        hold_placed: Global___HoldPlaced | None = ...,
+        hold_captured: Global___HoldCaptured | None = ...,
+        hold_released: Global___HoldReleased | None = ...,
+        hold_expired: Global___HoldExpired | None = ...,
+        obligation_created: Global___ObligationCreated | None = ...,
+        payment_recorded: Global___PaymentRecorded | None = ...,
+        obligation_closed: Global___ObligationClosed | None = ...,
+        credit_line_reported: Global___CreditLineReported | None = ...,
+        statement_reported: Global___StatementReported | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "credit_line_reported", b"credit_line_reported", "event", b"event", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "payment_recorded", b"payment_recorded", "record_time", b"record_time", "statement_reported", b"statement_reported"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["global_sequence", b"global_sequence", "hash", b"hash", "payload_json", b"payload_json", "previous_hash", b"previous_hash", "recorded_at", b"recorded_at", "request_hash", b"request_hash", "request_id", b"request_id", "type", b"type", "user_id", b"user_id", "user_sequence", b"user_sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "credit_line_reported", b"credit_line_reported", "event", b"event", "global_sequence", b"global_sequence", "hash", b"hash", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "payload_json", b"payload_json", "payment_recorded", b"payment_recorded", "previous_hash", b"previous_hash", "record_time", b"record_time", "request_hash", b"request_hash", "request_id", b"request_id", "statement_reported", b"statement_reported", "type", b"type", "user_id", b"user_id", "user_sequence", b"user_sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["capacity_set", "hold_placed", "hold_captured", "hold_released", "hold_expired", "obligation_created", "payment_recorded", "obligation_closed", "credit_line_reported", "statement_reported"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___Entry: _TypeAlias = Entry  # noqa: Y015
 
@@ -1492,9 +1976,11 @@ class ListEntriesRequest(_message.Message):
     user_id: _builtins.str
     """Only this user's entries; empty lists every user's."""
     page_size: _builtins.int
-    """The most entries to return, 1 to 1000; 0 means 100."""
+    """The most entries to return, 0 to 1000 (VALUE_OUT_OF_RANGE otherwise); 0 means 100."""
     page_token: _builtins.str
-    """The next_page_token of a previous call; empty starts from the first entry."""
+    """The next_page_token of a previous call with the same user_id (PAGE_TOKEN_INVALID
+    otherwise); empty starts from the first entry.
+    """
     def __init__(
         self,
         *,
@@ -1574,7 +2060,9 @@ class ChainMismatch(_message.Message):
     kind: Global___ChainMismatchKind.ValueType
     """What is wrong."""
     user_id: _builtins.str
-    """The user whose chain or projection is wrong."""
+    """The user whose chain or projection is wrong; empty when the journal as a whole holds more or
+    fewer entries than its global sequences allocated.
+    """
     user_sequence: _builtins.int
     """The user sequence of the first wrong entry; 0 when a stored projection differs from the
     rebuild. (A PROJECTION mismatch naming an entry is an entry whose fact cannot follow the
@@ -1645,7 +2133,9 @@ class WatchEntriesRequest(_message.Message):
 
     AFTER_GLOBAL_SEQUENCE_FIELD_NUMBER: _builtins.int
     after_global_sequence: _builtins.int
-    """Stream entries with a global sequence above this one; 0 streams from the beginning."""
+    """Stream entries with a global sequence above this one; 0 streams from the beginning.
+    Negative is VALUE_OUT_OF_RANGE.
+    """
     def __init__(
         self,
         *,

@@ -30,9 +30,23 @@ class LedgerServiceStub:
     append-only and hash-chained per user; every mutation is idempotent on its request_id: a retry
     with the same request_id and the same request returns the stored response (a stored business
     error included), while the same request_id with a different request fails with ABORTED and
-    reason REQUEST_ID_REUSED. Errors carry a google.rpc.ErrorInfo with a stable reason in the
-    "sesame" domain and, for INVALID_ARGUMENT, a google.rpc.BadRequest naming the offending field.
-    Clients retry only UNAVAILABLE, always with the same request_id.
+    reason REQUEST_ID_REUSED.
+
+    Errors are google.rpc.Status with a google.rpc.ErrorInfo in the "sesame" domain whose reason
+    is a name of ErrorReason (error_reason.proto says which code each reason comes with). An
+    INVALID_ARGUMENT lists every offending field of the request at once in a google.rpc.BadRequest,
+    each FieldViolation with its field's path and a reason of its own; the ErrorInfo's reason is
+    the first violation's. Any call may also fail with UNAVAILABLE (STORAGE_UNAVAILABLE, and for a
+    mutation STORAGE_CONTENDED). Clients retry only UNAVAILABLE, always with the same request_id.
+
+    Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
+    partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
+    empty, ID_INVALID otherwise). Free texts must not hold control characters (TEXT_INVALID) nor
+    exceed their length in characters (TEXT_TOO_LONG). Money must be in an active ISO 4217 currency
+    (CURRENCY_UNKNOWN) with a magnitude below 10^15 minor units (AMOUNT_TOO_LARGE), and each Money
+    field states its sign. Timestamps must lie in years 1 to 9999 UTC (TIMESTAMP_INVALID); the
+    ledger keeps times to the microsecond and drops what is finer. A required field left unset is
+    FIELD_REQUIRED.
     """
 
     def __init__(self, channel):
@@ -128,9 +142,23 @@ class LedgerServiceServicer:
     append-only and hash-chained per user; every mutation is idempotent on its request_id: a retry
     with the same request_id and the same request returns the stored response (a stored business
     error included), while the same request_id with a different request fails with ABORTED and
-    reason REQUEST_ID_REUSED. Errors carry a google.rpc.ErrorInfo with a stable reason in the
-    "sesame" domain and, for INVALID_ARGUMENT, a google.rpc.BadRequest naming the offending field.
-    Clients retry only UNAVAILABLE, always with the same request_id.
+    reason REQUEST_ID_REUSED.
+
+    Errors are google.rpc.Status with a google.rpc.ErrorInfo in the "sesame" domain whose reason
+    is a name of ErrorReason (error_reason.proto says which code each reason comes with). An
+    INVALID_ARGUMENT lists every offending field of the request at once in a google.rpc.BadRequest,
+    each FieldViolation with its field's path and a reason of its own; the ErrorInfo's reason is
+    the first violation's. Any call may also fail with UNAVAILABLE (STORAGE_UNAVAILABLE, and for a
+    mutation STORAGE_CONTENDED). Clients retry only UNAVAILABLE, always with the same request_id.
+
+    Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
+    partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
+    empty, ID_INVALID otherwise). Free texts must not hold control characters (TEXT_INVALID) nor
+    exceed their length in characters (TEXT_TOO_LONG). Money must be in an active ISO 4217 currency
+    (CURRENCY_UNKNOWN) with a magnitude below 10^15 minor units (AMOUNT_TOO_LARGE), and each Money
+    field states its sign. Timestamps must lie in years 1 to 9999 UTC (TIMESTAMP_INVALID); the
+    ledger keeps times to the microsecond and drops what is finer. A required field left unset is
+    FIELD_REQUIRED.
     """
 
     def SetWaiverCapacity(self, request, context):
@@ -145,9 +173,9 @@ class LedgerServiceServicer:
 
     def PlaceHold(self, request, context):
         """Places a hold (a waived deposit) against the user's available waiver capacity. Fails with
-        FAILED_PRECONDITION and reason INSUFFICIENT_CAPACITY when the open holds would exceed it
-        (holds past their expiry no longer count, swept or not), and CURRENCY_MISMATCH when the
-        amount is not in the capacity's currency.
+        FAILED_PRECONDITION and reason INSUFFICIENT_CAPACITY when no capacity was ever set or the
+        open holds would exceed it (holds past their expire_time no longer count, swept or not), and
+        CURRENCY_MISMATCH when the amount is not in the capacity's currency.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,10 +185,10 @@ class LedgerServiceServicer:
         """Captures part or all of an open hold and releases the rest, resolving the hold. It may
         create an obligation for the captured amount in the same transaction. A hold resolves once:
         FAILED_PRECONDITION with HOLD_ALREADY_RESOLVED after a capture or release, HOLD_EXPIRED once
-        past its expiry (before the sweeper ran and after). Capturing more than the hold's amount, or in
-        another currency, is INVALID_ARGUMENT (CAPTURE_EXCEEDS_HOLD, CURRENCY_MISMATCH). An unknown
-        hold is NOT_FOUND (HOLD_NOT_FOUND); neither invalid requests nor unknown holds are stored
-        for idempotency, since their answer cannot change.
+        past its expire_time (before the sweeper ran and after). Capturing more than the hold's
+        amount, or in another currency, is INVALID_ARGUMENT (CAPTURE_EXCEEDS_HOLD, CURRENCY_MISMATCH).
+        An unknown hold is NOT_FOUND (HOLD_NOT_FOUND); neither invalid requests nor unknown holds are
+        stored for idempotency, since their answer cannot change.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -168,37 +196,44 @@ class LedgerServiceServicer:
 
     def ReleaseHold(self, request, context):
         """Releases an open hold in full, resolving it, and records whether the user kept the promise.
-        Fails like CaptureHold for a hold already resolved or past its expiry.
+        Fails like CaptureHold for an unknown hold, one already resolved or one past its expire_time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetHold(self, request, context):
-        """Returns one hold. An open hold past its expiry is reported as EXPIRED even before the
-        sweeper has journaled its expiry.
+        """Returns one hold; NOT_FOUND (HOLD_NOT_FOUND) for an unknown hold_id. An open hold past its
+        expire_time is reported as EXPIRED even before the sweeper has journaled its expiry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SweepExpiredHolds(self, request, context):
-        """Journals the expiry of open holds whose expiry time has passed, oldest first, at most
-        max_holds per call. Operators and a background task call it; it is safe to run concurrently.
+        """Journals the expiry of open holds whose expire_time has passed, earliest expire_time first,
+        at most max_holds per call. Operators and a background task call it; it is safe to run
+        concurrently.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateObligation(self, request, context):
-        """Creates an obligation: an amount the user must pay by a due time.
+        """Creates an obligation: an amount the user must pay by a due time. The first capacity or
+        obligation sets the account's currency; an obligation in another currency fails with
+        FAILED_PRECONDITION (CURRENCY_MISMATCH).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RecordPayment(self, request, context):
-        """Records a payment, partial or full, towards an open obligation.
+        """Records a payment, partial or full, towards an open obligation. An amount in another currency
+        than the obligation's is INVALID_ARGUMENT (CURRENCY_MISMATCH); a closed obligation fails with
+        FAILED_PRECONDITION (OBLIGATION_ALREADY_CLOSED), a payment above what is still due with
+        FAILED_PRECONDITION (PAYMENT_EXCEEDS_DUE); an unknown obligation is NOT_FOUND
+        (OBLIGATION_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -206,13 +241,17 @@ class LedgerServiceServicer:
 
     def CloseObligation(self, request, context):
         """Closes an open obligation with its outcome: on time, late by a number of days, or defaulted.
+        ON_TIME and LATE need the obligation paid in full (FAILED_PRECONDITION,
+        OBLIGATION_NOT_PAID_IN_FULL); a closed obligation fails with OBLIGATION_ALREADY_CLOSED and
+        an unknown one is NOT_FOUND (OBLIGATION_NOT_FOUND). Closing DEFAULTED removes what was still
+        due from the account's outstanding amount.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetObligation(self, request, context):
-        """Returns one obligation.
+        """Returns one obligation; NOT_FOUND (OBLIGATION_NOT_FOUND) for an unknown obligation_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -367,9 +406,23 @@ class LedgerService:
     append-only and hash-chained per user; every mutation is idempotent on its request_id: a retry
     with the same request_id and the same request returns the stored response (a stored business
     error included), while the same request_id with a different request fails with ABORTED and
-    reason REQUEST_ID_REUSED. Errors carry a google.rpc.ErrorInfo with a stable reason in the
-    "sesame" domain and, for INVALID_ARGUMENT, a google.rpc.BadRequest naming the offending field.
-    Clients retry only UNAVAILABLE, always with the same request_id.
+    reason REQUEST_ID_REUSED.
+
+    Errors are google.rpc.Status with a google.rpc.ErrorInfo in the "sesame" domain whose reason
+    is a name of ErrorReason (error_reason.proto says which code each reason comes with). An
+    INVALID_ARGUMENT lists every offending field of the request at once in a google.rpc.BadRequest,
+    each FieldViolation with its field's path and a reason of its own; the ErrorInfo's reason is
+    the first violation's. Any call may also fail with UNAVAILABLE (STORAGE_UNAVAILABLE, and for a
+    mutation STORAGE_CONTENDED). Clients retry only UNAVAILABLE, always with the same request_id.
+
+    Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
+    partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
+    empty, ID_INVALID otherwise). Free texts must not hold control characters (TEXT_INVALID) nor
+    exceed their length in characters (TEXT_TOO_LONG). Money must be in an active ISO 4217 currency
+    (CURRENCY_UNKNOWN) with a magnitude below 10^15 minor units (AMOUNT_TOO_LARGE), and each Money
+    field states its sign. Timestamps must lie in years 1 to 9999 UTC (TIMESTAMP_INVALID); the
+    ledger keeps times to the microsecond and drops what is finer. A required field left unset is
+    FIELD_REQUIRED.
     """
 
     @staticmethod

@@ -31,9 +31,23 @@ class LedgerServiceStub:
     append-only and hash-chained per user; every mutation is idempotent on its request_id: a retry
     with the same request_id and the same request returns the stored response (a stored business
     error included), while the same request_id with a different request fails with ABORTED and
-    reason REQUEST_ID_REUSED. Errors carry a google.rpc.ErrorInfo with a stable reason in the
-    "sesame" domain and, for INVALID_ARGUMENT, a google.rpc.BadRequest naming the offending field.
-    Clients retry only UNAVAILABLE, always with the same request_id.
+    reason REQUEST_ID_REUSED.
+
+    Errors are google.rpc.Status with a google.rpc.ErrorInfo in the "sesame" domain whose reason
+    is a name of ErrorReason (error_reason.proto says which code each reason comes with). An
+    INVALID_ARGUMENT lists every offending field of the request at once in a google.rpc.BadRequest,
+    each FieldViolation with its field's path and a reason of its own; the ErrorInfo's reason is
+    the first violation's. Any call may also fail with UNAVAILABLE (STORAGE_UNAVAILABLE, and for a
+    mutation STORAGE_CONTENDED). Clients retry only UNAVAILABLE, always with the same request_id.
+
+    Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
+    partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
+    empty, ID_INVALID otherwise). Free texts must not hold control characters (TEXT_INVALID) nor
+    exceed their length in characters (TEXT_TOO_LONG). Money must be in an active ISO 4217 currency
+    (CURRENCY_UNKNOWN) with a magnitude below 10^15 minor units (AMOUNT_TOO_LARGE), and each Money
+    field states its sign. Timestamps must lie in years 1 to 9999 UTC (TIMESTAMP_INVALID); the
+    ledger keeps times to the microsecond and drops what is finer. A required field left unset is
+    FIELD_REQUIRED.
     """
 
     @_typing.overload
@@ -48,39 +62,53 @@ class LedgerServiceStub:
     """
     PlaceHold: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.PlaceHoldRequest, _ledger_service_pb2.PlaceHoldResponse]
     """Places a hold (a waived deposit) against the user's available waiver capacity. Fails with
-    FAILED_PRECONDITION and reason INSUFFICIENT_CAPACITY when the open holds would exceed it
-    (holds past their expiry no longer count, swept or not), and CURRENCY_MISMATCH when the
-    amount is not in the capacity's currency.
+    FAILED_PRECONDITION and reason INSUFFICIENT_CAPACITY when no capacity was ever set or the
+    open holds would exceed it (holds past their expire_time no longer count, swept or not), and
+    CURRENCY_MISMATCH when the amount is not in the capacity's currency.
     """
     CaptureHold: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.CaptureHoldRequest, _ledger_service_pb2.CaptureHoldResponse]
     """Captures part or all of an open hold and releases the rest, resolving the hold. It may
     create an obligation for the captured amount in the same transaction. A hold resolves once:
     FAILED_PRECONDITION with HOLD_ALREADY_RESOLVED after a capture or release, HOLD_EXPIRED once
-    past its expiry (before the sweeper ran and after). Capturing more than the hold's amount, or in
-    another currency, is INVALID_ARGUMENT (CAPTURE_EXCEEDS_HOLD, CURRENCY_MISMATCH). An unknown
-    hold is NOT_FOUND (HOLD_NOT_FOUND); neither invalid requests nor unknown holds are stored
-    for idempotency, since their answer cannot change.
+    past its expire_time (before the sweeper ran and after). Capturing more than the hold's
+    amount, or in another currency, is INVALID_ARGUMENT (CAPTURE_EXCEEDS_HOLD, CURRENCY_MISMATCH).
+    An unknown hold is NOT_FOUND (HOLD_NOT_FOUND); neither invalid requests nor unknown holds are
+    stored for idempotency, since their answer cannot change.
     """
     ReleaseHold: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.ReleaseHoldRequest, _ledger_service_pb2.ReleaseHoldResponse]
     """Releases an open hold in full, resolving it, and records whether the user kept the promise.
-    Fails like CaptureHold for a hold already resolved or past its expiry.
+    Fails like CaptureHold for an unknown hold, one already resolved or one past its expire_time.
     """
     GetHold: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.GetHoldRequest, _ledger_service_pb2.GetHoldResponse]
-    """Returns one hold. An open hold past its expiry is reported as EXPIRED even before the
-    sweeper has journaled its expiry.
+    """Returns one hold; NOT_FOUND (HOLD_NOT_FOUND) for an unknown hold_id. An open hold past its
+    expire_time is reported as EXPIRED even before the sweeper has journaled its expiry.
     """
     SweepExpiredHolds: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.SweepExpiredHoldsRequest, _ledger_service_pb2.SweepExpiredHoldsResponse]
-    """Journals the expiry of open holds whose expiry time has passed, oldest first, at most
-    max_holds per call. Operators and a background task call it; it is safe to run concurrently.
+    """Journals the expiry of open holds whose expire_time has passed, earliest expire_time first,
+    at most max_holds per call. Operators and a background task call it; it is safe to run
+    concurrently.
     """
     CreateObligation: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.CreateObligationRequest, _ledger_service_pb2.CreateObligationResponse]
-    """Creates an obligation: an amount the user must pay by a due time."""
+    """Creates an obligation: an amount the user must pay by a due time. The first capacity or
+    obligation sets the account's currency; an obligation in another currency fails with
+    FAILED_PRECONDITION (CURRENCY_MISMATCH).
+    """
     RecordPayment: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.RecordPaymentRequest, _ledger_service_pb2.RecordPaymentResponse]
-    """Records a payment, partial or full, towards an open obligation."""
+    """Records a payment, partial or full, towards an open obligation. An amount in another currency
+    than the obligation's is INVALID_ARGUMENT (CURRENCY_MISMATCH); a closed obligation fails with
+    FAILED_PRECONDITION (OBLIGATION_ALREADY_CLOSED), a payment above what is still due with
+    FAILED_PRECONDITION (PAYMENT_EXCEEDS_DUE); an unknown obligation is NOT_FOUND
+    (OBLIGATION_NOT_FOUND).
+    """
     CloseObligation: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.CloseObligationRequest, _ledger_service_pb2.CloseObligationResponse]
-    """Closes an open obligation with its outcome: on time, late by a number of days, or defaulted."""
+    """Closes an open obligation with its outcome: on time, late by a number of days, or defaulted.
+    ON_TIME and LATE need the obligation paid in full (FAILED_PRECONDITION,
+    OBLIGATION_NOT_PAID_IN_FULL); a closed obligation fails with OBLIGATION_ALREADY_CLOSED and
+    an unknown one is NOT_FOUND (OBLIGATION_NOT_FOUND). Closing DEFAULTED removes what was still
+    due from the account's outstanding amount.
+    """
     GetObligation: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.GetObligationRequest, _ledger_service_pb2.GetObligationResponse]
-    """Returns one obligation."""
+    """Returns one obligation; NOT_FOUND (OBLIGATION_NOT_FOUND) for an unknown obligation_id."""
     RecordPartnerStatements: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.RecordPartnerStatementsRequest, _ledger_service_pb2.RecordPartnerStatementsResponse]
     """Records, in one batch, partner-reported credit lines and monthly statements for many users.
     Idempotent per user and period: a statement identical to the recorded one changes nothing; a
@@ -115,9 +143,23 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     append-only and hash-chained per user; every mutation is idempotent on its request_id: a retry
     with the same request_id and the same request returns the stored response (a stored business
     error included), while the same request_id with a different request fails with ABORTED and
-    reason REQUEST_ID_REUSED. Errors carry a google.rpc.ErrorInfo with a stable reason in the
-    "sesame" domain and, for INVALID_ARGUMENT, a google.rpc.BadRequest naming the offending field.
-    Clients retry only UNAVAILABLE, always with the same request_id.
+    reason REQUEST_ID_REUSED.
+
+    Errors are google.rpc.Status with a google.rpc.ErrorInfo in the "sesame" domain whose reason
+    is a name of ErrorReason (error_reason.proto says which code each reason comes with). An
+    INVALID_ARGUMENT lists every offending field of the request at once in a google.rpc.BadRequest,
+    each FieldViolation with its field's path and a reason of its own; the ErrorInfo's reason is
+    the first violation's. Any call may also fail with UNAVAILABLE (STORAGE_UNAVAILABLE, and for a
+    mutation STORAGE_CONTENDED). Clients retry only UNAVAILABLE, always with the same request_id.
+
+    Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
+    partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
+    empty, ID_INVALID otherwise). Free texts must not hold control characters (TEXT_INVALID) nor
+    exceed their length in characters (TEXT_TOO_LONG). Money must be in an active ISO 4217 currency
+    (CURRENCY_UNKNOWN) with a magnitude below 10^15 minor units (AMOUNT_TOO_LARGE), and each Money
+    field states its sign. Timestamps must lie in years 1 to 9999 UTC (TIMESTAMP_INVALID); the
+    ledger keeps times to the microsecond and drops what is finer. A required field left unset is
+    FIELD_REQUIRED.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -129,39 +171,53 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """
     PlaceHold: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.PlaceHoldRequest, _ledger_service_pb2.PlaceHoldResponse]  # type: ignore[assignment]
     """Places a hold (a waived deposit) against the user's available waiver capacity. Fails with
-    FAILED_PRECONDITION and reason INSUFFICIENT_CAPACITY when the open holds would exceed it
-    (holds past their expiry no longer count, swept or not), and CURRENCY_MISMATCH when the
-    amount is not in the capacity's currency.
+    FAILED_PRECONDITION and reason INSUFFICIENT_CAPACITY when no capacity was ever set or the
+    open holds would exceed it (holds past their expire_time no longer count, swept or not), and
+    CURRENCY_MISMATCH when the amount is not in the capacity's currency.
     """
     CaptureHold: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.CaptureHoldRequest, _ledger_service_pb2.CaptureHoldResponse]  # type: ignore[assignment]
     """Captures part or all of an open hold and releases the rest, resolving the hold. It may
     create an obligation for the captured amount in the same transaction. A hold resolves once:
     FAILED_PRECONDITION with HOLD_ALREADY_RESOLVED after a capture or release, HOLD_EXPIRED once
-    past its expiry (before the sweeper ran and after). Capturing more than the hold's amount, or in
-    another currency, is INVALID_ARGUMENT (CAPTURE_EXCEEDS_HOLD, CURRENCY_MISMATCH). An unknown
-    hold is NOT_FOUND (HOLD_NOT_FOUND); neither invalid requests nor unknown holds are stored
-    for idempotency, since their answer cannot change.
+    past its expire_time (before the sweeper ran and after). Capturing more than the hold's
+    amount, or in another currency, is INVALID_ARGUMENT (CAPTURE_EXCEEDS_HOLD, CURRENCY_MISMATCH).
+    An unknown hold is NOT_FOUND (HOLD_NOT_FOUND); neither invalid requests nor unknown holds are
+    stored for idempotency, since their answer cannot change.
     """
     ReleaseHold: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.ReleaseHoldRequest, _ledger_service_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
     """Releases an open hold in full, resolving it, and records whether the user kept the promise.
-    Fails like CaptureHold for a hold already resolved or past its expiry.
+    Fails like CaptureHold for an unknown hold, one already resolved or one past its expire_time.
     """
     GetHold: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.GetHoldRequest, _ledger_service_pb2.GetHoldResponse]  # type: ignore[assignment]
-    """Returns one hold. An open hold past its expiry is reported as EXPIRED even before the
-    sweeper has journaled its expiry.
+    """Returns one hold; NOT_FOUND (HOLD_NOT_FOUND) for an unknown hold_id. An open hold past its
+    expire_time is reported as EXPIRED even before the sweeper has journaled its expiry.
     """
     SweepExpiredHolds: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.SweepExpiredHoldsRequest, _ledger_service_pb2.SweepExpiredHoldsResponse]  # type: ignore[assignment]
-    """Journals the expiry of open holds whose expiry time has passed, oldest first, at most
-    max_holds per call. Operators and a background task call it; it is safe to run concurrently.
+    """Journals the expiry of open holds whose expire_time has passed, earliest expire_time first,
+    at most max_holds per call. Operators and a background task call it; it is safe to run
+    concurrently.
     """
     CreateObligation: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.CreateObligationRequest, _ledger_service_pb2.CreateObligationResponse]  # type: ignore[assignment]
-    """Creates an obligation: an amount the user must pay by a due time."""
+    """Creates an obligation: an amount the user must pay by a due time. The first capacity or
+    obligation sets the account's currency; an obligation in another currency fails with
+    FAILED_PRECONDITION (CURRENCY_MISMATCH).
+    """
     RecordPayment: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.RecordPaymentRequest, _ledger_service_pb2.RecordPaymentResponse]  # type: ignore[assignment]
-    """Records a payment, partial or full, towards an open obligation."""
+    """Records a payment, partial or full, towards an open obligation. An amount in another currency
+    than the obligation's is INVALID_ARGUMENT (CURRENCY_MISMATCH); a closed obligation fails with
+    FAILED_PRECONDITION (OBLIGATION_ALREADY_CLOSED), a payment above what is still due with
+    FAILED_PRECONDITION (PAYMENT_EXCEEDS_DUE); an unknown obligation is NOT_FOUND
+    (OBLIGATION_NOT_FOUND).
+    """
     CloseObligation: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.CloseObligationRequest, _ledger_service_pb2.CloseObligationResponse]  # type: ignore[assignment]
-    """Closes an open obligation with its outcome: on time, late by a number of days, or defaulted."""
+    """Closes an open obligation with its outcome: on time, late by a number of days, or defaulted.
+    ON_TIME and LATE need the obligation paid in full (FAILED_PRECONDITION,
+    OBLIGATION_NOT_PAID_IN_FULL); a closed obligation fails with OBLIGATION_ALREADY_CLOSED and
+    an unknown one is NOT_FOUND (OBLIGATION_NOT_FOUND). Closing DEFAULTED removes what was still
+    due from the account's outstanding amount.
+    """
     GetObligation: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.GetObligationRequest, _ledger_service_pb2.GetObligationResponse]  # type: ignore[assignment]
-    """Returns one obligation."""
+    """Returns one obligation; NOT_FOUND (OBLIGATION_NOT_FOUND) for an unknown obligation_id."""
     RecordPartnerStatements: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.RecordPartnerStatementsRequest, _ledger_service_pb2.RecordPartnerStatementsResponse]  # type: ignore[assignment]
     """Records, in one batch, partner-reported credit lines and monthly statements for many users.
     Idempotent per user and period: a statement identical to the recorded one changes nothing; a
@@ -195,9 +251,23 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     append-only and hash-chained per user; every mutation is idempotent on its request_id: a retry
     with the same request_id and the same request returns the stored response (a stored business
     error included), while the same request_id with a different request fails with ABORTED and
-    reason REQUEST_ID_REUSED. Errors carry a google.rpc.ErrorInfo with a stable reason in the
-    "sesame" domain and, for INVALID_ARGUMENT, a google.rpc.BadRequest naming the offending field.
-    Clients retry only UNAVAILABLE, always with the same request_id.
+    reason REQUEST_ID_REUSED.
+
+    Errors are google.rpc.Status with a google.rpc.ErrorInfo in the "sesame" domain whose reason
+    is a name of ErrorReason (error_reason.proto says which code each reason comes with). An
+    INVALID_ARGUMENT lists every offending field of the request at once in a google.rpc.BadRequest,
+    each FieldViolation with its field's path and a reason of its own; the ErrorInfo's reason is
+    the first violation's. Any call may also fail with UNAVAILABLE (STORAGE_UNAVAILABLE, and for a
+    mutation STORAGE_CONTENDED). Clients retry only UNAVAILABLE, always with the same request_id.
+
+    Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
+    partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
+    empty, ID_INVALID otherwise). Free texts must not hold control characters (TEXT_INVALID) nor
+    exceed their length in characters (TEXT_TOO_LONG). Money must be in an active ISO 4217 currency
+    (CURRENCY_UNKNOWN) with a magnitude below 10^15 minor units (AMOUNT_TOO_LARGE), and each Money
+    field states its sign. Timestamps must lie in years 1 to 9999 UTC (TIMESTAMP_INVALID); the
+    ledger keeps times to the microsecond and drops what is finer. A required field left unset is
+    FIELD_REQUIRED.
     """
 
     @_abc_1.abstractmethod
@@ -219,9 +289,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_service_pb2.PlaceHoldResponse, _abc.Awaitable[_ledger_service_pb2.PlaceHoldResponse]]:
         """Places a hold (a waived deposit) against the user's available waiver capacity. Fails with
-        FAILED_PRECONDITION and reason INSUFFICIENT_CAPACITY when the open holds would exceed it
-        (holds past their expiry no longer count, swept or not), and CURRENCY_MISMATCH when the
-        amount is not in the capacity's currency.
+        FAILED_PRECONDITION and reason INSUFFICIENT_CAPACITY when no capacity was ever set or the
+        open holds would exceed it (holds past their expire_time no longer count, swept or not), and
+        CURRENCY_MISMATCH when the amount is not in the capacity's currency.
         """
 
     @_abc_1.abstractmethod
@@ -233,10 +303,10 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Captures part or all of an open hold and releases the rest, resolving the hold. It may
         create an obligation for the captured amount in the same transaction. A hold resolves once:
         FAILED_PRECONDITION with HOLD_ALREADY_RESOLVED after a capture or release, HOLD_EXPIRED once
-        past its expiry (before the sweeper ran and after). Capturing more than the hold's amount, or in
-        another currency, is INVALID_ARGUMENT (CAPTURE_EXCEEDS_HOLD, CURRENCY_MISMATCH). An unknown
-        hold is NOT_FOUND (HOLD_NOT_FOUND); neither invalid requests nor unknown holds are stored
-        for idempotency, since their answer cannot change.
+        past its expire_time (before the sweeper ran and after). Capturing more than the hold's
+        amount, or in another currency, is INVALID_ARGUMENT (CAPTURE_EXCEEDS_HOLD, CURRENCY_MISMATCH).
+        An unknown hold is NOT_FOUND (HOLD_NOT_FOUND); neither invalid requests nor unknown holds are
+        stored for idempotency, since their answer cannot change.
         """
 
     @_abc_1.abstractmethod
@@ -246,7 +316,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_service_pb2.ReleaseHoldResponse, _abc.Awaitable[_ledger_service_pb2.ReleaseHoldResponse]]:
         """Releases an open hold in full, resolving it, and records whether the user kept the promise.
-        Fails like CaptureHold for a hold already resolved or past its expiry.
+        Fails like CaptureHold for an unknown hold, one already resolved or one past its expire_time.
         """
 
     @_abc_1.abstractmethod
@@ -255,8 +325,8 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_service_pb2.GetHoldRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_service_pb2.GetHoldResponse, _abc.Awaitable[_ledger_service_pb2.GetHoldResponse]]:
-        """Returns one hold. An open hold past its expiry is reported as EXPIRED even before the
-        sweeper has journaled its expiry.
+        """Returns one hold; NOT_FOUND (HOLD_NOT_FOUND) for an unknown hold_id. An open hold past its
+        expire_time is reported as EXPIRED even before the sweeper has journaled its expiry.
         """
 
     @_abc_1.abstractmethod
@@ -265,8 +335,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_service_pb2.SweepExpiredHoldsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_service_pb2.SweepExpiredHoldsResponse, _abc.Awaitable[_ledger_service_pb2.SweepExpiredHoldsResponse]]:
-        """Journals the expiry of open holds whose expiry time has passed, oldest first, at most
-        max_holds per call. Operators and a background task call it; it is safe to run concurrently.
+        """Journals the expiry of open holds whose expire_time has passed, earliest expire_time first,
+        at most max_holds per call. Operators and a background task call it; it is safe to run
+        concurrently.
         """
 
     @_abc_1.abstractmethod
@@ -275,7 +346,10 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_service_pb2.CreateObligationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_service_pb2.CreateObligationResponse, _abc.Awaitable[_ledger_service_pb2.CreateObligationResponse]]:
-        """Creates an obligation: an amount the user must pay by a due time."""
+        """Creates an obligation: an amount the user must pay by a due time. The first capacity or
+        obligation sets the account's currency; an obligation in another currency fails with
+        FAILED_PRECONDITION (CURRENCY_MISMATCH).
+        """
 
     @_abc_1.abstractmethod
     def RecordPayment(
@@ -283,7 +357,12 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_service_pb2.RecordPaymentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_service_pb2.RecordPaymentResponse, _abc.Awaitable[_ledger_service_pb2.RecordPaymentResponse]]:
-        """Records a payment, partial or full, towards an open obligation."""
+        """Records a payment, partial or full, towards an open obligation. An amount in another currency
+        than the obligation's is INVALID_ARGUMENT (CURRENCY_MISMATCH); a closed obligation fails with
+        FAILED_PRECONDITION (OBLIGATION_ALREADY_CLOSED), a payment above what is still due with
+        FAILED_PRECONDITION (PAYMENT_EXCEEDS_DUE); an unknown obligation is NOT_FOUND
+        (OBLIGATION_NOT_FOUND).
+        """
 
     @_abc_1.abstractmethod
     def CloseObligation(
@@ -291,7 +370,12 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_service_pb2.CloseObligationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_service_pb2.CloseObligationResponse, _abc.Awaitable[_ledger_service_pb2.CloseObligationResponse]]:
-        """Closes an open obligation with its outcome: on time, late by a number of days, or defaulted."""
+        """Closes an open obligation with its outcome: on time, late by a number of days, or defaulted.
+        ON_TIME and LATE need the obligation paid in full (FAILED_PRECONDITION,
+        OBLIGATION_NOT_PAID_IN_FULL); a closed obligation fails with OBLIGATION_ALREADY_CLOSED and
+        an unknown one is NOT_FOUND (OBLIGATION_NOT_FOUND). Closing DEFAULTED removes what was still
+        due from the account's outstanding amount.
+        """
 
     @_abc_1.abstractmethod
     def GetObligation(
@@ -299,7 +383,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_service_pb2.GetObligationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_service_pb2.GetObligationResponse, _abc.Awaitable[_ledger_service_pb2.GetObligationResponse]]:
-        """Returns one obligation."""
+        """Returns one obligation; NOT_FOUND (OBLIGATION_NOT_FOUND) for an unknown obligation_id."""
 
     @_abc_1.abstractmethod
     def RecordPartnerStatements(
