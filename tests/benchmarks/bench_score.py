@@ -65,8 +65,8 @@ from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc  # noqa: E
 from services.common.workers import worker_count  # noqa: E402
 from services.datasets import taiwan  # noqa: E402
 from services.datasets.replayer import replay_csv  # noqa: E402
+from services.score.adapters.model_files import newest_model_directory  # noqa: E402
 from services.score.domain.features import FEATURE_COUNT  # noqa: E402
-from services.score.service.model_files import newest_model_directory  # noqa: E402
 from services.score.settings import ScoreSettings  # noqa: E402
 from services.score.training.dataset import TRAINING_DATA  # noqa: E402
 from services.suite.launch import free_port, stop_all, wait_until_serving  # noqa: E402

@@ -22,6 +22,7 @@ from sesame.score.v1 import score_service_pb2 as pb, score_service_pb2_grpc
 from services.common.server import GrpcServer
 from services.score.domain.reasons import Reason
 from services.score.domain.thin_file import ThinFileReason
+from services.score.service.model_registry import ModelRegistry
 from services.score.service.score_service import ScoreResult, ScoreService
 
 SERVICE_NAME = "sesame.score.v1.ScoreService"
@@ -37,8 +38,9 @@ _THIN_FILE_REASONS = {
 
 
 class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
-    def __init__(self, service: ScoreService) -> None:
-        self._service = service
+    def __init__(self, scores: ScoreService, models: ModelRegistry) -> None:
+        self._scores = scores
+        self._models = models
 
     def add_to_server(self, server: GrpcServer) -> None:
         score_service_pb2_grpc.add_ScoreServiceServicer_to_server(self, server)
@@ -46,9 +48,9 @@ class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
     async def GetScore(self, request: pb.GetScoreRequest, context: Context) -> pb.GetScoreResponse:
         as_of = _as_of(request)
         # A cached score is answered on the event loop; reading the ledger waits on a thread.
-        result = self._service.cached_score(request.user_id, as_of)
+        result = self._scores.cached_score(request.user_id, as_of)
         if result is None:
-            result = await asyncio.to_thread(self._service.get_score, request.user_id, as_of)
+            result = await asyncio.to_thread(self._scores.get_score, request.user_id, as_of)
         return pb.GetScoreResponse(score=score_message(result))
 
     async def BatchGetScores(
@@ -76,20 +78,20 @@ class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: Context
     ) -> pb.GetModelInfoResponse:
-        runtime = self._service.current_model()
+        model = self._models.current()
         return pb.GetModelInfoResponse(
-            model_version=runtime.version,
-            feature_names=list(runtime.feature_names),
-            model_card_json=runtime.model_card_json,
-            loaded_at=_timestamp(runtime.loaded_at),
-            shadow_model_version=self._service.shadow_model_version,
+            model_version=model.version,
+            feature_names=list(model.feature_names),
+            model_card_json=model.model_card_json,
+            loaded_at=_timestamp(model.loaded_at),
+            shadow_model_version=self._models.shadow_model_version,
         )
 
     async def ReloadModel(
         self, request: pb.ReloadModelRequest, context: Context
     ) -> pb.ReloadModelResponse:
         result = await asyncio.to_thread(
-            self._service.reload_model, request.request_id, request.model_version
+            self._models.reload, request.request_id, request.model_version
         )
         return pb.ReloadModelResponse(
             model_version=result.model_version,
@@ -97,13 +99,13 @@ class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
         )
 
     def _batch_get_scores(self, request: pb.BatchGetScoresRequest) -> pb.BatchGetScoresResponse:
-        results = self._service.batch_get_scores(list(request.user_ids), _as_of(request))
+        results = self._scores.batch_get_scores(list(request.user_ids), _as_of(request))
         return pb.BatchGetScoresResponse(
             results=[
                 pb.UserScoreResult(
                     user_id=result.user_id,
                     score=score_message(result.score) if result.score is not None else None,
-                    error_reason=result.error_reason,
+                    error_reason=result.error.reason if result.error is not None else "",
                 )
                 for result in results
             ]
@@ -116,7 +118,7 @@ class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
     ) -> None:
         # The packed doubles convert to an array in one step, not value by value.
         feature_values = np.asarray(request.feature_values, dtype=np.float64)
-        row_scores = self._service.score_features(feature_values, request.include_reasons)
+        row_scores = self._scores.score_features(feature_values, request.include_reasons)
         add = scores.add
         version = row_scores.model_version
         values = zip(

@@ -11,9 +11,9 @@ from sesame.score.v1 import score_service_pb2 as pb
 
 from services.common.grpc_errors import error_details
 from services.datasets import taiwan
+from services.score.adapters.model_files import MODELS_ROOT, onnx_session, run_model
 from services.score.domain.features import FEATURE_COUNT, FEATURE_NAMES
 from services.score.domain.scoring import score_from_log_odds
-from services.score.service.model_files import MODELS_ROOT, onnx_session, run_model
 from services.score.training import dataset
 
 from .conftest import (
@@ -92,7 +92,7 @@ def test_a_batch_answers_every_user_in_order(score_server: ScoreServer) -> None:
 
     assert [result.user_id for result in results] == user_ids
     assert results[0].score.score == get_score(score_server, "tw-1").score
-    assert results[1].error_reason == "INVALID_USER_ID" and not results[1].HasField("score")
+    assert results[1].error_reason == "FIELD_REQUIRED" and not results[1].HasField("score")
     assert results[2].score.thin_file_reason == pb.THIN_FILE_REASON_NO_HISTORY
     assert (
         results[3].score.probability_of_default
