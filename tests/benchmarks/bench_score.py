@@ -15,8 +15,8 @@ connection per slot (so that worker processes sharing a port all get work), in o
      the booster is shown to give the ONNX model's probability of default within 1e-5 on the
      USERS rows, and MLServer's answers over gRPC on a few of them. It runs in its fastest
      configuration for this load, inference in its gRPC process (`parallel_workers` 0): its
-     inference pool (1 or 2 processes, an IPC round trip per call) measured 5 to 10 times
-     slower here for one-row requests; `--mlserver-parallel-workers` measures it;
+     inference pool adds an IPC round trip to every one-row call (the README has the figures);
+     `--mlserver-parallel-workers` measures it;
    * sync against asyncio: the same echo on the shared synchronous runtime and on the asyncio
      one, one process each, everything else equal: `echo_sync_per_s`, `echo_asyncio_per_s`.
 2. `--rounds` rounds, each back to back: echo; warm GetScore at most (closed loop); warm
