@@ -1,8 +1,10 @@
 """Translation between `SesameError` and rich gRPC statuses (google.rpc.Status).
 
 Server side: `handler_error_status(error, method)` is the status a caller sees for whatever a
-handler raised, on either runtime (`to_rpc_status` for a `SesameError`). Client side:
-`error_details(rpc_error)` reads back the reason and rejected field names.
+handler raised, on either runtime (`to_rpc_status` for a `SesameError`), and
+`to_status_message(error)` the same status as a message, for a contract that carries an error
+inside an answer (one user's error in a batch, say). Client side: `error_details(rpc_error)` and
+`status_details(status)` read back the reason and rejected field names.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ def status_code_for(error: SesameError) -> grpc.StatusCode:
 
 def to_rpc_status(error: SesameError) -> grpc.Status:
     """The status to abort with: code, message, ErrorInfo and, if any, BadRequest."""
+    return rpc_status.to_status(to_status_message(error))
+
+
+def to_status_message(error: SesameError) -> status_pb2.Status:
+    """The google.rpc.Status of an error: code, message, ErrorInfo and, if any, BadRequest."""
     error_info = error_details_pb2.ErrorInfo(
         reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
     )
@@ -77,10 +84,9 @@ def to_rpc_status(error: SesameError) -> grpc.Status:
             ]
         )
         details.append(_packed(bad_request))
-    status = status_pb2.Status(
+    return status_pb2.Status(
         code=_numeric_code(status_code_for(error)), message=error.message, details=details
     )
-    return rpc_status.to_status(status)
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,11 @@ def error_details(rpc_error: grpc.RpcError) -> ErrorDetails:
     status: status_pb2.Status | None = rpc_status.from_call(rpc_error)
     if status is None:
         return ErrorDetails("", ())
+    return status_details(status)
+
+
+def status_details(status: status_pb2.Status) -> ErrorDetails:
+    """Reason and field names from a google.rpc.Status; empty when it carries none."""
     reason = ""
     field_names: list[str] = []
     for detail in status.details:

@@ -1,4 +1,5 @@
-"""Assembles the score service: ledger client, feature cache, invalidation stream, servicer.
+"""Assembles the score service: ledger client, model loader and registry, feature cache,
+invalidation stream, scoring use cases, servicer.
 
 `build_score` returns the parts without starting anything heavy; `load` loads and warms up the
 first model and `report_serving` then reports SERVING. A lone server answers health checks (as
@@ -21,10 +22,12 @@ from services.common.runtime import ServiceRegistration, start_metrics_endpoint
 from services.common.settings import SettingsError, load_settings
 from services.common.workers import SharedText, run_workers, worker_count
 from services.score.adapters.ledger_client import LedgerClient
+from services.score.adapters.onnx_model import OnnxModelLoader
 from services.score.adapters.shadow_metrics import PrometheusShadowRecorder
 from services.score.api.servicer import SERVICE_NAME, ScoreServicer
 from services.score.service.cache_invalidation import CacheInvalidator
 from services.score.service.feature_cache import FeatureCache
+from services.score.service.model_registry import ModelRegistry
 from services.score.service.model_sync import ModelFollower
 from services.score.service.ports import ModelChoice
 from services.score.service.score_service import CachedUser, ScoreService
@@ -41,7 +44,8 @@ class Score:
     """The score service's parts, wired together."""
 
     settings: ScoreSettings
-    service: ScoreService
+    models: ModelRegistry
+    scores: ScoreService
     cache: FeatureCache[CachedUser]
     invalidator: CacheInvalidator
     registration: ServiceRegistration
@@ -52,11 +56,9 @@ class Score:
     def load(self) -> None:
         """Starts following the ledger and the sibling workers; loads and warms up the model."""
         self.invalidator.start()
-        self.service.load_initial_model(self.settings.model_version)
+        self.models.load_initial(self.settings.model_version)
         if self.settings.shadow_model_version:
-            self.service.start_shadow_model(
-                self.settings.shadow_model_version, PrometheusShadowRecorder()
-            )
+            self.models.start_shadow(self.settings.shadow_model_version, PrometheusShadowRecorder())
         if self.model_follower is not None:
             self.model_follower.start()
 
@@ -73,7 +75,8 @@ class Score:
         if self.model_follower is not None:
             self.model_follower.stop()
         self.invalidator.stop()
-        self.service.close()
+        self.scores.close()
+        self.models.close()
         self.ledger_channel.close()
 
 
@@ -84,20 +87,19 @@ def build_score(settings: ScoreSettings, model_choice: ModelChoice | None = None
     cache: FeatureCache[CachedUser] = FeatureCache(
         settings.cache_max_entries, settings.cache_max_age_s
     )
-    service = ScoreService(
-        ledger,
-        cache,
-        settings.models_directory,
-        history_fetch_threads=settings.history_fetch_threads,
-        model_choice=model_choice,
+    models = ModelRegistry(OnnxModelLoader(settings.models_directory), model_choice=model_choice)
+    scores = ScoreService(
+        ledger, cache, models, history_fetch_threads=settings.history_fetch_threads
     )
-    servicer = ScoreServicer(service)
+    servicer = ScoreServicer(scores, models)
     registration = ServiceRegistration(
         SERVICE_NAME, servicer.add_to_server, initially_serving=False
     )
     invalidator = CacheInvalidator(ledger, cache.invalidate_user)
-    follower = None if model_choice is None else ModelFollower(model_choice, service.follow_model)
-    return Score(settings, service, cache, invalidator, registration, ledger_channel, follower)
+    follower = None if model_choice is None else ModelFollower(model_choice, models.follow)
+    return Score(
+        settings, models, scores, cache, invalidator, registration, ledger_channel, follower
+    )
 
 
 def run_server(settings: ScoreSettings, model_choice: ModelChoice | None = None) -> None:

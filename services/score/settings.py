@@ -6,7 +6,7 @@ from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServerSettings
-from services.score.service.model_files import MODELS_ROOT
+from services.score.adapters.model_files import MODELS_ROOT
 
 # ScoreFeatures takes up to 100000 rows of 18 doubles (about 16 MB on the wire).
 SCORE_MESSAGE_BYTES_MAX = 64 * 1024 * 1024

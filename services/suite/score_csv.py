@@ -29,6 +29,7 @@ from google.protobuf import timestamp_pb2
 from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc
 from sklearn.metrics import roc_auc_score
 
+from services.common.grpc_errors import status_details
 from services.datasets import taiwan
 from services.datasets.replayer import replay_csv
 from services.suite.launch import HOST, SUITE, free_port, start_suite, stop_all, suite_environment
@@ -98,11 +99,12 @@ def _served_probabilities(score_address: str, user_ids: Sequence[str]) -> tuple[
     with grpc.insecure_channel(score_address) as channel:
         stub = score_service_pb2_grpc.ScoreServiceStub(channel)
         for start, chunk in _chunks(user_ids, BATCH_USERS):
-            request = score_service_pb2.BatchGetScoresRequest(user_ids=chunk, as_of=as_of)
+            request = score_service_pb2.BatchGetScoresRequest(user_ids=chunk, as_of_time=as_of)
             results = stub.BatchGetScores(request, timeout=BATCH_DEADLINE_S).results
             for offset, result in enumerate(results):
-                if result.error_reason:
-                    raise RuntimeError(f"{result.user_id}: no score ({result.error_reason})")
+                if result.HasField("error"):
+                    reason = status_details(result.error).reason
+                    raise RuntimeError(f"{result.user_id}: no score ({reason})")
                 if result.score.thin_file:
                     thin_files += 1
                     continue

@@ -15,8 +15,8 @@ connection per slot (so that worker processes sharing a port all get work), in o
      the booster is shown to give the ONNX model's probability of default within 1e-5 on the
      USERS rows, and MLServer's answers over gRPC on a few of them. It runs in its fastest
      configuration for this load, inference in its gRPC process (`parallel_workers` 0): its
-     inference pool (1 or 2 processes, an IPC round trip per call) measured 5 to 10 times
-     slower here for one-row requests; `--mlserver-parallel-workers` measures it;
+     inference pool adds an IPC round trip to every one-row call (the README has the figures);
+     `--mlserver-parallel-workers` measures it;
    * sync against asyncio: the same echo on the shared synchronous runtime and on the asyncio
      one, one process each, everything else equal: `echo_sync_per_s`, `echo_asyncio_per_s`.
 2. `--rounds` rounds, each back to back: echo; warm GetScore at most (closed loop); warm
@@ -62,11 +62,12 @@ from google.protobuf import timestamp_pb2  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc  # noqa: E402
 
+from services.common.grpc_errors import status_details  # noqa: E402
 from services.common.workers import worker_count  # noqa: E402
 from services.datasets import taiwan  # noqa: E402
 from services.datasets.replayer import replay_csv  # noqa: E402
+from services.score.adapters.model_files import newest_model_directory  # noqa: E402
 from services.score.domain.features import FEATURE_COUNT  # noqa: E402
-from services.score.service.model_files import newest_model_directory  # noqa: E402
 from services.score.settings import ScoreSettings  # noqa: E402
 from services.score.training.dataset import TRAINING_DATA  # noqa: E402
 from services.suite.launch import free_port, stop_all, wait_until_serving  # noqa: E402
@@ -110,7 +111,7 @@ async def get_score(context: OperationContext) -> Operation:
 
     async def operation() -> OperationOutcome | None:
         request = score_service_pb2.GetScoreRequest(
-            user_id=context.random.choice(user_ids), as_of=as_of
+            user_id=context.random.choice(user_ids), as_of_time=as_of
         )
         await stub.GetScore(request, timeout=context.call_timeout_s)
         return None
@@ -128,13 +129,16 @@ async def batch_get_scores(context: OperationContext) -> Operation:
     stub = score_service_pb2_grpc.ScoreServiceStub(context.channel)
     user_ids: list[str] = list(context.arguments["user_ids"])
     context.random.shuffle(user_ids)
-    request = score_service_pb2.BatchGetScoresRequest(user_ids=user_ids, as_of=_statements_as_of())
+    request = score_service_pb2.BatchGetScoresRequest(
+        user_ids=user_ids, as_of_time=_statements_as_of()
+    )
 
     async def operation() -> OperationOutcome:
         response = await stub.BatchGetScores(request, timeout=context.call_timeout_s)
-        failed = [result for result in response.results if result.error_reason]
+        failed = [result for result in response.results if result.HasField("error")]
         if failed:
-            raise UserNotScored(f"{failed[0].user_id}: {failed[0].error_reason}")
+            reason = status_details(failed[0].error).reason
+            raise UserNotScored(f"{failed[0].user_id}: {reason}")
         return OperationOutcome(units=len(response.results))
 
     return operation
@@ -235,7 +239,9 @@ def _fill_caches(address: str, user_ids: list[str], connections: int) -> bytes:
     """BatchGetScores of every user over many connections, so that each worker (given work by
     connection) caches every history before anything warm is measured; returns the answer
     (a serialized BatchGetScoresResponse)."""
-    request = score_service_pb2.BatchGetScoresRequest(user_ids=user_ids, as_of=_statements_as_of())
+    request = score_service_pb2.BatchGetScoresRequest(
+        user_ids=user_ids, as_of_time=_statements_as_of()
+    )
     for _ in range(connections):
         options = [("grpc.use_local_subchannel_pool", 1)]
         with grpc.insecure_channel(address, options=options) as channel:

@@ -4,8 +4,8 @@ Each user is answered with their real answer, prepared beforehand: the serialize
 BatchGetScoresResponse in the file SESAME_ECHO_ANSWERS_FILE names (`bench_score` writes the
 score service's own answers there), so that the ceiling includes what carrying real answers
 costs the runtime. A bare score of a few bytes would be a ceiling no service answering real
-scores could approach: the synchronous server answered about a third fewer calls per second
-with a real-sized answer than with an 18-byte one.
+scores could approach, since the size of the answer alone changes how many calls per second a
+server answers (the README has the figures).
 
 * `score-like`: built exactly as the score server is (the asyncio runtime's `serve_aio` with the
   score settings, interceptors, health, reflection and logging) and run as it runs: with

@@ -168,7 +168,7 @@ def training_rows(count: int) -> NDArray[np.float64]:
 
 
 def onnx_probability_of_default(onnx_path: Path, rows: NDArray[np.float64]) -> NDArray[np.float64]:
-    from services.score.service.model_files import onnx_session, run_model
+    from services.score.adapters.model_files import onnx_session, run_model
 
     return run_model(onnx_session(onnx_path), rows).probability_of_default
 

@@ -1,1 +1,1 @@
-"""Adapters between the score domain and the outside: the ledger's contract, model files."""
+"""Adapters between the score service and the outside: the ledger's contract, ONNX model files."""

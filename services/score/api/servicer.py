@@ -2,54 +2,47 @@
 
 The server runs on grpc.aio (`services.common.aio_server`): a GetScore answered from the cache
 runs on the event loop; everything that blocks (a ledger read, a model run, a model load) runs
-on the server's worker threads. Errors are raised as `SesameError`s; the server's error
-interceptor turns them into statuses.
+on the server's worker threads. Scores come from the scoring use cases (`ScoreService`), model
+information and swaps from the model registry (`ModelRegistry`). Errors are raised as
+`SesameError`s; the server's error interceptor turns them into statuses.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 import numpy as np
-from google.protobuf import timestamp_pb2
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from sesame.score.v1 import score_service_pb2 as pb, score_service_pb2_grpc
 
 from services.common.runtime import GrpcServer
-from services.score.domain.reasons import Reason
-from services.score.domain.thin_file import ThinFileReason
-from services.score.service.score_service import ScoreResult, ScoreService
+from services.score.api import mapping
+from services.score.service.model_registry import ModelRegistry
+from services.score.service.score_service import ScoreService
 
 SERVICE_NAME = "sesame.score.v1.ScoreService"
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-_THIN_FILE_REASONS = {
-    None: pb.THIN_FILE_REASON_UNSPECIFIED,
-    ThinFileReason.NO_HISTORY: pb.THIN_FILE_REASON_NO_HISTORY,
-    ThinFileReason.NO_CREDIT_LINE: pb.THIN_FILE_REASON_NO_CREDIT_LINE,
-    ThinFileReason.TOO_FEW_STATEMENTS: pb.THIN_FILE_REASON_TOO_FEW_STATEMENTS,
-}
-
 
 class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
-    def __init__(self, service: ScoreService) -> None:
-        self._service = service
+    def __init__(self, scores: ScoreService, models: ModelRegistry) -> None:
+        self._scores = scores
+        self._models = models
 
     def add_to_server(self, server: GrpcServer) -> None:
         score_service_pb2_grpc.add_ScoreServiceServicer_to_server(self, server)
 
     async def GetScore(self, request: pb.GetScoreRequest, context: Context) -> pb.GetScoreResponse:
-        as_of = _as_of(request)
+        as_of, violations = mapping.as_of_time(request)
         # A cached score is answered on the event loop; reading the ledger waits on a thread.
-        result = self._service.cached_score(request.user_id, as_of)
+        result = self._scores.cached_score(request.user_id, as_of, violations)
         if result is None:
-            result = await asyncio.to_thread(self._service.get_score, request.user_id, as_of)
-        return pb.GetScoreResponse(score=score_message(result))
+            result = await asyncio.to_thread(self._scores.get_score, request.user_id, as_of)
+        return pb.GetScoreResponse(score=mapping.score_message(result))
 
     async def BatchGetScores(
         self, request: pb.BatchGetScoresRequest, context: Context
@@ -76,20 +69,13 @@ class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: Context
     ) -> pb.GetModelInfoResponse:
-        runtime = self._service.current_model()
-        return pb.GetModelInfoResponse(
-            model_version=runtime.version,
-            feature_names=list(runtime.feature_names),
-            model_card_json=runtime.model_card_json,
-            loaded_at=_timestamp(runtime.loaded_at),
-            shadow_model_version=self._service.shadow_model_version,
-        )
+        return mapping.model_info_message(self._models.current(), self._models.shadow_model_version)
 
     async def ReloadModel(
         self, request: pb.ReloadModelRequest, context: Context
     ) -> pb.ReloadModelResponse:
         result = await asyncio.to_thread(
-            self._service.reload_model, request.request_id, request.model_version
+            self._models.reload, request.request_id, request.model_version
         )
         return pb.ReloadModelResponse(
             model_version=result.model_version,
@@ -97,16 +83,10 @@ class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
         )
 
     def _batch_get_scores(self, request: pb.BatchGetScoresRequest) -> pb.BatchGetScoresResponse:
-        results = self._service.batch_get_scores(list(request.user_ids), _as_of(request))
+        as_of, violations = mapping.as_of_time(request)
+        results = self._scores.batch_get_scores(list(request.user_ids), as_of, violations)
         return pb.BatchGetScoresResponse(
-            results=[
-                pb.UserScoreResult(
-                    user_id=result.user_id,
-                    score=score_message(result.score) if result.score is not None else None,
-                    error_reason=result.error_reason,
-                )
-                for result in results
-            ]
+            results=[mapping.user_score_result_message(result) for result in results]
         )
 
     def _score_rows(
@@ -116,57 +96,5 @@ class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
     ) -> None:
         # The packed doubles convert to an array in one step, not value by value.
         feature_values = np.asarray(request.feature_values, dtype=np.float64)
-        row_scores = self._service.score_features(feature_values, request.include_reasons)
-        add = scores.add
-        version = row_scores.model_version
-        values = zip(
-            row_scores.scores.tolist(), row_scores.probabilities_of_default.tolist(), strict=True
-        )
-        if row_scores.reasons is None:
-            for score, probability in values:
-                add(score=score, probability_of_default=probability, model_version=version)
-            return
-        for (score, probability), reasons in zip(values, row_scores.reasons, strict=True):
-            add(
-                score=score,
-                probability_of_default=probability,
-                model_version=version,
-                reasons=[_reason_message(reason) for reason in reasons],
-            )
-
-
-def score_message(result: ScoreResult) -> pb.Score:
-    message = pb.Score(
-        user_id=result.user_id,
-        score=result.score,
-        probability_of_default=result.probability_of_default,
-        reasons=[_reason_message(reason) for reason in result.reasons],
-        model_version=result.model_version,
-        thin_file=result.thin_file_reason is not None,
-        thin_file_reason=_THIN_FILE_REASONS[result.thin_file_reason],
-    )
-    if result.data_as_of is not None:
-        message.data_as_of.CopyFrom(_timestamp(result.data_as_of))
-    return message
-
-
-def _reason_message(reason: Reason) -> pb.Reason:
-    return pb.Reason(
-        code=reason.code,
-        feature=reason.feature,
-        log_odds_contribution=reason.log_odds_contribution,
-        message_en=reason.message_en,
-        message_zh=reason.message_zh,
-        advice_en=reason.advice_en,
-        advice_zh=reason.advice_zh,
-    )
-
-
-def _as_of(request: pb.GetScoreRequest | pb.BatchGetScoresRequest) -> datetime | None:
-    return request.as_of.ToDatetime(tzinfo=UTC) if request.HasField("as_of") else None
-
-
-def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    timestamp = timestamp_pb2.Timestamp()
-    timestamp.FromDatetime(moment.astimezone(UTC))
-    return timestamp
+        row_scores = self._scores.score_features(feature_values, request.include_reasons)
+        mapping.add_row_scores(row_scores, scores)

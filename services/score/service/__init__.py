@@ -1,5 +1,7 @@
-"""The score service layer: the serving model, the feature cache and the scoring use cases.
+"""The score service layer: the model registry, the feature cache and the scoring use cases.
 
-No gRPC and no protobuf here; `services.score.api` maps messages to these calls and the ledger is
-reached through the `CreditHistorySource` port (`services.score.adapters.ledger_client`).
+No gRPC, no protobuf and no model runtime here: `services.score.api` maps messages to these
+calls, the ledger is reached through the `CreditHistorySource` port
+(`services.score.adapters.ledger_client`) and models through the `ModelLoader` and `Model` ports
+(`services.score.adapters.onnx_model`).
 """

@@ -1,59 +1,34 @@
-"""The score service's use cases: score users from the ledger, score feature rows, swap models.
+"""The score service's scoring use cases: score users from the ledger, score feature rows.
 
-Plain values in and out (no protobuf); `services.score.api.servicer` does the mapping.
+Every call asks the model registry (`model_registry`) for the current model once and finishes
+on it. Plain values in and out (no protobuf); `services.score.api` does the mapping.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
-import structlog
 from numpy.typing import NDArray
 
-from services.common.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    SesameError,
-    Unavailable,
-)
-from services.score.domain import model_contract, scoring
+from services.common.errors import SesameError
+from services.common.validation import VIOLATIONS_REPORTED_MAX, Violations, id_problem
+from services.score.domain import error_reasons, scoring
 from services.score.domain.features import FEATURE_COUNT, compute_features
 from services.score.domain.reasons import Reason, principal_reasons
 from services.score.domain.scoring import score_from_log_odds
 from services.score.domain.thin_file import ThinFileReason, thin_file_reason
 from services.score.service.feature_cache import FeatureCache
-from services.score.service.model_files import ModelFileError, newest_model_directory
-from services.score.service.model_runtime import (
-    ModelRejectedError,
-    ModelRuntime,
-    load_model_runtime,
-)
-from services.score.service.ports import CreditHistorySource, ModelChoice
-from services.score.service.shadow import ShadowRecorder, ShadowScorer
+from services.score.service.model_registry import ModelRegistry
+from services.score.service.ports import CreditHistorySource, Model
 
-log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
-
-USER_ID_LENGTH_MAX = 128
-REQUEST_ID_LENGTH_MAX = 128
 BATCH_USERS_MAX = 1000
 FEATURE_ROWS_MAX = 100_000
 HISTORY_FETCH_THREADS_DEFAULT = 16
-# ReloadModel answers remembered by request id, so a retried reload answers the same.
-RELOAD_ANSWERS_REMEMBERED = 1000
-
-MODEL_NOT_LOADED = "MODEL_NOT_LOADED"
-MODEL_REJECTED = "MODEL_REJECTED"
-MODEL_VERSION_NOT_FOUND = "MODEL_VERSION_NOT_FOUND"
-INVALID_USER_ID = "INVALID_USER_ID"
 
 
 @dataclass(frozen=True)
@@ -85,7 +60,7 @@ class CachedUser:
 
     features: UserFeatures
     score: ScoreResult
-    scored_by: datetime  # the `loaded_at` of the runtime that computed `score`
+    scored_by: datetime  # the `loaded_at` of the model that computed `score`
 
 
 @dataclass(frozen=True)
@@ -100,219 +75,112 @@ class RowScores:
 
 @dataclass(frozen=True)
 class UserScoreResult:
-    """One user's answer in a batch: a score, or the stable reason there is none."""
+    """One user's answer in a batch: a score, or the error a GetScore of the user would raise."""
 
     user_id: str
     score: ScoreResult | None
-    error_reason: str
-
-
-@dataclass(frozen=True)
-class ReloadResult:
-    model_version: str
-    previous_model_version: str
+    error: SesameError | None
 
 
 class ScoreService:
-    """Scores users and rows with the current model; the model can be swapped at any time."""
+    """Scores users and rows with the model the registry serves now."""
 
     def __init__(
         self,
         histories: CreditHistorySource,
         cache: FeatureCache[CachedUser],
-        models_root: Path,
+        models: ModelRegistry,
         *,
         history_fetch_threads: int = HISTORY_FETCH_THREADS_DEFAULT,
-        model_choice: ModelChoice | None = None,
     ) -> None:
         self._histories = histories
-        self._model_choice = model_choice
         self._cache = cache
-        self._models_root = models_root
+        self._models = models
         self._fetch_pool = ThreadPoolExecutor(
             max_workers=history_fetch_threads, thread_name_prefix="history-fetch"
         )
-        # Read without a lock: replacing a reference is atomic in Python, and each call takes
-        # the reference once, so it finishes on the runtime it started with.
-        self._runtime: ModelRuntime | None = None
-        self._reload_lock = threading.Lock()
-        self._reload_answers: OrderedDict[str, ReloadResult] = OrderedDict()
-        self._shadow: ShadowScorer | None = None
-
-    # ------------------------------------------------------------------------------------------
-    # Models
-
-    def load_initial_model(self, model_version: str = "") -> ModelRuntime:
-        runtime = load_model_runtime(self._model_directory(model_version))
-        self._runtime = runtime
-        log.info("model_loaded", model_version=runtime.version)
-        return runtime
-
-    def start_shadow_model(self, model_version: str, recorder: ShadowRecorder) -> None:
-        """Scores every new user score with `model_version` too, measured and never served.
-
-        A shadow that fails to load is logged and left out: it must never stop serving.
-        """
-        try:
-            runtime = load_model_runtime(self._model_directory(model_version))
-        except (ModelRejectedError, SesameError) as error:
-            log.error("shadow_model_not_loaded", model_version=model_version, why=str(error))
-            return
-        self._shadow = ShadowScorer(runtime, recorder)
-        log.info("shadow_model_loaded", model_version=runtime.version)
-
-    @property
-    def shadow_model_version(self) -> str:
-        return self._shadow.version if self._shadow is not None else ""
-
-    def current_model(self) -> ModelRuntime:
-        runtime = self._runtime
-        if runtime is None:
-            raise Unavailable("no model is loaded yet", reason=MODEL_NOT_LOADED)
-        return runtime
-
-    def reload_model(self, request_id: str, model_version: str) -> ReloadResult:
-        _check_identifier("request_id", request_id, REQUEST_ID_LENGTH_MAX)
-        with self._reload_lock:
-            remembered = self._reload_answers.get(request_id)
-            if remembered is not None:
-                return remembered
-            directory = self._model_directory(model_version)
-            try:
-                runtime = load_model_runtime(directory)
-            except ModelRejectedError as error:
-                log.warning("model_rejected", model_version=directory.name, why=str(error))
-                raise FailedPrecondition(
-                    "the model was rejected; the previous model keeps serving",
-                    reason=MODEL_REJECTED,
-                    metadata={"model_version": directory.name},
-                ) from error
-            result = self._swap(runtime)
-            self._remember(request_id, result)
-            if self._model_choice is not None:
-                self._model_choice.publish(runtime.version)
-        return result
-
-    def follow_model(self, model_version: str) -> None:
-        """Swaps to the version another worker swapped to, unless it serves already.
-
-        A version that fails to load here is logged and the current model keeps serving.
-        """
-        with self._reload_lock:
-            current = self._runtime
-            if current is not None and current.version == model_version:
-                return
-            try:
-                runtime = load_model_runtime(self._model_directory(model_version))
-            except (ModelRejectedError, SesameError) as error:
-                log.error("model_follow_failed", model_version=model_version, why=str(error))
-                return
-            self._swap(runtime)
-
-    def _swap(self, runtime: ModelRuntime) -> ReloadResult:
-        previous = self._runtime
-        self._runtime = runtime
-        result = ReloadResult(runtime.version, previous.version if previous else "")
-        log.info(
-            "model_swapped",
-            model_version=runtime.version,
-            previous_model_version=result.previous_model_version,
-        )
-        return result
-
-    def _remember(self, request_id: str, result: ReloadResult) -> None:
-        self._reload_answers[request_id] = result
-        while len(self._reload_answers) > RELOAD_ANSWERS_REMEMBERED:
-            self._reload_answers.popitem(last=False)
-
-    def _model_directory(self, model_version: str) -> Path:
-        """The directory of the given version, or of the newest when the version is empty."""
-        if not model_version:
-            try:
-                return newest_model_directory(self._models_root)
-            except ModelFileError:
-                raise NotFound("no model is available", reason=MODEL_VERSION_NOT_FOUND) from None
-        try:
-            model_contract.version_key(model_version)
-        except ValueError:
-            raise InvalidArgument.for_field(
-                "model_version", "must be dotted numbers, for example 1.0.0"
-            ) from None
-        directory = self._models_root / model_version
-        if not directory.is_dir():
-            raise NotFound(
-                "no model has this version",
-                reason=MODEL_VERSION_NOT_FOUND,
-                metadata={"model_version": model_version},
-            )
-        return directory
 
     # ------------------------------------------------------------------------------------------
     # Users
+    #
+    # `violations`: what the caller already found wrong reading the request (a timestamp out of
+    # range, say), so that one error names every bad field of the request.
 
-    def get_score(self, user_id: str, as_of: datetime | None) -> ScoreResult:
-        _check_identifier("user_id", user_id, USER_ID_LENGTH_MAX)
-        runtime = self.current_model()
-        return self._user_score(runtime, user_id, as_of)
+    def get_score(
+        self, user_id: str, as_of: datetime | None, violations: Violations | None = None
+    ) -> ScoreResult:
+        _check_user_id("user_id", user_id, violations)
+        return self._user_score(self._models.current(), user_id, as_of)
 
-    def cached_score(self, user_id: str, as_of: datetime | None) -> ScoreResult | None:
+    def cached_score(
+        self, user_id: str, as_of: datetime | None, violations: Violations | None = None
+    ) -> ScoreResult | None:
         """The user's score if the cache holds one by the serving model, else None; never
         blocks (no ledger read, no model run), so it can answer on an event loop."""
-        _check_identifier("user_id", user_id, USER_ID_LENGTH_MAX)
-        runtime = self.current_model()
+        _check_user_id("user_id", user_id, violations)
+        model = self._models.current()
         cached = self._cache.get((user_id, as_of))
-        if cached is not None and cached.scored_by == runtime.loaded_at:
+        if cached is not None and cached.scored_by == model.loaded_at:
             return cached.score
         return None
 
     def batch_get_scores(
-        self, user_ids: Sequence[str], as_of: datetime | None
+        self,
+        user_ids: Sequence[str],
+        as_of: datetime | None,
+        violations: Violations | None = None,
     ) -> list[UserScoreResult]:
-        if not 1 <= len(user_ids) <= BATCH_USERS_MAX:
-            raise InvalidArgument.for_field("user_ids", f"must list 1 to {BATCH_USERS_MAX} users")
-        runtime = self.current_model()
+        """Each user's score or error, in request order; a bad user id fails only its user."""
+        if violations is None:
+            violations = Violations()
+        if not user_ids:
+            violations.add("user_ids", error_reasons.FIELD_REQUIRED, "is required")
+        elif len(user_ids) > BATCH_USERS_MAX:
+            violations.add(
+                "user_ids", error_reasons.TOO_MANY_USERS, f"must list at most {BATCH_USERS_MAX}"
+            )
+        violations.raise_if_any()
+        model = self._models.current()
         answers = self._fetch_pool.map(
-            lambda user_id: self._user_score_or_error(runtime, user_id, as_of), user_ids
+            lambda index, user_id: self._user_score_or_error(model, index, user_id, as_of),
+            range(len(user_ids)),
+            user_ids,
         )
         return [
-            UserScoreResult(user_id, answer, "")
+            UserScoreResult(user_id, answer, None)
             if isinstance(answer, ScoreResult)
             else UserScoreResult(user_id, None, answer)
             for user_id, answer in zip(user_ids, answers, strict=True)
         ]
 
     def _user_score_or_error(
-        self, runtime: ModelRuntime, user_id: str, as_of: datetime | None
-    ) -> ScoreResult | str:
+        self, model: Model, index: int, user_id: str, as_of: datetime | None
+    ) -> ScoreResult | SesameError:
         try:
-            _check_identifier("user_id", user_id, USER_ID_LENGTH_MAX)
-        except InvalidArgument:
-            return INVALID_USER_ID
-        try:
-            return self._user_score(runtime, user_id, as_of)
+            _check_user_id(f"user_ids[{index}]", user_id)
+            return self._user_score(model, user_id, as_of)
         except SesameError as error:
-            return error.reason
+            return error
 
-    def _user_score(
-        self, runtime: ModelRuntime, user_id: str, as_of: datetime | None
-    ) -> ScoreResult:
-        """The user's score by `runtime`, from the cache when it holds one by this runtime."""
+    def _user_score(self, model: Model, user_id: str, as_of: datetime | None) -> ScoreResult:
+        """The user's score by `model`, from the cache when it holds one by this model."""
         key = (user_id, as_of)
         cached = self._cache.get(key)
         if cached is not None:
-            if cached.scored_by == runtime.loaded_at:
+            if cached.scored_by == model.loaded_at:
                 return cached.score
-            return _score_user(runtime, user_id, cached.features)  # the model was swapped
+            return _score_user(model, user_id, cached.features)  # the model was swapped
         epoch = self._cache.epoch()
         read = self._histories.get_credit_history(user_id, as_of)
         reason = thin_file_reason(read.history)
         features = UserFeatures(
             reason, compute_features(read.history) if reason is None else None, read.data_as_of
         )
-        score = _score_user(runtime, user_id, features)
-        if self._shadow is not None and features.features is not None:
-            self._shadow.offer(features.features, score.score)
-        cached = CachedUser(features, score, runtime.loaded_at)
+        score = _score_user(model, user_id, features)
+        shadow = self._models.shadow
+        if shadow is not None and features.features is not None:
+            shadow.offer(features.features, score.score)
+        cached = CachedUser(features, score, model.loaded_at)
         self._cache.put(key, cached, read.last_global_sequence, epoch)
         return score
 
@@ -324,16 +192,16 @@ class ScoreService:
     ) -> RowScores:
         """Scores of rows given as one flat, row-major list of FEATURE_COUNT values per row."""
         matrix = _checked_matrix(feature_values)
-        runtime = self.current_model()
+        model = self._models.current()
         if not include_reasons:
-            probabilities, log_odds = runtime.probabilities_and_log_odds(matrix)
+            probabilities, log_odds = model.probabilities_and_log_odds(matrix)
             return RowScores(
                 scores=scores_from_log_odds(log_odds),
                 probabilities_of_default=probabilities,
                 reasons=None,
-                model_version=runtime.version,
+                model_version=model.version,
             )
-        outputs = runtime.score_rows(matrix)
+        outputs = model.score_rows(matrix)
         contributions = outputs.contributions.tolist()
         return RowScores(
             scores=scores_from_log_odds(outputs.log_odds_of_default),
@@ -342,20 +210,21 @@ class ScoreService:
                 principal_reasons(row, row_contributions)
                 for row, row_contributions in zip(matrix.tolist(), contributions, strict=True)
             ],
-            model_version=runtime.version,
+            model_version=model.version,
         )
 
     def close(self) -> None:
         self._fetch_pool.shutdown(wait=False, cancel_futures=True)
-        if self._shadow is not None:
-            self._shadow.stop()
 
 
-def _check_identifier(field: str, value: str, length_max: int) -> None:
-    if not 1 <= len(value) <= length_max:
-        raise InvalidArgument.for_field(field, f"must be 1 to {length_max} characters")
-    if not (value.isascii() and value.isprintable()):
-        raise InvalidArgument.for_field(field, "must be printable ASCII")
+def _check_user_id(field: str, user_id: str, violations: Violations | None = None) -> None:
+    """Raises one INVALID_ARGUMENT naming every problem: the caller's and the user id's."""
+    if violations is None and id_problem(user_id) is None:
+        return  # the common case, on the hot path: one check and nothing built
+    if violations is None:
+        violations = Violations()
+    violations.identifier(field, user_id)
+    violations.raise_if_any()
 
 
 def _matrix(rows: Sequence[Sequence[float]]) -> NDArray[np.float64]:
@@ -363,24 +232,35 @@ def _matrix(rows: Sequence[Sequence[float]]) -> NDArray[np.float64]:
 
 
 def _checked_matrix(feature_values: Sequence[float] | NDArray[np.float64]) -> NDArray[np.float64]:
-    """The flat values as rows; a length that is no whole number of rows, too many or too few
-    rows, or a value that is not finite is refused naming the field."""
+    """The flat values as rows; raises one INVALID_ARGUMENT naming every problem otherwise: no
+    values, a length that is no whole number of rows, too many rows, and each value that is not
+    finite (`feature_values[i]`, as many as a BadRequest reports)."""
     values = np.asarray(feature_values, dtype=np.float64)
     rows, remainder = divmod(len(values), FEATURE_COUNT)
-    if remainder:
-        raise InvalidArgument.for_field(
+    finite = np.isfinite(values)
+    if not remainder and 1 <= rows <= FEATURE_ROWS_MAX and finite.all():
+        return values.reshape(rows, FEATURE_COUNT)
+    violations = Violations()
+    if not len(values):
+        violations.add("feature_values", error_reasons.FIELD_REQUIRED, "is required")
+    elif remainder:
+        violations.add(
             "feature_values",
+            error_reasons.FEATURE_VALUES_NOT_WHOLE_ROWS,
             f"must hold {FEATURE_COUNT} values per row, got {len(values)} values",
         )
-    if not 1 <= rows <= FEATURE_ROWS_MAX:
-        raise InvalidArgument.for_field(
-            "feature_values", f"must hold 1 to {FEATURE_ROWS_MAX} rows, got {rows}"
+    if len(values) > FEATURE_ROWS_MAX * FEATURE_COUNT:
+        violations.add(
+            "feature_values",
+            error_reasons.TOO_MANY_FEATURE_ROWS,
+            f"must hold at most {FEATURE_ROWS_MAX} rows",
         )
-    finite = np.isfinite(values)
-    if not finite.all():
-        index = int(np.argmin(finite))
-        raise InvalidArgument.for_field(f"feature_values[{index}]", "must be finite")
-    return values.reshape(rows, FEATURE_COUNT)
+    for index in np.flatnonzero(~finite)[:VIOLATIONS_REPORTED_MAX].tolist():
+        violations.add(
+            f"feature_values[{index}]", error_reasons.FEATURE_VALUE_NOT_FINITE, "must be finite"
+        )
+    violations.raise_if_any()
+    raise AssertionError("unreachable: a refused matrix has a violation")
 
 
 def scores_from_log_odds(log_odds: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -389,17 +269,17 @@ def scores_from_log_odds(log_odds: NDArray[np.float64]) -> NDArray[np.int64]:
     return np.clip(np.floor(unclamped + 0.5), scoring.SCORE_MIN, scoring.SCORE_MAX).astype(np.int64)
 
 
-def _score_user(runtime: ModelRuntime, user_id: str, user_features: UserFeatures) -> ScoreResult:
+def _score_user(model: Model, user_id: str, user_features: UserFeatures) -> ScoreResult:
     if user_features.features is None:
-        return _thin_file_result(user_id, user_features, runtime.version)
-    outputs = runtime.score_rows(_matrix([user_features.features]))
+        return _thin_file_result(user_id, user_features, model.version)
+    outputs = model.score_rows(_matrix([user_features.features]))
     return _scored_result(
         user_id,
         user_features.features,
         float(outputs.probability_of_default[0]),
         float(outputs.log_odds_of_default[0]),
         outputs.contributions[0],
-        runtime.version,
+        model.version,
         user_features.data_as_of,
     )
 

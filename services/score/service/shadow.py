@@ -18,7 +18,7 @@ import numpy as np
 import structlog
 
 from services.score.domain.scoring import score_from_log_odds
-from services.score.service.model_runtime import ModelRuntime
+from services.score.service.ports import Model
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
 
@@ -36,16 +36,16 @@ class ShadowRecorder(Protocol):
 
 
 class ShadowScorer:
-    """Scores offered feature rows with the shadow runtime in a daemon thread until `stop`."""
+    """Scores offered feature rows with the shadow model in a daemon thread until `stop`."""
 
     def __init__(
         self,
-        runtime: ModelRuntime,
+        model: Model,
         recorder: ShadowRecorder,
         *,
         queue_size: int = QUEUE_SIZE_DEFAULT,
     ) -> None:
-        self.runtime = runtime
+        self.model = model
         self._recorder = recorder
         self._queue: queue.Queue[tuple[tuple[float, ...], int] | None] = queue.Queue(queue_size)
         self._thread = threading.Thread(target=self._run, name="shadow-model", daemon=True)
@@ -53,7 +53,7 @@ class ShadowScorer:
 
     @property
     def version(self) -> str:
-        return self.runtime.version
+        return self.model.version
 
     def offer(self, features: tuple[float, ...], served_score: int) -> None:
         """Queues a comparison, or counts it as dropped when the shadow is behind."""
@@ -88,6 +88,6 @@ class ShadowScorer:
 
     def _compare(self, offered: list[tuple[tuple[float, ...], int]]) -> None:
         rows = np.asarray([features for features, _ in offered], dtype=np.float64)
-        log_odds = self.runtime.score_rows(rows).log_odds_of_default
+        log_odds = self.model.score_rows(rows).log_odds_of_default
         for (_, served_score), shadow_log_odds in zip(offered, log_odds.tolist(), strict=True):
             self._recorder.compared(served_score, score_from_log_odds(shadow_log_odds))

@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from services.datasets import taiwan
 from services.score.adapters.ledger_history import credit_history_from_proto
+from services.score.adapters.model_files import REPOSITORY_ROOT
 from services.score.domain.features import FEATURE_COUNT, compute_features
 from services.score.domain.history import CreditHistory
-from services.score.service.model_files import REPOSITORY_ROOT
 
 TRAINING_DATA = REPOSITORY_ROOT / "data" / "taiwan-credit" / "train.csv.gz"
 # The data set's own README gives this hash for train.csv; the committed copy must match it.

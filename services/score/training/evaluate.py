@@ -19,13 +19,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.score.domain import model_contract
-from services.score.service.model_files import (
+from services.score.adapters.model_files import (
     MODELS_ROOT,
     newest_model_directory,
     onnx_session,
     run_model,
 )
+from services.score.domain import model_contract
 from services.score.training import dataset, metrics
 
 

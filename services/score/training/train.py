@@ -41,14 +41,14 @@ from sklearn.model_selection import StratifiedKFold
 from tqdm import tqdm
 
 from services.datasets import taiwan
-from services.score.domain import features as feature_definition, model_contract, scoring
-from services.score.domain.history import CreditHistory, RepaymentStatus
-from services.score.service.model_files import (
+from services.score.adapters.model_files import (
     MODELS_ROOT,
     REPOSITORY_ROOT,
     onnx_session,
     run_model,
 )
+from services.score.domain import features as feature_definition, model_contract, scoring
+from services.score.domain.history import CreditHistory, RepaymentStatus
 from services.score.training import baseline, dataset, evidence, onnx_export, report
 
 PROTECTED_ATTRIBUTES = ("SEX", "EDUCATION", "MARRIAGE", "AGE")

@@ -13,6 +13,13 @@ import numpy as np
 import pytest
 
 from services.datasets import taiwan
+from services.score.adapters.model_files import (
+    MODELS_ROOT,
+    graph_feature_names,
+    newest_model_directory,
+    onnx_session,
+    run_model,
+)
 from services.score.domain import model_contract, scoring
 from services.score.domain.features import (
     FEATURE_COUNT,
@@ -21,13 +28,6 @@ from services.score.domain.features import (
     compute_features,
 )
 from services.score.domain.reasons import principal_reasons
-from services.score.service.model_files import (
-    MODELS_ROOT,
-    graph_feature_names,
-    newest_model_directory,
-    onnx_session,
-    run_model,
-)
 from services.score.training.dataset import (
     TRAINING_DATA,
     TRAINING_DATA_SHA256,

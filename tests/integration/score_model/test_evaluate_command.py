@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.score.service.model_files import REPOSITORY_ROOT
+from services.score.adapters.model_files import REPOSITORY_ROOT
 from services.score.training.dataset import TRAINING_DATA
 
 ROWS = 400

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.score.service.model_files import MODELS_ROOT, newest_model_directory
+from services.score.adapters.model_files import MODELS_ROOT, newest_model_directory
 from services.score.training.dataset import TRAINING_DATA
 from services.score.training.train import TrainingConfig, train
 

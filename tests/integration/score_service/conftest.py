@@ -19,8 +19,8 @@ from services.datasets.replayer import replay_csv
 from services.ledger.app import build_ledger
 from services.ledger.settings import LedgerSettings
 from services.ledger.storage.migrate import upgrade
+from services.score.adapters.model_files import MODELS_ROOT, REPOSITORY_ROOT
 from services.score.app import Score, build_score
-from services.score.service.model_files import MODELS_ROOT, REPOSITORY_ROOT
 from services.score.settings import ScoreSettings
 from tests.support.aio import AioServerThread
 

@@ -103,6 +103,7 @@ def test_an_unknown_version_is_not_found(score_server: ScoreServer) -> None:
         reload(score_server, "9.9.9", "unknown-version")
 
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_details(raised.value).reason == "MODEL_VERSION_NOT_FOUND"
     assert serving_version(score_server) == SERVING_MODEL_VERSION
 
 
@@ -111,7 +112,16 @@ def test_a_reload_without_request_id_is_refused(score_server: ScoreServer) -> No
         reload(score_server, SERVING_MODEL_VERSION, "")
 
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error_details(raised.value).field_names == ("request_id",)
+    assert error_details(raised.value) == ("REQUEST_ID_REQUIRED", ("request_id",))
+
+
+def test_a_reload_names_every_bad_field(score_server: ScoreServer) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        reload(score_server, "../1.0.0", "request id\n")
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(raised.value) == ("ID_INVALID", ("request_id", "model_version"))
+    assert serving_version(score_server) == SERVING_MODEL_VERSION
 
 
 def identity_graph_with_input_named(input_name: str) -> onnx.ModelProto:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from services.score.service.model_files import REPOSITORY_ROOT
+from services.score.adapters.model_files import REPOSITORY_ROOT
 
 from .conftest import TAIWAN_SAMPLE
 

@@ -15,8 +15,8 @@ import grpc
 import pytest
 from sesame.score.v1 import score_service_pb2 as pb, score_service_pb2_grpc
 
+from services.score.adapters.model_files import MODELS_ROOT, REPOSITORY_ROOT
 from services.score.api.servicer import SERVICE_NAME
-from services.score.service.model_files import MODELS_ROOT, REPOSITORY_ROOT
 from services.suite.launch import free_port, wait_until_serving
 
 from .conftest import CALL_TIMEOUT_S, SERVING_MODEL_VERSION

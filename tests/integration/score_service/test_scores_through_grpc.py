@@ -9,11 +9,11 @@ from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sesame.score.v1 import score_service_pb2 as pb
 
-from services.common.grpc_errors import error_details
+from services.common.grpc_errors import error_details, status_details
 from services.datasets import taiwan
+from services.score.adapters.model_files import MODELS_ROOT, onnx_session, run_model
 from services.score.domain.features import FEATURE_COUNT, FEATURE_NAMES
 from services.score.domain.scoring import score_from_log_odds
-from services.score.service.model_files import MODELS_ROOT, onnx_session, run_model
 from services.score.training import dataset
 
 from .conftest import (
@@ -34,7 +34,7 @@ def statements_as_of() -> timestamp_pb2.Timestamp:
 
 
 def get_score(server: ScoreServer, user_id: str) -> pb.Score:
-    request = pb.GetScoreRequest(user_id=user_id, as_of=statements_as_of())
+    request = pb.GetScoreRequest(user_id=user_id, as_of_time=statements_as_of())
     return server.stub.GetScore(request, timeout=CALL_TIMEOUT_S).score
 
 
@@ -53,7 +53,7 @@ def test_a_score_through_grpc_equals_the_offline_pipeline(score_server: ScoreSer
         assert score.score == score_from_log_odds(float(expected.log_odds_of_default[index]))
         assert len(score.reasons) <= 4
         assert score.model_version == SERVING_MODEL_VERSION
-        assert score.data_as_of.ToDatetime().year == 2005
+        assert score.data_as_of_time.ToDatetime().year == 2005
 
 
 def test_an_unknown_user_gets_a_thin_file_not_a_guess(score_server: ScoreServer) -> None:
@@ -72,6 +72,18 @@ def test_a_bad_user_id_is_refused_naming_the_field(score_server: ScoreServer, us
 
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_details(raised.value).field_names == ("user_id",)
+    assert error_details(raised.value).reason == ("FIELD_REQUIRED" if not user_id else "ID_INVALID")
+
+
+def test_a_request_with_two_bad_fields_names_both(score_server: ScoreServer) -> None:
+    out_of_range = timestamp_pb2.Timestamp(seconds=253_402_300_800)  # 10000-01-01T00:00:00Z
+    request = pb.GetScoreRequest(user_id="", as_of_time=out_of_range)
+
+    with pytest.raises(grpc.RpcError) as raised:
+        score_server.stub.GetScore(request, timeout=CALL_TIMEOUT_S)
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(error_details(raised.value).field_names) == {"user_id", "as_of_time"}
 
 
 def test_a_batch_of_more_than_1000_users_is_refused(score_server: ScoreServer) -> None:
@@ -81,18 +93,25 @@ def test_a_batch_of_more_than_1000_users_is_refused(score_server: ScoreServer) -
         score_server.stub.BatchGetScores(request, timeout=CALL_TIMEOUT_S)
 
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error_details(raised.value).field_names == ("user_ids",)
+    assert error_details(raised.value) == ("TOO_MANY_USERS", ("user_ids",))
 
 
 def test_a_batch_answers_every_user_in_order(score_server: ScoreServer) -> None:
     user_ids = ["tw-1", "", "nobody-we-know", "tw-4"]
-    request = pb.BatchGetScoresRequest(user_ids=user_ids, as_of=statements_as_of())
+    request = pb.BatchGetScoresRequest(user_ids=user_ids, as_of_time=statements_as_of())
 
     results = score_server.stub.BatchGetScores(request, timeout=CALL_TIMEOUT_S).results
 
     assert [result.user_id for result in results] == user_ids
+    assert [result.WhichOneof("result") for result in results] == [
+        "score",
+        "error",
+        "score",
+        "score",
+    ]
     assert results[0].score.score == get_score(score_server, "tw-1").score
-    assert results[1].error_reason == "INVALID_USER_ID" and not results[1].HasField("score")
+    assert results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert status_details(results[1].error) == ("FIELD_REQUIRED", ("user_ids[1]",))
     assert results[2].score.thin_file_reason == pb.THIN_FILE_REASON_NO_HISTORY
     assert (
         results[3].score.probability_of_default
@@ -135,7 +154,7 @@ def test_values_that_are_no_whole_number_of_rows_are_refused_naming_the_field(
         score_server.stub.ScoreFeatures(request, timeout=CALL_TIMEOUT_S)
 
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error_details(raised.value).field_names == ("feature_values",)
+    assert error_details(raised.value) == ("FEATURE_VALUES_NOT_WHOLE_ROWS", ("feature_values",))
 
 
 def test_streamed_batches_are_answered_batch_by_batch(score_server: ScoreServer) -> None:
@@ -174,7 +193,7 @@ def test_model_info_describes_the_serving_model(score_server: ScoreServer) -> No
     assert info.model_version == SERVING_MODEL_VERSION
     assert tuple(info.feature_names) == FEATURE_NAMES
     assert '"contract"' in info.model_card_json
-    assert info.loaded_at.seconds > 0
+    assert info.load_time.seconds > 0
 
 
 def test_the_service_is_not_serving_until_its_model_is_warm(
@@ -208,3 +227,15 @@ def test_a_ledger_that_is_down_makes_scores_unavailable(
 
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert error_details(raised.value).reason == "LEDGER_UNAVAILABLE"
+
+
+def test_a_batch_reports_a_ledger_that_is_down_for_each_user(
+    start_score_server: ScoreServerFactory,
+) -> None:
+    server = start_score_server(ledger_address="127.0.0.1:1")
+    request = pb.BatchGetScoresRequest(user_ids=["tw-1", "tw-2"], as_of_time=statements_as_of())
+
+    results = server.stub.BatchGetScores(request, timeout=CALL_TIMEOUT_S).results
+
+    assert [result.error.code for result in results] == [grpc.StatusCode.UNAVAILABLE.value[0]] * 2
+    assert [status_details(result.error) for result in results] == [("LEDGER_UNAVAILABLE", ())] * 2

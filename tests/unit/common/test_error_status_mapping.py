@@ -18,7 +18,13 @@ from services.common.errors import (
     SesameError,
     Unavailable,
 )
-from services.common.grpc_errors import error_details, status_code_for, to_rpc_status
+from services.common.grpc_errors import (
+    error_details,
+    status_code_for,
+    status_details,
+    to_rpc_status,
+    to_status_message,
+)
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 
@@ -111,6 +117,22 @@ def test_several_field_violations_are_kept_in_order() -> None:
 def test_a_reason_that_is_not_upper_snake_case_is_refused(reason: str) -> None:
     with pytest.raises(ValueError, match="UPPER_SNAKE_CASE"):
         NotFound("missing", reason=reason)
+
+
+def test_an_error_inside_an_answer_is_the_status_a_call_would_fail_with() -> None:
+    error = InvalidArgument(
+        "two fields are wrong",
+        reason="FIELD_REQUIRED",
+        field_violations=[
+            FieldViolation("a", "is required", "FIELD_REQUIRED"),
+            FieldViolation("b", "too long", "ID_INVALID"),
+        ],
+    )
+
+    message = to_status_message(error)
+
+    assert message == rich_status_of(to_rpc_status(error))
+    assert status_details(message) == ("FIELD_REQUIRED", ("a", "b"))
 
 
 def test_error_details_is_empty_for_an_error_that_is_not_a_call() -> None:

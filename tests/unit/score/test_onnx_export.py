@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
+from services.score.adapters.model_files import onnx_session, run_model
 from services.score.domain import model_contract
 from services.score.domain.features import FEATURE_COUNT, FEATURE_NAMES
-from services.score.service.model_files import onnx_session, run_model
 from services.score.training.onnx_export import (
     LIGHTGBM_ZERO_THRESHOLD,
     UnsupportedModelError,

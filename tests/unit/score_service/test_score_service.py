@@ -1,4 +1,4 @@
-"""The score service's rules, with a fake ledger and the committed model."""
+"""The scoring use cases, with a fake ledger and the committed model."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from services.common.errors import InvalidArgument, Unavailable
-from services.score.domain import scoring
+from services.score.adapters.model_files import MODELS_ROOT
+from services.score.adapters.onnx_model import OnnxModelLoader
+from services.score.domain import error_reasons, scoring
 from services.score.domain.history import CreditHistory, RepaymentStatus, StatementRecord
 from services.score.domain.thin_file import ThinFileReason
 from services.score.service.feature_cache import FeatureCache
-from services.score.service.model_files import MODELS_ROOT
+from services.score.service.model_registry import ModelRegistry
 from services.score.service.ports import LedgerHistory
 from services.score.service.score_service import (
     CachedUser,
@@ -51,11 +53,15 @@ def ledger() -> FakeLedger:
     return FakeLedger()
 
 
+def models_from(models_root: Path) -> ModelRegistry:
+    return ModelRegistry(OnnxModelLoader(models_root))
+
+
 @pytest.fixture
 def service(ledger: FakeLedger) -> ScoreService:
-    built = ScoreService(ledger, FeatureCache[CachedUser](), MODELS_ROOT)
-    built.load_initial_model()
-    return built
+    models = models_from(MODELS_ROOT)
+    models.load_initial()
+    return ScoreService(ledger, FeatureCache[CachedUser](), models)
 
 
 def test_a_known_user_gets_a_score_in_range_with_at_most_four_reasons(
@@ -89,35 +95,96 @@ def test_a_batch_reports_a_ledger_failure_per_user(
 
     results = service.batch_get_scores(["known", "unlucky", "stranger"], AS_OF)
 
-    assert [result.error_reason for result in results] == ["", "LEDGER_UNAVAILABLE", ""]
+    assert [result.error.reason if result.error else "" for result in results] == [
+        "",
+        "LEDGER_UNAVAILABLE",
+        "",
+    ]
     assert results[0].score is not None and results[0].score.score >= 350
+    assert results[1].score is None
+
+
+def test_a_batch_reports_a_bad_user_id_for_that_user_alone(service: ScoreService) -> None:
+    results = service.batch_get_scores(["known", "", "tab\there"], AS_OF)
+
+    assert results[0].score is not None
+    errors = [result.error for result in results[1:]]
+    assert [type(error) for error in errors] == [InvalidArgument, InvalidArgument]
+    assert [error.reason for error in errors if error] == [
+        error_reasons.FIELD_REQUIRED,
+        error_reasons.ID_INVALID,
+    ]
+    assert [
+        [violation.field for violation in error.field_violations] for error in errors if error
+    ] == [["user_ids[1]"], ["user_ids[2]"]]
+
+
+@pytest.mark.parametrize(
+    ("user_count", "reason"),
+    [(0, error_reasons.FIELD_REQUIRED), (1001, error_reasons.TOO_MANY_USERS)],
+)
+def test_a_batch_of_no_users_or_too_many_is_refused(
+    service: ScoreService, user_count: int, reason: str
+) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        service.batch_get_scores([f"user-{index}" for index in range(user_count)], AS_OF)
+    assert [(v.field, v.reason) for v in raised.value.field_violations] == [("user_ids", reason)]
 
 
 def test_no_model_means_unavailable(ledger: FakeLedger) -> None:
-    service = ScoreService(ledger, FeatureCache[CachedUser](), MODELS_ROOT)
+    service = ScoreService(ledger, FeatureCache[CachedUser](), models_from(MODELS_ROOT))
 
     with pytest.raises(Unavailable) as raised:
         service.get_score("known", AS_OF)
     assert raised.value.reason == "MODEL_NOT_LOADED"
 
 
-def test_a_non_finite_feature_value_is_refused_naming_the_value(service: ScoreService) -> None:
-    values = [0.0] * 18 + [1.0] * 3 + [float("nan")] * 15
+def test_every_non_finite_feature_value_is_refused_by_name(service: ScoreService) -> None:
+    values = [0.0] * 18 + [1.0] * 3 + [float("nan")] * 14 + [float("inf")]
 
     with pytest.raises(InvalidArgument) as raised:
         service.score_features(values, include_reasons=False)
     assert [violation.field for violation in raised.value.field_violations] == [
-        "feature_values[21]"
+        f"feature_values[{index}]" for index in range(21, 36)
     ]
+    assert {violation.reason for violation in raised.value.field_violations} == {
+        error_reasons.FEATURE_VALUE_NOT_FINITE
+    }
 
 
-@pytest.mark.parametrize("value_count", [0, 17, 19, 18 * 100_001])
+@pytest.mark.parametrize(
+    ("value_count", "reasons"),
+    [
+        (0, [error_reasons.FIELD_REQUIRED]),
+        (17, [error_reasons.FEATURE_VALUES_NOT_WHOLE_ROWS]),
+        (19, [error_reasons.FEATURE_VALUES_NOT_WHOLE_ROWS]),
+        (18 * 100_001, [error_reasons.TOO_MANY_FEATURE_ROWS]),
+        (
+            18 * 100_001 + 1,
+            [error_reasons.FEATURE_VALUES_NOT_WHOLE_ROWS, error_reasons.TOO_MANY_FEATURE_ROWS],
+        ),
+    ],
+)
 def test_values_that_are_no_whole_number_of_rows_or_too_many_are_refused(
-    service: ScoreService, value_count: int
+    service: ScoreService, value_count: int, reasons: list[str]
 ) -> None:
     with pytest.raises(InvalidArgument) as raised:
         service.score_features([0.5] * value_count, include_reasons=False)
-    assert [violation.field for violation in raised.value.field_violations] == ["feature_values"]
+    violations = raised.value.field_violations
+    assert [(violation.field, violation.reason) for violation in violations] == [
+        ("feature_values", reason) for reason in reasons
+    ]
+
+
+def test_a_bad_length_and_bad_values_are_refused_together(service: ScoreService) -> None:
+    values = [0.5] * 18 + [float("nan")]
+
+    with pytest.raises(InvalidArgument) as raised:
+        service.score_features(values, include_reasons=True)
+    assert [violation.field for violation in raised.value.field_violations] == [
+        "feature_values",
+        "feature_values[18]",
+    ]
 
 
 def test_scores_without_reasons_equal_those_with_reasons(service: ScoreService) -> None:
@@ -151,12 +218,13 @@ def test_a_cached_user_is_scored_by_the_model_serving_now(
 ) -> None:
     for version in ("1.0.0", "1.0.1"):
         shutil.copytree(MODELS_ROOT / "1.0.0", tmp_path / version)
-    service = ScoreService(ledger, FeatureCache[CachedUser](), tmp_path)
-    service.load_initial_model("1.0.0")
+    models = models_from(tmp_path)
+    models.load_initial("1.0.0")
+    service = ScoreService(ledger, FeatureCache[CachedUser](), models)
     first = service.get_score("known", AS_OF)
     assert service.get_score("known", AS_OF) == first  # answered from the cache
 
-    service.reload_model("swap", "1.0.1")
+    models.reload("swap", "1.0.1")
     after_swap = service.get_score("known", AS_OF)
 
     assert ledger.reads == 1  # the history was read once; only the model changed

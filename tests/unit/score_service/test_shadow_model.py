@@ -11,14 +11,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from services.score.adapters.model_files import MODELS_ROOT
+from services.score.adapters.onnx_model import load_onnx_model
 from services.score.domain.scoring import FACTOR
 from services.score.service.feature_cache import FeatureCache
-from services.score.service.model_files import MODELS_ROOT
-from services.score.service.model_runtime import load_model_runtime
 from services.score.service.score_service import CachedUser, ScoreService
 from services.score.service.shadow import ShadowScorer
 
-from .test_score_service import AS_OF, FakeLedger
+from .test_score_service import AS_OF, FakeLedger, models_from
 
 WAIT_S = 5.0
 # Added to the bias and to the log-odds of every row: the shadow is 0.5 log-odds riskier.
@@ -75,17 +75,19 @@ def test_every_new_score_is_compared_with_the_shadow_and_the_served_score_stays(
     models_root: Path,
 ) -> None:
     recorder = ListRecorder()
-    service = ScoreService(FakeLedger(), FeatureCache[CachedUser](), models_root)
-    service.load_initial_model("1.0.0")
-    service.start_shadow_model("1.1.0", recorder)
+    models = models_from(models_root)
+    models.load_initial("1.0.0")
+    models.start_shadow("1.1.0", recorder)
+    service = ScoreService(FakeLedger(), FeatureCache[CachedUser](), models)
 
     served = service.get_score("known", AS_OF)
     service.get_score("known", AS_OF)  # from the cache: not compared twice
     wait_for(recorder, 1)
     service.close()
+    models.close()
 
     assert served.model_version == "1.0.0"
-    assert service.shadow_model_version == "1.1.0"
+    assert models.shadow_model_version == "1.1.0"
     assert len(recorder.pairs) == 1
     served_score, shadow_score = recorder.pairs[0]
     assert served_score == served.score
@@ -94,18 +96,19 @@ def test_every_new_score_is_compared_with_the_shadow_and_the_served_score_stays(
 
 def test_a_shadow_that_cannot_load_leaves_serving_alone(models_root: Path) -> None:
     (models_root / "1.1.0" / "model.onnx").write_bytes(b"not a graph")
-    service = ScoreService(FakeLedger(), FeatureCache[CachedUser](), models_root)
-    service.load_initial_model("1.0.0")
+    models = models_from(models_root)
+    models.load_initial("1.0.0")
+    service = ScoreService(FakeLedger(), FeatureCache[CachedUser](), models)
 
-    service.start_shadow_model("1.1.0", ListRecorder())
+    models.start_shadow("1.1.0", ListRecorder())
 
-    assert service.shadow_model_version == ""
+    assert models.shadow_model_version == ""
     assert 350 <= service.get_score("known", AS_OF).score <= 950
 
 
 def test_a_shadow_that_falls_behind_drops_comparisons_instead_of_slowing_calls() -> None:
     recorder = ListRecorder()
-    shadow = ShadowScorer(load_model_runtime(MODELS_ROOT / "1.0.0"), recorder, queue_size=1)
+    shadow = ShadowScorer(load_onnx_model(MODELS_ROOT / "1.0.0"), recorder, queue_size=1)
     features = tuple(np.ones(18).tolist())
 
     for _ in range(200):

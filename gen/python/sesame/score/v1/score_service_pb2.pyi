@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -29,23 +30,31 @@ class _ThinFileReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ThinFi
     THIN_FILE_REASON_UNSPECIFIED: _ThinFileReason.ValueType  # 0
     """The user has enough history; the score stands."""
     THIN_FILE_REASON_NO_HISTORY: _ThinFileReason.ValueType  # 1
-    """The ledger has no entries for the user."""
+    """The ledger holds nothing about the user as of as_of_time: no credit line, no statement and
+    no obligation.
+    """
     THIN_FILE_REASON_NO_CREDIT_LINE: _ThinFileReason.ValueType  # 2
-    """The user has no credit line and no closed obligations."""
+    """The user has no credit line (or a zero one) and no closed obligation."""
     THIN_FILE_REASON_TOO_FEW_STATEMENTS: _ThinFileReason.ValueType  # 3
-    """Fewer statements than the model needs."""
+    """Fewer than three statements fall in the feature window."""
 
 class ThinFileReason(_ThinFileReason, metaclass=_ThinFileReasonEnumTypeWrapper):
-    """ThinFileReason says why a user has too little history to score."""
+    """ThinFileReason says why a user has too little history to score. The rules read the feature
+    window: the six calendar months (UTC) before the month as_of_time falls in, or before the
+    month of the call when as_of_time is unset (as of 2005-10-01T00:00:00Z: April to September
+    2005). A month counts once it has ended, so the month as_of_time falls in is never read.
+    """
 
 THIN_FILE_REASON_UNSPECIFIED: ThinFileReason.ValueType  # 0
 """The user has enough history; the score stands."""
 THIN_FILE_REASON_NO_HISTORY: ThinFileReason.ValueType  # 1
-"""The ledger has no entries for the user."""
+"""The ledger holds nothing about the user as of as_of_time: no credit line, no statement and
+no obligation.
+"""
 THIN_FILE_REASON_NO_CREDIT_LINE: ThinFileReason.ValueType  # 2
-"""The user has no credit line and no closed obligations."""
+"""The user has no credit line (or a zero one) and no closed obligation."""
 THIN_FILE_REASON_TOO_FEW_STATEMENTS: ThinFileReason.ValueType  # 3
-"""Fewer statements than the model needs."""
+"""Fewer than three statements fall in the feature window."""
 Global___ThinFileReason: _TypeAlias = ThinFileReason  # noqa: Y015
 
 @_typing.final
@@ -96,7 +105,11 @@ Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
 @_typing.final
 class Score(_message.Message):
-    """Score is a user's credit score with its explanation."""
+    """Score is a user's credit score with its explanation. A user's score reads the feature window
+    (the six calendar months, UTC, before the month as_of_time falls in; see ThinFileReason):
+    statements of older months do not count, and a month of the window without a statement counts
+    as a month without use of the credit line.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -105,7 +118,7 @@ class Score(_message.Message):
     PROBABILITY_OF_DEFAULT_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
-    DATA_AS_OF_FIELD_NUMBER: _builtins.int
+    DATA_AS_OF_TIME_FIELD_NUMBER: _builtins.int
     THIN_FILE_FIELD_NUMBER: _builtins.int
     THIN_FILE_REASON_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
@@ -113,20 +126,26 @@ class Score(_message.Message):
     score: _builtins.int
     """The score, 350 to 950; 0 when thin_file is set."""
     probability_of_default: _builtins.float
-    """The model's probability of default, 0 to 1."""
+    """The model's probability of default, 0 to 1; 0 when thin_file is set."""
     model_version: _builtins.str
     """The version of the model that produced the score."""
     thin_file: _builtins.bool
-    """True when the user has too little history for a score; score and reasons are then empty."""
+    """True when the user has too little history for a score; score, probability_of_default and
+    reasons are then empty.
+    """
     thin_file_reason: Global___ThinFileReason.ValueType
     """Why the file is thin; unspecified when thin_file is false."""
     @_builtins.property
     def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]:
-        """At most four reasons, the factors that lowered the score most, most important first."""
+        """At most four reasons, the factors that lowered the score most, most important first; empty
+        when thin_file is set.
+        """
 
     @_builtins.property
-    def data_as_of(self) -> _timestamp_pb2.Timestamp:
-        """The time the ledger data behind the score is as of."""
+    def data_as_of_time(self) -> _timestamp_pb2.Timestamp:
+        """The time the ledger data behind the score is as of: the request's as_of_time, or the time
+        the ledger was read when it was unset. Unset for a score of an explicit feature vector.
+        """
 
     def __init__(
         self,
@@ -136,13 +155,13 @@ class Score(_message.Message):
         probability_of_default: _builtins.float = ...,
         reasons: _abc.Iterable[Global___Reason] | None = ...,
         model_version: _builtins.str = ...,
-        data_as_of: _timestamp_pb2.Timestamp | None = ...,
+        data_as_of_time: _timestamp_pb2.Timestamp | None = ...,
         thin_file: _builtins.bool = ...,
         thin_file_reason: Global___ThinFileReason.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data_as_of", b"data_as_of"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data_as_of_time", b"data_as_of_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_as_of", b"data_as_of", "model_version", b"model_version", "probability_of_default", b"probability_of_default", "reasons", b"reasons", "score", b"score", "thin_file", b"thin_file", "thin_file_reason", b"thin_file_reason", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_as_of_time", b"data_as_of_time", "model_version", b"model_version", "probability_of_default", b"probability_of_default", "reasons", b"reasons", "score", b"score", "thin_file", b"thin_file", "thin_file_reason", b"thin_file_reason", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -155,22 +174,22 @@ class GetScoreRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_ID_FIELD_NUMBER: _builtins.int
-    AS_OF_FIELD_NUMBER: _builtins.int
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """The user, 1 to 128 printable ASCII characters. Required."""
+    """The user, 1 to 128 printable ASCII characters, not blank."""
     @_builtins.property
-    def as_of(self) -> _timestamp_pb2.Timestamp:
+    def as_of_time(self) -> _timestamp_pb2.Timestamp:
         """Score the history as of this time; unset means now."""
 
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
-        as_of: _timestamp_pb2.Timestamp | None = ...,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -207,24 +226,24 @@ class BatchGetScoresRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_IDS_FIELD_NUMBER: _builtins.int
-    AS_OF_FIELD_NUMBER: _builtins.int
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The users, 1 to 1000, each 1 to 128 printable ASCII characters."""
+        """The users, 1 to 1000, each 1 to 128 printable ASCII characters, not blank."""
 
     @_builtins.property
-    def as_of(self) -> _timestamp_pb2.Timestamp:
+    def as_of_time(self) -> _timestamp_pb2.Timestamp:
         """Score the histories as of this time; unset means now."""
 
     def __init__(
         self,
         *,
         user_ids: _abc.Iterable[_builtins.str] | None = ...,
-        as_of: _timestamp_pb2.Timestamp | None = ...,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "user_ids", b"user_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "user_ids", b"user_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -232,33 +251,42 @@ Global___BatchGetScoresRequest: _TypeAlias = BatchGetScoresRequest  # noqa: Y015
 
 @_typing.final
 class UserScoreResult(_message.Message):
-    """UserScoreResult is one user's score or the reason there is none."""
+    """UserScoreResult is one user's score, or the error GetScore would give for the user."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_ID_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
-    ERROR_REASON_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """The user."""
-    error_reason: _builtins.str
-    """The stable reason there is no score (for example "LEDGER_UNAVAILABLE"); empty with a score."""
+    """The user, as requested."""
     @_builtins.property
     def score(self) -> Global___Score:
-        """The score, when one could be computed."""
+        """The user's score."""
+
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """Why there is no score, as a failed GetScore would say it: the code, a message, and details
+        holding a google.rpc.ErrorInfo (domain "sesame", reason an ErrorReason name) and, for a
+        bad user id, a google.rpc.BadRequest naming user_ids[i]. INVALID_ARGUMENT with
+        FIELD_REQUIRED or ID_INVALID for a bad user id; UNAVAILABLE with LEDGER_UNAVAILABLE when
+        the ledger could not be read in time.
+        """
 
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         score: Global___Score | None = ...,
-        error_reason: _builtins.str = ...,
+        error: _status_pb2.Status | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["score", b"score"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "score", b"score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_reason", b"error_reason", "score", b"score", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "score", b"score", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["score", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
 
 Global___UserScoreResult: _TypeAlias = UserScoreResult  # noqa: Y015
 
@@ -300,8 +328,8 @@ class ScoreFeaturesRequest(_message.Message):
     def feature_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """The rows' feature values, row after row: each row is one value per model feature, in the
         order of GetModelInfoResponse.feature_names, so the length is a multiple of the feature
-        count. 1 to 100000 rows. One flat list (not a message per row) so that large batches decode
-        in one step.
+        count. 1 to 100000 rows, every value finite. One flat list (not a message per row) so that
+        large batches decode in one step.
         """
 
     def __init__(
@@ -420,10 +448,10 @@ class GetModelInfoResponse(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     FEATURE_NAMES_FIELD_NUMBER: _builtins.int
     MODEL_CARD_JSON_FIELD_NUMBER: _builtins.int
-    LOADED_AT_FIELD_NUMBER: _builtins.int
+    LOAD_TIME_FIELD_NUMBER: _builtins.int
     SHADOW_MODEL_VERSION_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
-    """The model version, for example "2026-11-21.1"."""
+    """The model version, dotted numbers such as "1.0.0"."""
     model_card_json: _builtins.str
     """The model card as JSON (data hash, metrics, calibration, fairness, parity)."""
     shadow_model_version: _builtins.str
@@ -433,8 +461,10 @@ class GetModelInfoResponse(_message.Message):
         """The model's features, in the order ScoreFeaturesRequest.feature_values uses for each row."""
 
     @_builtins.property
-    def loaded_at(self) -> _timestamp_pb2.Timestamp:
-        """When the model was loaded into this process."""
+    def load_time(self) -> _timestamp_pb2.Timestamp:
+        """When the model was loaded into the process that answered (each worker process loads its
+        own copy).
+        """
 
     def __init__(
         self,
@@ -442,12 +472,12 @@ class GetModelInfoResponse(_message.Message):
         model_version: _builtins.str = ...,
         feature_names: _abc.Iterable[_builtins.str] | None = ...,
         model_card_json: _builtins.str = ...,
-        loaded_at: _timestamp_pb2.Timestamp | None = ...,
+        load_time: _timestamp_pb2.Timestamp | None = ...,
         shadow_model_version: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["loaded_at", b"loaded_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["load_time", b"load_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature_names", b"feature_names", "loaded_at", b"loaded_at", "model_card_json", b"model_card_json", "model_version", b"model_version", "shadow_model_version", b"shadow_model_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature_names", b"feature_names", "load_time", b"load_time", "model_card_json", b"model_card_json", "model_version", b"model_version", "shadow_model_version", b"shadow_model_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -462,9 +492,13 @@ class ReloadModelRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-generated idempotency key, 1 to 128 printable ASCII characters. Required."""
+    """Client-generated idempotency key, 1 to 128 printable ASCII characters, not blank. A retry
+    with the same request_id answers as the first successful call did, whatever version it
+    names, for as long as the answering process remembers it (its last 1000 reloads); a
+    rejected reload is not remembered and may be retried.
+    """
     model_version: _builtins.str
-    """The version to load; empty loads the newest available."""
+    """The version to load, dotted numbers such as "1.0.0"; empty loads the newest available."""
     def __init__(
         self,
         *,

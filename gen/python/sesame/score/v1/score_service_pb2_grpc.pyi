@@ -30,6 +30,12 @@ class ScoreServiceStub:
     """ScoreService turns a user's ledger history into a credit score from 350 to 950 (600 at good:bad
     odds of 19:1, 50 points to double the odds), a probability of default and at most four
     reasons. Scores belong to the user and to Sesame's own services; merchants never receive them.
+
+    Errors are google.rpc.Status with a google.rpc.ErrorInfo (domain "sesame") whose reason is the
+    name of an ErrorReason value; an INVALID_ARGUMENT also carries a google.rpc.BadRequest naming
+    every bad field of the request. Every RPC but ReloadModel is UNAVAILABLE with reason
+    MODEL_NOT_LOADED until the first model is loaded and warm (the health check reports
+    NOT_SERVING until then).
     """
 
     @_typing.overload
@@ -37,35 +43,46 @@ class ScoreServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ScoreServiceAsyncStub: ...
     GetScore: _grpc.UnaryUnaryMultiCallable[_score_service_pb2.GetScoreRequest, _score_service_pb2.GetScoreResponse]
-    """Scores one user from the credit history the ledger holds (as of now, or as_of). A user the
-    ledger knows nothing about is not an error: the answer is a thin-file score with reason
-    THIN_FILE_REASON_NO_HISTORY. Errors: INVALID_ARGUMENT naming user_id for an empty, too long
-    or non-printable id; UNAVAILABLE with reason LEDGER_UNAVAILABLE when the ledger cannot be
-    read in time, or MODEL_NOT_LOADED before the first model is warm. Histories are cached for
-    at most a minute and dropped as soon as the ledger's entry stream reports a new entry for
-    the user, so a fact recorded a moment ago shows in the next score once the stream has
-    carried it (normally within milliseconds).
+    """Scores one user from the credit history the ledger holds as of as_of_time (or now). A user
+    the ledger knows nothing about is not an error: the answer is a thin-file score with reason
+    THIN_FILE_REASON_NO_HISTORY. Errors: INVALID_ARGUMENT naming user_id (FIELD_REQUIRED when
+    empty, ID_INVALID when longer than 128 characters, not printable ASCII or blank) and
+    as_of_time (TIMESTAMP_INVALID); UNAVAILABLE with reason LEDGER_UNAVAILABLE when the ledger
+    cannot be read in time. Histories are cached for at most a minute and dropped as soon as the
+    ledger's entry stream reports a new entry for the user, so a fact recorded a moment ago
+    shows in the next score once the stream has carried it (normally within milliseconds).
     """
     BatchGetScores: _grpc.UnaryUnaryMultiCallable[_score_service_pb2.BatchGetScoresRequest, _score_service_pb2.BatchGetScoresResponse]
-    """Scores many users in one call, at most 1000; each user gets a score or an error of its own
-    (error_reason INVALID_USER_ID or LEDGER_UNAVAILABLE). More than 1000 users, or none, is
-    INVALID_ARGUMENT naming user_ids.
+    """Scores many users in one call, at most 1000; each user gets a score or an error of its own,
+    the one GetScore would give for that user (a bad user id is INVALID_ARGUMENT naming
+    user_ids[i]; a ledger that cannot be read is LEDGER_UNAVAILABLE). The call itself fails with
+    INVALID_ARGUMENT naming user_ids when it lists no user (FIELD_REQUIRED) or more than 1000
+    (TOO_MANY_USERS), and as_of_time (TIMESTAMP_INVALID).
     """
     ScoreFeatures: _grpc.UnaryUnaryMultiCallable[_score_service_pb2.ScoreFeaturesRequest, _score_service_pb2.ScoreFeaturesResponse]
-    """Scores explicit feature vectors (what-if questions, offline batches), at most 100000 rows.
-    A length that is not a whole number of rows, or a non-finite value, is INVALID_ARGUMENT
-    naming feature_values (feature_values[i] for the first bad value). Scores of rows carry
-    neither user_id nor data_as_of.
+    """Scores explicit feature vectors (what-if questions, offline batches), 1 to 100000 rows.
+    INVALID_ARGUMENT names feature_values when it is empty (FIELD_REQUIRED), holds a number of
+    values that is not a whole number of rows (FEATURE_VALUES_NOT_WHOLE_ROWS) or more than
+    100000 rows (TOO_MANY_FEATURE_ROWS), and feature_values[i] for each value that is NaN or
+    infinite (FEATURE_VALUE_NOT_FINITE). Scores of rows carry neither user_id nor
+    data_as_of_time, and are never thin files.
     """
     StreamScoreFeatures: _grpc.StreamStreamMultiCallable[_score_service_pb2.StreamScoreFeaturesRequest, _score_service_pb2.StreamScoreFeaturesResponse]
-    """Scores a stream of feature-vector batches, for inputs too large for one message."""
+    """Scores a stream of feature-vector batches, for inputs too large for one message. Each batch
+    is checked as ScoreFeatures checks its request; a bad batch ends the stream with that
+    INVALID_ARGUMENT, after the answers to the batches before it.
+    """
     GetModelInfo: _grpc.UnaryUnaryMultiCallable[_score_service_pb2.GetModelInfoRequest, _score_service_pb2.GetModelInfoResponse]
     """Describes the model serving now: version, features and its model card."""
     ReloadModel: _grpc.UnaryUnaryMultiCallable[_score_service_pb2.ReloadModelRequest, _score_service_pb2.ReloadModelResponse]
     """Loads a model, warms it up and swaps it in atomically; calls in flight finish on the old
-    model, and a model that fails to load leaves the old one serving. A model that cannot be
-    loaded, breaks the model contract or fails its warm-up is FAILED_PRECONDITION with reason
-    MODEL_REJECTED; an unknown version is NOT_FOUND (MODEL_VERSION_NOT_FOUND).
+    model, and a model that fails to load leaves the old one serving. With several worker
+    processes the one that answers swaps first; the others look for a new version four times a
+    second and load it the same way, and every score names the version that made it. A model
+    that cannot be loaded, breaks the model contract or fails its warm-up is
+    FAILED_PRECONDITION with reason MODEL_REJECTED; an unknown version, or no model at all, is
+    NOT_FOUND (MODEL_VERSION_NOT_FOUND). INVALID_ARGUMENT names request_id
+    (REQUEST_ID_REQUIRED, ID_INVALID) and model_version (MODEL_VERSION_INVALID).
     """
 
 @_typing.type_check_only
@@ -73,45 +90,68 @@ class ScoreServiceAsyncStub(ScoreServiceStub):
     """ScoreService turns a user's ledger history into a credit score from 350 to 950 (600 at good:bad
     odds of 19:1, 50 points to double the odds), a probability of default and at most four
     reasons. Scores belong to the user and to Sesame's own services; merchants never receive them.
+
+    Errors are google.rpc.Status with a google.rpc.ErrorInfo (domain "sesame") whose reason is the
+    name of an ErrorReason value; an INVALID_ARGUMENT also carries a google.rpc.BadRequest naming
+    every bad field of the request. Every RPC but ReloadModel is UNAVAILABLE with reason
+    MODEL_NOT_LOADED until the first model is loaded and warm (the health check reports
+    NOT_SERVING until then).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetScore: _aio.UnaryUnaryMultiCallable[_score_service_pb2.GetScoreRequest, _score_service_pb2.GetScoreResponse]  # type: ignore[assignment]
-    """Scores one user from the credit history the ledger holds (as of now, or as_of). A user the
-    ledger knows nothing about is not an error: the answer is a thin-file score with reason
-    THIN_FILE_REASON_NO_HISTORY. Errors: INVALID_ARGUMENT naming user_id for an empty, too long
-    or non-printable id; UNAVAILABLE with reason LEDGER_UNAVAILABLE when the ledger cannot be
-    read in time, or MODEL_NOT_LOADED before the first model is warm. Histories are cached for
-    at most a minute and dropped as soon as the ledger's entry stream reports a new entry for
-    the user, so a fact recorded a moment ago shows in the next score once the stream has
-    carried it (normally within milliseconds).
+    """Scores one user from the credit history the ledger holds as of as_of_time (or now). A user
+    the ledger knows nothing about is not an error: the answer is a thin-file score with reason
+    THIN_FILE_REASON_NO_HISTORY. Errors: INVALID_ARGUMENT naming user_id (FIELD_REQUIRED when
+    empty, ID_INVALID when longer than 128 characters, not printable ASCII or blank) and
+    as_of_time (TIMESTAMP_INVALID); UNAVAILABLE with reason LEDGER_UNAVAILABLE when the ledger
+    cannot be read in time. Histories are cached for at most a minute and dropped as soon as the
+    ledger's entry stream reports a new entry for the user, so a fact recorded a moment ago
+    shows in the next score once the stream has carried it (normally within milliseconds).
     """
     BatchGetScores: _aio.UnaryUnaryMultiCallable[_score_service_pb2.BatchGetScoresRequest, _score_service_pb2.BatchGetScoresResponse]  # type: ignore[assignment]
-    """Scores many users in one call, at most 1000; each user gets a score or an error of its own
-    (error_reason INVALID_USER_ID or LEDGER_UNAVAILABLE). More than 1000 users, or none, is
-    INVALID_ARGUMENT naming user_ids.
+    """Scores many users in one call, at most 1000; each user gets a score or an error of its own,
+    the one GetScore would give for that user (a bad user id is INVALID_ARGUMENT naming
+    user_ids[i]; a ledger that cannot be read is LEDGER_UNAVAILABLE). The call itself fails with
+    INVALID_ARGUMENT naming user_ids when it lists no user (FIELD_REQUIRED) or more than 1000
+    (TOO_MANY_USERS), and as_of_time (TIMESTAMP_INVALID).
     """
     ScoreFeatures: _aio.UnaryUnaryMultiCallable[_score_service_pb2.ScoreFeaturesRequest, _score_service_pb2.ScoreFeaturesResponse]  # type: ignore[assignment]
-    """Scores explicit feature vectors (what-if questions, offline batches), at most 100000 rows.
-    A length that is not a whole number of rows, or a non-finite value, is INVALID_ARGUMENT
-    naming feature_values (feature_values[i] for the first bad value). Scores of rows carry
-    neither user_id nor data_as_of.
+    """Scores explicit feature vectors (what-if questions, offline batches), 1 to 100000 rows.
+    INVALID_ARGUMENT names feature_values when it is empty (FIELD_REQUIRED), holds a number of
+    values that is not a whole number of rows (FEATURE_VALUES_NOT_WHOLE_ROWS) or more than
+    100000 rows (TOO_MANY_FEATURE_ROWS), and feature_values[i] for each value that is NaN or
+    infinite (FEATURE_VALUE_NOT_FINITE). Scores of rows carry neither user_id nor
+    data_as_of_time, and are never thin files.
     """
     StreamScoreFeatures: _aio.StreamStreamMultiCallable[_score_service_pb2.StreamScoreFeaturesRequest, _score_service_pb2.StreamScoreFeaturesResponse]  # type: ignore[assignment]
-    """Scores a stream of feature-vector batches, for inputs too large for one message."""
+    """Scores a stream of feature-vector batches, for inputs too large for one message. Each batch
+    is checked as ScoreFeatures checks its request; a bad batch ends the stream with that
+    INVALID_ARGUMENT, after the answers to the batches before it.
+    """
     GetModelInfo: _aio.UnaryUnaryMultiCallable[_score_service_pb2.GetModelInfoRequest, _score_service_pb2.GetModelInfoResponse]  # type: ignore[assignment]
     """Describes the model serving now: version, features and its model card."""
     ReloadModel: _aio.UnaryUnaryMultiCallable[_score_service_pb2.ReloadModelRequest, _score_service_pb2.ReloadModelResponse]  # type: ignore[assignment]
     """Loads a model, warms it up and swaps it in atomically; calls in flight finish on the old
-    model, and a model that fails to load leaves the old one serving. A model that cannot be
-    loaded, breaks the model contract or fails its warm-up is FAILED_PRECONDITION with reason
-    MODEL_REJECTED; an unknown version is NOT_FOUND (MODEL_VERSION_NOT_FOUND).
+    model, and a model that fails to load leaves the old one serving. With several worker
+    processes the one that answers swaps first; the others look for a new version four times a
+    second and load it the same way, and every score names the version that made it. A model
+    that cannot be loaded, breaks the model contract or fails its warm-up is
+    FAILED_PRECONDITION with reason MODEL_REJECTED; an unknown version, or no model at all, is
+    NOT_FOUND (MODEL_VERSION_NOT_FOUND). INVALID_ARGUMENT names request_id
+    (REQUEST_ID_REQUIRED, ID_INVALID) and model_version (MODEL_VERSION_INVALID).
     """
 
 class ScoreServiceServicer(metaclass=_abc_1.ABCMeta):
     """ScoreService turns a user's ledger history into a credit score from 350 to 950 (600 at good:bad
     odds of 19:1, 50 points to double the odds), a probability of default and at most four
     reasons. Scores belong to the user and to Sesame's own services; merchants never receive them.
+
+    Errors are google.rpc.Status with a google.rpc.ErrorInfo (domain "sesame") whose reason is the
+    name of an ErrorReason value; an INVALID_ARGUMENT also carries a google.rpc.BadRequest naming
+    every bad field of the request. Every RPC but ReloadModel is UNAVAILABLE with reason
+    MODEL_NOT_LOADED until the first model is loaded and warm (the health check reports
+    NOT_SERVING until then).
     """
 
     @_abc_1.abstractmethod
@@ -120,14 +160,14 @@ class ScoreServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _score_service_pb2.GetScoreRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_score_service_pb2.GetScoreResponse, _abc.Awaitable[_score_service_pb2.GetScoreResponse]]:
-        """Scores one user from the credit history the ledger holds (as of now, or as_of). A user the
-        ledger knows nothing about is not an error: the answer is a thin-file score with reason
-        THIN_FILE_REASON_NO_HISTORY. Errors: INVALID_ARGUMENT naming user_id for an empty, too long
-        or non-printable id; UNAVAILABLE with reason LEDGER_UNAVAILABLE when the ledger cannot be
-        read in time, or MODEL_NOT_LOADED before the first model is warm. Histories are cached for
-        at most a minute and dropped as soon as the ledger's entry stream reports a new entry for
-        the user, so a fact recorded a moment ago shows in the next score once the stream has
-        carried it (normally within milliseconds).
+        """Scores one user from the credit history the ledger holds as of as_of_time (or now). A user
+        the ledger knows nothing about is not an error: the answer is a thin-file score with reason
+        THIN_FILE_REASON_NO_HISTORY. Errors: INVALID_ARGUMENT naming user_id (FIELD_REQUIRED when
+        empty, ID_INVALID when longer than 128 characters, not printable ASCII or blank) and
+        as_of_time (TIMESTAMP_INVALID); UNAVAILABLE with reason LEDGER_UNAVAILABLE when the ledger
+        cannot be read in time. Histories are cached for at most a minute and dropped as soon as the
+        ledger's entry stream reports a new entry for the user, so a fact recorded a moment ago
+        shows in the next score once the stream has carried it (normally within milliseconds).
         """
 
     @_abc_1.abstractmethod
@@ -136,9 +176,11 @@ class ScoreServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _score_service_pb2.BatchGetScoresRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_score_service_pb2.BatchGetScoresResponse, _abc.Awaitable[_score_service_pb2.BatchGetScoresResponse]]:
-        """Scores many users in one call, at most 1000; each user gets a score or an error of its own
-        (error_reason INVALID_USER_ID or LEDGER_UNAVAILABLE). More than 1000 users, or none, is
-        INVALID_ARGUMENT naming user_ids.
+        """Scores many users in one call, at most 1000; each user gets a score or an error of its own,
+        the one GetScore would give for that user (a bad user id is INVALID_ARGUMENT naming
+        user_ids[i]; a ledger that cannot be read is LEDGER_UNAVAILABLE). The call itself fails with
+        INVALID_ARGUMENT naming user_ids when it lists no user (FIELD_REQUIRED) or more than 1000
+        (TOO_MANY_USERS), and as_of_time (TIMESTAMP_INVALID).
         """
 
     @_abc_1.abstractmethod
@@ -147,10 +189,12 @@ class ScoreServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _score_service_pb2.ScoreFeaturesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_score_service_pb2.ScoreFeaturesResponse, _abc.Awaitable[_score_service_pb2.ScoreFeaturesResponse]]:
-        """Scores explicit feature vectors (what-if questions, offline batches), at most 100000 rows.
-        A length that is not a whole number of rows, or a non-finite value, is INVALID_ARGUMENT
-        naming feature_values (feature_values[i] for the first bad value). Scores of rows carry
-        neither user_id nor data_as_of.
+        """Scores explicit feature vectors (what-if questions, offline batches), 1 to 100000 rows.
+        INVALID_ARGUMENT names feature_values when it is empty (FIELD_REQUIRED), holds a number of
+        values that is not a whole number of rows (FEATURE_VALUES_NOT_WHOLE_ROWS) or more than
+        100000 rows (TOO_MANY_FEATURE_ROWS), and feature_values[i] for each value that is NaN or
+        infinite (FEATURE_VALUE_NOT_FINITE). Scores of rows carry neither user_id nor
+        data_as_of_time, and are never thin files.
         """
 
     @_abc_1.abstractmethod
@@ -159,7 +203,10 @@ class ScoreServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_score_service_pb2.StreamScoreFeaturesRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_score_service_pb2.StreamScoreFeaturesResponse], _abc.AsyncIterator[_score_service_pb2.StreamScoreFeaturesResponse]]:
-        """Scores a stream of feature-vector batches, for inputs too large for one message."""
+        """Scores a stream of feature-vector batches, for inputs too large for one message. Each batch
+        is checked as ScoreFeatures checks its request; a bad batch ends the stream with that
+        INVALID_ARGUMENT, after the answers to the batches before it.
+        """
 
     @_abc_1.abstractmethod
     def GetModelInfo(
@@ -176,9 +223,13 @@ class ScoreServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_score_service_pb2.ReloadModelResponse, _abc.Awaitable[_score_service_pb2.ReloadModelResponse]]:
         """Loads a model, warms it up and swaps it in atomically; calls in flight finish on the old
-        model, and a model that fails to load leaves the old one serving. A model that cannot be
-        loaded, breaks the model contract or fails its warm-up is FAILED_PRECONDITION with reason
-        MODEL_REJECTED; an unknown version is NOT_FOUND (MODEL_VERSION_NOT_FOUND).
+        model, and a model that fails to load leaves the old one serving. With several worker
+        processes the one that answers swaps first; the others look for a new version four times a
+        second and load it the same way, and every score names the version that made it. A model
+        that cannot be loaded, breaks the model contract or fails its warm-up is
+        FAILED_PRECONDITION with reason MODEL_REJECTED; an unknown version, or no model at all, is
+        NOT_FOUND (MODEL_VERSION_NOT_FOUND). INVALID_ARGUMENT names request_id
+        (REQUEST_ID_REQUIRED, ID_INVALID) and model_version (MODEL_VERSION_INVALID).
         """
 
 def add_ScoreServiceServicer_to_server(servicer: ScoreServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

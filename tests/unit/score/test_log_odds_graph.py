@@ -8,21 +8,21 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from services.score.service.log_odds_graph import log_odds_only
-from services.score.service.model_files import MODELS_ROOT
-from services.score.service.model_runtime import load_model_runtime
+from services.score.adapters.log_odds_graph import log_odds_only
+from services.score.adapters.model_files import MODELS_ROOT
+from services.score.adapters.onnx_model import load_onnx_model
 
 SERVING_MODEL = MODELS_ROOT / "1.0.0"
 
 
 def test_the_served_model_gets_a_smaller_graph_with_the_same_answers() -> None:
-    runtime = load_model_runtime(SERVING_MODEL)
+    model = load_onnx_model(SERVING_MODEL)
     rows = np.random.default_rng(5).uniform(0, 4, (3000, 18))
     rows[::2] = np.round(rows[::2])  # whole numbers sit on many split thresholds
 
-    assert runtime.log_odds_session is not None
-    probability, log_odds = runtime.probabilities_and_log_odds(rows)
-    full = runtime.score_rows(rows)
+    assert model.log_odds_session is not None
+    probability, log_odds = model.probabilities_and_log_odds(rows)
+    full = model.score_rows(rows)
     assert np.array_equal(probability, full.probability_of_default)
     assert np.array_equal(log_odds, full.log_odds_of_default)
 
@@ -37,8 +37,8 @@ def test_a_graph_of_another_shape_gets_none_and_the_full_graph_serves() -> None:
     assert log_odds_only(helper.make_model(identity)) is None
     assert log_odds_only(onnx.ModelProto()) is None
 
-    runtime = replace(load_model_runtime(SERVING_MODEL), log_odds_session=None)
+    model = replace(load_onnx_model(SERVING_MODEL), log_odds_session=None)
     rows = np.ones((3, 18))
-    probability, log_odds = runtime.probabilities_and_log_odds(rows)
-    assert np.array_equal(log_odds, runtime.score_rows(rows).log_odds_of_default)
-    assert np.array_equal(probability, runtime.score_rows(rows).probability_of_default)
+    probability, log_odds = model.probabilities_and_log_odds(rows)
+    assert np.array_equal(log_odds, model.score_rows(rows).log_odds_of_default)
+    assert np.array_equal(probability, model.score_rows(rows).probability_of_default)

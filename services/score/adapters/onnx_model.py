@@ -1,13 +1,15 @@
-"""A loaded, validated and warmed-up model: what the score service runs rows through.
+"""The score model run by onnxruntime: the `Model` and `ModelLoader` ports for ONNX model files.
 
-A `ModelRuntime` is immutable once built. Swapping models means building a new one and replacing
-the service's reference to it, so a call that already holds the old runtime finishes on it.
+An `OnnxModel` is immutable once built. Swapping models means loading a new one and replacing
+the registry's reference to it, so a call that already holds the old model finishes on it.
+The loader checks what only the file can tell (the graph loads, keeps the model contract's
+inputs, outputs and feature order, and comes with a readable model card); the warm-up every
+model passes before it serves is the service layer's (`service/model_warm_up.py`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,33 +20,33 @@ import onnxruntime
 import structlog
 from numpy.typing import NDArray
 
-from services.score.domain import model_contract
-from services.score.domain.features import FEATURE_COUNT, FEATURE_NAMES
-from services.score.service.log_odds_graph import log_odds_only
-from services.score.service.model_files import (
-    ModelOutputs,
+from services.score.adapters.log_odds_graph import log_odds_only
+from services.score.adapters.model_files import (
+    ModelFileError,
     cpu_session,
+    newest_model_directory,
     onnx_session,
     run_model,
     run_outputs,
+)
+from services.score.domain import model_contract
+from services.score.domain.features import FEATURE_COUNT, FEATURE_NAMES
+from services.score.service.model_warm_up import warm_up_rows
+from services.score.service.ports import (
+    ModelOutputs,
+    ModelRejectedError,
+    ModelVersionNotFoundError,
 )
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
 
 # Rows per onnxruntime call: large enough to amortise the call, small enough to keep memory flat.
 BATCH_ROWS = 4096
-# Warm-up rows: all zeros, all ones and a few random rows, enough to touch every tree's paths.
-WARM_UP_RANDOM_ROWS = 8
-WARM_UP_SEED = 20051001
-
-
-class ModelRejectedError(ValueError):
-    """The model directory cannot serve: missing, corrupt, or breaking the model contract."""
 
 
 @dataclass(frozen=True)
-class ModelRuntime:
-    """One model ready to serve: its session, version, card and when it was loaded."""
+class OnnxModel:
+    """One model ready to run rows: its session, version, card and when it was loaded."""
 
     version: str
     model_card_json: str
@@ -81,8 +83,27 @@ class ModelRuntime:
         return probability[:, 0], log_odds[:, 0]
 
 
-def load_model_runtime(model_directory: Path) -> ModelRuntime:
-    """Loads, validates and warms up the model in `model_directory`.
+class OnnxModelLoader:
+    """Loads the model versions kept as directories under `models_root` (see model_contract)."""
+
+    def __init__(self, models_root: Path) -> None:
+        self._models_root = models_root
+
+    def newest_version(self) -> str | None:
+        try:
+            return newest_model_directory(self._models_root).name
+        except ModelFileError:
+            return None
+
+    def load(self, model_version: str) -> OnnxModel:
+        directory = self._models_root / model_version
+        if not directory.is_dir():
+            raise ModelVersionNotFoundError(model_version)
+        return load_onnx_model(directory)
+
+
+def load_onnx_model(model_directory: Path) -> OnnxModel:
+    """Loads the model in `model_directory`, with the smaller log-odds graph when one applies.
 
     Raises `ModelRejectedError` for anything that would make it unfit to serve, so a caller
     swapping models can keep the old one.
@@ -97,67 +118,36 @@ def load_model_runtime(model_directory: Path) -> ModelRuntime:
     except Exception as error:  # onnxruntime raises its own types for a corrupt file
         raise ModelRejectedError(f"{model_directory.name}: the graph cannot be loaded") from error
     _check_input_width(session)
-    runtime = ModelRuntime(
+    model = OnnxModel(
         version=model_directory.name,
         model_card_json=_read_card(card_path),
         loaded_at=datetime.now(UTC),
         session=session,
     )
-    warm_up(runtime)
-    return _with_log_odds_session(runtime, model_bytes)
+    return _with_log_odds_session(model, model_bytes)
 
 
-def _with_log_odds_session(runtime: ModelRuntime, model_bytes: bytes) -> ModelRuntime:
-    """The runtime with the smaller log-odds graph, when one can be derived and agrees exactly
-    with the full graph on the warm-up rows; otherwise the runtime as it is."""
+def _with_log_odds_session(model: OnnxModel, model_bytes: bytes) -> OnnxModel:
+    """The model with the smaller log-odds graph, when one can be derived and agrees exactly
+    with the full graph on the warm-up rows; otherwise the model as it is."""
     derived = log_odds_only(onnx.load_from_string(model_bytes))
     if derived is None:
-        log.info("log_odds_graph_unavailable", model_version=runtime.version)
-        return runtime
-    fast = replace(runtime, log_odds_session=cpu_session(derived.SerializeToString()))
-    rows = _warm_up_rows()
-    full = runtime.score_rows(rows)
+        log.info("log_odds_graph_unavailable", model_version=model.version)
+        return model
+    fast = replace(model, log_odds_session=cpu_session(derived.SerializeToString()))
+    rows = warm_up_rows()
+    try:
+        full = model.score_rows(rows)
+    except Exception:  # the full graph's own failure is for the warm-up to report
+        return model
     probability, log_odds = fast.probabilities_and_log_odds(rows)
     if not (
         np.array_equal(probability, full.probability_of_default)
         and np.array_equal(log_odds, full.log_odds_of_default)
     ):
-        log.warning("log_odds_graph_disagrees", model_version=runtime.version)
-        return runtime
+        log.warning("log_odds_graph_disagrees", model_version=model.version)
+        return model
     return fast
-
-
-def warm_up(runtime: ModelRuntime) -> None:
-    """Runs a few rows so the first real call pays no first-run cost, and checks the answers.
-
-    The check is the contract's own promise: finite outputs, probabilities in [0, 1], and
-    contributions that add up to the log-odds (with the bias), so reasons agree with scores.
-    """
-    rows = _warm_up_rows()
-    try:
-        outputs = run_model(runtime.session, rows, batch_rows=BATCH_ROWS)
-    except Exception as error:
-        raise ModelRejectedError(f"{runtime.version}: the graph fails on warm-up rows") from error
-    if not (
-        np.all(np.isfinite(outputs.log_odds_of_default))
-        and np.all((outputs.probability_of_default >= 0) & (outputs.probability_of_default <= 1))
-    ):
-        raise ModelRejectedError(f"{runtime.version}: the graph gives non-finite answers")
-    explained = outputs.bias + outputs.contributions.sum(axis=1)
-    gap = float(np.max(np.abs(explained - outputs.log_odds_of_default)))
-    if not math.isfinite(gap) or gap > model_contract.CONTRIBUTION_SUM_TOLERANCE:
-        raise ModelRejectedError(f"{runtime.version}: contributions do not add up to the log-odds")
-
-
-def _warm_up_rows() -> NDArray[np.float64]:
-    generator = np.random.default_rng(WARM_UP_SEED)
-    return np.vstack(
-        [
-            np.zeros((1, FEATURE_COUNT)),
-            np.ones((1, FEATURE_COUNT)),
-            generator.uniform(0.0, 3.0, size=(WARM_UP_RANDOM_ROWS, FEATURE_COUNT)),
-        ]
-    )
 
 
 def _check_input_width(session: onnxruntime.InferenceSession) -> None:

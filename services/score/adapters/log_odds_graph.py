@@ -7,9 +7,9 @@ trees with the same thresholds but adds one weight per leaf instead of several, 
 large batches markedly faster (`make bench-score` measures it).
 
 The smaller graph is derived from the model file when it is loaded, never stored, so there is
-one model artifact. `ModelRuntime` checks at warm-up that it gives the full graph's log-odds
-exactly; a model of another shape (not one TreeEnsembleRegressor sliced into the contract's
-outputs) simply gets no smaller graph and is served by the full one.
+one model artifact. `onnx_model` checks on the warm-up rows that it gives the full graph's
+log-odds exactly; a model of another shape (not one TreeEnsembleRegressor sliced into the
+contract's outputs) simply gets no smaller graph and is served by the full one.
 """
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
 """Where models live, and how a model file is run with onnxruntime.
 
-Serving and training share this module: training's parity checks and `make evaluate` run the
-graph exactly as the score service does, one onnxruntime session on the CPU with one intra-op
-thread.
+Serving (`onnx_model.py`) and training share this module: training's parity checks and
+`make evaluate` run the graph exactly as the score service does, one onnxruntime session on the
+CPU with one intra-op thread.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from numpy.typing import NDArray
 
 from services.score.domain import model_contract
 from services.score.domain.features import FEATURE_COUNT, FEATURE_NAMES
+from services.score.service.ports import ModelOutputs
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 MODELS_ROOT = REPOSITORY_ROOT / "services" / "score" / "models"
@@ -26,16 +26,6 @@ MODELS_ROOT = REPOSITORY_ROOT / "services" / "score" / "models"
 
 class ModelFileError(ValueError):
     """A model directory or graph is missing or does not keep the model contract."""
-
-
-@dataclass(frozen=True)
-class ModelOutputs:
-    """The graph's outputs for N rows, flattened where they are one column."""
-
-    probability_of_default: NDArray[np.float64]
-    log_odds_of_default: NDArray[np.float64]
-    contributions: NDArray[np.float64]
-    bias: NDArray[np.float64]
 
 
 def newest_model_directory(models_root: Path = MODELS_ROOT) -> Path:
