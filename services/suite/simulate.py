@@ -47,11 +47,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
 from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc
 from sesame.type.v1.money_pb2 import Money
+from sesame.type.v1.time_range_pb2 import TimeRange
 from sesame.waiver.v1 import waiver_service_pb2 as waiver_pb, waiver_service_pb2_grpc
 
 from services.common.clock import ClockFile
@@ -189,10 +191,10 @@ class Simulation:
             scenario_id=scenario.scenario_id,
             risk_fund_type=waiver_pb.RISK_FUND_TYPE_DEPOSIT,
             risk_amount=_money(risk_minor),
-            time_range={
-                "start_time": _timestamp(start_us),
-                "end_time": _timestamp(start_us + int(ORDER_WINDOW.total_seconds() * 1e6)),
-            },
+            time_range=TimeRange(
+                start_time=_timestamp(start_us),
+                end_time=_timestamp(start_us + int(ORDER_WINDOW.total_seconds() * 1e6)),
+            ),
         )
         order = _call(self.waiver.CreateOrder, request).order
         waived_minor = order.decision.waived_amount.amount_minor
@@ -248,7 +250,10 @@ class Simulation:
         )
 
 
-def _call(method: Callable[..., object], request: object) -> object:
+ResponseT = TypeVar("ResponseT")
+
+
+def _call(method: Callable[..., ResponseT], request: object) -> ResponseT:
     """One call, retried with the same request on UNAVAILABLE or ORDER_BUSY, as clients must."""
     for attempt in range(20):
         try:
@@ -487,6 +492,8 @@ def _scored_without_orders(
             timeout=CALL_DEADLINE_S,
         ).results
         for (user_id, defaulted), result in zip(chunk, results, strict=True):
+            if not result.HasField("score"):
+                raise RuntimeError(f"{user_id}: no score ({result.error.message})")
             score = result.score
             outcomes += [
                 OrderOutcome(

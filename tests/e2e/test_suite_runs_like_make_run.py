@@ -96,12 +96,20 @@ def test_each_service_lists_itself_through_reflection(
     assert "grpc.health.v1.Health" in services
 
 
-def test_an_rpc_not_built_yet_answers_unimplemented(running_suite: dict[str, str]) -> None:
+def test_the_waiver_starts_with_the_seed_policies(running_suite: dict[str, str]) -> None:
     with grpc.insecure_channel(running_suite["waiver"]) as channel:
         waiver = waiver_service_pb2_grpc.WaiverServiceStub(channel)
-        with pytest.raises(grpc.RpcError) as raised:
-            waiver.GetOrder(waiver_service_pb2.GetOrderRequest(), timeout=5)
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        listed = waiver.ListScenarioPolicies(
+            waiver_service_pb2.ListScenarioPoliciesRequest(merchant_id="sesame-demo"), timeout=5
+        )
+    assert {policy.scenario_id for policy in listed.policies} == {
+        "apartment",
+        "bike",
+        "car-rental",
+        "generic",
+        "hotel",
+        "power-bank",
+    }
 
 
 def test_an_unknown_user_gets_a_thin_file_score(running_suite: dict[str, str]) -> None:
