@@ -132,3 +132,67 @@ def test_a_malformed_ledger_request_names_the_field(running_suite: dict[str, str
     reason, fields = error_details(raised.value)
     assert reason == "REQUEST_ID_REQUIRED"
     assert "request_id" in fields
+
+
+DEFAULT_ADDRESSES = {
+    "ledger": "127.0.0.1:50051",
+    "score": "127.0.0.1:50052",
+    "waiver": "127.0.0.1:50053",
+}
+
+
+def readme_example(name: str, running_suite: dict[str, str]) -> str:
+    """The README's code block marked `<!-- example: name -->`, pointed at this test's suite."""
+    readme = (REPOSITORY_ROOT / "README.md").read_text(encoding="utf-8")
+    marker = f"<!-- example: {name} -->\n"
+    assert marker in readme, name
+    block = readme.split(marker, 1)[1].split("```", 2)[1]
+    code = block.split("\n", 1)[1]
+    for service, address in DEFAULT_ADDRESSES.items():
+        code = code.replace(address, running_suite[service])
+    return code
+
+
+def test_the_readme_bike_order_runs_as_written_with_grpcurl(running_suite: dict[str, str]) -> None:
+    script = readme_example("waiver-grpcurl", running_suite)
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    completed = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert '"outcome": "WAIVER_OUTCOME_FULL"' in completed.stdout
+    assert '"state": "ORDER_STATE_AWAITING_PAYMENT"' in completed.stdout
+    assert '"state": "ORDER_STATE_DONE"' in completed.stdout
+    with grpc.insecure_channel(running_suite["ledger"]) as channel:
+        ledger = ledger_service_pb2_grpc.LedgerServiceStub(channel)
+        account = ledger.GetAccountSummary(
+            ledger_service_pb2.GetAccountSummaryRequest(user_id="u-7"), timeout=5
+        ).account
+    assert account.outcomes.on_time == 1
+
+
+def test_the_readme_denied_car_order_runs_as_written_in_python(
+    running_suite: dict[str, str],
+) -> None:
+    script = readme_example("waiver-python", running_suite)
+
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPOSITORY_ROOT,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    assert lines[0] == "WAIVER_OUTCOME_DENIED 500000"
+    assert lines[1].startswith("THIN_FILE ")

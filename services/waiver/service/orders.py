@@ -84,6 +84,8 @@ PAGE_SIZE_MAX = 1000
 # often (concurrent orders of one user racing for the last of the capacity).
 CREATE_ATTEMPTS_MAX = 3
 CREATE_METHOD = "CreateOrder"
+# How far ahead of Sesame's clock a merchant's clock may be when it reports an end or a payment.
+CLOCK_SKEW_TOLERANCE_US = 5 * 60 * 1_000_000
 # The ledger's longest hold.
 HOLD_DURATION_MAX_US = 366 * MICROSECONDS_PER_DAY
 
@@ -335,10 +337,7 @@ class OrderService:
                     "must not be above the order's risk amount",
                     reason=reasons.TOTAL_EXCEEDS_RISK_AMOUNT,
                 )
-            if command.end_time_us < order.create_time_us:
-                raise FailedPrecondition(
-                    "end_time is before the order was created", reason=reasons.TIME_BEFORE_ORDER
-                )
+            self._require_not_in_future("end_time", command.end_time_us)
             return lifecycle.Complete(
                 command.total_minor,
                 command.end_time_us,
@@ -353,13 +352,17 @@ class OrderService:
 
     def sync_payment(self, command: commands.SyncPayment, deadline: Deadline) -> OrderView:
         def event(order: Order) -> lifecycle.Event:
-            if order.completed_at_us is not None and command.paid_time_us < order.completed_at_us:
-                raise FailedPrecondition(
-                    "paid_time is before the order was completed", reason=reasons.TIME_BEFORE_ORDER
-                )
+            self._require_not_in_future("paid_time", command.paid_time_us)
             return lifecycle.Pay(command.amount_minor, command.paid_time_us)
 
         return self._change(command, event, deadline)
+
+    def _require_not_in_future(self, field: str, moment_us: int) -> None:
+        """A time the merchant reports must have come (within a tolerance for clock skew)."""
+        if moment_us > self._clock.now_us() + CLOCK_SKEW_TOLERANCE_US:
+            raise InvalidArgument.for_field(
+                field, "must not be in the future", reason=reasons.TIMESTAMP_INVALID
+            )
 
     def modify_order(self, command: commands.ModifyOrder, deadline: Deadline) -> OrderView:
         return self._change(

@@ -47,7 +47,9 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     CURRENCY_NOT_SUPPORTED: _ErrorReason.ValueType  # 11
     """INVALID_ARGUMENT: an amount is not in the waiver's currency."""
     TIMESTAMP_INVALID: _ErrorReason.ValueType  # 12
-    """INVALID_ARGUMENT: a timestamp is outside protobuf's range or where it cannot be."""
+    """INVALID_ARGUMENT: a timestamp is outside protobuf's range, before 1970, or (for an end or a
+    payment the merchant reports) more than five minutes ahead of Sesame's clock.
+    """
     DURATION_INVALID: _ErrorReason.ValueType  # 13
     """INVALID_ARGUMENT: a duration is not a valid protobuf duration or outside its range."""
     ENUM_VALUE_INVALID: _ErrorReason.ValueType  # 14
@@ -82,8 +84,6 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: a modification that does not lower the total."""
     PAYMENT_EXCEEDS_DUE: _ErrorReason.ValueType  # 42
     """FAILED_PRECONDITION: a payment above what is still due."""
-    TIME_BEFORE_ORDER: _ErrorReason.ValueType  # 43
-    """FAILED_PRECONDITION: a time (end_time, paid_time) before the order's own times allow."""
     REQUEST_ID_REUSED: _ErrorReason.ValueType  # 50
     """ABORTED: the request_id was used before with a different request."""
     ORDER_BUSY: _ErrorReason.ValueType  # 51
@@ -128,7 +128,9 @@ VALUE_OUT_OF_RANGE: ErrorReason.ValueType  # 10
 CURRENCY_NOT_SUPPORTED: ErrorReason.ValueType  # 11
 """INVALID_ARGUMENT: an amount is not in the waiver's currency."""
 TIMESTAMP_INVALID: ErrorReason.ValueType  # 12
-"""INVALID_ARGUMENT: a timestamp is outside protobuf's range or where it cannot be."""
+"""INVALID_ARGUMENT: a timestamp is outside protobuf's range, before 1970, or (for an end or a
+payment the merchant reports) more than five minutes ahead of Sesame's clock.
+"""
 DURATION_INVALID: ErrorReason.ValueType  # 13
 """INVALID_ARGUMENT: a duration is not a valid protobuf duration or outside its range."""
 ENUM_VALUE_INVALID: ErrorReason.ValueType  # 14
@@ -163,8 +165,6 @@ TOTAL_NOT_LOWER: ErrorReason.ValueType  # 41
 """FAILED_PRECONDITION: a modification that does not lower the total."""
 PAYMENT_EXCEEDS_DUE: ErrorReason.ValueType  # 42
 """FAILED_PRECONDITION: a payment above what is still due."""
-TIME_BEFORE_ORDER: ErrorReason.ValueType  # 43
-"""FAILED_PRECONDITION: a time (end_time, paid_time) before the order's own times allow."""
 REQUEST_ID_REUSED: ErrorReason.ValueType  # 50
 """ABORTED: the request_id was used before with a different request."""
 ORDER_BUSY: ErrorReason.ValueType  # 51

@@ -830,7 +830,7 @@ class CompleteOrderRequest(_message.Message):
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:
-        """When the service actually ended; not after now."""
+        """When the service actually ended; not in the future."""
 
     def __init__(
         self,
@@ -958,7 +958,9 @@ class SyncPaymentRequest(_message.Message):
 
     @_builtins.property
     def paid_time(self) -> _timestamp_pb2.Timestamp:
-        """When it was paid; not before the order's completion and not after now."""
+        """When it was paid; not in the future. Paid by the order's payment_due_time is on time, later
+        is late by the days after it.
+        """
 
     def __init__(
         self,
