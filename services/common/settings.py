@@ -124,6 +124,41 @@ class ServerSettings(BaseSettings):
         return init_settings, _MappingEnvironmentSource(settings_cls, explicit_environment)
 
 
+class DatabaseSettings(ServerSettings):
+    """A server with a database of its own; subclasses give `database_url` its default."""
+
+    # SQLite is the embedded default; production points this at PostgreSQL
+    # (postgresql+psycopg://user@host/db).
+    database_url: str = ""
+    # The local default creates the schema at start; production runs the migration as its own step.
+    create_schema: bool = True
+    # Connections per pool, sized near max_workers: each worker thread holds at most one at a time.
+    database_pool_size: int = 10
+    # How long a call waits for a free connection before failing with UNAVAILABLE.
+    database_pool_timeout_s: float = 10.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_supported(cls, database_url: str) -> str:
+        if not database_url.startswith(("sqlite:///", "postgresql")):
+            raise ValueError("must be a sqlite:/// file URL or a postgresql+psycopg:// URL")
+        return database_url
+
+    @field_validator("database_pool_size")
+    @classmethod
+    def _pool_size_is_positive(cls, pool_size: int) -> int:
+        if pool_size <= 0:
+            raise ValueError("must be greater than 0")
+        return pool_size
+
+    @field_validator("database_pool_timeout_s")
+    @classmethod
+    def _timeout_is_positive(cls, timeout_s: float) -> float:
+        if timeout_s <= 0:
+            raise ValueError("must be greater than 0")
+        return timeout_s
+
+
 SettingsT = TypeVar("SettingsT", bound=ServerSettings)
 
 

@@ -3,28 +3,21 @@
 from pydantic import ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServerSettings
+from services.common.settings import DatabaseSettings
 
 # What one SweepExpiredHolds call accepts (see the contract).
 SWEEP_BATCH_SIZE_MAX = 10_000
 
 
-class LedgerSettings(ServerSettings):
+class LedgerSettings(DatabaseSettings):
     """How the ledger runs: where it listens and which database holds the journal."""
 
     model_config = SettingsConfigDict(env_prefix="SESAME_LEDGER_")
 
     port: int = 50051
-    # SQLite is the embedded default; production points this at PostgreSQL
-    # (postgresql+psycopg://user@host/db).
+    # The journal's database. The ledger keeps two pools of database_pool_size connections,
+    # one for writes and one for reads.
     database_url: str = "sqlite:///var/ledger.db"
-    # The local default creates the schema at start; production runs the migration as its own step.
-    create_schema: bool = True
-    # Connections per pool; the ledger keeps two pools (writes and reads). Sized near
-    # max_workers, since each worker thread holds at most one connection at a time.
-    database_pool_size: int = 10
-    # How long a call waits for a free connection before failing with UNAVAILABLE.
-    database_pool_timeout_s: float = 10.0
     # How often the background sweeper journals the expiry of holds past their expiry time;
     # 0 turns it off (another process, or an operator with `sesame-ledger-admin sweep`, does it).
     sweep_interval_s: float = 1.0
@@ -38,20 +31,6 @@ class LedgerSettings(ServerSettings):
     # For simulations and tests only: read the time from this file (see
     # services.common.clock.FileClock) instead of the system clock.
     clock_file: str = ""
-
-    @field_validator("database_url")
-    @classmethod
-    def _database_url_is_supported(cls, database_url: str) -> str:
-        if not database_url.startswith(("sqlite:///", "postgresql")):
-            raise ValueError("must be a sqlite:/// file URL or a postgresql+psycopg:// URL")
-        return database_url
-
-    @field_validator("database_pool_size")
-    @classmethod
-    def _count_is_positive(cls, count: int) -> int:
-        if count <= 0:
-            raise ValueError("must be greater than 0")
-        return count
 
     @field_validator("write_concurrency")
     @classmethod
@@ -68,7 +47,7 @@ class LedgerSettings(ServerSettings):
             raise ValueError(f"must be 1 to {SWEEP_BATCH_SIZE_MAX}")
         return batch_size
 
-    @field_validator("database_pool_timeout_s", "watch_poll_interval_s")
+    @field_validator("watch_poll_interval_s")
     @classmethod
     def _duration_is_positive(cls, duration_s: float) -> float:
         if duration_s <= 0:

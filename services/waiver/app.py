@@ -90,7 +90,11 @@ def build_waiver(settings: WaiverSettings, clock: Clock | None = None) -> Waiver
     """The waiver over the settings' database (whose schema must exist: see `upgrade`)."""
     clock = clock or clock_from_setting(settings.clock_file)
     unit_minor = whole_unit_minor(settings.currency_code)
-    storage = SqlWaiverStorage(settings.database_url, pool_size=settings.database_pool_size)
+    storage = SqlWaiverStorage(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        pool_timeout_s=settings.database_pool_timeout_s,
+    )
     ledger_channel = grpc.insecure_channel(settings.ledger_address)
     score_channel = grpc.insecure_channel(settings.score_address)
     ledger = LedgerClient(

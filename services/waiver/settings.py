@@ -6,12 +6,12 @@ from pydantic import ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.money import is_known_currency
-from services.common.settings import ServerSettings
+from services.common.settings import DatabaseSettings
 
 SEED_POLICIES_FILE = Path(__file__).resolve().parent / "policies" / "seed.toml"
 
 
-class WaiverSettings(ServerSettings):
+class WaiverSettings(DatabaseSettings):
     """How the waiver service runs: where it listens, its database, where the ledger and the
     score service are, and the policies it starts with."""
 
@@ -20,11 +20,8 @@ class WaiverSettings(ServerSettings):
     port: int = 50053
     ledger_address: str = "127.0.0.1:50051"
     score_address: str = "127.0.0.1:50052"
-    # SQLite is the embedded default; production points this at PostgreSQL.
+    # Orders, policies and request records.
     database_url: str = "sqlite:///var/waiver.db"
-    # The local default creates the schema at start; production runs the migration as its own step.
-    create_schema: bool = True
-    database_pool_size: int = 10
     # Every amount of an order or a policy is in this currency.
     currency_code: str = "CNY"
     # Scenario policies stored at start when not stored yet; empty for none.
@@ -50,20 +47,6 @@ class WaiverSettings(ServerSettings):
         if not is_known_currency(currency_code):
             raise ValueError("must be an ISO 4217 currency code in upper case")
         return currency_code
-
-    @field_validator("database_url")
-    @classmethod
-    def _database_url_is_supported(cls, database_url: str) -> str:
-        if not database_url.startswith(("sqlite:///", "postgresql")):
-            raise ValueError("must be a sqlite:/// file URL or a postgresql+psycopg:// URL")
-        return database_url
-
-    @field_validator("database_pool_size")
-    @classmethod
-    def _count_is_positive(cls, count: int) -> int:
-        if count <= 0:
-            raise ValueError("must be greater than 0")
-        return count
 
     @field_validator("ledger_deadline_s", "score_deadline_s", "step_lease_s")
     @classmethod
