@@ -362,26 +362,30 @@ def _plot(outcomes: Sequence[OrderOutcome], sesame: Tally, path: Path) -> None:
 
     flats = [(threshold, flat_tally(outcomes, threshold)) for threshold in PLOTTED_THRESHOLDS]
     figure, axes = plt.subplots(figsize=(7, 5))
+    thousand_yuan = 1000 * YUAN
     axes.plot(
         [tally.deposit_free for _, tally in flats],
-        [tally.loss_minor / YUAN for _, tally in flats],
+        [tally.loss_minor / thousand_yuan for _, tally in flats],
         marker="o",
         markersize=3,
         label="flat threshold (450 to 700)",
     )
+    labelled: set[tuple[int, int]] = set()
     for threshold, tally in flats:
-        if threshold in FLAT_THRESHOLDS:
-            axes.annotate(str(threshold), (tally.deposit_free, tally.loss_minor / YUAN))
+        point = (tally.deposit_free, tally.loss_minor)
+        if threshold in FLAT_THRESHOLDS and point not in labelled:
+            labelled.add(point)
+            axes.annotate(f"flat {threshold}", (point[0], point[1] / thousand_yuan))
     axes.scatter(
         [sesame.deposit_free],
-        [sesame.loss_minor / YUAN],
+        [sesame.loss_minor / thousand_yuan],
         color="red",
         zorder=3,
         s=60,
         label="Sesame's risk-priced policies",
     )
     axes.set_xlabel("orders fully deposit-free")
-    axes.set_ylabel("loss (yuan)")
+    axes.set_ylabel("loss (thousand yuan)")
     axes.set_title("Deposit-free orders against loss, first round")
     axes.legend()
     figure.tight_layout()
