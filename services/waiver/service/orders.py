@@ -9,7 +9,9 @@ out of reach) is finished by replaying the same effects under the same request i
 ledger answers once: by a retry of the same request, or by the recovery pass. The one step that
 is undone instead is a creation nobody confirmed: its merchant was told UNAVAILABLE and did not
 retry within `create_undo_after_s`, so it may have asked the user for a deposit instead, and a
-hold it does not know of would turn into a breach on the user's record.
+hold it does not know of would turn into a breach on the user's record. The undo marks the row
+before it releases the hold, so a retry that comes too late is told ORDER_BUSY (and then creates
+the order anew) instead of settling on a hold being released.
 
 While a change is pending the row refuses other changes (ABORTED, reason ORDER_BUSY: retry), so
 two steps of one order never race; the version column makes that hold across replicas.
@@ -294,11 +296,17 @@ class OrderService:
         """Runs a pending creation to its end. A hold the ledger refuses for capacity is decided
         again with what the user's other holds leave, under a new attempt number."""
         assert stored.pending is not None and stored.pending.creating
+        if stored.pending.undoing:
+            # Too late to confirm: once the undo is done, a retry creates the order anew.
+            raise _busy()
         for _ in range(CREATE_ATTEMPTS_MAX):
             try:
                 return self._view(self._run_pending(stored, deadline))
             except CapacityExceeded:
-                stored = self._redecide_after_refusal(stored, policy, deadline)
+                try:
+                    stored = self._redecide_after_refusal(stored, policy, deadline)
+                except OrderConflict:
+                    raise _busy() from None  # the recovery pass began to undo it meanwhile
         return self._view(self._run_pending(stored, deadline, capacity_exhausted=True))
 
     def _redecide_after_refusal(
@@ -626,9 +634,19 @@ class OrderService:
 
     def _undo_creation(self, stored: StoredOrder) -> None:
         """Releases whatever hold the creation placed and forgets the order, keeping its attempt
-        number so a later creation of the same order uses new ledger request ids."""
-        assert stored.pending is not None
-        change = stored.pending.change
+        number so a later creation of the same order uses new ledger request ids.
+
+        The row is marked as undoing before the ledger is touched, under its version: a retry
+        that settled the creation first makes this raise `OrderConflict` and nothing is
+        released, and once the mark is written no retry can settle the creation on a hold about
+        to be released (it answers ORDER_BUSY until the undo is done, the recovery pass's or,
+        after a crash, the next one's)."""
+        pending = stored.pending
+        assert pending is not None
+        if not pending.undoing:
+            pending = replace(pending, undoing=True)
+            stored = self._save_pending(stored, pending)
+        change = pending.change
         hold = next((effect for effect in change.effects if isinstance(effect, PlaceHold)), None)
         if hold is not None:
             merchant_id, out_order_no = change.order.key

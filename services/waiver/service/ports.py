@@ -135,6 +135,9 @@ class PendingChange:
     request_id: str
     since_us: int  # wall-clock time, for the recovery pass's lease
     creating: bool  # the order's first change: its creation
+    # A creation nobody confirmed in time, which the recovery pass is undoing: no retry may
+    # settle it any more (see OrderService._undo_creation).
+    undoing: bool = False
 
 
 @dataclass(frozen=True)

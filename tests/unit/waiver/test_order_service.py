@@ -377,3 +377,72 @@ def test_orders_are_listed_newest_first_page_by_page(waiver):
     ]
     assert listed == ["o-4", "o-3", "o-2", "o-1", "o-0"]
     assert third.next_after is None
+
+
+def _lose_the_answers_of_placements(ledger: FakeLedger) -> None:
+    """The ledger places holds but its answers are lost on the way back."""
+    original_place = ledger.place_hold
+
+    def place_then_lose_the_answer(*arguments, **keywords):
+        original_place(*arguments, **keywords)
+        raise LedgerUnavailable("the answer was lost", reason="LEDGER_UNAVAILABLE")
+
+    ledger.place_hold = place_then_lose_the_answer  # type: ignore[method-assign]
+
+
+def test_a_retry_that_arrives_while_its_creation_is_undone_never_keeps_a_released_hold(waiver):
+    ledger = waiver.ledger
+    original_place = ledger.place_hold
+    _lose_the_answers_of_placements(ledger)
+    with pytest.raises(Unavailable):
+        waiver.create()
+    waiver.wall.advance(UNDO_S + 1)
+    # The merchant's retry arrives while the recovery pass is undoing the creation: the pass
+    # is at its first ledger call when the retry runs.
+    retries = []
+
+    def retry_during_the_undo(*arguments, **keywords):
+        ledger.place_hold = original_place  # type: ignore[method-assign]
+        try:
+            retries.append(waiver.create())
+        except Conflict as busy:
+            retries.append(busy.reason)
+        return original_place(*arguments, **keywords)
+
+    ledger.place_hold = retry_during_the_undo  # type: ignore[method-assign]
+    waiver.orders.recover()
+    ledger.place_hold = original_place  # type: ignore[method-assign]
+    assert len(retries) == 1
+
+    settled = waiver.create()  # the merchant retries until it has an answer
+
+    assert settled.state is OrderState.DOING
+    assert open_holds(ledger) == [99 * YUAN], "the order it was told of holds its credit"
+
+
+def test_a_retry_after_an_undo_cut_short_never_keeps_the_released_hold(waiver):
+    ledger = waiver.ledger
+    original_place, original_release = ledger.place_hold, ledger.release_hold
+    _lose_the_answers_of_placements(ledger)
+    with pytest.raises(Unavailable):
+        waiver.create()
+    ledger.place_hold = original_place  # type: ignore[method-assign]
+    waiver.wall.advance(UNDO_S + 1)
+
+    def release_then_crash(*arguments, **keywords):
+        original_release(*arguments, **keywords)
+        raise LedgerUnavailable("the process died with the answer", reason="LEDGER_UNAVAILABLE")
+
+    ledger.release_hold = release_then_crash  # type: ignore[method-assign]
+    with pytest.raises(LedgerUnavailable):
+        waiver.orders.recover()  # the pass dies after the release, before forgetting the order
+    ledger.release_hold = original_release  # type: ignore[method-assign]
+
+    with pytest.raises(Conflict) as busy:
+        waiver.create()  # the merchant's retry must not settle on the released hold
+    assert busy.value.reason == "ORDER_BUSY"
+    assert waiver.orders.recover() == 1
+    settled = waiver.create()
+
+    assert settled.state is OrderState.DOING
+    assert open_holds(ledger) == [99 * YUAN], "a new hold under a new request id"
