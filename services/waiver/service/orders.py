@@ -68,6 +68,7 @@ from services.waiver.service.policies import PolicyService
 from services.waiver.service.ports import (
     CapacityExceeded,
     Ledger,
+    LedgerRefused,
     OrderConflict,
     PendingChange,
     RequestOutcome,
@@ -628,6 +629,12 @@ class OrderService:
                 else:
                     continue  # its merchant may still retry it
             except OrderConflict:
+                continue
+            except LedgerRefused as refusal:
+                # The ledger and this order disagree, and replaying the step will not change the
+                # ledger's answer: the order stays pending for an operator, and the pass goes on
+                # to the others, which would otherwise wait behind it forever.
+                log.error("order_recovery_refused", reason=refusal.reason)
                 continue
             handled += 1
         return handled

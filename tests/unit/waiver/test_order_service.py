@@ -446,3 +446,25 @@ def test_a_retry_after_an_undo_cut_short_never_keeps_the_released_hold(waiver):
 
     assert settled.state is OrderState.DOING
     assert open_holds(ledger) == [99 * YUAN], "a new hold under a new request id"
+
+
+def test_an_order_the_ledger_refuses_does_not_stop_the_recovery_of_the_others(waiver):
+    waiver.create()
+    waiver.create(request_id="r-2", out_order_no="o-2")
+    first_hold = next(iter(waiver.ledger.holds.values()))
+    waiver.ledger.reachable = False
+    with pytest.raises(Unavailable):
+        waiver.cancel()
+    waiver.wall.advance(1)
+    with pytest.raises(Unavailable):
+        waiver.cancel(request_id="r-cancel-2", out_order_no="o-2")
+    waiver.ledger.reachable = True
+    # The first order's hold was resolved behind the waiver's back: the ledger refuses its
+    # release, however often it is replayed.
+    first_hold.state = "captured"
+
+    waiver.wall.advance(LEASE_S + 1)
+    assert waiver.orders.recover() == 1
+
+    assert waiver.orders.get_order("m-1", "o-2").state is OrderState.REVOKED
+    assert waiver.orders.get_order("m-1", "o-1").state is OrderState.DOING, "still pending"
