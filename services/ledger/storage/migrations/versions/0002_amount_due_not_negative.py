@@ -5,7 +5,7 @@ which is zero when nothing was. The CHECK constraint `amount_due_minor > 0` beco
 SQLite cannot alter a constraint, so there the table is rebuilt (Alembic's batch mode copies the
 rows and recreates the index); PostgreSQL drops and adds the constraint in place.
 
-Revision ID: 0002_obligation_amount_due_may_be_zero
+Revision ID: 0002_amount_due_not_negative
 Revises: 0001_initial_schema
 Create Date: 2026-12-06
 """
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0002_obligation_amount_due_may_be_zero"
+# At most 32 characters: Alembic's version table holds no longer a revision id.
+revision = "0002_amount_due_not_negative"
 down_revision = "0001_initial_schema"
 branch_labels = None
 depends_on = None
