@@ -76,6 +76,55 @@ def test_a_bike_order_from_creation_to_payment(waiver):
     assert ledger_account.outstanding.amount_minor == 0
 
 
+def test_a_discount_after_completion_lowers_the_obligation_in_the_ledger(waiver):
+    user = waiver.suite.new_user(RELIABLE)
+    number = order_no()
+    waiver.create(number, user)
+    key = {"merchant_id": MERCHANT_ID, "out_order_no": number}
+    now_us = waiver.suite.clock.now_us()
+    waiver.stub.CompleteOrder(
+        pb.CompleteOrderRequest(
+            request_id=f"complete-{number}",
+            total_amount=yuan(3),
+            end_time=timestamp(now_us),
+            **key,
+        ),
+        timeout=CALL_TIMEOUT_S,
+    )
+
+    def modify(step: str, total_yuan: float) -> pb.Order:
+        request = pb.ModifyOrderRequest(
+            request_id=f"{step}-{number}",
+            total_amount=yuan(total_yuan),
+            reason="merchant discount",
+            **key,
+        )
+        return waiver.stub.ModifyOrder(request, timeout=CALL_TIMEOUT_S).order
+
+    lowered = modify("modify", 2)
+    assert lowered.state == pb.ORDER_STATE_AWAITING_PAYMENT
+    assert lowered.credit_charge_amount.amount_minor == 200
+    assert account(waiver, user).outstanding.amount_minor == 200
+    waiver.stub.SyncPayment(
+        pb.SyncPaymentRequest(
+            request_id=f"pay-{number}", amount=yuan(1), paid_time=timestamp(now_us), **key
+        ),
+        timeout=CALL_TIMEOUT_S,
+    )
+
+    # Lowered to what was paid: nothing is left due, and the obligation closes on time.
+    done = modify("modify-again", 1)
+
+    assert done.state == pb.ORDER_STATE_DONE
+    ledger_account = account(waiver, user)
+    assert ledger_account.outstanding.amount_minor == 0
+    assert ledger_account.outcomes.on_time == 1
+    verified = waiver.suite.ledger.VerifyChain(
+        ledger_pb.VerifyChainRequest(user_id=user), timeout=CALL_TIMEOUT_S
+    )
+    assert verified.intact
+
+
 def test_a_car_for_a_risky_user_is_denied_with_reasons_and_no_score(waiver):
     user = waiver.suite.new_user(RISKY)
 
