@@ -755,7 +755,13 @@ class LedgerStateMachine(RuleBasedStateMachine):
     @rule(data=st.data(), paid_earlier_s=st.sampled_from([None, 0, 3_600]))
     def record_payment(self, data: st.DataObject, paid_earlier_s: int | None) -> None:
         obligation = self._draw_obligation(data)
-        choices = {1, max(1, obligation.remaining), obligation.remaining + 1, obligation.amount_due}
+        # Payments are positive, and a reduction may have brought the amount due to zero.
+        choices = {
+            1,
+            max(1, obligation.remaining),
+            obligation.remaining + 1,
+            max(1, obligation.amount_due),
+        }
         amount = data.draw(st.sampled_from(sorted(choices)), label="amount")
         paid_at = None if paid_earlier_s is None else self.now - paid_earlier_s * SECOND_US
         self._pay(self.new_request_id(data), obligation, amount, paid_at)
