@@ -1,6 +1,6 @@
 """An in-memory ledger for the waiver's unit tests: the contract's behaviour that the waiver
 relies on (idempotency by request id, capacity enforced on holds, holds resolved once,
-obligations paid and closed), and a switch that makes it unreachable."""
+obligations paid, lowered and closed), and a switch that makes it unreachable."""
 
 from __future__ import annotations
 
@@ -159,6 +159,10 @@ class FakeLedger:
     ) -> None:  # type: ignore[no-untyped-def]
         def apply() -> None:
             obligation = self._open_obligation(obligation_id)
+            if amount_due_minor >= obligation.amount_due_minor:
+                raise LedgerRefused("AMOUNT_DUE_NOT_LOWER")
+            if amount_due_minor < obligation.paid_minor:
+                raise LedgerRefused("AMOUNT_DUE_BELOW_PAID")
             obligation.amount_due_minor = amount_due_minor
 
         self._once(request_id, ("adjust", obligation_id, amount_due_minor, reason), apply)

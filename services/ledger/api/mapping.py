@@ -84,6 +84,7 @@ EventMessage = (
     | pb.ObligationCreated
     | pb.PaymentRecorded
     | pb.ObligationClosed
+    | pb.ObligationReduced
     | pb.CreditLineReported
     | pb.StatementReported
 )
@@ -292,6 +293,15 @@ def close_obligation_command(request: pb.CloseObligationRequest) -> commands.Clo
     )
     reader.finish(lambda violations: validation.check_close_obligation(violations, command))
     return command
+
+
+def reduce_obligation_command(request: pb.ReduceObligationRequest) -> commands.ReduceObligation:
+    return commands.ReduceObligation(
+        request_id=request.request_id,
+        obligation_id=request.obligation_id,
+        amount_due=_money(request.amount_due) if request.HasField("amount_due") else None,
+        reason=request.reason,
+    )
 
 
 def record_partner_statements_command(
@@ -550,6 +560,14 @@ def event_message(event: events.Event, currency_code: str) -> EventMessage:
                 outcome=_OUTCOMES[event.outcome],
                 days_late=event.days_late,
                 close_time=timestamp(event.closed_at_us),
+            )
+        case events.ObligationReduced():
+            return pb.ObligationReduced(
+                obligation_id=event.obligation_id,
+                previous_amount_due=money(currency_code, event.previous_amount_due_minor),
+                amount_due=money(currency_code, event.amount_due_minor),
+                reason=event.reason,
+                reduce_time=timestamp(event.reduced_at_us),
             )
         case events.CreditLineReported():
             return pb.CreditLineReported(

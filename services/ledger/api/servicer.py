@@ -90,6 +90,12 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         obligation = self._service.close_obligation(mapping.close_obligation_command(request))
         return pb.CloseObligationResponse(obligation=mapping.obligation_message(obligation))
 
+    def ReduceObligation(
+        self, request: pb.ReduceObligationRequest, context: grpc.ServicerContext
+    ) -> pb.ReduceObligationResponse:
+        obligation = self._service.reduce_obligation(mapping.reduce_obligation_command(request))
+        return pb.ReduceObligationResponse(obligation=mapping.obligation_message(obligation))
+
     def GetObligation(
         self, request: pb.GetObligationRequest, context: grpc.ServicerContext
     ) -> pb.GetObligationResponse:

@@ -80,6 +80,15 @@ class CloseObligation:
 
 
 @dataclass(frozen=True, slots=True)
+class ReduceObligation:
+    request_id: str
+    obligation_id: str
+    # The new amount due, not the reduction.
+    amount_due: Money | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class StatementReport:
     period: StatementPeriod | None
     balance: Money | None
@@ -110,5 +119,6 @@ MutationCommand = (
     | CreateObligation
     | RecordPayment
     | CloseObligation
+    | ReduceObligation
     | RecordPartnerStatements
 )

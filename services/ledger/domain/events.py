@@ -26,6 +26,7 @@ class EntryType(StrEnum):
     OBLIGATION_CLOSED = "OBLIGATION_CLOSED"
     CREDIT_LINE_REPORTED = "CREDIT_LINE_REPORTED"
     STATEMENT_REPORTED = "STATEMENT_REPORTED"
+    OBLIGATION_REDUCED = "OBLIGATION_REDUCED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,20 @@ class ObligationClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class ObligationReduced:
+    """The amount due was lowered. Both amounts are in the obligation's currency; the previous
+    one makes the entry say how much was taken off without the journal before it, and lets
+    verification check that the entry follows the facts it was decided on."""
+
+    entry_type: ClassVar[EntryType] = EntryType.OBLIGATION_REDUCED
+    obligation_id: str
+    previous_amount_due_minor: int
+    amount_due_minor: int
+    reason: str
+    reduced_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
 class CreditLineReported:
     entry_type: ClassVar[EntryType] = EntryType.CREDIT_LINE_REPORTED
     partner_id: str
@@ -138,6 +153,7 @@ Event = (
     | ObligationCreated
     | PaymentRecorded
     | ObligationClosed
+    | ObligationReduced
     | CreditLineReported
     | StatementReported
 )
@@ -153,6 +169,7 @@ EVENT_CLASS_BY_TYPE: dict[EntryType, type[Event]] = {
         ObligationCreated,
         PaymentRecorded,
         ObligationClosed,
+        ObligationReduced,
         CreditLineReported,
         StatementReported,
     )

@@ -5,8 +5,8 @@ decided to the state they loaded, then store what changed; the verifier folds a 
 journal through the same function and compares the result with the stored projection.
 
 `apply` refuses an event that does not fit the state (a capture of a hold that is not open, a
-payment above what is due) with `ProjectionError`: on a live write that is a bug in a rule, and
-in verification it is a finding about the journal.
+payment above what is due, a reduction below what was paid) with `ProjectionError`: on a live
+write that is a bug in a rule, and in verification it is a finding about the journal.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from services.ledger.domain.events import (
     HoldReleased,
     ObligationClosed,
     ObligationCreated,
+    ObligationReduced,
     PaymentRecorded,
     StatementReported,
 )
@@ -83,6 +84,8 @@ def apply(state: UserState, event: Event) -> None:
             _apply_payment_recorded(state, event)
         case ObligationClosed():
             _apply_obligation_closed(state, event)
+        case ObligationReduced():
+            _apply_obligation_reduced(state, event)
         case CreditLineReported():
             state.credit_line = CreditLine(
                 user_id=state.user_id,
@@ -219,6 +222,26 @@ def _apply_obligation_closed(state: UserState, event: ObligationClosed) -> None:
         account, outstanding_minor=account.outstanding_minor - obligation.remaining_minor
     )
     _set_outcomes(state, _counted(account.outcomes, event))
+
+
+def _apply_obligation_reduced(state: UserState, event: ObligationReduced) -> None:
+    obligation = _open_obligation(state, event.obligation_id)
+    _require(
+        event.previous_amount_due_minor == obligation.amount_due_minor,
+        "a reduction starts from the amount due",
+    )
+    _require(
+        obligation.amount_paid_minor <= event.amount_due_minor < obligation.amount_due_minor,
+        "a reduction lowers the amount due, never below what was paid",
+    )
+    state.obligations[event.obligation_id] = replace(
+        obligation, amount_due_minor=event.amount_due_minor
+    )
+    # What is still due on the obligation drops by the reduction, and the account's outstanding
+    # amount with it.
+    reduction_minor = obligation.amount_due_minor - event.amount_due_minor
+    account = state.account
+    state.account = replace(account, outstanding_minor=account.outstanding_minor - reduction_minor)
 
 
 def _counted(outcomes: OutcomeCounts, event: ObligationClosed) -> OutcomeCounts:

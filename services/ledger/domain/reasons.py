@@ -31,12 +31,13 @@ TOO_MANY_STATEMENTS: Final = "TOO_MANY_STATEMENTS"
 DUPLICATE_USER: Final = "DUPLICATE_USER"
 DUPLICATE_PERIOD: Final = "DUPLICATE_PERIOD"
 PAGE_TOKEN_INVALID: Final = "PAGE_TOKEN_INVALID"
-# Invalid for the hold or obligation named, whatever its state: its amount and currency never
-# change, so the same request is always wrong (INVALID_ARGUMENT, not stored).
+# Invalid for the hold named, whatever its state: a hold's amount never changes, so the same
+# request is always wrong (INVALID_ARGUMENT, not stored).
 CAPTURE_EXCEEDS_HOLD: Final = "CAPTURE_EXCEEDS_HOLD"
 # A currency other than the one it must match. INVALID_ARGUMENT against a hold's or obligation's
-# currency (which never changes); FAILED_PRECONDITION against the account's currency (which a
-# capacity change can set), and then stored like every business rule.
+# currency (which never changes, though an obligation's amount may be lowered);
+# FAILED_PRECONDITION against the account's currency (which a capacity change can set), and then
+# stored like every business rule.
 CURRENCY_MISMATCH: Final = "CURRENCY_MISMATCH"
 
 # Missing (NOT_FOUND, not stored: ids are server-assigned, so the answer can never change).
@@ -50,6 +51,10 @@ HOLD_EXPIRED: Final = "HOLD_EXPIRED"
 OBLIGATION_ALREADY_CLOSED: Final = "OBLIGATION_ALREADY_CLOSED"
 PAYMENT_EXCEEDS_DUE: Final = "PAYMENT_EXCEEDS_DUE"
 OBLIGATION_NOT_PAID_IN_FULL: Final = "OBLIGATION_NOT_PAID_IN_FULL"
+# A reduction depends on the obligation's amounts now (a payment or an earlier reduction moves
+# them), so these are refusals, stored, not invalid input.
+AMOUNT_DUE_NOT_LOWER: Final = "AMOUNT_DUE_NOT_LOWER"
+AMOUNT_DUE_BELOW_PAID: Final = "AMOUNT_DUE_BELOW_PAID"
 
 # Idempotency and storage.
 REQUEST_ID_REUSED: Final = "REQUEST_ID_REUSED"

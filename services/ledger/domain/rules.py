@@ -27,6 +27,7 @@ from services.ledger.domain.events import (
     HoldReleased,
     ObligationClosed,
     ObligationCreated,
+    ObligationReduced,
     PaymentRecorded,
     StatementReported,
 )
@@ -242,6 +243,41 @@ def decide_close_obligation(
             outcome=outcome,
             days_late=command.days_late,
             closed_at_us=closed_at_us,
+        )
+    ]
+
+
+def decide_reduce_obligation(
+    state: UserState, command: commands.ReduceObligation, now_us: int
+) -> list[Event]:
+    """Lowers the amount due, never below what was paid: an obligation reduced to exactly what
+    was paid (zero when nothing was) is paid in full and may then close on time or late."""
+    obligation = state.obligations[command.obligation_id]
+    amount_due = _given(command.amount_due)
+    if amount_due.currency_code != obligation.currency_code:
+        raise InvalidArgument.for_field(
+            "amount_due.currency_code",
+            "must be the obligation's currency",
+            reason=reasons.CURRENCY_MISMATCH,
+        )
+    _require_obligation_open(obligation)
+    if amount_due.amount_minor >= obligation.amount_due_minor:
+        raise FailedPrecondition(
+            "the new amount due must be below the current one",
+            reason=reasons.AMOUNT_DUE_NOT_LOWER,
+        )
+    if amount_due.amount_minor < obligation.amount_paid_minor:
+        raise FailedPrecondition(
+            "the new amount due must not be below what was already paid",
+            reason=reasons.AMOUNT_DUE_BELOW_PAID,
+        )
+    return [
+        ObligationReduced(
+            obligation_id=obligation.obligation_id,
+            previous_amount_due_minor=obligation.amount_due_minor,
+            amount_due_minor=amount_due.amount_minor,
+            reason=command.reason,
+            reduced_at_us=now_us,
         )
     ]
 

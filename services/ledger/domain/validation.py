@@ -19,6 +19,7 @@ from services.ledger.domain.records import (
 REFERENCE_LENGTH_MAX = 128
 PURPOSE_LENGTH_MAX = 256
 CAPACITY_REASON_LENGTH_MAX = 256
+REDUCTION_REASON_LENGTH_MAX = 256
 HOLD_DURATION_MAX_US = 366 * MICROSECONDS_PER_DAY
 DAYS_LATE_MAX = 3650
 MONTHS_LATE_MAX = 99
@@ -132,6 +133,20 @@ def check_close_obligation(violations: Violations, command: commands.CloseObliga
     elif command.outcome is not None and command.days_late != 0:
         # Without an outcome days_late cannot be judged: the missing outcome is the problem.
         violations.add("days_late", reasons.DAYS_LATE_INVALID, "must be zero unless LATE")
+
+
+def validate_reduce_obligation(command: commands.ReduceObligation) -> None:
+    violations = Violations()
+    check_reduce_obligation(violations, command)
+    violations.raise_if_any()
+
+
+def check_reduce_obligation(violations: Violations, command: commands.ReduceObligation) -> None:
+    violations.request_id(command.request_id)
+    violations.identifier("obligation_id", command.obligation_id)
+    # Zero is a valid amount due: a discount may waive the whole of what was not yet paid.
+    violations.money("amount_due", command.amount_due, Sign.NOT_NEGATIVE)
+    violations.text("reason", command.reason, REDUCTION_REASON_LENGTH_MAX)
 
 
 def validate_record_partner_statements(command: commands.RecordPartnerStatements) -> None:

@@ -217,6 +217,19 @@ class LedgerService:
             "CloseObligation", command, Obligation, decide, obligation_ids=(command.obligation_id,)
         )
 
+    def reduce_obligation(self, command: commands.ReduceObligation) -> Obligation:
+        validation.validate_reduce_obligation(command)
+
+        def decide(scope: RequestScope) -> Obligation:
+            state = scope.state(_obligation_owner(scope, command.obligation_id))
+            events = rules.decide_reduce_obligation(state, command, scope.now_us)
+            scope.record(state.user_id, events)
+            return state.obligations[command.obligation_id]
+
+        return self._write(
+            "ReduceObligation", command, Obligation, decide, obligation_ids=(command.obligation_id,)
+        )
+
     def record_partner_statements(
         self, command: commands.RecordPartnerStatements
     ) -> PartnerStatementsResult:

@@ -1,9 +1,10 @@
 """Journal entries as readers receive them: with their event decoded, and the currency of the
 amounts the event states.
 
-A capture's and a payment's payloads carry amounts but no currency: theirs is the hold's or the
-obligation's, which never changes. It is taken from the hold's or obligation's own entry when
-that is in the same page, else from its projection, read in the same snapshot as the entries.
+A capture's, a payment's and a reduction's payloads carry amounts but no currency: theirs is the
+hold's or the obligation's, which never changes. It is taken from the hold's or obligation's own
+entry when that is in the same page, else from its projection, read in the same snapshot as the
+entries.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from services.ledger.domain.events import (
     HoldCaptured,
     HoldPlaced,
     ObligationCreated,
+    ObligationReduced,
     PaymentRecorded,
     StatementReported,
 )
@@ -59,7 +61,7 @@ def typed_entries(entries: Sequence[JournalEntry], reader: ReadTransaction) -> l
                 currency_code = event.currency_code
             case HoldCaptured():
                 currency_code = _hold_currency(event.hold_id, hold_currencies, reader)
-            case PaymentRecorded():
+            case PaymentRecorded() | ObligationReduced():
                 currency_code = _obligation_currency(
                     event.obligation_id, obligation_currencies, reader
                 )

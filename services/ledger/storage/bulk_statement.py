@@ -94,7 +94,7 @@ _OBLIGATION_UPDATES = _Part(
     "obligation_updates",
     "obligation",
     ("obligation_id",),
-    ("amount_paid_minor", "state", "outcome", "days_late", "closed_at_us"),
+    ("amount_due_minor", "amount_paid_minor", "state", "outcome", "days_late", "closed_at_us"),
 )
 _NEW_STATEMENTS = _Part("new_statements", "statement")
 _STATEMENT_UPDATES = _Part(

@@ -1,11 +1,11 @@
 """The ledger's tables. Queries use their SQLAlchemy Core form (`Model.__table__`).
 
 Times are integer microseconds since the Unix epoch (UTC); money is integer minor units. The
-database enforces what it can on its own: positive amounts, states from a fixed set, one
+database enforces what it can on its own: amounts of the right sign, states from a fixed set, one
 resolution per hold, one entry per user sequence; triggers created by the migration refuse any
 UPDATE or DELETE of the journal.
 
-The migration in `migrations/versions` creates exactly these tables; a test compares the two.
+The migrations in `migrations/versions` create exactly these tables; a test compares the two.
 """
 
 from __future__ import annotations
@@ -184,7 +184,8 @@ class HoldResolutionRow(LedgerTable, table=True):
 class ObligationRow(LedgerTable, table=True):
     __tablename__: ClassVar[Any] = "obligation"
     __table_args__ = (
-        CheckConstraint("amount_due_minor > 0", name="amount_due_positive"),
+        # Zero, not only positive: ReduceObligation may waive all of what was not yet paid.
+        CheckConstraint("amount_due_minor >= 0", name="amount_due_not_negative"),
         CheckConstraint(
             "amount_paid_minor >= 0 AND amount_paid_minor <= amount_due_minor",
             name="paid_within_due",

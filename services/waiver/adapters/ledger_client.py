@@ -156,7 +156,13 @@ class LedgerClient:
         reason: str,
         deadline: Deadline,
     ) -> None:
-        raise NotImplementedError("the ledger cannot lower an obligation yet")
+        request = pb.ReduceObligationRequest(
+            request_id=request_id,
+            obligation_id=obligation_id,
+            amount_due=self._money(amount_due_minor),
+            reason=reason,
+        )
+        self._call(self._stub.ReduceObligation, request, deadline)
 
     def close_obligation(
         self,

@@ -293,6 +293,25 @@ class LedgerClient:
         )
         return self.call("CloseObligation", request).obligation
 
+    def reduce_request(
+        self,
+        obligation_id: str,
+        amount_due_minor: int,
+        *,
+        reason: str = "discount",
+        currency_code: str = CURRENCY,
+    ) -> pb.ReduceObligationRequest:
+        return pb.ReduceObligationRequest(
+            request_id=self.new_request_id(),
+            obligation_id=obligation_id,
+            amount_due=money(amount_due_minor, currency_code),
+            reason=reason,
+        )
+
+    def reduce(self, obligation_id: str, amount_due_minor: int, **options: Any) -> pb.Obligation:
+        request = self.reduce_request(obligation_id, amount_due_minor, **options)
+        return self.call("ReduceObligation", request).obligation
+
     def summary(self, user_id: str) -> pb.AccountSummary:
         return self.call("GetAccountSummary", pb.GetAccountSummaryRequest(user_id=user_id)).account
 

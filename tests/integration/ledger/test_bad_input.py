@@ -331,6 +331,48 @@ CASES = [
         "outcome",
     ),
     Case(
+        "reduction without request id",
+        "ReduceObligation",
+        pb.ReduceObligationRequest(obligation_id="o", amount_due=cny(5)),
+        INVALID,
+        "REQUEST_ID_REQUIRED",
+        "request_id",
+    ),
+    Case(
+        "reduction without amount due",
+        "ReduceObligation",
+        pb.ReduceObligationRequest(request_id="bad-1", obligation_id="o"),
+        INVALID,
+        "FIELD_REQUIRED",
+        "amount_due",
+    ),
+    Case(
+        "reduction to a negative amount",
+        "ReduceObligation",
+        pb.ReduceObligationRequest(request_id="bad-1", obligation_id="o", amount_due=cny(-1)),
+        INVALID,
+        "AMOUNT_NEGATIVE",
+        "amount_due.amount_minor",
+    ),
+    Case(
+        "reduction with too long a reason",
+        "ReduceObligation",
+        pb.ReduceObligationRequest(
+            request_id="bad-1", obligation_id="o", amount_due=cny(5), reason="r" * 257
+        ),
+        INVALID,
+        "TEXT_TOO_LONG",
+        "reason",
+    ),
+    Case(
+        "reduction of an unknown obligation",
+        "ReduceObligation",
+        pb.ReduceObligationRequest(request_id="bad-1", obligation_id="o", amount_due=cny(5)),
+        grpc.StatusCode.NOT_FOUND,
+        "OBLIGATION_NOT_FOUND",
+        None,
+    ),
+    Case(
         "statements without request id",
         "RecordPartnerStatements",
         pb.RecordPartnerStatementsRequest(reports=statement_report().reports),
@@ -535,6 +577,24 @@ def test_a_capture_names_its_bad_due_time_and_its_bad_amount(client):
         ("obligation.due_time", "TIMESTAMP_INVALID"),
         ("obligation.purpose", "TEXT_INVALID"),
     )
+
+
+def test_a_reduction_names_every_bad_field_at_once(client):
+    request = pb.ReduceObligationRequest(
+        obligation_id="o\n", amount_due=cny(-5, "cny"), reason="discount\x07"
+    )
+
+    code, reason, violations = field_violations(lambda: client.call("ReduceObligation", request))
+
+    assert (code, reason) == (INVALID, "REQUEST_ID_REQUIRED")
+    assert violations == (
+        ("request_id", "REQUEST_ID_REQUIRED"),
+        ("obligation_id", "ID_INVALID"),
+        ("amount_due.currency_code", "CURRENCY_UNKNOWN"),
+        ("amount_due.amount_minor", "AMOUNT_NEGATIVE"),
+        ("reason", "TEXT_INVALID"),
+    )
+    assert client.entry_count() == 0
 
 
 def test_a_bad_paid_time_is_reported_with_the_missing_amount(client):

@@ -24,9 +24,9 @@ def enum_name(enum: Any, number: int, prefix: str) -> str:
 
 
 def payload_from_event(entry: pb.Entry) -> dict[str, Any]:
-    """What the typed event says, written in payload_json's units and names. A capture's and a
-    payment's currency is not in their payload; it is checked against the hold's or obligation's
-    separately."""
+    """What the typed event says, written in payload_json's units and names. A capture's, a
+    payment's and a reduction's currency is not in their payload; it is checked against the
+    hold's or obligation's separately."""
     case = entry.WhichOneof("event")
     event = getattr(entry, case)
     match case:
@@ -85,6 +85,14 @@ def payload_from_event(entry: pb.Entry) -> dict[str, Any]:
                 "days_late": event.days_late,
                 "closed_at_us": microseconds(event.close_time),
             }
+        case "obligation_reduced":
+            return {
+                "obligation_id": event.obligation_id,
+                "previous_amount_due_minor": event.previous_amount_due.amount_minor,
+                "amount_due_minor": event.amount_due.amount_minor,
+                "reason": event.reason,
+                "reduced_at_us": microseconds(event.reduce_time),
+            }
         case "credit_line_reported":
             return {
                 "partner_id": event.partner_id,
@@ -132,7 +140,8 @@ def write_one_of_each(client: Any) -> dict[str, str]:
     )
     client.call("RecordPayment", paid)
     client.close_obligation(created.obligation_id, pb.OBLIGATION_OUTCOME_LATE, days_late=3)
-    client.pay(capture.obligation.obligation_id, 12_000)
+    client.reduce(capture.obligation.obligation_id, 10_000, reason="returned early")
+    client.pay(capture.obligation.obligation_id, 10_000)
     client.close_obligation(capture.obligation.obligation_id, pb.OBLIGATION_OUTCOME_ON_TIME)
     statements = pb.RecordPartnerStatementsRequest(
         request_id=client.new_request_id(),
@@ -202,11 +211,16 @@ def test_every_entry_types_event_agrees_with_its_payload_json(client):
         if entry.HasField("payment_recorded"):
             payment = entry.payment_recorded
             assert payment.amount.currency_code == currencies[payment.obligation_id]
+        if entry.HasField("obligation_reduced"):
+            reduction = entry.obligation_reduced
+            currency = currencies[reduction.obligation_id]
+            assert reduction.previous_amount_due.currency_code == currency
+            assert reduction.amount_due.currency_code == currency
 
 
 def test_a_page_without_the_holds_own_entry_gives_the_same_events(client):
-    # With one entry a page, a capture's or payment's currency comes from the hold's or
-    # obligation's record rather than from an entry beside it.
+    # With one entry a page, a capture's, payment's or reduction's currency comes from the
+    # hold's or obligation's record rather than from an entry beside it.
     write_one_of_each(client)
 
     assert list_all(client, page_size=1) == list_all(client, page_size=1000)

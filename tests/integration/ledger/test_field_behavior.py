@@ -71,6 +71,9 @@ REQUESTS: dict[str, Any] = {
         outcome=pb.OBLIGATION_OUTCOME_DEFAULTED,
         close_time=DUE,
     ),
+    "ReduceObligation": pb.ReduceObligationRequest(
+        request_id="r-9", obligation_id="obligation-x", amount_due=cny(50), reason="discount"
+    ),
     "GetObligation": pb.GetObligationRequest(obligation_id="obligation-x"),
     "RecordPartnerStatements": pb.RecordPartnerStatementsRequest(
         request_id="r-8",

@@ -50,7 +50,11 @@ def test_every_mutation_replays_its_stored_response(client):
         request_id="created", user_id="user-1", amount_due=client.money(700)
     )
     created.due_time.CopyFrom(client.timestamp_in(3600))
-    replayed("CreateObligation", created)
+    created_obligation_id = replayed("CreateObligation", created).obligation.obligation_id
+    lowered = pb.ReduceObligationRequest(
+        request_id="lowered", obligation_id=created_obligation_id, amount_due=client.money(500)
+    )
+    replayed("ReduceObligation", lowered)
     report = pb.PartnerReport(user_id="user-1", partner_id="bank", credit_line=client.money(9))
     replayed(
         "RecordPartnerStatements",

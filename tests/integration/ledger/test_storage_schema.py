@@ -117,3 +117,57 @@ def test_the_database_refuses_a_payment_above_the_amount_due(database, account_r
                 " NULL)"
             )
         )
+
+
+def insert_obligation(database, obligation_id: str, amount_due_minor: int) -> None:
+    with database.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO obligation (obligation_id, user_id, currency_code, amount_due_minor,"
+                " amount_paid_minor, due_at_us, purpose, reference, created_at_us, hold_id,"
+                " state, outcome, days_late, closed_at_us)"
+                " VALUES (:obligation_id, 'user-1', 'CNY', :amount, 0, 1, '', '', 1, '', 'OPEN',"
+                " NULL, 0, NULL)"
+            ),
+            {"obligation_id": obligation_id, "amount": amount_due_minor},
+        )
+
+
+def test_the_database_takes_an_obligation_reduced_to_zero_but_not_below(database, account_row):
+    insert_obligation(database, "o-zero", 0)
+
+    with pytest.raises(IntegrityError):
+        insert_obligation(database, "o-negative", -1)
+
+
+def test_the_second_migration_keeps_the_obligations_and_lets_their_amount_due_reach_zero(
+    empty_database_url,
+):
+    upgrade(empty_database_url, "0001_initial_schema")
+    engine = create_engine(empty_database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO account VALUES ('user-1', 'CNY', 100, 0, 0, 500, 0, 0, 0, 0, 0, 0,"
+                f" '{'0' * 64}')"
+            )
+        )
+    insert_obligation(engine, "o-1", 500)
+    with pytest.raises(IntegrityError):
+        insert_obligation(engine, "o-zero-before", 0)
+
+    upgrade(empty_database_url)
+
+    insert_obligation(engine, "o-zero-after", 0)
+    with engine.connect() as connection:
+        amounts = connection.execute(
+            text("SELECT obligation_id, amount_due_minor FROM obligation ORDER BY obligation_id")
+        ).all()
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "version_table": VERSION_TABLE}
+        )
+        differences = compare_metadata(context, ledger_metadata)
+    engine.dispose()
+    assert [tuple(row) for row in amounts] == [("o-1", 500), ("o-zero-after", 0)]
+    # The index the rebuilt table (on SQLite) must keep is among what is compared.
+    assert differences == []

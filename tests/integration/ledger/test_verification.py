@@ -129,3 +129,61 @@ def test_the_admin_tool_exits_non_zero_on_a_mismatch(client, database, server, h
 
     assert exit_code == admin.EXIT_MISMATCH
     assert '"intact": false' in capsys.readouterr().out
+
+
+@pytest.fixture
+def reduced_obligation(client):
+    """user-c: an obligation of 8,000 (user sequence 1), 2,000 paid (2), reduced to 6,000 (3)."""
+    obligation = client.create_obligation("user-c", 8_000)
+    client.pay(obligation.obligation_id, 2_000)
+    client.reduce(obligation.obligation_id, 6_000)
+    assert client.verify().intact
+    return obligation
+
+
+def test_an_edited_reduction_is_reported_at_its_entry(
+    client, database, is_postgresql, reduced_obligation
+):
+    tamper_with_journal(
+        database,
+        is_postgresql,
+        # A reduction to what was paid, which would let the obligation close on time. (The
+        # backslashes keep SQLAlchemy from reading ":6000" as a parameter.)
+        "UPDATE journal_entry SET payload_json ="
+        r""" replace(payload_json, '"amount_due_minor"\:6000', '"amount_due_minor"\:2000')"""
+        " WHERE entry_type = 'OBLIGATION_REDUCED'",
+    )
+
+    mismatch = client.verify().first_mismatch
+
+    assert mismatch.kind == pb.CHAIN_MISMATCH_KIND_HASH
+    assert (mismatch.user_id, mismatch.user_sequence) == ("user-c", 3)
+
+
+def test_an_obligation_whose_amount_due_differs_from_its_reductions_is_a_projection_mismatch(
+    client, database, reduced_obligation
+):
+    execute_as_admin(
+        database,
+        "UPDATE obligation SET amount_due_minor = 8000"
+        f" WHERE obligation_id = '{reduced_obligation.obligation_id}'",
+    )
+
+    mismatch = client.verify("user-c").first_mismatch
+
+    assert mismatch.kind == pb.CHAIN_MISMATCH_KIND_PROJECTION
+    assert reduced_obligation.obligation_id in mismatch.detail
+    assert "amount_due_minor" in mismatch.detail
+
+
+def test_an_outstanding_amount_that_ignores_a_reduction_is_a_projection_mismatch(
+    client, database, reduced_obligation
+):
+    execute_as_admin(
+        database, "UPDATE account SET outstanding_minor = 6000 WHERE user_id = 'user-c'"
+    )
+
+    mismatch = client.verify("user-c").first_mismatch
+
+    assert mismatch.kind == pb.CHAIN_MISMATCH_KIND_PROJECTION
+    assert "outstanding_minor" in mismatch.detail

@@ -2,10 +2,10 @@
 
 Hypothesis drives the in-process service layer (`LedgerService` over `SqlLedgerStorage`, with a
 fake clock the rules advance) through random sequences of every mutation: capacities, holds and
-their captures, releases and expiries, obligations, payments and closings, partner statements
-(new, identical re-sends and corrections), replays of stored requests, request ids reused for
-other requests, and invalid requests. A small in-memory model, written from the contract in
-ledger_service.proto and not from the ledger's code, predicts every answer.
+their captures, releases and expiries, obligations, payments, reductions and closings, partner
+statements (new, identical re-sends and corrections), replays of stored requests, request ids
+reused for other requests, and invalid requests. A small in-memory model, written from the
+contract in ledger_service.proto and not from the ledger's code, predicts every answer.
 
 After every step the ledger must agree with the model and with itself:
   * every account summary (capacity, held, available, outstanding, open holds, outcome counts,
@@ -755,7 +755,13 @@ class LedgerStateMachine(RuleBasedStateMachine):
     @rule(data=st.data(), paid_earlier_s=st.sampled_from([None, 0, 3_600]))
     def record_payment(self, data: st.DataObject, paid_earlier_s: int | None) -> None:
         obligation = self._draw_obligation(data)
-        choices = {1, max(1, obligation.remaining), obligation.remaining + 1, obligation.amount_due}
+        # Payments are positive, and a reduction may have brought the amount due to zero.
+        choices = {
+            1,
+            max(1, obligation.remaining),
+            obligation.remaining + 1,
+            max(1, obligation.amount_due),
+        }
         amount = data.draw(st.sampled_from(sorted(choices)), label="amount")
         paid_at = None if paid_earlier_s is None else self.now - paid_earlier_s * SECOND_US
         self._pay(self.new_request_id(data), obligation, amount, paid_at)
@@ -801,16 +807,53 @@ class LedgerStateMachine(RuleBasedStateMachine):
         data=st.data(),
         outcome=st.sampled_from(OUTCOMES),
         days_late=st.sampled_from([30, 31, 1, 400]),
+        settle_by=st.sampled_from(["payment", "discount"]),
     )
     def settle_an_open_obligation(
-        self, data: st.DataObject, outcome: ObligationOutcome, days_late: int
+        self, data: st.DataObject, outcome: ObligationOutcome, days_late: int, settle_by: str
     ) -> None:
-        """Pays what is left (unless defaulting) and closes: the common ending, made likely."""
+        """Pays what is left, or has it waived by a reduction to what was paid (unless
+        defaulting), and closes: the common ending, made likely."""
         open_ids = [o.obligation_id for o in self.model.obligations.values() if o.state == "OPEN"]
         obligation = self.model.obligations[data.draw(st.sampled_from(open_ids), label="open")]
         if outcome is not ObligationOutcome.DEFAULTED and obligation.remaining > 0:
-            self._pay(self.new_request_id(data), obligation, obligation.remaining, None)
+            if settle_by == "payment":
+                self._pay(self.new_request_id(data), obligation, obligation.remaining, None)
+            else:
+                self._reduce(self.new_request_id(data), obligation, obligation.paid, "waived")
         self._close(self.new_request_id(data), obligation, outcome, days_late, None)
+
+    @precondition(lambda self: self.model.obligations)
+    @rule(data=st.data(), reason=st.sampled_from(["discount", ""]))
+    def reduce_obligation(self, data: st.DataObject, reason: str) -> None:
+        """A new amount due at and around its limits: what was paid (and one below), one below
+        the amount due (and the amount due itself), and between."""
+        obligation = self._draw_obligation(data)
+        paid, due = obligation.paid, obligation.amount_due
+        choices = {paid, max(0, paid - 1), max(0, due - 1), due, (paid + due) // 2}
+        amount = data.draw(st.sampled_from(sorted(choices)), label="amount due")
+        self._reduce(self.new_request_id(data), obligation, amount, reason)
+
+    def _reduce(
+        self, request_id: str, obligation: ModelObligation, amount_due: int, reason: str
+    ) -> None:
+        command = commands.ReduceObligation(
+            request_id, obligation.obligation_id, Money(obligation.currency, amount_due), reason
+        )
+        result, error = self.call("reduce_obligation", command)
+        if obligation.state != "OPEN":
+            self.expect_refusal(error, {"OBLIGATION_ALREADY_CLOSED"}, "reduce_obligation", command)
+            return
+        if amount_due >= obligation.amount_due:
+            self.expect_refusal(error, {"AMOUNT_DUE_NOT_LOWER"}, "reduce_obligation", command)
+            return
+        if amount_due < obligation.paid:
+            self.expect_refusal(error, {"AMOUNT_DUE_BELOW_PAID"}, "reduce_obligation", command)
+            return
+        self.expect_success(result, error, "reduce_obligation", command)
+        obligation.amount_due = amount_due
+        self.model.add_entries(obligation.user_id, 1)
+        assert obligation_view(result) == obligation.view()
 
     def _close(
         self,
@@ -965,6 +1008,8 @@ class LedgerStateMachine(RuleBasedStateMachine):
                 return replace(command, paid_at_us=(command.paid_at_us or 0) + 1)
             case commands.CloseObligation():
                 return replace(command, closed_at_us=(command.closed_at_us or 0) + 1)
+            case commands.ReduceObligation():
+                return replace(command, reason=command.reason + " (changed)")
             case commands.RecordPartnerStatements():
                 first = command.reports[0]
                 return replace(
@@ -1051,6 +1096,18 @@ class LedgerStateMachine(RuleBasedStateMachine):
                 commands.RecordPayment(request_id, "obligation_unknown", money),
                 NotFound,
                 "OBLIGATION_NOT_FOUND",
+            ),
+            (
+                "reduce_obligation",
+                commands.ReduceObligation(request_id, "obligation_unknown", money),
+                NotFound,
+                "OBLIGATION_NOT_FOUND",
+            ),
+            (
+                "reduce_obligation",
+                commands.ReduceObligation(request_id, "obligation_unknown", Money(CURRENCY, -1)),
+                InvalidArgument,
+                "AMOUNT_NEGATIVE",
             ),
             (
                 "close_obligation",
@@ -1193,6 +1250,17 @@ class LedgerStateMachine(RuleBasedStateMachine):
                     commands.CloseObligation(request_id, obligation.obligation_id, None),
                     InvalidArgument,
                     "FIELD_REQUIRED",
+                )
+            )
+            # Wrong whatever the obligation's state or amounts: its currency never changes.
+            candidates.append(
+                (
+                    "reduce_obligation",
+                    commands.ReduceObligation(
+                        request_id, obligation.obligation_id, Money(other, 0)
+                    ),
+                    InvalidArgument,
+                    "CURRENCY_MISMATCH",
                 )
             )
             break

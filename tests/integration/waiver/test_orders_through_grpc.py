@@ -10,7 +10,10 @@ import pytest
 from sesame.ledger.v1 import ledger_service_pb2 as ledger_pb
 from sesame.waiver.v1 import waiver_service_pb2 as pb
 
+from services.common.deadline import Deadline
 from services.common.grpc_errors import error_details
+from services.waiver.adapters.ledger_client import LedgerClient
+from services.waiver.service.ports import LedgerRefused
 
 from .conftest import (
     CALL_TIMEOUT_S,
@@ -74,6 +77,93 @@ def test_a_bike_order_from_creation_to_payment(waiver):
     assert ledger_account.outcomes.on_time == 1
     assert ledger_account.held.amount_minor == 0
     assert ledger_account.outstanding.amount_minor == 0
+
+
+def test_a_discount_after_completion_lowers_the_obligation_in_the_ledger(waiver):
+    user = waiver.suite.new_user(RELIABLE)
+    number = order_no()
+    waiver.create(number, user)
+    key = {"merchant_id": MERCHANT_ID, "out_order_no": number}
+    now_us = waiver.suite.clock.now_us()
+    waiver.stub.CompleteOrder(
+        pb.CompleteOrderRequest(
+            request_id=f"complete-{number}",
+            total_amount=yuan(3),
+            end_time=timestamp(now_us),
+            **key,
+        ),
+        timeout=CALL_TIMEOUT_S,
+    )
+
+    def modify(step: str, total_yuan: float) -> pb.Order:
+        request = pb.ModifyOrderRequest(
+            request_id=f"{step}-{number}",
+            total_amount=yuan(total_yuan),
+            reason="merchant discount",
+            **key,
+        )
+        return waiver.stub.ModifyOrder(request, timeout=CALL_TIMEOUT_S).order
+
+    lowered = modify("modify", 2)
+    assert lowered.state == pb.ORDER_STATE_AWAITING_PAYMENT
+    assert lowered.credit_charge_amount.amount_minor == 200
+    assert account(waiver, user).outstanding.amount_minor == 200
+    waiver.stub.SyncPayment(
+        pb.SyncPaymentRequest(
+            request_id=f"pay-{number}", amount=yuan(1), paid_time=timestamp(now_us), **key
+        ),
+        timeout=CALL_TIMEOUT_S,
+    )
+
+    # Lowered to what was paid: nothing is left due, and the obligation closes on time.
+    done = modify("modify-again", 1)
+
+    assert done.state == pb.ORDER_STATE_DONE
+    ledger_account = account(waiver, user)
+    assert ledger_account.outstanding.amount_minor == 0
+    assert ledger_account.outcomes.on_time == 1
+    verified = waiver.suite.ledger.VerifyChain(
+        ledger_pb.VerifyChainRequest(user_id=user), timeout=CALL_TIMEOUT_S
+    )
+    assert verified.intact
+
+
+def test_the_ledger_client_lowers_an_obligation_and_names_the_ledgers_refusals(suite):
+    created = ledger_pb.CreateObligationRequest(
+        request_id=f"obligation-{uuid.uuid4().hex[:12]}",
+        user_id=f"u-{uuid.uuid4().hex[:10]}",
+        amount_due=yuan(30),
+        due_time=timestamp(suite.clock.now_us() + HOUR_US),
+    )
+    response = suite.ledger.CreateObligation(created, timeout=CALL_TIMEOUT_S)
+    obligation_id = response.obligation.obligation_id
+    with grpc.insecure_channel(suite.ledger_address) as channel:
+        client = LedgerClient(channel, "CNY")
+
+        def adjust(step: str, amount_due_minor: int, obligation: str = obligation_id) -> None:
+            request_id = f"{step}-{created.request_id}"
+            client.adjust_obligation(
+                request_id, obligation, amount_due_minor, "why", Deadline.none()
+            )
+
+        adjust("adjust-1", 2_000)
+        adjust("adjust-1", 2_000)  # a retry: the stored answer, nothing lowered twice
+        refusals = []
+        for step, amount_due_minor, obligation in (
+            ("adjust-2", 2_000, obligation_id),
+            ("adjust-3", -1, obligation_id),
+            ("adjust-4", 1_000, "obligation-unknown"),
+        ):
+            with pytest.raises(LedgerRefused) as refused:
+                adjust(step, amount_due_minor, obligation)
+            refusals.append(refused.value.reason)
+
+    assert refusals == ["AMOUNT_DUE_NOT_LOWER", "AMOUNT_NEGATIVE", "OBLIGATION_NOT_FOUND"]
+    shown = suite.ledger.GetObligation(
+        ledger_pb.GetObligationRequest(obligation_id=obligation_id),
+        timeout=CALL_TIMEOUT_S,
+    ).obligation
+    assert shown.amount_due.amount_minor == 2_000
 
 
 def test_a_car_for_a_risky_user_is_denied_with_reasons_and_no_score(waiver):

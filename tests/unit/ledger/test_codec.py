@@ -7,7 +7,12 @@ import pytest
 from services.common.money import Money
 from services.ledger.domain import commands
 from services.ledger.domain.codec import DecodeError, from_plain, to_plain
-from services.ledger.domain.events import HoldReleased, StatementReported, decode_event
+from services.ledger.domain.events import (
+    HoldReleased,
+    ObligationReduced,
+    StatementReported,
+    decode_event,
+)
 from services.ledger.domain.records import (
     Hold,
     HoldState,
@@ -72,3 +77,19 @@ def test_events_decode_by_entry_type():
     )
     with pytest.raises(ValueError):
         decode_event("NOT_A_TYPE", {})
+
+
+def test_a_reduction_is_journaled_with_both_amounts_its_reason_and_its_time():
+    reduction = ObligationReduced("o", 1_000, 600, "discount", 5)
+
+    payload = to_plain(reduction)
+
+    # The payload's keys are the journal's format: renaming one is a schema change.
+    assert payload == {
+        "obligation_id": "o",
+        "previous_amount_due_minor": 1_000,
+        "amount_due_minor": 600,
+        "reason": "discount",
+        "reduced_at_us": 5,
+    }
+    assert decode_event("OBLIGATION_REDUCED", payload) == reduction

@@ -37,6 +37,7 @@ ONE_OF_EACH: list[events.Event] = [
     events.ObligationClosed("obligation-1", ObligationOutcome.LATE, 3, NOW_US + 5),
     events.CreditLineReported("bank-1", "TWD", 900_000),
     events.StatementReported("bank-1", 2005, 5, "TWD", 30_000, 1_000, RepaymentStatus.LATE, 2),
+    events.ObligationReduced("obligation-1", 12_000, 10_000, "discount", NOW_US + 6),
 ]
 
 
@@ -106,20 +107,28 @@ def test_amounts_without_a_currency_take_the_one_of_the_hold_or_obligation_besid
 
     captured = by_type[events.EntryType.HOLD_CAPTURED].hold_captured
     paid = by_type[events.EntryType.PAYMENT_RECORDED].payment_recorded
+    reduced = by_type[events.EntryType.OBLIGATION_REDUCED].obligation_reduced
     assert captured.captured_amount == money_pb2.Money(currency_code="CNY", amount_minor=12_000)
     assert captured.released_amount.currency_code == "CNY"
     assert paid.amount.currency_code == "CNY"
+    assert reduced.previous_amount_due == money_pb2.Money(currency_code="CNY", amount_minor=12_000)
+    assert reduced.amount_due == money_pb2.Money(currency_code="CNY", amount_minor=10_000)
     assert records.reads == 0
 
 
 @pytest.mark.parametrize("currency_code", ["USD", "TWD"])
 def test_amounts_without_a_currency_take_the_one_of_the_stored_hold_or_obligation(currency_code):
     records = RecordsOnly([hold(currency_code)], [obligation(currency_code)])
-    capture_and_payment = [ONE_OF_EACH[2], ONE_OF_EACH[6], ONE_OF_EACH[2]]
+    capture_payment_and_reduction = [
+        ONE_OF_EACH[2],
+        ONE_OF_EACH[6],
+        ONE_OF_EACH[2],
+        ONE_OF_EACH[-1],
+    ]
 
-    entries = typed_entries(journal(capture_and_payment), records)
+    entries = typed_entries(journal(capture_payment_and_reduction), records)
 
-    assert [typed.currency_code for typed in entries] == [currency_code] * 3
+    assert [typed.currency_code for typed in entries] == [currency_code] * 4
     assert records.reads == 2  # once per hold or obligation, whatever it is named by
 
 

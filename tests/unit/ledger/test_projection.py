@@ -13,6 +13,7 @@ from services.ledger.domain.events import (
     HoldReleased,
     ObligationClosed,
     ObligationCreated,
+    ObligationReduced,
     PaymentRecorded,
     StatementReported,
 )
@@ -101,6 +102,23 @@ def test_obligations_move_outstanding_and_count_outcomes():
     )
 
 
+def test_a_reduction_takes_its_difference_off_what_is_outstanding():
+    state = folded(created("a", 500), created("b", 300), PaymentRecorded("a", 100, paid_at_us=3))
+    assert state.account.outstanding_minor == 700
+
+    apply(state, ObligationReduced("a", 500, 250, "discount", reduced_at_us=4))
+    apply(state, ObligationReduced("b", 300, 0, "waived", reduced_at_us=5))
+
+    assert state.account.outstanding_minor == 150
+    assert (state.obligations["a"].amount_due_minor, state.obligations["b"].amount_due_minor) == (
+        250,
+        0,
+    )
+    # Nothing else about the obligation changes: it stays open, with what was paid.
+    assert state.obligations["a"].state is ObligationState.OPEN
+    assert state.obligations["a"].amount_paid_minor == 100
+
+
 def test_partner_data_replaces_what_was_reported_before():
     first = StatementReported("bank", 2005, 4, "TWD", 100, 0, RepaymentStatus.NO_USE, 0)
     correction = StatementReported("bank", 2005, 4, "TWD", 120, 0, RepaymentStatus.LATE, 1)
@@ -126,6 +144,15 @@ def test_partner_data_replaces_what_was_reported_before():
         [created("o"), ObligationClosed("o", ObligationOutcome.LATE, 0, 3)],
         [created("o"), created("o")],
         [CAPACITY, placed("a"), CapacitySet("USD", 5, "")],
+        [created("o"), ObligationReduced("o", 500, 500, "", 3)],
+        [created("o"), PaymentRecorded("o", 200, 3), ObligationReduced("o", 500, 199, "", 4)],
+        [created("o"), ObligationReduced("o", 400, 300, "", 3)],
+        [
+            created("o"),
+            ObligationClosed("o", ObligationOutcome.DEFAULTED, 0, 3),
+            ObligationReduced("o", 500, 0, "", 4),
+        ],
+        [ObligationReduced("missing", 500, 0, "", 4)],
     ],
     ids=[
         "a hold placed twice",
@@ -138,6 +165,11 @@ def test_partner_data_replaces_what_was_reported_before():
         "late without days",
         "an obligation created twice",
         "switching currency while holding",
+        "a reduction that lowers nothing",
+        "a reduction below what was paid",
+        "a reduction from another amount than the one due",
+        "reducing a closed obligation",
+        "reducing an unknown obligation",
     ],
 )
 def test_an_event_that_cannot_follow_the_state_is_refused(events):

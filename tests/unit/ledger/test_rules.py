@@ -15,6 +15,7 @@ from services.ledger.domain.events import (
     HoldReleased,
     ObligationClosed,
     ObligationCreated,
+    ObligationReduced,
     PaymentRecorded,
     StatementReported,
 )
@@ -243,6 +244,83 @@ class TestObligations:
             refusal_reason(lambda: rules.decide_create_obligation(state, command, NOW_US, "o"))
             == "CURRENCY_MISMATCH"
         )
+
+
+class TestReducingObligations:
+    def created(self, amount_minor=1_000):
+        return ObligationCreated("o", "CNY", amount_minor, NOW_US + HOUR_US, "", "", "", NOW_US)
+
+    def reduce(self, amount_minor, currency_code="CNY", reason="discount"):
+        return commands.ReduceObligation("r", "o", Money(currency_code, amount_minor), reason)
+
+    def test_a_reduction_lowers_the_amount_due_and_outstanding_by_the_difference(self):
+        state = state_with(self.created(), PaymentRecorded("o", 300, NOW_US))
+
+        events = rules.decide_reduce_obligation(state, self.reduce(700), NOW_US)
+        for event in events:
+            apply(state, event)
+
+        assert events == [ObligationReduced("o", 1_000, 700, "discount", reduced_at_us=NOW_US)]
+        assert state.obligations["o"].amount_due_minor == 700
+        assert state.obligations["o"].remaining_minor == 400
+        assert state.account.outstanding_minor == 400
+
+    def test_the_amount_due_never_goes_up_nor_stays_the_same(self):
+        state = state_with(self.created())
+
+        for amount_minor in (1_000, 1_001):
+            assert (
+                refusal_reason(
+                    lambda amount_minor=amount_minor: rules.decide_reduce_obligation(
+                        state, self.reduce(amount_minor), NOW_US
+                    )
+                )
+                == "AMOUNT_DUE_NOT_LOWER"
+            )
+
+    def test_the_amount_due_never_goes_below_what_was_paid(self):
+        state = state_with(self.created(), PaymentRecorded("o", 300, NOW_US))
+
+        assert (
+            refusal_reason(lambda: rules.decide_reduce_obligation(state, self.reduce(299), NOW_US))
+            == "AMOUNT_DUE_BELOW_PAID"
+        )
+
+    def test_reduced_to_what_was_paid_the_obligation_closes_on_time(self):
+        paid = state_with(self.created(), PaymentRecorded("o", 300, NOW_US))
+        unpaid = state_with(self.created())
+
+        for state, amount_minor in ((paid, 300), (unpaid, 0)):
+            for event in rules.decide_reduce_obligation(state, self.reduce(amount_minor), NOW_US):
+                apply(state, event)
+            close = commands.CloseObligation("r", "o", ObligationOutcome.ON_TIME)
+            for event in rules.decide_close_obligation(state, close, NOW_US):
+                apply(state, event)
+
+            assert state.account.outstanding_minor == 0
+            assert state.account.outcomes.on_time == 1
+
+    def test_a_closed_obligation_is_not_reduced(self):
+        state = state_with(
+            self.created(), ObligationClosed("o", ObligationOutcome.DEFAULTED, 0, NOW_US)
+        )
+
+        assert (
+            refusal_reason(lambda: rules.decide_reduce_obligation(state, self.reduce(1), NOW_US))
+            == "OBLIGATION_ALREADY_CLOSED"
+        )
+
+    def test_another_currency_is_invalid_whatever_the_state(self):
+        closed = state_with(
+            self.created(), ObligationClosed("o", ObligationOutcome.DEFAULTED, 0, NOW_US)
+        )
+
+        for state in (state_with(self.created()), closed):
+            with pytest.raises(InvalidArgument) as invalid:
+                rules.decide_reduce_obligation(state, self.reduce(1, "USD"), NOW_US)
+
+            assert invalid.value.reason == "CURRENCY_MISMATCH"
+            assert invalid.value.field_violations[0].field == "amount_due.currency_code"
 
 
 class TestPartnerReports:

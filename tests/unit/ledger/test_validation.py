@@ -127,3 +127,38 @@ def test_currencies_are_iso_codes_in_upper_case():
     assert not is_known_currency("cny")
     assert not is_known_currency("XYZ")
     assert not is_known_currency("")
+
+
+def test_a_reduction_names_every_bad_field():
+    command = commands.ReduceObligation("", "o" * 129, Money("cny", -1), "r" * 257)
+
+    reason, fields = problems(validation.validate_reduce_obligation, command)
+
+    assert reason == "REQUEST_ID_REQUIRED"
+    assert fields == [
+        "request_id",
+        "obligation_id",
+        "amount_due.currency_code",
+        "amount_due.amount_minor",
+        "reason",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("amount_due", "reason", "field"),
+    [
+        (None, "FIELD_REQUIRED", "amount_due"),
+        (Money("CNY", -1), "AMOUNT_NEGATIVE", "amount_due.amount_minor"),
+        (Money("CNY", MAX_AMOUNT_MINOR), "AMOUNT_TOO_LARGE", "amount_due.amount_minor"),
+    ],
+)
+def test_a_reduction_needs_an_amount_due_of_zero_or_more(amount_due, reason, field):
+    command = commands.ReduceObligation("r", "o", amount_due)
+
+    assert problems(validation.validate_reduce_obligation, command) == (reason, [field])
+
+
+def test_a_reduction_to_zero_with_a_reason_is_valid():
+    validation.validate_reduce_obligation(
+        commands.ReduceObligation("r", "o", Money("CNY", 0), "r" * 256)
+    )

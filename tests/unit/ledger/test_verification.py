@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from services.ledger.domain.events import CapacitySet, HoldPlaced, HoldReleased
+from services.ledger.domain.events import (
+    CapacitySet,
+    HoldPlaced,
+    HoldReleased,
+    ObligationCreated,
+    ObligationReduced,
+)
 from services.ledger.domain.journal import JournalEntry, chain_events
 from services.ledger.domain.projection import apply
-from services.ledger.domain.records import UserState
+from services.ledger.domain.records import ChainHead, UserState
 from services.ledger.domain.verification import MismatchKind, verify_user
 
 EVENTS = [
@@ -101,3 +107,21 @@ def test_a_missing_account_row_is_a_projection_mismatch():
 
     assert mismatch is not None and mismatch.kind is MismatchKind.PROJECTION
     assert verify_user("user-2", [], None).mismatch is None
+
+
+def test_a_reduction_that_does_not_follow_the_amount_due_is_a_projection_mismatch_at_its_entry():
+    # Entries chained as the ledger would, but the reduction starts from an amount the obligation
+    # never had: its hash is right, its fact cannot follow the facts before it.
+    events = [
+        ObligationCreated("o", "CNY", 1_000, 9, "fee", "", "", 1),
+        ObligationReduced("o", 900, 600, "discount", 2),
+    ]
+    new_entries, _ = chain_events(
+        ChainHead(), "user-1", events, request_id="r", request_hash="ab" * 32, recorded_at_us=5
+    )
+    entries = [JournalEntry.sequenced(entry, 1 + index) for index, entry in enumerate(new_entries)]
+
+    mismatch = verify_user("user-1", entries, None).mismatch
+
+    assert mismatch is not None
+    assert (mismatch.kind, mismatch.user_sequence) == (MismatchKind.PROJECTION, 2)

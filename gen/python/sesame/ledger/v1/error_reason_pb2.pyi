@@ -113,6 +113,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: the payment is more than what is still due on the obligation."""
     OBLIGATION_NOT_PAID_IN_FULL: _ErrorReason.ValueType  # 31
     """FAILED_PRECONDITION: an obligation closes ON_TIME or LATE only once paid in full."""
+    AMOUNT_DUE_NOT_LOWER: _ErrorReason.ValueType  # 36
+    """FAILED_PRECONDITION: ReduceObligationRequest.amount_due is not below the obligation's
+    current amount due (an obligation is never raised, and an unchanged amount is no reduction).
+    """
+    AMOUNT_DUE_BELOW_PAID: _ErrorReason.ValueType  # 37
+    """FAILED_PRECONDITION: ReduceObligationRequest.amount_due is below what the user has already
+    paid towards the obligation.
+    """
     REQUEST_ID_REUSED: _ErrorReason.ValueType  # 32
     """ABORTED: the request_id was already used for a different request. Nothing was done."""
     STORAGE_CONTENDED: _ErrorReason.ValueType  # 33
@@ -232,6 +240,14 @@ PAYMENT_EXCEEDS_DUE: ErrorReason.ValueType  # 30
 """FAILED_PRECONDITION: the payment is more than what is still due on the obligation."""
 OBLIGATION_NOT_PAID_IN_FULL: ErrorReason.ValueType  # 31
 """FAILED_PRECONDITION: an obligation closes ON_TIME or LATE only once paid in full."""
+AMOUNT_DUE_NOT_LOWER: ErrorReason.ValueType  # 36
+"""FAILED_PRECONDITION: ReduceObligationRequest.amount_due is not below the obligation's
+current amount due (an obligation is never raised, and an unchanged amount is no reduction).
+"""
+AMOUNT_DUE_BELOW_PAID: ErrorReason.ValueType  # 37
+"""FAILED_PRECONDITION: ReduceObligationRequest.amount_due is below what the user has already
+paid towards the obligation.
+"""
 REQUEST_ID_REUSED: ErrorReason.ValueType  # 32
 """ABORTED: the request_id was already used for a different request. Nothing was done."""
 STORAGE_CONTENDED: ErrorReason.ValueType  # 33

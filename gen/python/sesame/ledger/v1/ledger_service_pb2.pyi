@@ -166,6 +166,8 @@ class _EntryTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntryType.V
     """A partner reported the user's credit line (CreditLineReported)."""
     ENTRY_TYPE_STATEMENT_REPORTED: _EntryType.ValueType  # 10
     """A partner reported a monthly statement, or corrected one (StatementReported)."""
+    ENTRY_TYPE_OBLIGATION_REDUCED: _EntryType.ValueType  # 11
+    """What an obligation asks the user to pay was lowered (ObligationReduced)."""
 
 class EntryType(_EntryType, metaclass=_EntryTypeEnumTypeWrapper):
     """EntryType is the kind of fact a journal entry records. Each has its event message, set in
@@ -194,6 +196,8 @@ ENTRY_TYPE_CREDIT_LINE_REPORTED: EntryType.ValueType  # 9
 """A partner reported the user's credit line (CreditLineReported)."""
 ENTRY_TYPE_STATEMENT_REPORTED: EntryType.ValueType  # 10
 """A partner reported a monthly statement, or corrected one (StatementReported)."""
+ENTRY_TYPE_OBLIGATION_REDUCED: EntryType.ValueType  # 11
+"""What an obligation asks the user to pay was lowered (ObligationReduced)."""
 Global___EntryType: _TypeAlias = EntryType  # noqa: Y015
 
 class _ChainMismatchKind:
@@ -343,7 +347,9 @@ class Obligation(_message.Message):
     """The hold whose capture created this obligation, if any; empty otherwise."""
     @_builtins.property
     def amount_due(self) -> _money_pb2.Money:
-        """The amount due; positive."""
+        """The amount due: positive when created; only ReduceObligation changes it, lowering it to no
+        less than amount_paid (so to zero at the lowest). Its currency never changes.
+        """
 
     @_builtins.property
     def amount_paid(self) -> _money_pb2.Money:
@@ -1091,6 +1097,71 @@ class CloseObligationResponse(_message.Message):
 Global___CloseObligationResponse: _TypeAlias = CloseObligationResponse  # noqa: Y015
 
 @_typing.final
+class ReduceObligationRequest(_message.Message):
+    """ReduceObligationRequest lowers what an open obligation asks the user to pay."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OBLIGATION_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_DUE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-generated idempotency key (REQUEST_ID_REQUIRED when empty)."""
+    obligation_id: _builtins.str
+    """The obligation to lower."""
+    reason: _builtins.str
+    """Why the amount was lowered, for the journal, for example "merchant discount on order 42";
+    at most 256 characters.
+    """
+    @_builtins.property
+    def amount_due(self) -> _money_pb2.Money:
+        """The new amount due: zero or positive (AMOUNT_NEGATIVE), in the obligation's currency
+        (CURRENCY_MISMATCH), below the current amount_due (AMOUNT_DUE_NOT_LOWER) and not below
+        amount_paid (AMOUNT_DUE_BELOW_PAID).
+        """
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        obligation_id: _builtins.str = ...,
+        amount_due: _money_pb2.Money | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "obligation_id", b"obligation_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReduceObligationRequest: _TypeAlias = ReduceObligationRequest  # noqa: Y015
+
+@_typing.final
+class ReduceObligationResponse(_message.Message):
+    """ReduceObligationResponse carries the obligation after the reduction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBLIGATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def obligation(self) -> Global___Obligation:
+        """The obligation after the reduction, still in state OBLIGATION_STATE_OPEN."""
+
+    def __init__(
+        self,
+        *,
+        obligation: Global___Obligation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["obligation", b"obligation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["obligation", b"obligation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReduceObligationResponse: _TypeAlias = ReduceObligationResponse  # noqa: Y015
+
+@_typing.final
 class GetObligationRequest(_message.Message):
     """GetObligationRequest names an obligation."""
 
@@ -1761,6 +1832,54 @@ class ObligationClosed(_message.Message):
 Global___ObligationClosed: _TypeAlias = ObligationClosed  # noqa: Y015
 
 @_typing.final
+class ObligationReduced(_message.Message):
+    """ObligationReduced is the fact of ENTRY_TYPE_OBLIGATION_REDUCED: what an obligation asks the
+    user to pay was lowered.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBLIGATION_ID_FIELD_NUMBER: _builtins.int
+    PREVIOUS_AMOUNT_DUE_FIELD_NUMBER: _builtins.int
+    AMOUNT_DUE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REDUCE_TIME_FIELD_NUMBER: _builtins.int
+    obligation_id: _builtins.str
+    """The obligation."""
+    reason: _builtins.str
+    """Why, as ReduceObligation gave it."""
+    @_builtins.property
+    def previous_amount_due(self) -> _money_pb2.Money:
+        """The amount due before, in the obligation's currency."""
+
+    @_builtins.property
+    def amount_due(self) -> _money_pb2.Money:
+        """The new amount due, in the obligation's currency: below previous_amount_due, not below
+        what had been paid; the reduction is the difference.
+        """
+
+    @_builtins.property
+    def reduce_time(self) -> _timestamp_pb2.Timestamp:
+        """When the amount was lowered (the ledger's clock)."""
+
+    def __init__(
+        self,
+        *,
+        obligation_id: _builtins.str = ...,
+        previous_amount_due: _money_pb2.Money | None = ...,
+        amount_due: _money_pb2.Money | None = ...,
+        reason: _builtins.str = ...,
+        reduce_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "previous_amount_due", b"previous_amount_due", "reduce_time", b"reduce_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "obligation_id", b"obligation_id", "previous_amount_due", b"previous_amount_due", "reason", b"reason", "reduce_time", b"reduce_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObligationReduced: _TypeAlias = ObligationReduced  # noqa: Y015
+
+@_typing.final
 class CreditLineReported(_message.Message):
     """CreditLineReported is the fact of ENTRY_TYPE_CREDIT_LINE_REPORTED: a partner reported the
     user's credit line, which replaces the one recorded before.
@@ -1859,6 +1978,7 @@ class Entry(_message.Message):
     OBLIGATION_CLOSED_FIELD_NUMBER: _builtins.int
     CREDIT_LINE_REPORTED_FIELD_NUMBER: _builtins.int
     STATEMENT_REPORTED_FIELD_NUMBER: _builtins.int
+    OBLIGATION_REDUCED_FIELD_NUMBER: _builtins.int
     global_sequence: _builtins.int
     """Position in the whole journal, strictly increasing from 1."""
     user_id: _builtins.str
@@ -1870,9 +1990,9 @@ class Entry(_message.Message):
     payload_json: _builtins.str
     """The fact as canonical JSON, the form the hash covers (see Entry). Its keys are the event's
     fields in the journal's own units: amounts as integer minor units (`*_minor`) with their
-    `currency_code` (a capture's and a payment's amounts are in their hold's or obligation's
-    currency and carry none), times as integer microseconds since the Unix epoch, UTC
-    (`*_at_us`), enums by their value's name without the enum's prefix ("ON_TIME").
+    `currency_code` (a capture's, a payment's and a reduction's amounts are in their hold's or
+    obligation's currency and carry none), times as integer microseconds since the Unix epoch,
+    UTC (`*_at_us`), enums by their value's name without the enum's prefix ("ON_TIME").
     """
     request_id: _builtins.str
     """The request_id of the mutation that wrote the entry; "expiry:<hold_id>" for an expiry
@@ -1930,6 +2050,10 @@ class Entry(_message.Message):
     def statement_reported(self) -> Global___StatementReported:
         """Set when type is ENTRY_TYPE_STATEMENT_REPORTED."""
 
+    @_builtins.property
+    def obligation_reduced(self) -> Global___ObligationReduced:
+        """Set when type is ENTRY_TYPE_OBLIGATION_REDUCED."""
+
     def __init__(
         self,
         *,
@@ -1953,12 +2077,13 @@ class Entry(_message.Message):
         obligation_closed: Global___ObligationClosed | None = ...,
         credit_line_reported: Global___CreditLineReported | None = ...,
         statement_reported: Global___StatementReported | None = ...,
+        obligation_reduced: Global___ObligationReduced | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "credit_line_reported", b"credit_line_reported", "event", b"event", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "payment_recorded", b"payment_recorded", "record_time", b"record_time", "statement_reported", b"statement_reported"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "credit_line_reported", b"credit_line_reported", "event", b"event", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "obligation_reduced", b"obligation_reduced", "payment_recorded", b"payment_recorded", "record_time", b"record_time", "statement_reported", b"statement_reported"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "credit_line_reported", b"credit_line_reported", "event", b"event", "global_sequence", b"global_sequence", "hash", b"hash", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "payload_json", b"payload_json", "payment_recorded", b"payment_recorded", "previous_hash", b"previous_hash", "record_time", b"record_time", "request_hash", b"request_hash", "request_id", b"request_id", "statement_reported", b"statement_reported", "type", b"type", "user_id", b"user_id", "user_sequence", b"user_sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "credit_line_reported", b"credit_line_reported", "event", b"event", "global_sequence", b"global_sequence", "hash", b"hash", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "obligation_reduced", b"obligation_reduced", "payload_json", b"payload_json", "payment_recorded", b"payment_recorded", "previous_hash", b"previous_hash", "record_time", b"record_time", "request_hash", b"request_hash", "request_id", b"request_id", "statement_reported", b"statement_reported", "type", b"type", "user_id", b"user_id", "user_sequence", b"user_sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["capacity_set", "hold_placed", "hold_captured", "hold_released", "hold_expired", "obligation_created", "payment_recorded", "obligation_closed", "credit_line_reported", "statement_reported"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["capacity_set", "hold_placed", "hold_captured", "hold_released", "hold_expired", "obligation_created", "payment_recorded", "obligation_closed", "credit_line_reported", "statement_reported", "obligation_reduced"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

@@ -100,6 +100,11 @@ class LedgerServiceStub:
                 request_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.CloseObligationRequest.SerializeToString,
                 response_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.CloseObligationResponse.FromString,
                 _registered_method=True)
+        self.ReduceObligation = channel.unary_unary(
+                '/sesame.ledger.v1.LedgerService/ReduceObligation',
+                request_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.ReduceObligationRequest.SerializeToString,
+                response_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.ReduceObligationResponse.FromString,
+                _registered_method=True)
         self.GetObligation = channel.unary_unary(
                 '/sesame.ledger.v1.LedgerService/GetObligation',
                 request_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.GetObligationRequest.SerializeToString,
@@ -250,6 +255,21 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReduceObligation(self, request, context):
+        """Lowers what an open obligation asks the user to pay (a discount granted after the fact),
+        journaled with its reason. Never up, never below what was paid: a new amount_due not below
+        the current one fails with FAILED_PRECONDITION (AMOUNT_DUE_NOT_LOWER), one below
+        amount_paid with FAILED_PRECONDITION (AMOUNT_DUE_BELOW_PAID), and a closed obligation with
+        OBLIGATION_ALREADY_CLOSED. An amount in another currency than the obligation's is
+        INVALID_ARGUMENT (CURRENCY_MISMATCH); an unknown obligation is NOT_FOUND
+        (OBLIGATION_NOT_FOUND). The account's outstanding amount drops by the reduction. Lowered to
+        exactly amount_paid (zero included, when nothing was paid), the obligation is paid in full
+        and may close ON_TIME or LATE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetObligation(self, request, context):
         """Returns one obligation; NOT_FOUND (OBLIGATION_NOT_FOUND) for an unknown obligation_id.
         """
@@ -277,7 +297,8 @@ class LedgerServiceServicer:
         """Returns what the score service reads: the credit line, the latest statements, and
         obligations with their outcomes, as they stood at a given time. "As they stood" follows
         business time (a month counts once it has ended, an outcome once it was decided); the
-        values shown are the latest recorded, corrections included, and amount_paid is as of now.
+        values shown are the latest recorded, corrections included, and an obligation's amount_due
+        and amount_paid are as of now.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -357,6 +378,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.CloseObligation,
                     request_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.CloseObligationRequest.FromString,
                     response_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.CloseObligationResponse.SerializeToString,
+            ),
+            'ReduceObligation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReduceObligation,
+                    request_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.ReduceObligationRequest.FromString,
+                    response_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.ReduceObligationResponse.SerializeToString,
             ),
             'GetObligation': grpc.unary_unary_rpc_method_handler(
                     servicer.GetObligation,
@@ -658,6 +684,33 @@ class LedgerService:
             '/sesame.ledger.v1.LedgerService/CloseObligation',
             sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.CloseObligationRequest.SerializeToString,
             sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.CloseObligationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReduceObligation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sesame.ledger.v1.LedgerService/ReduceObligation',
+            sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.ReduceObligationRequest.SerializeToString,
+            sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.ReduceObligationResponse.FromString,
             options,
             channel_credentials,
             insecure,

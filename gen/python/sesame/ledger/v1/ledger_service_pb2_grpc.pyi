@@ -107,6 +107,17 @@ class LedgerServiceStub:
     an unknown one is NOT_FOUND (OBLIGATION_NOT_FOUND). Closing DEFAULTED removes what was still
     due from the account's outstanding amount.
     """
+    ReduceObligation: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.ReduceObligationRequest, _ledger_service_pb2.ReduceObligationResponse]
+    """Lowers what an open obligation asks the user to pay (a discount granted after the fact),
+    journaled with its reason. Never up, never below what was paid: a new amount_due not below
+    the current one fails with FAILED_PRECONDITION (AMOUNT_DUE_NOT_LOWER), one below
+    amount_paid with FAILED_PRECONDITION (AMOUNT_DUE_BELOW_PAID), and a closed obligation with
+    OBLIGATION_ALREADY_CLOSED. An amount in another currency than the obligation's is
+    INVALID_ARGUMENT (CURRENCY_MISMATCH); an unknown obligation is NOT_FOUND
+    (OBLIGATION_NOT_FOUND). The account's outstanding amount drops by the reduction. Lowered to
+    exactly amount_paid (zero included, when nothing was paid), the obligation is paid in full
+    and may close ON_TIME or LATE.
+    """
     GetObligation: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.GetObligationRequest, _ledger_service_pb2.GetObligationResponse]
     """Returns one obligation; NOT_FOUND (OBLIGATION_NOT_FOUND) for an unknown obligation_id."""
     RecordPartnerStatements: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.RecordPartnerStatementsRequest, _ledger_service_pb2.RecordPartnerStatementsResponse]
@@ -120,7 +131,8 @@ class LedgerServiceStub:
     """Returns what the score service reads: the credit line, the latest statements, and
     obligations with their outcomes, as they stood at a given time. "As they stood" follows
     business time (a month counts once it has ended, an outcome once it was decided); the
-    values shown are the latest recorded, corrections included, and amount_paid is as of now.
+    values shown are the latest recorded, corrections included, and an obligation's amount_due
+    and amount_paid are as of now.
     """
     ListEntries: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.ListEntriesRequest, _ledger_service_pb2.ListEntriesResponse]
     """Lists journal entries in global sequence order, for one user or for all users."""
@@ -216,6 +228,17 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     an unknown one is NOT_FOUND (OBLIGATION_NOT_FOUND). Closing DEFAULTED removes what was still
     due from the account's outstanding amount.
     """
+    ReduceObligation: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.ReduceObligationRequest, _ledger_service_pb2.ReduceObligationResponse]  # type: ignore[assignment]
+    """Lowers what an open obligation asks the user to pay (a discount granted after the fact),
+    journaled with its reason. Never up, never below what was paid: a new amount_due not below
+    the current one fails with FAILED_PRECONDITION (AMOUNT_DUE_NOT_LOWER), one below
+    amount_paid with FAILED_PRECONDITION (AMOUNT_DUE_BELOW_PAID), and a closed obligation with
+    OBLIGATION_ALREADY_CLOSED. An amount in another currency than the obligation's is
+    INVALID_ARGUMENT (CURRENCY_MISMATCH); an unknown obligation is NOT_FOUND
+    (OBLIGATION_NOT_FOUND). The account's outstanding amount drops by the reduction. Lowered to
+    exactly amount_paid (zero included, when nothing was paid), the obligation is paid in full
+    and may close ON_TIME or LATE.
+    """
     GetObligation: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.GetObligationRequest, _ledger_service_pb2.GetObligationResponse]  # type: ignore[assignment]
     """Returns one obligation; NOT_FOUND (OBLIGATION_NOT_FOUND) for an unknown obligation_id."""
     RecordPartnerStatements: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.RecordPartnerStatementsRequest, _ledger_service_pb2.RecordPartnerStatementsResponse]  # type: ignore[assignment]
@@ -229,7 +252,8 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """Returns what the score service reads: the credit line, the latest statements, and
     obligations with their outcomes, as they stood at a given time. "As they stood" follows
     business time (a month counts once it has ended, an outcome once it was decided); the
-    values shown are the latest recorded, corrections included, and amount_paid is as of now.
+    values shown are the latest recorded, corrections included, and an obligation's amount_due
+    and amount_paid are as of now.
     """
     ListEntries: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.ListEntriesRequest, _ledger_service_pb2.ListEntriesResponse]  # type: ignore[assignment]
     """Lists journal entries in global sequence order, for one user or for all users."""
@@ -378,6 +402,23 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def ReduceObligation(
+        self,
+        request: _ledger_service_pb2.ReduceObligationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_service_pb2.ReduceObligationResponse, _abc.Awaitable[_ledger_service_pb2.ReduceObligationResponse]]:
+        """Lowers what an open obligation asks the user to pay (a discount granted after the fact),
+        journaled with its reason. Never up, never below what was paid: a new amount_due not below
+        the current one fails with FAILED_PRECONDITION (AMOUNT_DUE_NOT_LOWER), one below
+        amount_paid with FAILED_PRECONDITION (AMOUNT_DUE_BELOW_PAID), and a closed obligation with
+        OBLIGATION_ALREADY_CLOSED. An amount in another currency than the obligation's is
+        INVALID_ARGUMENT (CURRENCY_MISMATCH); an unknown obligation is NOT_FOUND
+        (OBLIGATION_NOT_FOUND). The account's outstanding amount drops by the reduction. Lowered to
+        exactly amount_paid (zero included, when nothing was paid), the obligation is paid in full
+        and may close ON_TIME or LATE.
+        """
+
+    @_abc_1.abstractmethod
     def GetObligation(
         self,
         request: _ledger_service_pb2.GetObligationRequest,
@@ -413,7 +454,8 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Returns what the score service reads: the credit line, the latest statements, and
         obligations with their outcomes, as they stood at a given time. "As they stood" follows
         business time (a month counts once it has ended, an outcome once it was decided); the
-        values shown are the latest recorded, corrections included, and amount_paid is as of now.
+        values shown are the latest recorded, corrections included, and an obligation's amount_due
+        and amount_paid are as of now.
         """
 
     @_abc_1.abstractmethod
