@@ -318,3 +318,63 @@ def test_the_seed_policies_are_listed_in_pages(waiver):
     names = [policy.scenario_id for policy in (*first.policies, *second.policies)]
     assert names == sorted(["apartment", "bike", "car-rental", "generic", "hotel", "power-bank"])
     assert second.next_page_token == ""
+
+
+def test_a_lowered_total_lowers_what_the_user_owes_in_the_ledger(waiver):
+    user = waiver.suite.new_user(RELIABLE)
+    number = order_no()
+    waiver.create(number, user)
+    now_us = waiver.suite.clock.now_us()
+    waiver.stub.CompleteOrder(
+        pb.CompleteOrderRequest(
+            request_id=f"complete-{number}",
+            merchant_id=MERCHANT_ID,
+            out_order_no=number,
+            total_amount=yuan(30),
+            end_time=timestamp(now_us),
+        ),
+        timeout=CALL_TIMEOUT_S,
+    )
+
+    modified = waiver.stub.ModifyOrder(
+        pb.ModifyOrderRequest(
+            request_id=f"modify-{number}",
+            merchant_id=MERCHANT_ID,
+            out_order_no=number,
+            total_amount=yuan(20),
+            reason="rain discount",
+        ),
+        timeout=CALL_TIMEOUT_S,
+    ).order
+    assert (modified.state, modified.state_reason) == (
+        pb.ORDER_STATE_AWAITING_PAYMENT,
+        "rain discount",
+    )
+    assert modified.credit_charge_amount.amount_minor == 2000
+    assert account(waiver, user).outstanding.amount_minor == 2000
+    with pytest.raises(grpc.RpcError) as not_lower:
+        waiver.stub.ModifyOrder(
+            pb.ModifyOrderRequest(
+                request_id=f"modify-again-{number}",
+                merchant_id=MERCHANT_ID,
+                out_order_no=number,
+                total_amount=yuan(25),
+                reason="more",
+            ),
+            timeout=CALL_TIMEOUT_S,
+        )
+    assert error_details(not_lower.value).reason == "TOTAL_NOT_LOWER"
+
+    waived = waiver.stub.ModifyOrder(
+        pb.ModifyOrderRequest(
+            request_id=f"modify-free-{number}",
+            merchant_id=MERCHANT_ID,
+            out_order_no=number,
+            total_amount=yuan(0),
+            reason="on the house",
+        ),
+        timeout=CALL_TIMEOUT_S,
+    ).order
+    assert waived.state == pb.ORDER_STATE_DONE
+    ledger_account = account(waiver, user)
+    assert (ledger_account.outstanding.amount_minor, ledger_account.outcomes.on_time) == (0, 1)
