@@ -47,7 +47,9 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     TOO_MANY_FEATURE_ROWS: _ErrorReason.ValueType  # 7
     """feature_values holds more than 100000 rows."""
     FEATURE_VALUE_NOT_FINITE: _ErrorReason.ValueType  # 8
-    """A value of feature_values is NaN or infinite; the field is named feature_values[i]."""
+    """A value of feature_values is infinite, or NaN for a feature that cannot be missing; the field
+    is named feature_values[i].
+    """
     MODEL_VERSION_INVALID: _ErrorReason.ValueType  # 9
     """ReloadModelRequest.model_version is not empty and not dotted numbers such as "1.0.0"."""
     MODEL_VERSION_NOT_FOUND: _ErrorReason.ValueType  # 10
@@ -99,7 +101,9 @@ FEATURE_VALUES_NOT_WHOLE_ROWS: ErrorReason.ValueType  # 6
 TOO_MANY_FEATURE_ROWS: ErrorReason.ValueType  # 7
 """feature_values holds more than 100000 rows."""
 FEATURE_VALUE_NOT_FINITE: ErrorReason.ValueType  # 8
-"""A value of feature_values is NaN or infinite; the field is named feature_values[i]."""
+"""A value of feature_values is infinite, or NaN for a feature that cannot be missing; the field
+is named feature_values[i].
+"""
 MODEL_VERSION_INVALID: ErrorReason.ValueType  # 9
 """ReloadModelRequest.model_version is not empty and not dotted numbers such as "1.0.0"."""
 MODEL_VERSION_NOT_FOUND: ErrorReason.ValueType  # 10

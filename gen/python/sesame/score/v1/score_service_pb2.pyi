@@ -34,15 +34,27 @@ class _ThinFileReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ThinFi
     no obligation.
     """
     THIN_FILE_REASON_NO_CREDIT_LINE: _ThinFileReason.ValueType  # 2
-    """The user has no credit line (or a zero one) and no closed obligation."""
+    """No longer given: a history without a credit line is scored by the rule above (models from
+    1.1.0 score a missing credit line).
+    """
     THIN_FILE_REASON_TOO_FEW_STATEMENTS: _ThinFileReason.ValueType  # 3
-    """Fewer than three statements fall in the feature window."""
+    """No longer given: THIN_FILE_REASON_TOO_FEW_MONTHS_ON_RECORD counts Sesame's obligations too."""
+    THIN_FILE_REASON_TOO_FEW_MONTHS_ON_RECORD: _ThinFileReason.ValueType  # 4
+    """Fewer than three months of the feature window are on record (a partner statement or a
+    Sesame obligation due that month and closed, or unpaid past its due time), and the window
+    holds no broken promise.
+    """
 
 class ThinFileReason(_ThinFileReason, metaclass=_ThinFileReasonEnumTypeWrapper):
     """ThinFileReason says why a user has too little history to score. The rules read the feature
     window: the six calendar months (UTC) before the month as_of_time falls in, or before the
     month of the call when as_of_time is unset (as of 2005-10-01T00:00:00Z: April to September
     2005). A month counts once it has ended, so the month as_of_time falls in is never read.
+
+    A user is scored when at least three months of the window are on record, each holding a
+    partner statement or a Sesame obligation due that month and closed by as_of_time (or still
+    unpaid past its due time); or when the window holds a broken promise to Sesame (an obligation
+    defaulted, or unpaid past its due time), however few months it has. No credit line is needed.
     """
 
 THIN_FILE_REASON_UNSPECIFIED: ThinFileReason.ValueType  # 0
@@ -52,9 +64,16 @@ THIN_FILE_REASON_NO_HISTORY: ThinFileReason.ValueType  # 1
 no obligation.
 """
 THIN_FILE_REASON_NO_CREDIT_LINE: ThinFileReason.ValueType  # 2
-"""The user has no credit line (or a zero one) and no closed obligation."""
+"""No longer given: a history without a credit line is scored by the rule above (models from
+1.1.0 score a missing credit line).
+"""
 THIN_FILE_REASON_TOO_FEW_STATEMENTS: ThinFileReason.ValueType  # 3
-"""Fewer than three statements fall in the feature window."""
+"""No longer given: THIN_FILE_REASON_TOO_FEW_MONTHS_ON_RECORD counts Sesame's obligations too."""
+THIN_FILE_REASON_TOO_FEW_MONTHS_ON_RECORD: ThinFileReason.ValueType  # 4
+"""Fewer than three months of the feature window are on record (a partner statement or a
+Sesame obligation due that month and closed, or unpaid past its due time), and the window
+holds no broken promise.
+"""
 Global___ThinFileReason: _TypeAlias = ThinFileReason  # noqa: Y015
 
 @_typing.final
@@ -108,7 +127,10 @@ class Score(_message.Message):
     """Score is a user's credit score with its explanation. A user's score reads the feature window
     (the six calendar months, UTC, before the month as_of_time falls in; see ThinFileReason):
     statements of older months do not count, and a month of the window without a statement counts
-    as a month without use of the credit line.
+    as a month without use of the credit line. Sesame's own obligations count in the month they
+    were due, on the footing of a partner statement of that month: one paid on time is a month
+    paid in full; one paid late, or unpaid past its due time, is that month paid late (1 to 30
+    days: one month late, and so on); a default is the worst lateness the model knows.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -121,6 +143,8 @@ class Score(_message.Message):
     DATA_AS_OF_TIME_FIELD_NUMBER: _builtins.int
     THIN_FILE_FIELD_NUMBER: _builtins.int
     THIN_FILE_REASON_FIELD_NUMBER: _builtins.int
+    SESAME_OBLIGATION_COUNT_FIELD_NUMBER: _builtins.int
+    PARTNER_STATEMENT_COUNT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user; empty for a score of an explicit feature vector."""
     score: _builtins.int
@@ -135,6 +159,15 @@ class Score(_message.Message):
     """
     thin_file_reason: Global___ThinFileReason.ValueType
     """Why the file is thin; unspecified when thin_file is false."""
+    sesame_obligation_count: _builtins.int
+    """How many of Sesame's own obligations the score rests on: those due in the feature window and
+    closed by as_of_time, or still unpaid past their due time. Set for a thin file too, so a
+    person can see the record grow; 0 for a score of an explicit feature vector.
+    """
+    partner_statement_count: _builtins.int
+    """How many partner statements of the feature window the score rests on. Set for a thin file
+    too; 0 for a score of an explicit feature vector.
+    """
     @_builtins.property
     def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]:
         """At most four reasons, the factors that lowered the score most, most important first; empty
@@ -158,10 +191,12 @@ class Score(_message.Message):
         data_as_of_time: _timestamp_pb2.Timestamp | None = ...,
         thin_file: _builtins.bool = ...,
         thin_file_reason: Global___ThinFileReason.ValueType = ...,
+        sesame_obligation_count: _builtins.int = ...,
+        partner_statement_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["data_as_of_time", b"data_as_of_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_as_of_time", b"data_as_of_time", "model_version", b"model_version", "probability_of_default", b"probability_of_default", "reasons", b"reasons", "score", b"score", "thin_file", b"thin_file", "thin_file_reason", b"thin_file_reason", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_as_of_time", b"data_as_of_time", "model_version", b"model_version", "partner_statement_count", b"partner_statement_count", "probability_of_default", b"probability_of_default", "reasons", b"reasons", "score", b"score", "sesame_obligation_count", b"sesame_obligation_count", "thin_file", b"thin_file", "thin_file_reason", b"thin_file_reason", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -328,7 +363,8 @@ class ScoreFeaturesRequest(_message.Message):
     def feature_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """The rows' feature values, row after row: each row is one value per model feature, in the
         order of GetModelInfoResponse.feature_names, so the length is a multiple of the feature
-        count. 1 to 100000 rows, every value finite. One flat list (not a message per row) so that
+        count. 1 to 100000 rows, every value finite, or NaN (missing) for a feature read against a
+        credit line when there is none (the model card names them). One flat list (not a message per row) so that
         large batches decode in one step.
         """
 

@@ -116,8 +116,9 @@ class ScoreServiceServicer:
         """Scores explicit feature vectors (what-if questions, offline batches), 1 to 100000 rows.
         INVALID_ARGUMENT names feature_values when it is empty (FIELD_REQUIRED), holds a number of
         values that is not a whole number of rows (FEATURE_VALUES_NOT_WHOLE_ROWS) or more than
-        100000 rows (TOO_MANY_FEATURE_ROWS), and feature_values[i] for each value that is NaN or
-        infinite (FEATURE_VALUE_NOT_FINITE). Scores of rows carry neither user_id nor
+        100000 rows (TOO_MANY_FEATURE_ROWS), and feature_values[i] for each value that is infinite,
+        or NaN where the feature cannot be missing (FEATURE_VALUE_NOT_FINITE): NaN means missing,
+        and only the features read against a credit line are missing, when there is none. Scores of rows carry neither user_id nor
         data_as_of_time, and are never thin files.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
