@@ -51,8 +51,10 @@ def credit_history_from_proto(
 
     Statements are put newest first. The ledger keeps one statement per month (a second report
     for a month, from any partner, replaces the first), so a month that appears twice breaks the
-    contract and is refused rather than guessed at. Every amount must be in one currency, because
-    the features compare amounts with each other.
+    contract and is refused rather than guessed at. The credit line and the statements must be in
+    one currency, because the features compare them with each other. Obligations are in the
+    account's own currency, which may be another than a partner's; their amounts are read as
+    they are (the model card names this among its limitations).
     """
     if len(response.statements) > STATEMENTS_MAX:
         raise LedgerHistoryError(f"{len(response.statements)} statements, at most 24 expected")
@@ -125,12 +127,15 @@ def _obligation(obligation: ledger_service_pb2.Obligation) -> ObligationRecord:
         raise LedgerHistoryError(
             f"obligation {obligation.obligation_id!r} is closed without outcome"
         )
-    return ObligationRecord(
-        amount_due_minor=obligation.amount_due.amount_minor,
-        amount_paid_minor=obligation.amount_paid.amount_minor,
-        due_at=obligation.due_time.ToDatetime(tzinfo=UTC)
-        if obligation.HasField("due_time")
-        else None,
-        outcome=outcome,
-        days_late=obligation.days_late,
-    )
+    try:
+        return ObligationRecord(
+            amount_due_minor=obligation.amount_due.amount_minor,
+            amount_paid_minor=obligation.amount_paid.amount_minor,
+            due_at=obligation.due_time.ToDatetime(tzinfo=UTC)
+            if obligation.HasField("due_time")
+            else None,
+            outcome=outcome,
+            days_late=obligation.days_late,
+        )
+    except ValueError as error:
+        raise LedgerHistoryError(f"obligation {obligation.obligation_id!r}: {error}") from error

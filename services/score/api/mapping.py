@@ -24,8 +24,7 @@ from services.score.service.score_service import RowScores, ScoreResult, UserSco
 _THIN_FILE_REASONS = {
     None: pb.THIN_FILE_REASON_UNSPECIFIED,
     ThinFileReason.NO_HISTORY: pb.THIN_FILE_REASON_NO_HISTORY,
-    ThinFileReason.NO_CREDIT_LINE: pb.THIN_FILE_REASON_NO_CREDIT_LINE,
-    ThinFileReason.TOO_FEW_STATEMENTS: pb.THIN_FILE_REASON_TOO_FEW_STATEMENTS,
+    ThinFileReason.TOO_FEW_MONTHS_ON_RECORD: pb.THIN_FILE_REASON_TOO_FEW_MONTHS_ON_RECORD,
 }
 
 
@@ -65,6 +64,8 @@ def score_message(result: ScoreResult) -> pb.Score:
         model_version=result.model_version,
         thin_file=result.thin_file_reason is not None,
         thin_file_reason=_THIN_FILE_REASONS[result.thin_file_reason],
+        sesame_obligation_count=result.sesame_obligation_count,
+        partner_statement_count=result.partner_statement_count,
     )
     if result.data_as_of is not None:
         message.data_as_of_time.CopyFrom(timestamp(result.data_as_of))

@@ -5,33 +5,49 @@ from rows of the Taiwan data set converted into that same answer, both through
 `compute_features`, so the model sees in production exactly what it was trained on.
 
 Only behaviour counts: the credit line, the statements' balances, the payments and the repayment
-status. Nothing about who the person is (sex, age, education, marriage) is, or can be, a feature:
-a `CreditHistory` does not carry it.
+status, and Sesame's own obligations with their outcomes. Nothing about who the person is (sex,
+age, education, marriage) is, or can be, a feature: a `CreditHistory` does not carry it.
 
 The window. Features look at the six months that end with the last month ended by the history's
-`as_of` (or, without one, with the newest statement's month): month 0 is the newest, month 5 the
-oldest. A month of the window without a statement counts as a month of no use (no balance, no
-payment, not late); the thin-file rule (`thin_file.py`) refuses histories with too few statements
-for that to matter much. Statements older than the window are ignored.
+`as_of` (or, without one, with the newest month of a statement or a closed obligation): month 0
+is the newest, month 5 the oldest. A month of the window without a statement counts as a month
+of no use (no balance, no payment, not late); the thin-file rule (`thin_file.py`) refuses
+histories with too few months on record for that to matter much. Anything older is ignored.
 
-Ratios to the credit line. When the history has no credit line (or a zero one, which the ledger
-does not accept but a caller might send), a positive amount counts as `RATIO_WITHOUT_CREDIT_LINE`
-times the line and anything else as zero, so the features stay finite and mean "over any line".
+Sesame's obligations. Each obligation due in a month of the window becomes that month's
+repayment facts on the footing of a partner statement (`fulfilment.py` has the mapping and why):
+its lateness, and amounts billed and paid. Where a statement and obligations share a month, the
+larger months late stands. Their amounts count in the payment features (what was paid of what
+was billed) and never in those that read the partner's credit line (utilisation, new spending,
+payments against the line): they were not drawn on it.
 
-Payment ratios. The amount paid during month k pays (part of) the statement of month k+1, as
-with any card: `payment_ratio` of month k is paid(k) / balance(k+1), capped at
-`PAYMENT_RATIO_CAP`; when nothing was owed (balance(k+1) <= 0) it is 1: nothing was left unpaid.
+A missing credit line. When the history has no credit line (or a zero one, which the ledger
+does not accept but a caller might send), the credit line and every feature read against it are
+NaN: missing, which the model learnt to handle (training withholds the line from a share of its
+rows). Every other value is a finite float64.
 
-Every value is a finite float64. Amounts are minor units of the reporting currency (the model was
-trained on New Taiwan dollar cents; see the model card).
+Payment ratios. The amount paid during month k pays (part of) the bill of month k+1, as with any
+card: `payment_ratio` of month k is paid(k) / billed(k+1), capped at `PAYMENT_RATIO_CAP`; when
+nothing was owed (billed(k+1) <= 0) it is 1: nothing was left unpaid.
+
+Amounts are minor units of the reporting currency (the model was trained on New Taiwan dollar
+cents; see the model card).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from services.score.domain.fulfilment import (
+    CountedObligation,
+    SesameRecord,
+    counted_obligations,
+    due_month,
+)
 from services.score.domain.history import (
     CreditHistory,
     MonthPeriod,
@@ -43,7 +59,8 @@ WINDOW_MONTHS = 6
 # The last window month has no following statement inside the window to pair its payment with.
 PAYMENT_PAIRS = WINDOW_MONTHS - 1
 PAYMENT_RATIO_CAP = 1.0
-RATIO_WITHOUT_CREDIT_LINE = 10.0
+# What a feature read against the credit line is when there is no line: missing.
+MISSING = math.nan
 
 # +1: a larger value never lowers the probability of default; -1: never raises it; 0: free.
 Monotonicity = Literal[-1, 0, 1]
@@ -51,37 +68,60 @@ Monotonicity = Literal[-1, 0, 1]
 
 @dataclass(frozen=True)
 class WindowMonth:
-    """One month of the feature window; a month without a statement is a month of no use."""
+    """One month of the feature window; a month without a statement is a month of no use.
+
+    `balance_minor` and `amount_paid_minor` are the partner statement's, what the credit line
+    features read; `billed_minor` and `paid_minor` add Sesame's obligations to them, what the
+    payment features read."""
 
     status: RepaymentStatus
     months_late: int
     balance_minor: int
     amount_paid_minor: int
+    billed_minor: int
+    paid_minor: int
 
 
-NO_STATEMENT = WindowMonth(RepaymentStatus.NO_USE, 0, 0, 0)
+NO_STATEMENT = WindowMonth(RepaymentStatus.NO_USE, 0, 0, 0, 0, 0)
 
 
 @dataclass(frozen=True)
 class Window:
-    """The six months the features read, newest first, and the credit line."""
+    """The six months the features read, newest first, the credit line, and what they rest on:
+    the partner statements and the Sesame obligations the window counts."""
 
     months: tuple[WindowMonth, ...]
     credit_line_minor: int | None
+    # Months (0 = the newest) holding a partner statement.
+    statement_months: frozenset[int] = frozenset()
+    obligations: tuple[CountedObligation, ...] = ()
+
+    @property
+    def statement_count(self) -> int:
+        return len(self.statement_months)
+
+    @property
+    def has_credit_line(self) -> bool:
+        return self.credit_line_minor is not None and self.credit_line_minor > 0
 
     def line_ratio(self, amount_minor: float) -> float:
-        """An amount as a share of the credit line (see the module's note on a missing line)."""
+        """An amount as a share of the credit line; missing without one."""
         if self.credit_line_minor is None or self.credit_line_minor <= 0:
-            return RATIO_WITHOUT_CREDIT_LINE if amount_minor > 0 else 0.0
+            return MISSING
         return amount_minor / self.credit_line_minor
 
     def payment_ratio(self, month_index: int) -> float:
-        """Share of the previous statement's balance paid during month `month_index`."""
-        owed_minor = self.months[month_index + 1].balance_minor
+        """Share of the previous month's bill paid during month `month_index`."""
+        owed_minor = self.months[month_index + 1].billed_minor
         if owed_minor <= 0:
             return 1.0
-        paid_minor = self.months[month_index].amount_paid_minor
+        paid_minor = self.months[month_index].paid_minor
         return min(paid_minor / owed_minor, PAYMENT_RATIO_CAP)
+
+    def months_on_record(self) -> int:
+        """Months of the window holding a partner statement or a counted Sesame obligation."""
+        obligation_months = {obligation.month_index for obligation in self.obligations}
+        return len(obligation_months | self.statement_months)
 
 
 @dataclass(frozen=True)
@@ -93,6 +133,8 @@ class Feature:
     compute: Callable[[Window], float]
     # Enforced in training as a LightGBM monotone constraint.
     monotonicity: Monotonicity
+    # Read against the credit line, so missing (NaN) when there is none.
+    reads_credit_line: bool = False
 
 
 def _late(window: Window) -> list[int]:
@@ -115,10 +157,10 @@ def _payment_ratios(window: Window) -> list[float]:
 
 
 def _overall_payment_ratio(window: Window) -> float:
-    owed_minor = sum(max(month.balance_minor, 0) for month in window.months[1:])
+    owed_minor = sum(max(month.billed_minor, 0) for month in window.months[1:])
     if owed_minor <= 0:
         return 1.0
-    paid_minor = sum(month.amount_paid_minor for month in window.months[:PAYMENT_PAIRS])
+    paid_minor = sum(month.paid_minor for month in window.months[:PAYMENT_PAIRS])
     return min(paid_minor / owed_minor, PAYMENT_RATIO_CAP)
 
 
@@ -127,8 +169,7 @@ def _months_paid_nothing(window: Window) -> float:
         sum(
             1
             for index in range(PAYMENT_PAIRS)
-            if window.months[index + 1].balance_minor > 0
-            and window.months[index].amount_paid_minor == 0
+            if window.months[index + 1].billed_minor > 0 and window.months[index].paid_minor == 0
         )
     )
 
@@ -141,7 +182,8 @@ def _new_spending_ratio(window: Window) -> float:
 
 
 def _credit_line(window: Window) -> float:
-    return float(window.credit_line_minor or 0)
+    line_minor = window.credit_line_minor
+    return float(line_minor) if line_minor is not None and line_minor > 0 else MISSING
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -191,50 +233,56 @@ FEATURES: tuple[Feature, ...] = (
     # A larger line, granted by a lender who watched the account, never raises the risk.
     Feature(
         "credit_line",
-        "The credit line, in minor units (0 when none was reported).",
+        "The credit line, in minor units (missing when none was reported).",
         _credit_line,
         -1,
+        reads_credit_line=True,
     ),
     Feature(
         "utilisation_latest",
         "The newest statement's balance as a share of the credit line.",
         lambda window: _utilisations(window)[0],
         0,
+        reads_credit_line=True,
     ),
     Feature(
         "utilisation_mean",
         "The window's average balance as a share of the credit line.",
         lambda window: sum(_utilisations(window)) / WINDOW_MONTHS,
         0,
+        reads_credit_line=True,
     ),
     Feature(
         "utilisation_max",
         "The window's highest balance as a share of the credit line.",
         lambda window: max(_utilisations(window)),
         0,
+        reads_credit_line=True,
     ),
     Feature(
         "utilisation_change",
         "Newest minus oldest balance of the window, as a share of the credit line (the trend).",
         lambda window: _utilisations(window)[0] - _utilisations(window)[-1],
         0,
+        reads_credit_line=True,
     ),
     Feature(
         "new_spending_latest",
         "What was charged in the newest month, as a share of the credit line.",
         _new_spending_ratio,
         0,
+        reads_credit_line=True,
     ),
-    # Payments.
+    # Payments, of partner statements and Sesame obligations alike.
     Feature(
         "payment_ratio_latest",
-        "Share of the previous balance paid in the newest month (1 when nothing was owed).",
+        "Share of the previous month's bill paid in the newest month (1 when nothing was owed).",
         lambda window: _payment_ratios(window)[0],
         -1,
     ),
     Feature(
         "payment_ratio_previous",
-        "Share of the balance before that paid in the month before the newest.",
+        "Share of the bill before that paid in the month before the newest.",
         lambda window: _payment_ratios(window)[1],
         -1,
     ),
@@ -252,7 +300,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         "months_paid_nothing",
-        "Months of the window in which nothing was paid although a balance was owed.",
+        "Months of the window in which nothing was paid although a bill was owed.",
         _months_paid_nothing,
         1,
     ),
@@ -264,6 +312,7 @@ FEATURES: tuple[Feature, ...] = (
             / WINDOW_MONTHS
         ),
         0,
+        reads_credit_line=True,
     ),
 )
 
@@ -272,28 +321,37 @@ FEATURE_COUNT = len(FEATURES)
 MONOTONE_CONSTRAINTS: tuple[Monotonicity, ...] = tuple(feature.monotonicity for feature in FEATURES)
 
 
+FEATURES_READING_CREDIT_LINE: tuple[str, ...] = tuple(
+    feature.name for feature in FEATURES if feature.reads_credit_line
+)
+
+
 def feature_window(history: CreditHistory) -> Window:
-    """The six months the features read, newest first (see the module's note on the window)."""
+    """The six months the features read, newest first (see the module's note on the window),
+    with Sesame's obligations counted into the months they were due."""
     newest = _window_end(history)
-    months = [NO_STATEMENT] * WINDOW_MONTHS
-    if newest is not None:
-        for statement in history.statements:
-            offset = statement.period.months_before(newest)
-            if 0 <= offset < WINDOW_MONTHS:
-                months[offset] = _window_month(statement)
-    return Window(months=tuple(months), credit_line_minor=history.credit_line_minor)
+    if newest is None:
+        return Window(months=(NO_STATEMENT,) * WINDOW_MONTHS, credit_line_minor=None)
+    statements: dict[int, StatementRecord] = {}
+    for statement in history.statements:
+        offset = statement.period.months_before(newest)
+        if 0 <= offset < WINDOW_MONTHS:
+            statements[offset] = statement
+    obligations = counted_obligations(history.obligations, newest, WINDOW_MONTHS, history.as_of)
+    months = tuple(
+        _window_month(statements.get(index), obligations, index) for index in range(WINDOW_MONTHS)
+    )
+    return Window(
+        months=months,
+        credit_line_minor=history.credit_line_minor,
+        statement_months=frozenset(statements),
+        obligations=obligations,
+    )
 
 
 def feature_window_statement_count(history: CreditHistory) -> int:
     """How many of the history's statements fall inside the feature window."""
-    newest = _window_end(history)
-    if newest is None:
-        return 0
-    return sum(
-        1
-        for statement in history.statements
-        if 0 <= statement.period.months_before(newest) < WINDOW_MONTHS
-    )
+    return feature_window(history).statement_count
 
 
 def compute_features(history: CreditHistory) -> tuple[float, ...]:
@@ -311,18 +369,75 @@ def feature_dict(values: Sequence[float]) -> dict[str, float]:
     return dict(zip(FEATURE_NAMES, values, strict=True))
 
 
+def sesame_record(history: CreditHistory) -> SesameRecord:
+    """Sesame's own record in the history's window, for the reasons."""
+    return SesameRecord(
+        obligations=feature_window(history).obligations,
+        worsened_features=features_worsened_by_obligations(history),
+    )
+
+
+def features_worsened_by_obligations(history: CreditHistory) -> frozenset[str]:
+    """The features whose value Sesame's own obligations made riskier: those whose value lies on
+    the riskier side (by the feature's monotone direction) of the value the partner's statements
+    alone give. Only constrained features read obligations, so only they can be named."""
+    if not history.obligations:
+        return frozenset()
+    with_obligations = compute_features(history)
+    without = compute_features(dataclasses.replace(history, obligations=()))
+    return frozenset(
+        feature.name
+        for feature, value, partner_value in zip(FEATURES, with_obligations, without, strict=True)
+        if feature.monotonicity * (value - partner_value) > 0
+    )
+
+
 def _window_end(history: CreditHistory) -> MonthPeriod | None:
     if history.as_of is not None:
         return MonthPeriod.last_ended_by(history.as_of)
-    if history.statements:
-        return history.statements[0].period
-    return None
+    due_months = [
+        due_month(obligation.due_at)
+        for obligation in history.obligations
+        if obligation.closed and obligation.due_at is not None
+    ]
+    statement_months = [statement.period for statement in history.statements]
+    return max((*statement_months, *due_months), default=None)
 
 
-def _window_month(statement: StatementRecord) -> WindowMonth:
+def _window_month(
+    statement: StatementRecord | None, obligations: Sequence[CountedObligation], index: int
+) -> WindowMonth:
+    """A month's facts: its statement's, with the obligations due in it (and the bills of those
+    due the month after) added on the footing `fulfilment` describes."""
+    month = NO_STATEMENT if statement is None else _statement_month(statement)
+    due = [obligation for obligation in obligations if obligation.month_index == index]
+    billed_minor = sum(
+        obligation.billed_minor for obligation in obligations if obligation.month_index == index - 1
+    )
+    if not due and not billed_minor:
+        return month
+    months_late = max((month.months_late, *(obligation.months_late for obligation in due)))
+    if months_late > month.months_late:
+        status = RepaymentStatus.LATE
+    elif statement is None and due:
+        status = RepaymentStatus.PAID_IN_FULL  # every obligation due in it was paid on time
+    else:
+        status = month.status
+    return dataclasses.replace(
+        month,
+        status=status,
+        months_late=months_late,
+        billed_minor=month.billed_minor + billed_minor,
+        paid_minor=month.paid_minor + sum(obligation.paid_on_time_minor for obligation in due),
+    )
+
+
+def _statement_month(statement: StatementRecord) -> WindowMonth:
     return WindowMonth(
         status=statement.repayment_status,
         months_late=statement.months_late,
         balance_minor=statement.balance_minor,
         amount_paid_minor=statement.amount_paid_minor,
+        billed_minor=statement.balance_minor,
+        paid_minor=statement.amount_paid_minor,
     )

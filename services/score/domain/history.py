@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 MONTHS_PER_YEAR = 12
-# The ledger's own bound on a statement's months late.
+# The ledger's own bounds on a statement's months late and an obligation's days late.
 MONTHS_LATE_MAX = 99
+DAYS_LATE_MAX = 3650
 
 
 class RepaymentStatus(enum.Enum):
@@ -118,6 +119,18 @@ class ObligationRecord:
     outcome: ObligationOutcome
     # Days after the due time it was paid in full; set only with the LATE outcome.
     days_late: int = 0
+
+    def __post_init__(self) -> None:
+        # Paired with the ledger's own validation, as for statements.
+        if self.amount_due_minor < 0 or self.amount_paid_minor < 0:
+            raise ValueError("an obligation's amounts must not be negative")
+        if self.outcome is ObligationOutcome.LATE:
+            if not 1 <= self.days_late <= DAYS_LATE_MAX:
+                raise ValueError(
+                    f"a late obligation needs 1 to 3650 days late, got {self.days_late}"
+                )
+        elif self.days_late != 0:
+            raise ValueError(f"days late is set on an obligation {self.outcome.value}")
 
     @property
     def closed(self) -> bool:

@@ -10,8 +10,9 @@ A model lives in `services/score/models/<version>/`:
 The graph takes one input and gives four outputs, all float64, computed in one inference pass:
 
 * input `features` [N, FEATURE_COUNT]: rows of `compute_features`, in `FEATURE_NAMES` order
-  (also stored in the graph's metadata under `feature_names`). A NaN is treated as 0, as
-  LightGBM treats a missing value in a feature that had none in training.
+  (also stored in the graph's metadata under `feature_names`). A NaN is a missing value: a
+  feature that had missing values in training (those read against the credit line, from model
+  1.1.0) routes it as the model learnt; any other feature reads it as 0, as LightGBM does.
 * `probability_of_default` [N, 1]: the logistic function of `log_odds_of_default`.
 * `log_odds_of_default` [N, 1]: the model's raw score, the sum of its trees' leaves.
 * `contributions` [N, FEATURE_COUNT]: each feature's share of the log-odds (positive raises the

@@ -19,14 +19,25 @@ offered as a reason, though it still counts in the score: a value that is not ad
 (no late payment, a balance paid in full) that carries a small positive contribution through a
 tree's path arithmetic, and two things Sesame never blames on anyone: paying a balance down and
 paying a lot.
+
+Sesame's own record. When Sesame's obligations are what made a feature's value riskier (the
+caller passes the `SesameRecord` of the history: the obligations the window counted and the
+features they made riskier), that feature's reason speaks of the record instead of a statement:
+"Your Sesame order due on 3 March 2025 was not paid." It names the most serious of the
+obligations behind the feature (a default, then one still unpaid, then late payments), in
+English and Chinese, with what would help. Several features made riskier by the same obligations
+give one reason, whose contribution is theirs added up.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from services.score.domain.features import FEATURE_NAMES, WINDOW_MONTHS
+from services.score.domain.fulfilment import CountedObligation, Fulfilment, SesameRecord
 
 REASONS_MAX = 4
 # A contribution this small (0.007 score points) is arithmetic, not a reason.
@@ -71,6 +82,10 @@ class ReasonTemplate:
 
 def _positive(value: float) -> bool:
     return value > 0
+
+
+def _missing(value: float) -> bool:
+    return math.isnan(value)
 
 
 def _at_least_one(value: float) -> bool:
@@ -206,6 +221,19 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
         ),
     ),
     "credit_line": (
+        ReasonTemplate(
+            code="NO_CREDIT_LINE",
+            message_en=(
+                "No lending partner has reported a credit line for you: your score rests on your "
+                "payment record alone."
+            ),
+            message_zh="尚无合作机构为您报送授信额度：您的评分仅依据您的付款记录。",
+            advice_en=(
+                "Pay every Sesame order on time: each month of kept promises adds to your record."
+            ),
+            advice_zh="按时支付每一笔芝麻订单：每个守约的月份都会充实您的信用记录。",
+            applies=_missing,
+        ),
         ReasonTemplate(
             code="SMALL_CREDIT_LINE",
             message_en=(
@@ -401,24 +429,50 @@ if tuple(CATALOGUE) != FEATURE_NAMES:
 
 
 def principal_reasons(
-    feature_values: Sequence[float], contributions: Sequence[float]
+    feature_values: Sequence[float],
+    contributions: Sequence[float],
+    record: SesameRecord | None = None,
 ) -> tuple[Reason, ...]:
-    """At most four reasons, the features that raised the log-odds of default most, largest first.
+    """At most four reasons, the features that raised the log-odds of default most, largest first;
+    where Sesame's own record made a feature riskier, the reason speaks of the record.
 
     Ties are broken by feature order so the answer is the same on every call.
     """
     if len(feature_values) != len(FEATURE_NAMES) or len(contributions) != len(FEATURE_NAMES):
         raise ValueError(f"expected {len(FEATURE_NAMES)} feature values and contributions")
-    candidates = sorted(
-        (-float(contribution), index)
-        for index, contribution in enumerate(contributions)
-        if contribution > REASON_CONTRIBUTION_MIN
-        and _template(FEATURE_NAMES[index], float(feature_values[index])) is not None
+    reasons: list[Reason] = []
+    for index, contribution in enumerate(contributions):
+        if contribution <= REASON_CONTRIBUTION_MIN:
+            continue
+        feature, value = FEATURE_NAMES[index], float(feature_values[index])
+        reason = _sesame_reason(feature, float(contribution), record)
+        if reason is None and _template(feature, value) is not None:
+            reason = _reason(feature, value, float(contribution))
+        if reason is not None:
+            reasons.append(reason)
+    merged = _merged(reasons)
+    ranked = sorted(
+        range(len(merged)), key=lambda order: (-merged[order].log_odds_contribution, order)
     )
-    return tuple(
-        _reason(FEATURE_NAMES[index], float(feature_values[index]), -negative_contribution)
-        for negative_contribution, index in candidates[:REASONS_MAX]
-    )
+    return tuple(merged[order] for order in ranked[:REASONS_MAX])
+
+
+def _merged(reasons: Sequence[Reason]) -> list[Reason]:
+    """One reason per sentence: several features explained by the same obligations of Sesame's
+    record become one reason, named after the first, with their contributions added up."""
+    by_sentence: dict[tuple[str, str], Reason] = {}
+    for reason in reasons:
+        key = (reason.code, reason.message_en)
+        kept = by_sentence.get(key)
+        by_sentence[key] = (
+            reason
+            if kept is None
+            else replace(
+                kept,
+                log_odds_contribution=kept.log_odds_contribution + reason.log_odds_contribution,
+            )
+        )
+    return list(by_sentence.values())
 
 
 def _template(feature: str, value: float) -> ReasonTemplate | None:
@@ -452,6 +506,8 @@ def _reason(feature: str, value: float, contribution: float) -> Reason:
 
 
 def _placeholders(value: float) -> dict[str, object]:
+    if not math.isfinite(value):
+        return {"count": None, "percent": None, "percent_text": "", "percent_text_zh": ""}
     percent = round(100 * value)
     tiny = percent == 0 and value > 0
     return {
@@ -460,3 +516,136 @@ def _placeholders(value: float) -> dict[str, object]:
         "percent_text": "less than 1" if tiny else str(percent),
         "percent_text_zh": "不到1" if tiny else str(percent),
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# Sesame's own record
+
+# The months (0 = the newest) whose obligations a feature reads; the others read the whole
+# window. A payment ratio of month k pairs the payment of month k with the bill of the month
+# before, which holds the obligations due in month k.
+_MONTHS_READ: Mapping[str, tuple[int, ...]] = {
+    "months_late_latest": (0,),
+    "months_late_previous": (1,),
+    "payment_ratio_latest": (0,),
+    "payment_ratio_previous": (1,),
+}
+_MONTH_NAMES_EN = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+@dataclass(frozen=True)
+class _RecordTemplate:
+    code: str
+    one_en: str
+    one_zh: str
+    many_en: str
+    many_zh: str
+    advice_en: str
+    advice_zh: str
+
+
+# Most serious first: the reason names the most serious obligations behind the feature.
+_RECORD_TEMPLATES: Mapping[Fulfilment, _RecordTemplate] = {
+    Fulfilment.DEFAULTED: _RecordTemplate(
+        code="SESAME_ORDER_DEFAULTED",
+        one_en="Your Sesame order due on {date_en} was not paid.",
+        one_zh="您{date_zh}到期的一笔芝麻订单没有付款。",
+        many_en="{count} of your Sesame orders in the last six months were not paid.",
+        many_zh="最近六个月内，您有{count}笔芝麻订单没有付款。",
+        advice_en=(
+            "Keep every promise from now on: each order you return and pay on time adds to your "
+            "record, and a default stops counting once six whole months have passed after the "
+            "month it was due."
+        ),
+        advice_zh="从现在起按时归还、按时付款：每一次守约都会充实您的信用记录；违约在到期月份之后满六个月即不再计入评分。",
+    ),
+    Fulfilment.UNPAID: _RecordTemplate(
+        code="SESAME_ORDER_UNPAID",
+        one_en="Your Sesame order due on {date_en} is still unpaid.",
+        one_zh="您{date_zh}到期的一笔芝麻订单仍未付款。",
+        many_en="{count} of your Sesame orders are still unpaid after their due dates.",
+        many_zh="您有{count}笔芝麻订单已过到期日仍未付款。",
+        advice_en=(
+            "Pay what is due now: an order counts as one month later for every month it stays "
+            "unpaid."
+        ),
+        advice_zh="请尽快付清：订单每多拖欠一个月，就按多逾期一个月计算。",
+    ),
+    Fulfilment.LATE: _RecordTemplate(
+        code="SESAME_ORDER_PAID_LATE",
+        one_en="Your Sesame order due on {date_en} was paid {days_text} late.",
+        one_zh="您{date_zh}到期的一笔芝麻订单逾期{days}天才付款。",
+        many_en="{count} of your Sesame orders in the last six months were paid late.",
+        many_zh="最近六个月内，您有{count}笔芝麻订单逾期付款。",
+        advice_en=(
+            "Pay Sesame orders by their due date; setting up automatic payment makes sure of it."
+        ),
+        advice_zh="在到期日前支付芝麻订单；设置自动付款可以避免遗漏。",
+    ),
+}
+
+
+def _sesame_reason(feature: str, contribution: float, record: SesameRecord | None) -> Reason | None:
+    """The reason for a feature Sesame's record made riskier, or None when it did not."""
+    if record is None or feature not in record.worsened_features:
+        return None
+    months = _MONTHS_READ.get(feature)
+    behind = [
+        obligation
+        for obligation in record.obligations
+        if obligation.fulfilment is not Fulfilment.ON_TIME
+        and (months is None or obligation.month_index in months)
+    ]
+    for fulfilment, template in _RECORD_TEMPLATES.items():
+        chosen = [obligation for obligation in behind if obligation.fulfilment is fulfilment]
+        if chosen:
+            return _record_reason(feature, contribution, template, chosen)
+    return None
+
+
+def _record_reason(
+    feature: str,
+    contribution: float,
+    template: _RecordTemplate,
+    obligations: Sequence[CountedObligation],
+) -> Reason:
+    if len(obligations) == 1:
+        (obligation,) = obligations
+        due = obligation.due_at.astimezone(UTC)
+        days = obligation.days_late
+        values = {
+            "date_en": _date_en(due),
+            "date_zh": f"{due.year}年{due.month}月{due.day}日",
+            "days": days,
+            "days_text": "1 day" if days == 1 else f"{days} days",
+        }
+        message_en, message_zh = template.one_en, template.one_zh
+    else:
+        values = {"count": len(obligations)}
+        message_en, message_zh = template.many_en, template.many_zh
+    return Reason(
+        code=template.code,
+        feature=feature,
+        log_odds_contribution=contribution,
+        message_en=message_en.format_map(values),
+        message_zh=message_zh.format_map(values),
+        advice_en=template.advice_en,
+        advice_zh=template.advice_zh,
+    )
+
+
+def _date_en(moment: datetime) -> str:
+    return f"{moment.day} {_MONTH_NAMES_EN[moment.month - 1]} {moment.year}"

@@ -18,10 +18,18 @@ from numpy.typing import NDArray
 from services.common.errors import SesameError
 from services.common.validation import VIOLATIONS_REPORTED_MAX, Violations, id_problem
 from services.score.domain import error_reasons, scoring
-from services.score.domain.features import FEATURE_COUNT, compute_features
+from services.score.domain.features import (
+    FEATURE_COUNT,
+    FEATURES,
+    compute_features,
+    feature_window,
+    sesame_record,
+)
+from services.score.domain.fulfilment import SesameRecord
+from services.score.domain.history import CreditHistory
 from services.score.domain.reasons import Reason, principal_reasons
 from services.score.domain.scoring import score_from_log_odds
-from services.score.domain.thin_file import ThinFileReason, thin_file_reason
+from services.score.domain.thin_file import ThinFileReason, thin_file_reason_of_window
 from services.score.service.feature_cache import FeatureCache
 from services.score.service.model_registry import ModelRegistry
 from services.score.service.ports import CreditHistorySource, Model
@@ -29,6 +37,9 @@ from services.score.service.ports import CreditHistorySource, Model
 BATCH_USERS_MAX = 1000
 FEATURE_ROWS_MAX = 100_000
 HISTORY_FETCH_THREADS_DEFAULT = 16
+# Which values of a feature row may be NaN: the features read against a credit line, which are
+# missing when there is none.
+_MAY_BE_MISSING = np.array([feature.reads_credit_line for feature in FEATURES])
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,11 @@ class UserFeatures:
     thin_file_reason: ThinFileReason | None
     features: tuple[float, ...] | None
     data_as_of: datetime | None
+    # What the score rests on: the window's partner statements and Sesame obligations.
+    partner_statement_count: int = 0
+    sesame_obligation_count: int = 0
+    # Sesame's own record, for the reasons; None for a thin file.
+    record: SesameRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,9 @@ class ScoreResult:
     model_version: str
     data_as_of: datetime | None
     thin_file_reason: ThinFileReason | None
+    # How many partner statements and Sesame obligations of the window the score rests on.
+    partner_statement_count: int = 0
+    sesame_obligation_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -172,10 +191,7 @@ class ScoreService:
             return _score_user(model, user_id, cached.features)  # the model was swapped
         epoch = self._cache.epoch()
         read = self._histories.get_credit_history(user_id, as_of)
-        reason = thin_file_reason(read.history)
-        features = UserFeatures(
-            reason, compute_features(read.history) if reason is None else None, read.data_as_of
-        )
+        features = _user_features(read.history, read.data_as_of)
         score = _score_user(model, user_id, features)
         shadow = self._models.shadow
         if shadow is not None and features.features is not None:
@@ -234,10 +250,13 @@ def _matrix(rows: Sequence[Sequence[float]]) -> NDArray[np.float64]:
 def _checked_matrix(feature_values: Sequence[float] | NDArray[np.float64]) -> NDArray[np.float64]:
     """The flat values as rows; raises one INVALID_ARGUMENT naming every problem otherwise: no
     values, a length that is no whole number of rows, too many rows, and each value that is not
-    finite (`feature_values[i]`, as many as a BadRequest reports)."""
+    finite (`feature_values[i]`, as many as a BadRequest reports), but for a NaN (missing) in a
+    feature read against the credit line."""
     values = np.asarray(feature_values, dtype=np.float64)
     rows, remainder = divmod(len(values), FEATURE_COUNT)
     finite = np.isfinite(values)
+    if not remainder:
+        finite |= np.isnan(values) & np.tile(_MAY_BE_MISSING, rows)
     if not remainder and 1 <= rows <= FEATURE_ROWS_MAX and finite.all():
         return values.reshape(rows, FEATURE_COUNT)
     violations = Violations()
@@ -257,7 +276,9 @@ def _checked_matrix(feature_values: Sequence[float] | NDArray[np.float64]) -> ND
         )
     for index in np.flatnonzero(~finite)[:VIOLATIONS_REPORTED_MAX].tolist():
         violations.add(
-            f"feature_values[{index}]", error_reasons.FEATURE_VALUE_NOT_FINITE, "must be finite"
+            f"feature_values[{index}]",
+            error_reasons.FEATURE_VALUE_NOT_FINITE,
+            "must be finite (NaN only where the feature may be missing)",
         )
     violations.raise_if_any()
     raise AssertionError("unreachable: a refused matrix has a violation")
@@ -269,18 +290,31 @@ def scores_from_log_odds(log_odds: NDArray[np.float64]) -> NDArray[np.int64]:
     return np.clip(np.floor(unclamped + 0.5), scoring.SCORE_MIN, scoring.SCORE_MAX).astype(np.int64)
 
 
+def _user_features(history: CreditHistory, data_as_of: datetime | None) -> UserFeatures:
+    window = feature_window(history)
+    reason = thin_file_reason_of_window(history, window)
+    scored = reason is None
+    return UserFeatures(
+        reason,
+        compute_features(history) if scored else None,
+        data_as_of,
+        partner_statement_count=window.statement_count,
+        sesame_obligation_count=len(window.obligations),
+        record=sesame_record(history) if scored else None,
+    )
+
+
 def _score_user(model: Model, user_id: str, user_features: UserFeatures) -> ScoreResult:
     if user_features.features is None:
         return _thin_file_result(user_id, user_features, model.version)
     outputs = model.score_rows(_matrix([user_features.features]))
     return _scored_result(
         user_id,
-        user_features.features,
+        user_features,
         float(outputs.probability_of_default[0]),
         float(outputs.log_odds_of_default[0]),
         outputs.contributions[0],
         model.version,
-        user_features.data_as_of,
     )
 
 
@@ -293,25 +327,31 @@ def _thin_file_result(user_id: str, user_features: UserFeatures, version: str) -
         model_version=version,
         data_as_of=user_features.data_as_of,
         thin_file_reason=user_features.thin_file_reason,
+        partner_statement_count=user_features.partner_statement_count,
+        sesame_obligation_count=user_features.sesame_obligation_count,
     )
 
 
 def _scored_result(
     user_id: str,
-    features: tuple[float, ...],
+    user_features: UserFeatures,
     probability_of_default: float,
     log_odds_of_default: float,
     contributions: NDArray[np.float64],
     version: str,
-    data_as_of: datetime | None,
 ) -> ScoreResult:
     assert math.isfinite(log_odds_of_default)
+    assert user_features.features is not None
     return ScoreResult(
         user_id=user_id,
         score=score_from_log_odds(log_odds_of_default),
         probability_of_default=probability_of_default,
-        reasons=principal_reasons(features, contributions.tolist()),
+        reasons=principal_reasons(
+            user_features.features, contributions.tolist(), user_features.record
+        ),
         model_version=version,
-        data_as_of=data_as_of,
+        data_as_of=user_features.data_as_of,
         thin_file_reason=None,
+        partner_statement_count=user_features.partner_statement_count,
+        sesame_obligation_count=user_features.sesame_obligation_count,
     )

@@ -10,7 +10,7 @@ import pytest
 
 from services.score.domain.features import (
     FEATURE_NAMES,
-    RATIO_WITHOUT_CREDIT_LINE,
+    FEATURES_READING_CREDIT_LINE,
     compute_features,
     feature_dict,
     feature_window_statement_count,
@@ -105,7 +105,7 @@ def test_without_an_as_of_time_the_window_ends_with_the_newest_statement() -> No
     assert features(history)["months_late_latest"] == 1
 
 
-def test_without_a_credit_line_every_feature_is_still_finite() -> None:
+def test_without_a_credit_line_what_is_read_against_it_is_missing_and_the_rest_finite() -> None:
     for credit_line in (None, 0):
         history = CreditHistory(
             credit_line, (statement(2005, 9, balance=3_000_00),), as_of=OCTOBER_2005
@@ -113,17 +113,20 @@ def test_without_a_credit_line_every_feature_is_still_finite() -> None:
 
         values = features(history)
 
-        assert all(math.isfinite(value) for value in values.values())
-        assert values["credit_line"] == 0
-        assert values["utilisation_latest"] == RATIO_WITHOUT_CREDIT_LINE
-        assert values["utilisation_change"] == RATIO_WITHOUT_CREDIT_LINE
+        missing = {name for name, value in values.items() if math.isnan(value)}
+        assert missing == set(FEATURES_READING_CREDIT_LINE)
+        assert missing >= {"credit_line", "utilisation_latest", "payments_to_line"}
+        assert all(math.isfinite(values[name]) for name in set(values) - missing)
 
 
-def test_an_empty_history_gives_a_finite_vector() -> None:
+def test_an_empty_history_is_finite_but_for_the_missing_credit_line() -> None:
     values = compute_features(CreditHistory(None, ()))
 
     assert len(values) == len(FEATURE_NAMES)
-    assert all(math.isfinite(value) for value in values)
+    assert all(
+        math.isnan(value) == (name in FEATURES_READING_CREDIT_LINE)
+        for name, value in zip(FEATURE_NAMES, values, strict=True)
+    )
 
 
 def test_a_payment_larger_than_the_balance_owed_counts_as_paid_in_full() -> None:

@@ -3,6 +3,7 @@ English and Chinese with advice, and never a feature that lowered the risk."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -148,6 +149,7 @@ SAMPLE_VALUES = {
     "LATE_PAYMENTS_ADD_UP": 5.0,
     "FREQUENT_LATE_PAYMENTS": 2.0,
     "RECENT_DELINQUENCY": 1.0,
+    "NO_CREDIT_LINE": math.nan,
     "SMALL_CREDIT_LINE": 2_000_000.0,
     "LITTLE_RECENT_USE": 0.01,
     "HIGH_UTILISATION": 0.95,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,14 @@ from services.common.errors import InvalidArgument, Unavailable
 from services.score.adapters.model_files import MODELS_ROOT
 from services.score.adapters.onnx_model import OnnxModelLoader
 from services.score.domain import error_reasons, scoring
-from services.score.domain.history import CreditHistory, RepaymentStatus, StatementRecord
+from services.score.domain.features import FEATURE_NAMES, FEATURES_READING_CREDIT_LINE
+from services.score.domain.history import (
+    CreditHistory,
+    ObligationOutcome,
+    ObligationRecord,
+    RepaymentStatus,
+    StatementRecord,
+)
 from services.score.domain.thin_file import ThinFileReason
 from services.score.service.feature_cache import FeatureCache
 from services.score.service.model_registry import ModelRegistry
@@ -81,6 +89,48 @@ def test_an_unknown_user_is_a_thin_file(service: ScoreService) -> None:
     assert result.score == 0 and result.reasons == ()
 
 
+def sesame_obligation(
+    month: int, outcome: ObligationOutcome = ObligationOutcome.ON_TIME
+) -> ObligationRecord:
+    paid = 0 if outcome is ObligationOutcome.DEFAULTED else 300
+    return ObligationRecord(300, paid, datetime(2005, month, 5, tzinfo=UTC), outcome)
+
+
+def test_the_answer_says_how_many_statements_and_obligations_it_rests_on(
+    service: ScoreService, ledger: FakeLedger
+) -> None:
+    ledger.histories["mixed"] = CreditHistory(
+        2_000_000,
+        six_paid_statements()[:4],
+        (sesame_obligation(9), sesame_obligation(8), sesame_obligation(2)),  # February: too old
+        as_of=AS_OF,
+    )
+    ledger.histories["starting"] = CreditHistory(None, (), (sesame_obligation(9),), as_of=AS_OF)
+
+    mixed, starting = service.get_score("mixed", AS_OF), service.get_score("starting", AS_OF)
+
+    assert (mixed.partner_statement_count, mixed.sesame_obligation_count) == (4, 2)
+    assert starting.thin_file_reason is ThinFileReason.TOO_FEW_MONTHS_ON_RECORD
+    assert (starting.partner_statement_count, starting.sesame_obligation_count) == (0, 1)
+
+
+def test_a_user_with_only_sesame_history_is_scored_and_a_default_is_named(
+    service: ScoreService, ledger: FakeLedger
+) -> None:
+    kept = (sesame_obligation(8), sesame_obligation(7), sesame_obligation(6))
+    ledger.histories["kept"] = CreditHistory(None, (), kept, as_of=AS_OF)
+    ledger.histories["broke"] = CreditHistory(
+        None, (), (sesame_obligation(9, ObligationOutcome.DEFAULTED), *kept), as_of=AS_OF
+    )
+
+    kept_score, broke_score = service.get_score("kept", AS_OF), service.get_score("broke", AS_OF)
+
+    assert kept_score.thin_file_reason is None and broke_score.thin_file_reason is None
+    assert broke_score.score < kept_score.score
+    assert broke_score.reasons[0].code == "SESAME_ORDER_DEFAULTED"
+    assert "5 September 2005" in broke_score.reasons[0].message_en
+
+
 def test_a_second_score_is_read_from_the_cache(service: ScoreService, ledger: FakeLedger) -> None:
     service.get_score("known", AS_OF)
     service.get_score("known", AS_OF)
@@ -141,11 +191,15 @@ def test_no_model_means_unavailable(ledger: FakeLedger) -> None:
 
 def test_every_non_finite_feature_value_is_refused_by_name(service: ScoreService) -> None:
     values = [0.0] * 18 + [1.0] * 3 + [float("nan")] * 14 + [float("inf")]
+    # NaN means missing, which only the features read against a credit line may be.
+    may_be_missing = {18 + FEATURE_NAMES.index(name) for name in FEATURES_READING_CREDIT_LINE}
 
     with pytest.raises(InvalidArgument) as raised:
         service.score_features(values, include_reasons=False)
     assert [violation.field for violation in raised.value.field_violations] == [
-        f"feature_values[{index}]" for index in range(21, 36)
+        f"feature_values[{index}]"
+        for index in range(21, 36)
+        if index not in may_be_missing or math.isinf(values[index])
     ]
     assert {violation.reason for violation in raised.value.field_violations} == {
         error_reasons.FEATURE_VALUE_NOT_FINITE
@@ -174,6 +228,19 @@ def test_values_that_are_no_whole_number_of_rows_or_too_many_are_refused(
     assert [(violation.field, violation.reason) for violation in violations] == [
         ("feature_values", reason) for reason in reasons
     ]
+
+
+def test_a_row_without_a_credit_line_is_scored_with_the_line_features_missing(
+    service: ScoreService,
+) -> None:
+    row = [0.0] * 18
+    for index, name in enumerate(FEATURE_NAMES):
+        if name in FEATURES_READING_CREDIT_LINE:
+            row[index] = float("nan")
+
+    scored = service.score_features(row, include_reasons=True)
+
+    assert 350 <= scored.scores[0] <= 950
 
 
 def test_a_bad_length_and_bad_values_are_refused_together(service: ScoreService) -> None:
