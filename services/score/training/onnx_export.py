@@ -30,10 +30,13 @@ LightGBM semantics kept:
   BRANCH_LEQ with the left child as the true branch);
 * LightGBM reads any input with |value| <= 1e-35 (its `kZeroThreshold`, a float32 constant) as
   exactly 0, and splits near zero are placed at +-1e-35, so the graph zeroes such inputs first;
-* a split whose `missing_type` is "None" (every split of a model trained without missing values)
-  treats a NaN as 0, which the graph does in the same step.
+* a split whose `missing_type` is "None" (a split on a feature that had no missing value in
+  training) treats a NaN as 0: the node sends a NaN the way it sends 0;
+* a split whose `missing_type` is "NaN" (a feature that had missing values in training, such as
+  the credit line when it was withheld) sends a NaN the way it learnt (`default_left`).
 
-Any other split kind (categorical, missing values learned) is refused, not approximated.
+Both are the node's `missing_value_tracks_true`. Any other split kind (categorical, zero read as
+missing) is refused, not approximated.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class _Node:
     is_leaf: bool = False
     true_id: int = 0
     false_id: int = 0
+    # Whether a NaN takes the true (left) branch.
+    missing_tracks_true: bool = False
 
 
 @dataclass
@@ -210,7 +215,12 @@ def _add_subtree(
     feature = int(node["split_feature"])
     threshold = float(node["threshold"])
     splits.append(TreeSplit(feature, threshold))
-    split = _Node(node_id=node_id, feature=feature, threshold=threshold)
+    split = _Node(
+        node_id=node_id,
+        feature=feature,
+        threshold=threshold,
+        missing_tracks_true=_missing_goes_left(node, threshold),
+    )
     tree.nodes.append(split)
     parent_value = expected_values[id(node)]
     for child_key in ("left_child", "right_child"):
@@ -230,10 +240,18 @@ def _add_subtree(
 def _check_split(node: Mapping[str, Any]) -> None:
     if node.get("decision_type") != "<=":
         raise UnsupportedModelError(f"unsupported decision type {node.get('decision_type')!r}")
-    if node.get("missing_type") != "None":
+    if node.get("missing_type") not in ("None", "NaN"):
         raise UnsupportedModelError(
-            f"a split handles missing values ({node.get('missing_type')!r}); train without them"
+            f"a split reads zero as missing ({node.get('missing_type')!r}); only NaN may be"
         )
+
+
+def _missing_goes_left(node: Mapping[str, Any], threshold: float) -> bool:
+    """Where LightGBM sends a NaN at this split: as 0 when the feature had no missing value in
+    training, else the way the split learnt."""
+    if node["missing_type"] == "None":
+        return threshold >= 0.0
+    return bool(node["default_left"])
 
 
 def _graph(trees: Sequence[_Tree], feature_count: int, description: str) -> onnx.GraphProto:
@@ -250,10 +268,9 @@ def _graph(trees: Sequence[_Tree], feature_count: int, description: str) -> onnx
     }
     initializers = [numpy_helper.from_array(value, name) for name, value in constants.items()]
     nodes = [
-        helper.make_node("IsNaN", [model_contract.INPUT_FEATURES], ["is_missing"]),
+        # A NaN is not <= anything, so it passes through to the trees, which route it.
         helper.make_node("Abs", [model_contract.INPUT_FEATURES], ["magnitude"]),
-        helper.make_node("LessOrEqual", ["magnitude", "zero_threshold"], ["is_zero"]),
-        helper.make_node("Or", ["is_missing", "is_zero"], ["reads_as_zero"]),
+        helper.make_node("LessOrEqual", ["magnitude", "zero_threshold"], ["reads_as_zero"]),
         helper.make_node(
             "Where", ["reads_as_zero", "zero", model_contract.INPUT_FEATURES], ["tree_input"]
         ),
@@ -313,6 +330,7 @@ def _tree_ensemble_node(trees: Sequence[_Tree], target_count: int) -> onnx.NodeP
     nodes_values: list[float] = []
     nodes_truenodeids: list[int] = []
     nodes_falsenodeids: list[int] = []
+    nodes_missing_value_tracks_true: list[int] = []
     target_treeids: list[int] = []
     target_nodeids: list[int] = []
     target_ids: list[int] = []
@@ -326,6 +344,7 @@ def _tree_ensemble_node(trees: Sequence[_Tree], target_count: int) -> onnx.NodeP
             nodes_values.append(node.threshold)
             nodes_truenodeids.append(node.true_id)
             nodes_falsenodeids.append(node.false_id)
+            nodes_missing_value_tracks_true.append(int(node.missing_tracks_true))
         for node_id, target_id, weight in sorted(tree.targets):
             target_treeids.append(tree_id)
             target_nodeids.append(node_id)
@@ -348,7 +367,7 @@ def _tree_ensemble_node(trees: Sequence[_Tree], target_count: int) -> onnx.NodeP
         ),
         nodes_truenodeids=nodes_truenodeids,
         nodes_falsenodeids=nodes_falsenodeids,
-        nodes_missing_value_tracks_true=[0] * len(nodes_nodeids),
+        nodes_missing_value_tracks_true=nodes_missing_value_tracks_true,
         target_treeids=target_treeids,
         target_nodeids=target_nodeids,
         target_ids=target_ids,

@@ -149,12 +149,69 @@ def test_exporting_twice_gives_the_same_bytes(booster, exported) -> None:  # typ
     assert again.onnx_bytes == exported.onnx_bytes
 
 
-def test_a_split_that_learnt_missing_values_is_refused(booster) -> None:  # type: ignore[no-untyped-def]
-    dump = booster.dump_model()
-    dump["tree_info"][0]["tree_structure"]["missing_type"] = "NaN"
+@pytest.fixture(scope="module")
+def booster_with_missing_values() -> lightgbm.Booster:
+    """A small model that learnt missing values: feature 4 is NaN in a third of the rows, and a
+    missing value means more risk, so splits on it send NaN one way or the other."""
+    generator = np.random.default_rng(21)
+    rows = generator.normal(size=(3000, FEATURE_COUNT))
+    missing = generator.random(3000) < 1 / 3
+    logit = rows[:, 0] + np.where(missing, 1.0, -rows[:, 4])
+    rows[missing, 4] = np.nan
+    labels = (generator.random(3000) < 1 / (1 + np.exp(-logit))).astype(int)
+    parameters = {
+        "objective": "binary",
+        "num_leaves": 15,
+        "learning_rate": 0.1,
+        "min_data_in_leaf": 20,
+        "monotone_constraints": [0, 0, 0, 0, -1] + [0] * (FEATURE_COUNT - 5),
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": 1,
+        "seed": 5,
+        "verbosity": -1,
+    }
+    dataset = lightgbm.Dataset(rows, labels, feature_name=list(FEATURE_NAMES))
+    return lightgbm.train(parameters, dataset, num_boost_round=40)
 
-    with pytest.raises(UnsupportedModelError, match="missing values"):
+
+def test_missing_values_go_where_lightgbm_learnt_to_send_them(booster_with_missing_values) -> None:  # type: ignore[no-untyped-def]
+    booster = booster_with_missing_values
+    dump = booster.dump_model()
+    exported = export_booster(dump, FEATURE_NAMES, model_version="0.0.1", description="test")
+    missing_types = {
+        (split["split_feature"], split["missing_type"], split["default_left"])
+        for split in _splits(dump)
+    }
+    rows = np.random.default_rng(22).normal(size=(600, FEATURE_COUNT))
+    rows[::2, 4] = np.nan
+    rows[1::3, 0] = np.nan  # a feature that never had a missing value reads NaN as 0
+
+    outputs = run_model(onnx_session(exported.onnx_bytes), rows)
+
+    assert (4, "NaN", True) in missing_types or (4, "NaN", False) in missing_types
+    assert {missing_type for feature, missing_type, _ in missing_types if feature == 0} == {"None"}
+    expected = booster.predict(rows, raw_score=True)
+    assert np.max(np.abs(outputs.log_odds_of_default - expected)) < TOLERANCE
+    explained = outputs.bias + outputs.contributions.sum(axis=1)
+    assert np.max(np.abs(explained - outputs.log_odds_of_default)) < TOLERANCE
+
+
+def test_a_split_that_reads_zero_as_missing_is_refused(booster) -> None:  # type: ignore[no-untyped-def]
+    dump = booster.dump_model()
+    dump["tree_info"][0]["tree_structure"]["missing_type"] = "Zero"
+
+    with pytest.raises(UnsupportedModelError, match="zero as missing"):
         export_booster(dump, FEATURE_NAMES, model_version="0.0.1", description="test")
+
+
+def _splits(dump):  # type: ignore[no-untyped-def]
+    pending = [tree["tree_structure"] for tree in dump["tree_info"]]
+    while pending:
+        node = pending.pop()
+        if "leaf_value" not in node:
+            yield node
+            pending += [node["left_child"], node["right_child"]]
 
 
 def test_a_model_with_other_feature_names_is_refused(booster) -> None:  # type: ignore[no-untyped-def]
