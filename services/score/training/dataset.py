@@ -8,6 +8,7 @@ attributes are read from the file separately, by client id, for the fairness aud
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 from dataclasses import dataclass
@@ -31,16 +32,20 @@ READ_CHUNK_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class LabelledFeatures:
-    """Feature rows in file order, with their client ids and labels (1 = defaulted)."""
+    """Feature rows in file order, with their client ids and labels (1 = defaulted), and the
+    same rows with the credit line withheld (what a history without a partner's line gives)."""
 
     client_ids: NDArray[np.int64]
     features: NDArray[np.float64]
     labels: NDArray[np.int64]
+    features_without_credit_line: NDArray[np.float64]
 
     def __post_init__(self) -> None:
         row_count = len(self.client_ids)
         assert self.features.shape == (row_count, FEATURE_COUNT)
+        assert self.features_without_credit_line.shape == (row_count, FEATURE_COUNT)
         assert self.labels.shape == (row_count,)
+        assert not np.isnan(self.features).any(), "every row of the data set has a credit line"
 
 
 @dataclass(frozen=True)
@@ -56,22 +61,35 @@ def history_for_row(row: taiwan.TaiwanRow) -> CreditHistory:
     return credit_history_from_proto(taiwan.to_credit_history(row))
 
 
+def without_credit_line(history: CreditHistory) -> CreditHistory:
+    """The history as the ledger would give it had no partner reported a credit line."""
+    return dataclasses.replace(history, credit_line_minor=None)
+
+
 def load_labelled_features(path: Path, *, progress: bool = False) -> LabelledFeatures:
-    """Every row of a data-set file (``.csv`` or ``.csv.gz``) as features, in file order."""
+    """Every row of a data-set file (``.csv`` or ``.csv.gz``) as features, in file order, with
+    and without its credit line."""
     client_ids: list[int] = []
     feature_rows: list[tuple[float, ...]] = []
+    rows_without_line: list[tuple[float, ...]] = []
     labels: list[int] = []
     rows = taiwan.read_rows(path)
     for row in tqdm(rows, desc="features", unit=" rows", disable=not progress, leave=False):
+        history = history_for_row(row)
         client_ids.append(row.client_id)
-        feature_rows.append(compute_features(history_for_row(row)))
+        feature_rows.append(compute_features(history))
+        rows_without_line.append(compute_features(without_credit_line(history)))
         labels.append(int(row.defaulted_next_month))
-    features = np.array(feature_rows, dtype=np.float64).reshape(len(feature_rows), FEATURE_COUNT)
     return LabelledFeatures(
         client_ids=np.array(client_ids, dtype=np.int64),
-        features=features,
+        features=_matrix(feature_rows),
         labels=np.array(labels, dtype=np.int64),
+        features_without_credit_line=_matrix(rows_without_line),
     )
+
+
+def _matrix(rows: list[tuple[float, ...]]) -> NDArray[np.float64]:
+    return np.array(rows, dtype=np.float64).reshape(len(rows), FEATURE_COUNT)
 
 
 def load_protected_groups(path: Path, client_ids: NDArray[np.int64]) -> ProtectedGroups:

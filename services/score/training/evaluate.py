@@ -4,8 +4,9 @@
 
 Rows take the serving path: the replay conversion into the ledger's credit history, the serving
 adapter, `compute_features`, then the model's ONNX graph in an onnxruntime session with one
-intra-op thread (the newest model under `services/score/models/` unless told otherwise). The
-last three lines printed are
+intra-op thread (the newest model under `services/score/models/` unless told otherwise). It
+prints the AUC of the same rows with their credit line withheld (a history without a partner's
+line, as a user whose record is Sesame's own has), and the last three lines printed are
 
     RESULT auc <value>
     RESULT ks <value>
@@ -43,9 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = dataset.load_labelled_features(arguments.csv)
     session = onnx_session(model_directory / model_contract.MODEL_FILE_NAME)
     outputs = run_model(session, data.features)
+    without_line = run_model(session, data.features_without_credit_line)
     print(
         f"model {model_directory.name}: {len(data.labels)} rows, {int(data.labels.sum())} defaults"
     )
+    auc_without_line = metrics.auc(without_line.log_odds_of_default, data.labels)
+    print(f"RESULT auc_without_credit_line {auc_without_line:.6f}")
     print(f"RESULT auc {metrics.auc(outputs.log_odds_of_default, data.labels):.6f}")
     print(f"RESULT ks {metrics.ks(outputs.log_odds_of_default, data.labels):.6f}")
     print(f"RESULT brier {metrics.brier(outputs.probability_of_default, data.labels):.6f}")

@@ -258,10 +258,13 @@ def markdown(card: dict[str, Any], plots: Sequence[str]) -> str:
         "",
         "![KS](ks.png)",
         "",
+        *_without_credit_line(card),
+        *_sesame_record(card),
         "## Features",
         "",
         "Behaviour only: the credit line, statement balances, payments and repayment status, "
-        "read from the ledger's credit history. "
+        "and Sesame's own obligations with their outcomes, read from the ledger's credit "
+        "history. "
         f"{', '.join(card['protected_attributes']['columns'])} are "
         f"{card['protected_attributes']['use']}.",
         "",
@@ -272,6 +275,14 @@ def markdown(card: dict[str, Any], plots: Sequence[str]) -> str:
             f"{_constraint(feature['monotone_constraint'])} | {feature['gain_share']:.1%} |"
             for feature in card["features"]
         ],
+        "",
+        "Missing (NaN) when the history has no credit line: "
+        + ", ".join(
+            f"`{feature['name']}`"
+            for feature in card["features"]
+            if feature["missing_without_credit_line"]
+        )
+        + ".",
         "",
         "![Feature importance](feature_importance.png)",
         "",
@@ -339,7 +350,7 @@ def markdown(card: dict[str, Any], plots: Sequence[str]) -> str:
             f"{parity[name]['max_abs_log_odds_error']:.2e} | "
             f"{parity[name]['max_abs_probability_error']:.2e} | "
             f"{parity[name]['max_abs_contribution_sum_error']:.2e} |"
-            for name in ("training_rows", "threshold_rows")
+            for name in ("training_rows", "rows_without_credit_line", "threshold_rows")
         ],
         "",
         f"Threshold rows: {parity['threshold_rows']['built_from']} "
@@ -353,6 +364,78 @@ def markdown(card: dict[str, Any], plots: Sequence[str]) -> str:
     embedded = {line[line.index("(") + 1 : -1] for line in lines if line.startswith("![")}
     assert embedded == set(plots), f"every plot is embedded once: {embedded ^ set(plots)}"
     return "\n".join(lines)
+
+
+def _without_credit_line(card: Card) -> list[str]:
+    withheld = card["credit_line_withheld"]
+    before = withheld["before_withholding"]
+    contributions = card["contributions_by_value"]["without_credit_line"]["mean_contribution"]
+    return [
+        "## Without a credit line",
+        "",
+        f"The credit line was withheld from {withheld['share']:.0%} of the training rows "
+        f"({withheld['rows']} rows; {withheld['chosen_by']}), so the model learnt to score a "
+        f"history without one: {withheld['why']}.",
+        "",
+        "AUC, 5-fold mean ± std, the same folds judged on the held-out rows as they are and with "
+        "their line withheld:",
+        "",
+        "| model | with the credit line | without it | boosting rounds |",
+        "|---|---|---|---|",
+        f"| this model ({withheld['share']:.0%} of rows without the line) | "
+        f"{_pm(withheld['auc']['with_credit_line'])} | "
+        f"{_pm(withheld['auc']['without_credit_line'])} | "
+        f"{card['training']['boosting_rounds']} |",
+        f"| before: no line withheld | {_pm(before['auc']['with_credit_line'])} | "
+        f"{_pm(before['auc']['without_credit_line'])} | {before['boosting_rounds']} |",
+        "",
+        f"Change in the full-information AUC: {withheld['full_information_auc_change']:+.4f}. "
+        f"Before: {before['what']}.",
+        "",
+        "Mean contribution of each missing feature to the log-odds of default, over every "
+        "training row without its line: "
+        + ", ".join(f"`{name}` {value:+.3f}" for name, value in contributions.items())
+        + ".",
+        "",
+    ]
+
+
+def _sesame_record(card: Card) -> list[str]:
+    section = card["sesame_obligations"]
+    checked = card["monotonicity"]["sesame_obligations"]
+    lines = [
+        "## Sesame's own obligations",
+        "",
+        f"How they enter the features: {section['mapping']}. A default counts as "
+        f"{section['default_months_late']} months late, the most the training data holds "
+        f"({section['training_data_months_late_max']}). Assumed: {section['assumption']}.",
+        "",
+        f"Checked on training histories: {checked['variants']} variants ({checked['built_from']}); "
+        f"{checked['on_time_variants_with_higher_risk']} paid on time raised the risk, "
+        f"{checked['late_unpaid_or_defaulted_variants_with_lower_risk']} paid late, unpaid or "
+        "defaulted lowered it, and "
+        f"{checked['worse_outcome_with_lower_risk_than_better']} worse outcomes scored better "
+        "than a better one. Mean score change: "
+        + ", ".join(
+            f"{name} {change:+.1f}" for name, change in checked["mean_score_change"].items()
+        )
+        + ".",
+        "",
+        "Worked examples, a user whose whole record is Sesame's own (a 3-yuan fee due on the 5th "
+        "of each month), scored as the service scores them:",
+        "",
+        "| history | as of | score | probability of default | reasons |",
+        "|---|---|---|---|---|",
+    ]
+    for example in section["worked_examples"]:
+        if "thin_file" in example:
+            cells = f"thin file ({example['thin_file'].replace('_', ' ')}) | | "
+        else:
+            cells = f"{example['score']} | {example['probability_of_default']:.1%} | " + " ".join(
+                example["reasons"]
+            )
+        lines.append(f"| {example['history']} | {example['as_of']} | {cells} |")
+    return [*lines, ""]
 
 
 def _profile_tables(card: dict[str, Any]) -> list[str]:

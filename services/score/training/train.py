@@ -2,16 +2,25 @@
 
 From the Taiwan training split in `data/taiwan-credit/` alone, it
 
-1. turns every row into features through the ledger's contract (`dataset.py`);
+1. turns every row into features through the ledger's contract (`dataset.py`), once as the row
+   is and once with its credit line withheld, and withholds the line from a share of the rows
+   (`credit_line_withheld_share`, drawn with the seed) so that the model learns to score a
+   history without one: a user whose whole record is Sesame's own;
 2. cross-validates a monotone-constrained LightGBM model on five stratified folds, choosing the
-   number of boosting rounds where the folds' mean AUC peaks (early stopping on the mean);
-3. trains the final model on every row with that number of rounds;
+   number of boosting rounds where the folds' mean AUC peaks on the held-out rows with their
+   lines (early stopping on the mean), and measures the same folds with the line withheld;
+   then the same folds with no line withheld (the configuration of the model before), so the
+   card shows what withholding costs a full history;
+3. trains the final model on every row, the share withheld, with that number of rounds;
 4. exports it to ONNX with exact per-feature contributions (`onnx_export.py`) and checks the
-   graph against LightGBM on every training row and on rows placed exactly at every split
-   threshold; training fails when they differ by more than 1e-5;
-5. checks that more months late never improves anyone's score;
-6. fits the scorecard baseline on the same folds, audits fairness across sex and age groups, and
-   writes the model card and the report with its plots next to the model:
+   graph against LightGBM on every training row, with and without its line, and on rows placed
+   exactly at every split threshold; training fails when they differ by more than 1e-5;
+5. checks that more months late never improves anyone's score, and that a Sesame obligation
+   added to a training history moves the risk the right way: never up when paid on time, never
+   down when paid late or defaulted;
+6. fits the scorecard baseline on the same folds, audits fairness across sex and age groups,
+   scores worked examples of Sesame's own record, and writes the model card and the report with
+   its plots next to the model:
    `services/score/models/<version>/{model.onnx, model_card.json, report.md, *.png}`.
 
 Everything is deterministic (fixed seed, one thread, LightGBM's deterministic mode, ordered
@@ -49,7 +58,14 @@ from services.score.adapters.model_files import (
 )
 from services.score.domain import features as feature_definition, model_contract, scoring
 from services.score.domain.history import CreditHistory, RepaymentStatus
-from services.score.training import baseline, dataset, evidence, onnx_export, report
+from services.score.training import (
+    baseline,
+    dataset,
+    evidence,
+    fulfilment_evidence,
+    onnx_export,
+    report,
+)
 
 PROTECTED_ATTRIBUTES = ("SEX", "EDUCATION", "MARRIAGE", "AGE")
 # How many training rows the threshold rows are built on, and every how many rows the
@@ -64,8 +80,10 @@ ONNX_BATCH_ROWS = 4096
 class TrainingConfig:
     """Everything that decides the model besides the data. Changing it means a new version."""
 
-    model_version: str = "1.0.0"
+    model_version: str = "1.1.0"
     seed: int = 20051001
+    # The share of training rows whose credit line is withheld (see the module docstring).
+    credit_line_withheld_share: float = 0.25
     fold_count: int = 5
     learning_rate: float = 0.02
     num_leaves: int = 15
@@ -108,7 +126,9 @@ class TrainingConfig:
 class CrossValidation:
     boosting_rounds: int
     fold_of_row: NDArray[np.int64]
+    # Held-out rows with their credit lines (the full information), and with the line withheld.
     out_of_fold_log_odds: NDArray[np.float64]
+    out_of_fold_log_odds_without_credit_line: NDArray[np.float64]
     mean_auc_by_round: list[float]
 
 
@@ -154,19 +174,25 @@ def train(
         raise SystemExit(
             f"{data_path}: sha256 {data_sha256}, expected {dataset.TRAINING_DATA_SHA256}"
         )
-    steps = tqdm(total=7, desc="training", unit=" step", disable=not progress, position=0)
+    steps = tqdm(total=9, desc="training", unit=" step", disable=not progress, position=0)
 
     steps.set_postfix_str("features")
     data = dataset.load_labelled_features(data_path, progress=progress)
     groups = dataset.load_protected_groups(data_path, data.client_ids)
+    withheld = withheld_rows(len(data.labels), config)
+    trained_features = training_features(data, withheld)
     steps.update()
 
     steps.set_postfix_str("cross-validation")
-    validation = cross_validate(data, config, progress=progress)
+    validation = cross_validate(data, config, withheld, progress=progress)
+    steps.update()
+
+    steps.set_postfix_str("cross-validation, no line withheld")
+    validation_before = cross_validate(data, config, None, progress=progress)
     steps.update()
 
     steps.set_postfix_str("final model")
-    booster = train_final(data, config, validation.boosting_rounds)
+    booster = train_final(trained_features, data.labels, config, validation.boosting_rounds)
     exported = onnx_export.export_booster(
         booster.dump_model(),
         feature_definition.FEATURE_NAMES,
@@ -176,11 +202,14 @@ def train(
     steps.update()
 
     steps.set_postfix_str("parity")
-    parity = check_parity(booster, exported, data.features)
+    parity = check_parity(booster, exported, trained_features, data.features_without_credit_line)
     steps.update()
 
     steps.set_postfix_str("monotonicity")
     monotonicity = check_monotonicity(data_path, booster)
+    monotonicity["sesame_obligations"] = fulfilment_evidence.obligation_monotonicity(
+        data_path, booster
+    )
     steps.update()
 
     steps.set_postfix_str("scorecard baseline")
@@ -193,6 +222,10 @@ def train(
     )
     steps.update()
 
+    steps.set_postfix_str("Sesame's record")
+    examples = fulfilment_evidence.worked_examples(onnx_session(exported.onnx_bytes))
+    steps.update()
+
     steps.set_postfix_str("model card and report")
     card = build_model_card(
         config=config,
@@ -200,12 +233,15 @@ def train(
         data_sha256=data_sha256,
         data=data,
         groups=groups,
+        withheld=withheld,
         validation=validation,
+        validation_before=validation_before,
         booster=booster,
         exported=exported,
         parity=parity,
         monotonicity=monotonicity,
         baseline_log_odds=baseline_log_odds,
+        examples=examples,
     )
     directory = models_root / config.model_version
     directory.mkdir(parents=True, exist_ok=True)
@@ -241,16 +277,48 @@ def stratified_folds(labels: NDArray[np.int64], config: TrainingConfig) -> NDArr
     return fold_of_row
 
 
+def withheld_rows(row_count: int, config: TrainingConfig) -> NDArray[np.bool_]:
+    """Which rows train without their credit line: one draw per row, in file order, from a
+    generator seeded with the training seed; a row is withheld when its draw falls below the
+    share."""
+    generator = np.random.default_rng(config.seed)
+    return generator.random(row_count) < config.credit_line_withheld_share
+
+
+def training_features(
+    data: dataset.LabelledFeatures, withheld: NDArray[np.bool_]
+) -> NDArray[np.float64]:
+    """The rows the model trains on: each as it is, or without its credit line when withheld."""
+    return np.where(withheld[:, np.newaxis], data.features_without_credit_line, data.features)
+
+
 def cross_validate(
-    data: dataset.LabelledFeatures, config: TrainingConfig, *, progress: bool = False
+    data: dataset.LabelledFeatures,
+    config: TrainingConfig,
+    withheld: NDArray[np.bool_] | None,
+    *,
+    progress: bool = False,
 ) -> CrossValidation:
-    """Five-fold CV with early stopping on the folds' mean AUC; out-of-fold log-odds at the
-    chosen number of rounds."""
+    """Five-fold CV with early stopping on the folds' mean AUC over the held-out rows with their
+    credit lines; out-of-fold log-odds at the chosen number of rounds, with and without the line.
+
+    The folds train on the rows as `training_features` gives them (`withheld` None: every row
+    with its line). LightGBM's cv takes one data set, so it is given every row twice, with its
+    line and without; each fold trains on one copy of each of its rows and is judged on the
+    held-out rows' copies with the line."""
+    row_count = len(data.labels)
     fold_of_row = stratified_folds(data.labels, config)
-    folds = [
-        (np.flatnonzero(fold_of_row != fold), np.flatnonzero(fold_of_row == fold))
-        for fold in range(config.fold_count)
-    ]
+    if withheld is None:
+        features, labels = data.features, data.labels
+        withheld = np.zeros(row_count, dtype=np.bool_)
+    else:
+        features = np.concatenate((data.features, data.features_without_credit_line))
+        labels = np.concatenate((data.labels, data.labels))
+    folds = []
+    for fold in range(config.fold_count):
+        trained = np.flatnonzero(fold_of_row != fold)
+        trained = np.sort(np.where(withheld[trained], trained + row_count, trained))
+        folds.append((trained, np.flatnonzero(fold_of_row == fold)))
     bar = tqdm(
         total=config.boosting_rounds_max,
         desc="cross-validation",
@@ -260,7 +328,7 @@ def cross_validate(
     )
     result = lightgbm.cv(
         config.lightgbm_parameters(),
-        _lightgbm_dataset(data),
+        _lightgbm_dataset(features, labels),
         num_boost_round=config.boosting_rounds_max,
         folds=folds,
         callbacks=[
@@ -274,27 +342,39 @@ def cross_validate(
     boosting_rounds = len(mean_auc_by_round)
     cv_booster = cast(lightgbm.CVBooster, result["cvbooster"])
     assert cv_booster.best_iteration == boosting_rounds
-    log_odds = np.full(len(data.labels), np.nan)
+    log_odds = np.full(row_count, np.nan)
+    log_odds_without_line = np.full(row_count, np.nan)
     for fold_booster, (_, held_out) in zip(cv_booster.boosters, folds, strict=True):
-        log_odds[held_out] = fold_booster.predict(
-            data.features[held_out], raw_score=True, num_iteration=boosting_rounds
-        )
-    assert not np.isnan(log_odds).any()
-    return CrossValidation(boosting_rounds, fold_of_row, log_odds, mean_auc_by_round)
-
-
-def train_final(
-    data: dataset.LabelledFeatures, config: TrainingConfig, boosting_rounds: int
-) -> lightgbm.Booster:
-    return lightgbm.train(
-        config.lightgbm_parameters(), _lightgbm_dataset(data), num_boost_round=boosting_rounds
+        for rows, into in (
+            (data.features, log_odds),
+            (data.features_without_credit_line, log_odds_without_line),
+        ):
+            into[held_out] = fold_booster.predict(
+                rows[held_out], raw_score=True, num_iteration=boosting_rounds
+            )
+    assert not np.isnan(log_odds).any() and not np.isnan(log_odds_without_line).any()
+    return CrossValidation(
+        boosting_rounds, fold_of_row, log_odds, log_odds_without_line, mean_auc_by_round
     )
 
 
-def _lightgbm_dataset(data: dataset.LabelledFeatures) -> lightgbm.Dataset:
+def train_final(
+    features: NDArray[np.float64],
+    labels: NDArray[np.int64],
+    config: TrainingConfig,
+    boosting_rounds: int,
+) -> lightgbm.Booster:
+    return lightgbm.train(
+        config.lightgbm_parameters(),
+        _lightgbm_dataset(features, labels),
+        num_boost_round=boosting_rounds,
+    )
+
+
+def _lightgbm_dataset(features: NDArray[np.float64], labels: NDArray[np.int64]) -> lightgbm.Dataset:
     return lightgbm.Dataset(
-        data.features,
-        label=data.labels,
+        features,
+        label=labels,
         feature_name=list(feature_definition.FEATURE_NAMES),
         free_raw_data=False,
     )
@@ -308,18 +388,24 @@ def _progress_callback(bar: tqdm) -> Callable[[Any], None]:
 
 
 def check_parity(
-    booster: lightgbm.Booster, exported: onnx_export.ExportedModel, features: NDArray[np.float64]
+    booster: lightgbm.Booster,
+    exported: onnx_export.ExportedModel,
+    features: NDArray[np.float64],
+    features_without_credit_line: NDArray[np.float64],
 ) -> dict[str, Any]:
-    """ONNX against LightGBM on every training row and on rows exactly at every split threshold
-    (and one float64 step either side). Raises ParityError past the tolerance."""
+    """ONNX against LightGBM on every training row as trained, on every training row with its
+    credit line withheld, and on rows exactly at every split threshold (and one float64 step
+    either side). Raises ParityError past the tolerance."""
     session = onnx_session(exported.onnx_bytes)
     tolerance = model_contract.CONTRIBUTION_SUM_TOLERANCE
     training = _compare(booster, session, features)
+    without_line = _compare(booster, session, features_without_credit_line)
     threshold_rows = _threshold_rows(exported.splits, features)
     at_thresholds = _compare(booster, session, threshold_rows)
     parity = {
         "tolerance": tolerance,
         "training_rows": {"rows": len(features), **training},
+        "rows_without_credit_line": {"rows": len(features_without_credit_line), **without_line},
         "threshold_rows": {
             "rows": len(threshold_rows),
             "splits": len(exported.splits),
@@ -330,7 +416,7 @@ def check_parity(
             **at_thresholds,
         },
     }
-    worst = max(max(training.values()), max(at_thresholds.values()))
+    worst = max(max(measured.values()) for measured in (training, without_line, at_thresholds))
     parity["passed"] = worst <= tolerance
     if not parity["passed"]:
         raise ParityError(f"ONNX differs from LightGBM by {worst:.3g} (> {tolerance}): {parity}")
@@ -422,15 +508,19 @@ def build_model_card(
     data_sha256: str,
     data: dataset.LabelledFeatures,
     groups: dataset.ProtectedGroups,
+    withheld: NDArray[np.bool_],
     validation: CrossValidation,
+    validation_before: CrossValidation,
     booster: lightgbm.Booster,
     exported: onnx_export.ExportedModel,
     parity: dict[str, Any],
     monotonicity: dict[str, Any],
     baseline_log_odds: NDArray[np.float64],
+    examples: list[dict[str, Any]],
 ) -> dict[str, Any]:
     labels, log_odds = data.labels, validation.out_of_fold_log_odds
     importance = booster.feature_importance(importance_type="gain")
+    session = onnx_session(exported.onnx_bytes)
     return {
         "model_version": config.model_version,
         "contract": model_contract.CONTRACT_VERSION,
@@ -461,6 +551,7 @@ def build_model_card(
                 "name": feature.name,
                 "description": feature.description,
                 "monotone_constraint": feature.monotonicity,
+                "missing_without_credit_line": feature.reads_credit_line,
                 "gain_share": float(gain / importance.sum()),
             }
             for feature, gain in zip(feature_definition.FEATURES, importance, strict=True)
@@ -520,6 +611,18 @@ def build_model_card(
             "mean_auc_at_chosen_round": validation.mean_auc_by_round[-1],
             **evidence.cross_validation_summary(log_odds, labels, validation.fold_of_row),
         },
+        "cross_validation_without_credit_line": {
+            "rows": (
+                "the same held-out rows with their credit line withheld, scored by the same fold "
+                "models: how the model scores a history without a partner's line"
+            ),
+            **evidence.cross_validation_summary(
+                validation.out_of_fold_log_odds_without_credit_line, labels, validation.fold_of_row
+            ),
+        },
+        "credit_line_withheld": _withholding_evidence(
+            config, withheld, validation, validation_before, labels
+        ),
         "calibration": {
             "brier_out_of_fold": evidence.fold_metrics(log_odds, labels).brier,
             "by_score_band": evidence.calibration_by_band(log_odds, labels),
@@ -538,13 +641,23 @@ def build_model_card(
         },
         "fairness": evidence.fairness_audit(log_odds, labels, groups.sex, groups.age),
         "contributions_by_value": {
-            "model": "the final model, on every training row",
+            "model": "the final model, on every training row with its credit line",
             "features": evidence.contribution_profiles(
                 data.features,
-                run_model(onnx_session(exported.onnx_bytes), data.features).contributions,
+                run_model(session, data.features).contributions,
                 feature_definition.FEATURE_NAMES,
             ),
+            "without_credit_line": {
+                "rows": "every training row with its credit line withheld",
+                "mean_contribution": _mean_contributions_without_line(session, data),
+            },
         },
+        "sesame_obligations": fulfilment_evidence.card_section(
+            training_months_late_max=int(
+                data.features[:, feature_definition.FEATURE_NAMES.index("months_late_worst")].max()
+            ),
+            examples=examples,
+        ),
         "parity": parity,
         "monotonicity": monotonicity,
         "evidence_from": (
@@ -556,15 +669,94 @@ def build_model_card(
             "population scores below 600.",
             "Amounts are New Taiwan dollar cents; the credit line feature reads other currencies' "
             "minor units as if they were those.",
-            "Sesame's own obligations are in the credit history but not in the features: the "
-            "training data has none.",
+            "The training data holds no Sesame obligation, so the model never saw one: an "
+            "obligation counts by being read as a partner statement's month of the same lateness "
+            "(see sesame_obligations). This assumes that a kept or broken promise to Sesame says "
+            "as much about a person as a card statement paid in full or the same number of months "
+            "late, whatever the sum; a default on a 3-yuan bike fee weighs like the worst card "
+            "delinquency. Outcomes of Sesame's own orders will show whether it holds, and a model "
+            "trained on them should replace the assumption.",
+            "A history without a credit line is scored by what the model learnt from Taiwan rows "
+            "whose line was withheld: card holders with six months of statements. A user whose "
+            "record is Sesame's alone has fewer, smaller obligations; the worked examples show "
+            "how such histories score.",
+            "Obligation amounts are read in the account's currency and added to a partner "
+            "statement's amounts in the partner's for the payment ratios, without conversion.",
         ],
+    }
+
+
+def _withholding_evidence(
+    config: TrainingConfig,
+    withheld: NDArray[np.bool_],
+    validation: CrossValidation,
+    validation_before: CrossValidation,
+    labels: NDArray[np.int64],
+) -> dict[str, Any]:
+    """What withholding the line from a share of the rows did: the same folds trained with no
+    line withheld (the configuration of the model before) against this model, each judged on
+    the held-out rows with and without their lines."""
+
+    def auc(log_odds: NDArray[np.float64], fold_of_row: NDArray[np.int64]) -> dict[str, Any]:
+        summary: dict[str, Any] = evidence.cross_validation_summary(log_odds, labels, fold_of_row)
+        return cast(dict[str, Any], summary["auc"])
+
+    with_line = auc(validation.out_of_fold_log_odds, validation.fold_of_row)
+    with_line_before = auc(validation_before.out_of_fold_log_odds, validation_before.fold_of_row)
+    return {
+        "share": config.credit_line_withheld_share,
+        "rows": int(withheld.sum()),
+        "chosen_by": (
+            "one draw per row, in file order, from numpy's default generator seeded with the "
+            "training seed; a row's line is withheld when its draw falls below the share"
+        ),
+        "features_missing": list(feature_definition.FEATURES_READING_CREDIT_LINE),
+        "why": (
+            "a user whose whole record is Sesame's own has no partner's credit line; the model "
+            "learns what a missing line means from rows like that (LightGBM sends a missing value "
+            "down the side of each split it learnt), while the rest of the rows keep what a full "
+            "history teaches"
+        ),
+        "auc": {
+            "with_credit_line": with_line,
+            "without_credit_line": auc(
+                validation.out_of_fold_log_odds_without_credit_line, validation.fold_of_row
+            ),
+        },
+        "before_withholding": {
+            "what": (
+                "the same folds, parameters and early stopping with no line withheld: the "
+                "configuration of model 1.0.0; without the line, its folds read the missing "
+                "values as 0, the only way a model that never saw one can"
+            ),
+            "boosting_rounds": validation_before.boosting_rounds,
+            "auc": {
+                "with_credit_line": with_line_before,
+                "without_credit_line": auc(
+                    validation_before.out_of_fold_log_odds_without_credit_line,
+                    validation_before.fold_of_row,
+                ),
+            },
+        },
+        "full_information_auc_change": with_line["mean"] - with_line_before["mean"],
+    }
+
+
+def _mean_contributions_without_line(
+    session: onnxruntime.InferenceSession, data: dataset.LabelledFeatures
+) -> dict[str, float]:
+    contributions = run_model(session, data.features_without_credit_line).contributions
+    return {
+        name: float(contributions[:, index].mean())
+        for index, name in enumerate(feature_definition.FEATURE_NAMES)
+        if name in feature_definition.FEATURES_READING_CREDIT_LINE
     }
 
 
 def _model_description(config: TrainingConfig) -> str:
     return (
-        f"Sesame score model {config.model_version}: LightGBM (binary, monotone constraints) "
+        f"Sesame score model {config.model_version}: LightGBM (binary, monotone constraints, "
+        "a missing credit line learnt) "
         "with per-feature contributions. See model_card.json."
     )
 

@@ -24,6 +24,7 @@ from services.score.domain import model_contract, scoring
 from services.score.domain.features import (
     FEATURE_COUNT,
     FEATURE_NAMES,
+    FEATURES_READING_CREDIT_LINE,
     MONOTONE_CONSTRAINTS,
     compute_features,
 )
@@ -38,6 +39,8 @@ from services.score.training.dataset import (
 TOLERANCE = model_contract.CONTRIBUTION_SUM_TOLERANCE
 ROWS_CHECKED = 1500
 AUC_TARGET = 0.78
+# What withholding the credit line from training rows may cost the AUC of full histories.
+FULL_INFORMATION_AUC_DROP_MAX = 0.003
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +122,7 @@ def test_the_card_records_parity_within_the_tolerance(card: dict[str, Any]) -> N
     assert parity["passed"] is True and parity["tolerance"] == TOLERANCE
     assert parity["training_rows"]["rows"] == card["data"]["rows"]
     assert parity["threshold_rows"]["rows"] > 0
-    for rows in ("training_rows", "threshold_rows"):
+    for rows in ("training_rows", "rows_without_credit_line", "threshold_rows"):
         for measure, error in parity[rows].items():
             if measure.startswith("max_abs"):
                 assert error <= TOLERANCE, (rows, measure)
@@ -132,6 +135,50 @@ def test_the_card_shows_the_auc_bar_met_and_more_months_late_never_helping(
     assert card["cross_validation"]["auc"]["mean"] >= AUC_TARGET
     assert card["monotonicity"]["variants"] > 0
     assert card["monotonicity"]["variants_with_lower_risk"] == 0
+
+
+def test_the_card_shows_a_missing_credit_line_learnt_at_almost_no_cost_to_full_histories(
+    card: dict[str, Any],
+) -> None:
+    withheld = card["credit_line_withheld"]
+
+    assert 0 < withheld["share"] < 1 and withheld["rows"] > 0
+    assert withheld["features_missing"] == list(FEATURES_READING_CREDIT_LINE)
+    assert withheld["auc"]["with_credit_line"] == card["cross_validation"]["auc"]
+    assert (
+        withheld["auc"]["without_credit_line"]
+        == card["cross_validation_without_credit_line"]["auc"]
+    )
+    before = withheld["before_withholding"]["auc"]["with_credit_line"]["mean"]
+    assert withheld["full_information_auc_change"] == pytest.approx(
+        card["cross_validation"]["auc"]["mean"] - before, abs=1e-5
+    )
+    assert withheld["full_information_auc_change"] >= -FULL_INFORMATION_AUC_DROP_MAX
+    # Withholding taught the model something about histories without a line.
+    assert (
+        withheld["auc"]["without_credit_line"]["mean"]
+        >= withheld["before_withholding"]["auc"]["without_credit_line"]["mean"]
+    )
+    assert card["parity"]["rows_without_credit_line"]["rows"] == card["data"]["rows"]
+
+
+def test_the_card_shows_sesame_obligations_moving_the_risk_the_right_way(
+    card: dict[str, Any],
+) -> None:
+    checked = card["monotonicity"]["sesame_obligations"]
+    section = card["sesame_obligations"]
+
+    assert checked["variants"] > 0
+    assert checked["on_time_variants_with_higher_risk"] == 0
+    assert checked["late_unpaid_or_defaulted_variants_with_lower_risk"] == 0
+    assert checked["worse_outcome_with_lower_risk_than_better"] == 0
+    assert section["default_months_late"] == section["training_data_months_late_max"]
+    examples = {example["history"]: example for example in section["worked_examples"]}
+    assert "thin_file" in examples["two monthly fees paid on time"]
+    three = examples["three monthly fees paid on time"]
+    defaulted = examples["three on time, then the fourth defaulted"]
+    assert defaulted["score"] < three["score"]
+    assert any("was not paid" in reason for reason in defaulted["reasons"])
 
 
 def test_the_card_carries_the_evidence_the_issue_asks_for(card: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""`make evaluate CSV=path` scores a CSV through the serving path and ends with RESULT lines."""
+"""`make evaluate CSV=path` scores a CSV through the serving path, with and without the credit
+line, and ends with RESULT lines."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def test_evaluate_prints_auc_ks_and_brier_last(tmp_path: Path) -> None:
         check=True,
     )
 
+    without_line = completed.stdout.strip().splitlines()[-4]
+    assert re.fullmatch(r"RESULT auc_without_credit_line 0\.[0-9]+", without_line)
     last_lines = completed.stdout.strip().splitlines()[-3:]
     names = [line.split()[1] for line in last_lines]
     values = [float(line.split()[2]) for line in last_lines]
