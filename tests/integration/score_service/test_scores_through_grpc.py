@@ -138,7 +138,11 @@ def test_score_features_matches_get_score_for_the_same_features(
         by_user = get_score(score_server, taiwan.user_id_for(int(client_id)))
         assert score.score == bare.score == by_user.score
         assert score.probability_of_default == bare.probability_of_default
-        assert score.probability_of_default == by_user.probability_of_default
+        # onnxruntime's Sigmoid can round a row of a batch one unit in the last place away from
+        # the same row alone, so a batch and a single user agree to float64 precision only.
+        assert score.probability_of_default == pytest.approx(
+            by_user.probability_of_default, rel=1e-14
+        )
         assert [reason.code for reason in score.reasons] == [
             reason.code for reason in by_user.reasons
         ]
