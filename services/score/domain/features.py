@@ -92,6 +92,8 @@ class Window:
 
     months: tuple[WindowMonth, ...]
     credit_line_minor: int | None
+    # The newest month; None when the history gives no month to end the window with.
+    end: MonthPeriod | None = None
     # Months (0 = the newest) holding a partner statement.
     statement_months: frozenset[int] = frozenset()
     obligations: tuple[CountedObligation, ...] = ()
@@ -329,24 +331,7 @@ FEATURES_READING_CREDIT_LINE: tuple[str, ...] = tuple(
 def feature_window(history: CreditHistory) -> Window:
     """The six months the features read, newest first (see the module's note on the window),
     with Sesame's obligations counted into the months they were due."""
-    newest = _window_end(history)
-    if newest is None:
-        return Window(months=(NO_STATEMENT,) * WINDOW_MONTHS, credit_line_minor=None)
-    statements: dict[int, StatementRecord] = {}
-    for statement in history.statements:
-        offset = statement.period.months_before(newest)
-        if 0 <= offset < WINDOW_MONTHS:
-            statements[offset] = statement
-    obligations = counted_obligations(history.obligations, newest, WINDOW_MONTHS, history.as_of)
-    months = tuple(
-        _window_month(statements.get(index), obligations, index) for index in range(WINDOW_MONTHS)
-    )
-    return Window(
-        months=months,
-        credit_line_minor=history.credit_line_minor,
-        statement_months=frozenset(statements),
-        obligations=obligations,
-    )
+    return _window(history, _window_end(history), count_obligations=True)
 
 
 def feature_window_statement_count(history: CreditHistory) -> int:
@@ -356,7 +341,11 @@ def feature_window_statement_count(history: CreditHistory) -> int:
 
 def compute_features(history: CreditHistory) -> tuple[float, ...]:
     """The model's feature vector for a history, in `FEATURE_NAMES` order."""
-    window = feature_window(history)
+    return features_of_window(feature_window(history))
+
+
+def features_of_window(window: Window) -> tuple[float, ...]:
+    """The feature vector of a window `feature_window` built, for a caller that holds one."""
     values = tuple(float(feature.compute(window)) for feature in FEATURES)
     assert len(values) == FEATURE_COUNT
     return values
@@ -369,26 +358,52 @@ def feature_dict(values: Sequence[float]) -> dict[str, float]:
     return dict(zip(FEATURE_NAMES, values, strict=True))
 
 
-def sesame_record(history: CreditHistory) -> SesameRecord:
-    """Sesame's own record in the history's window, for the reasons."""
-    return SesameRecord(
-        obligations=feature_window(history).obligations,
-        worsened_features=features_worsened_by_obligations(history),
-    )
-
-
-def features_worsened_by_obligations(history: CreditHistory) -> frozenset[str]:
-    """The features whose value Sesame's own obligations made riskier: those whose value lies on
-    the riskier side (by the feature's monotone direction) of the value the partner's statements
-    alone give. Only constrained features read obligations, so only they can be named."""
-    if not history.obligations:
-        return frozenset()
-    with_obligations = compute_features(history)
-    without = compute_features(dataclasses.replace(history, obligations=()))
-    return frozenset(
+def sesame_record(history: CreditHistory, window: Window | None = None) -> SesameRecord:
+    """Sesame's own record in the history's window (`window`, when the caller holds it), for the
+    reasons: the obligations the window counts, and the features whose value they made riskier,
+    those whose value lies on the riskier side (by the feature's monotone direction) of the
+    value the same window gives without them. Only constrained features read obligations, so
+    only they can be named."""
+    if window is None:
+        window = feature_window(history)
+    if not window.obligations:
+        return SesameRecord(obligations=(), worsened_features=frozenset())
+    partner_only = _window(history, window.end, count_obligations=False)
+    worsened = frozenset(
         feature.name
-        for feature, value, partner_value in zip(FEATURES, with_obligations, without, strict=True)
+        for feature, value, partner_value in zip(
+            FEATURES, features_of_window(window), features_of_window(partner_only), strict=True
+        )
         if feature.monotonicity * (value - partner_value) > 0
+    )
+    return SesameRecord(obligations=window.obligations, worsened_features=worsened)
+
+
+def _window(
+    history: CreditHistory, newest: MonthPeriod | None, *, count_obligations: bool
+) -> Window:
+    months = [NO_STATEMENT] * WINDOW_MONTHS
+    if newest is None:
+        return Window(months=tuple(months), credit_line_minor=history.credit_line_minor)
+    statements: dict[int, StatementRecord] = {}
+    for statement in history.statements:
+        offset = statement.period.months_before(newest)
+        if 0 <= offset < WINDOW_MONTHS:
+            statements[offset] = statement
+    obligations = (
+        counted_obligations(history.obligations, newest, WINDOW_MONTHS, history.as_of)
+        if count_obligations
+        else ()
+    )
+    return Window(
+        months=tuple(
+            _window_month(statements.get(index), obligations, index)
+            for index in range(WINDOW_MONTHS)
+        ),
+        credit_line_minor=history.credit_line_minor,
+        end=newest,
+        statement_months=frozenset(statements),
+        obligations=obligations,
     )
 
 

@@ -21,8 +21,8 @@ from services.score.domain import error_reasons, scoring
 from services.score.domain.features import (
     FEATURE_COUNT,
     FEATURES,
-    compute_features,
     feature_window,
+    features_of_window,
     sesame_record,
 )
 from services.score.domain.fulfilment import SesameRecord
@@ -296,11 +296,11 @@ def _user_features(history: CreditHistory, data_as_of: datetime | None) -> UserF
     scored = reason is None
     return UserFeatures(
         reason,
-        compute_features(history) if scored else None,
+        features_of_window(window) if scored else None,
         data_as_of,
         partner_statement_count=window.statement_count,
         sesame_obligation_count=len(window.obligations),
-        record=sesame_record(history) if scored else None,
+        record=sesame_record(history, window) if scored else None,
     )
 
 
