@@ -76,6 +76,9 @@ SETTLE_TIMEOUT_S = 600.0
 # How long an order's time window lasts, and how long after the clock moved the simulation waits
 # for the waiver's sweeper to write the breaches.
 ORDER_WINDOW = timedelta(hours=1)
+# The score cache's age limit during a simulation (see `_suite_environment`): far below the time
+# between waves, long enough for the two reads of one order (the simulation's, the waiver's).
+SCORE_CACHE_MAX_AGE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -566,6 +569,11 @@ def _suite_environment(directory: Path, clock_path: Path) -> dict[str, str]:
     environment["SESAME_WAIVER_CLOCK_FILE"] = str(clock_path)
     environment["SESAME_WAIVER_SWEEP_INTERVAL_S"] = "0.2"
     environment.setdefault("SESAME_SCORE_WORKERS", "1")
+    # A score "as of now" moves without a new ledger entry when a month ends, and the score's
+    # cache shows that within its age limit (a minute). The simulation moves its clock by days in
+    # seconds, across month ends, so the limit must be shorter than the time between two waves,
+    # or a wave could be decided on the score of a month that has ended since.
+    environment["SESAME_SCORE_CACHE_MAX_AGE_S"] = str(SCORE_CACHE_MAX_AGE_S)
     for variable in (
         "SESAME_SCORE_LEDGER_ADDRESS",
         "SESAME_WAIVER_LEDGER_ADDRESS",

@@ -102,10 +102,6 @@ class Window:
     def statement_count(self) -> int:
         return len(self.statement_months)
 
-    @property
-    def has_credit_line(self) -> bool:
-        return self.credit_line_minor is not None and self.credit_line_minor > 0
-
     def line_ratio(self, amount_minor: float) -> float:
         """An amount as a share of the credit line; missing without one."""
         if self.credit_line_minor is None or self.credit_line_minor <= 0:
