@@ -9,7 +9,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTO_DEPS := var/proto-deps
 GOOGLEAPIS_PROTOS = $(shell $(BIN)/python -c "import pathlib, google.api.field_behavior_pb2 as m; print(pathlib.Path(m.__file__).parents[2])")
 
-.PHONY: install run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger bench-validation train evaluate score-csv bench-score simulate clean
+.PHONY: install run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger bench-validation train evaluate score-csv bench-score simulate bench-waiver clean
 
 $(INSTALLED): pyproject.toml gen/python/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -93,6 +93,10 @@ score-csv: $(INSTALLED)
 ## bench-score: the score service against an echo server built the same way, and MLServer (own venv)
 bench-score: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.bench_score $(BENCH_ARGS)
+
+## bench-waiver: order flows through the waiver against the ledger's own holds, on PostgreSQL
+bench-waiver: $(INSTALLED)
+	$(BIN)/python -m tests.benchmarks.bench_waiver $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var
