@@ -4,6 +4,9 @@ Every write runs in one short transaction (on SQLite `BEGIN IMMEDIATE`, see
 `services.common.database`). Concurrent writers of one order are ordered by its version column:
 an update names the version it read and changes nothing when the row has moved on
 (`OrderConflict`). Reads outside a transaction see the latest committed rows.
+
+The statements every order step runs are built once, with bound parameters, rather than per
+call: SQLAlchemy then builds each expression and computes its cache key once, not on every call.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, TimeoutError as PoolTimeoutError
 
 from services.common.database import create_service_engine
@@ -36,6 +39,35 @@ from services.waiver.storage.tables import (
 )
 
 _CONNECTION_SQLSTATE_PREFIXES = ("08", "57P")
+
+# The statements of every order step, built once (see the module's docstring). A WHERE clause's
+# parameters are named apart from the columns, whose values come from the parameters given.
+_ORDER_KEY = (order_table.c.merchant_id == bindparam("key_merchant_id")) & (
+    order_table.c.out_order_no == bindparam("key_out_order_no")
+)
+_SELECT_ORDER = select(order_table).where(_ORDER_KEY)
+_INSERT_ORDER = insert(order_table)
+_UPDATE_ORDER = update(order_table).where(
+    _ORDER_KEY & (order_table.c.version == bindparam("expected_version"))
+)
+_SELECT_REQUEST = select(request_table).where(
+    (request_table.c.merchant_id == bindparam("key_merchant_id"))
+    & (request_table.c.request_id == bindparam("key_request_id"))
+)
+_INSERT_REQUEST = insert(request_table)
+_POLICY_KEY = (policy_table.c.merchant_id == bindparam("key_merchant_id")) & (
+    policy_table.c.scenario_id == bindparam("key_scenario_id")
+)
+_SELECT_POLICY = select(policy_table.c.policy_json).where(_POLICY_KEY)
+_SELECT_CAPACITY = select(capacity_table).where(
+    capacity_table.c.user_id == bindparam("key_user_id")
+)
+_INSERT_CAPACITY = insert(capacity_table)
+_UPDATE_CAPACITY = update(capacity_table).where(
+    (capacity_table.c.user_id == bindparam("key_user_id"))
+    & (capacity_table.c.change_number == bindparam("previous_change_number"))
+    & (capacity_table.c.applied == bindparam("previous_applied"))
+)
 
 
 class SqlWaiverStorage:
@@ -135,44 +167,39 @@ class SqlWaiverTransaction:
     def insert_order(self, stored: StoredOrder) -> None:
         try:
             with self._connection.begin_nested():
-                self._connection.execute(insert(order_table).values(**_order_values(stored)))
+                self._connection.execute(_INSERT_ORDER, _order_values(stored))
         except IntegrityError as error:
             raise OrderConflict(f"{stored.merchant_id}/{stored.out_order_no} exists") from error
 
     def update_order(self, stored: StoredOrder, expected_version: int) -> None:
         assert stored.version == expected_version + 1
+        values = _order_values(stored)
         result = self._connection.execute(
-            update(order_table)
-            .where(
-                (order_table.c.merchant_id == stored.merchant_id)
-                & (order_table.c.out_order_no == stored.out_order_no)
-                & (order_table.c.version == expected_version)
-            )
-            .values(**_order_values(stored))
+            _UPDATE_ORDER,
+            {
+                **values,
+                "key_merchant_id": stored.merchant_id,
+                "key_out_order_no": stored.out_order_no,
+                "expected_version": expected_version,
+            },
         )
         if result.rowcount != 1:
             raise OrderConflict(f"{stored.merchant_id}/{stored.out_order_no} moved on")
 
     def find_request(self, merchant_id: str, request_id: str) -> RequestRecord | None:
         row = self._connection.execute(
-            select(request_table).where(
-                (request_table.c.merchant_id == merchant_id)
-                & (request_table.c.request_id == request_id)
-            )
+            _SELECT_REQUEST, {"key_merchant_id": merchant_id, "key_request_id": request_id}
         ).first()
         return None if row is None else RequestRecord(**row._asdict())
 
     def save_request(self, record: RequestRecord) -> None:
         """Records the request unless its id is recorded already (a retry)."""
         if self.find_request(record.merchant_id, record.request_id) is None:
-            self._connection.execute(insert(request_table).values(**record.__dict__))
+            self._connection.execute(_INSERT_REQUEST, record.__dict__)
 
     def get_policy(self, merchant_id: str, scenario_id: str) -> ScenarioPolicy | None:
         row = self._connection.execute(
-            select(policy_table.c.policy_json).where(
-                (policy_table.c.merchant_id == merchant_id)
-                & (policy_table.c.scenario_id == scenario_id)
-            )
+            _SELECT_POLICY, {"key_merchant_id": merchant_id, "key_scenario_id": scenario_id}
         ).first()
         return None if row is None else codec.policy_from_json(row.policy_json)
 
@@ -190,9 +217,7 @@ class SqlWaiverTransaction:
         )
 
     def get_capacity(self, user_id: str) -> CapacityRecord | None:
-        row = self._connection.execute(
-            select(capacity_table).where(capacity_table.c.user_id == user_id)
-        ).first()
+        row = self._connection.execute(_SELECT_CAPACITY, {"key_user_id": user_id}).first()
         return None if row is None else CapacityRecord(**row._asdict())
 
     def save_capacity(self, record: CapacityRecord, previous: CapacityRecord | None) -> None:
@@ -201,18 +226,18 @@ class SqlWaiverTransaction:
         if previous is None:
             try:
                 with self._connection.begin_nested():
-                    self._connection.execute(insert(capacity_table).values(**values))
+                    self._connection.execute(_INSERT_CAPACITY, values)
             except IntegrityError as error:
                 raise OrderConflict(f"capacity of {record.user_id} recorded meanwhile") from error
             return
         result = self._connection.execute(
-            update(capacity_table)
-            .where(
-                (capacity_table.c.user_id == record.user_id)
-                & (capacity_table.c.change_number == previous.change_number)
-                & (capacity_table.c.applied == previous.applied)
-            )
-            .values(**values)
+            _UPDATE_CAPACITY,
+            {
+                **values,
+                "key_user_id": record.user_id,
+                "previous_change_number": previous.change_number,
+                "previous_applied": previous.applied,
+            },
         )
         if result.rowcount != 1:
             raise OrderConflict(f"capacity of {record.user_id} changed meanwhile")
@@ -220,10 +245,7 @@ class SqlWaiverTransaction:
 
 def _get_order(connection: Connection, merchant_id: str, out_order_no: str) -> StoredOrder | None:
     row = connection.execute(
-        select(order_table).where(
-            (order_table.c.merchant_id == merchant_id)
-            & (order_table.c.out_order_no == out_order_no)
-        )
+        _SELECT_ORDER, {"key_merchant_id": merchant_id, "key_out_order_no": out_order_no}
     ).first()
     if row is None:
         return None
