@@ -20,6 +20,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Every statement sees the rows committed when it starts, inside a transaction or not.
+POSTGRESQL_ISOLATION_LEVEL = "READ COMMITTED"
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -41,7 +43,7 @@ def create_service_engine(
     if backend == "postgresql":
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
-        return create_engine(url, isolation_level="READ COMMITTED", **pool_options)
+        return create_engine(url, isolation_level=POSTGRESQL_ISOLATION_LEVEL, **pool_options)
     raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 

@@ -7,6 +7,18 @@ an update names the version it read and changes nothing when the row has moved o
 
 The statements every order step runs are built once, with bound parameters, rather than per
 call: SQLAlchemy then builds each expression and computes its cache key once, not on every call.
+
+On PostgreSQL a step's round trips to the database are kept few. Under READ COMMITTED
+(`services.common.database`) a statement sees the rows committed when it starts, whether or not
+it runs inside a transaction, so reads need no transaction of their own: reads outside a
+transaction run in autocommit (one round trip each instead of BEGIN, the read and ROLLBACK), and
+a transaction begins at its first write, the reads before it running on their own, as they
+would have seen the same rows inside it; a transaction that only reads never begins. Plain
+reads take no locks a transaction would keep; a read that must lock rows belongs after a write
+or goes through `_write`. SQLite keeps `BEGIN IMMEDIATE` first: there, the transaction's write
+lock is what keeps other writers out between its reads and its writes. An insert that may find
+its key taken skips it (ON CONFLICT DO NOTHING) and says so by its row count, on either
+database, instead of failing in a savepoint.
 """
 
 from __future__ import annotations
@@ -16,10 +28,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, select, tuple_, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, TimeoutError as PoolTimeoutError
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Executable,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeoutError
 
-from services.common.database import create_service_engine
+from services.common.database import POSTGRESQL_ISOLATION_LEVEL, create_service_engine
 from services.common.errors import Unavailable
 from services.waiver.domain import reasons
 from services.waiver.domain.order import Order, OrderState
@@ -40,13 +65,27 @@ from services.waiver.storage.tables import (
 
 _CONNECTION_SQLSTATE_PREFIXES = ("08", "57P")
 
+
+def _inserts_if_new(table: Table) -> dict[str, Executable]:
+    """An insert that skips a row whose key is taken, by dialect; its row count says which
+    (SQLAlchemy keeps an insert's row count only when asked)."""
+    return {
+        "postgresql": postgresql.insert(table)
+        .on_conflict_do_nothing()
+        .execution_options(preserve_rowcount=True),
+        "sqlite": sqlite.insert(table)
+        .on_conflict_do_nothing()
+        .execution_options(preserve_rowcount=True),
+    }
+
+
 # The statements of every order step, built once (see the module's docstring). A WHERE clause's
 # parameters are named apart from the columns, whose values come from the parameters given.
 _ORDER_KEY = (order_table.c.merchant_id == bindparam("key_merchant_id")) & (
     order_table.c.out_order_no == bindparam("key_out_order_no")
 )
 _SELECT_ORDER = select(order_table).where(_ORDER_KEY)
-_INSERT_ORDER = insert(order_table)
+_INSERT_ORDER_IF_NEW = _inserts_if_new(order_table)
 _UPDATE_ORDER = update(order_table).where(
     _ORDER_KEY & (order_table.c.version == bindparam("expected_version"))
 )
@@ -62,7 +101,7 @@ _SELECT_POLICY = select(policy_table.c.policy_json).where(_POLICY_KEY)
 _SELECT_CAPACITY = select(capacity_table).where(
     capacity_table.c.user_id == bindparam("key_user_id")
 )
-_INSERT_CAPACITY = insert(capacity_table)
+_INSERT_CAPACITY_IF_NEW = _inserts_if_new(capacity_table)
 _UPDATE_CAPACITY = update(capacity_table).where(
     (capacity_table.c.user_id == bindparam("key_user_id"))
     & (capacity_table.c.change_number == bindparam("previous_change_number"))
@@ -77,15 +116,29 @@ class SqlWaiverStorage:
         self._engine = create_service_engine(
             database_url, pool_size=pool_size, pool_timeout_s=pool_timeout_s
         )
+        # See the module's docstring: on PostgreSQL, reads need no transaction.
+        self._reads_in_autocommit = self._engine.dialect.name == "postgresql"
 
     @contextmanager
     def transaction(self) -> Iterator[SqlWaiverTransaction]:
-        with _translated_errors(), self._engine.connect() as connection, connection.begin():
-            yield SqlWaiverTransaction(connection)
+        with _translated_errors(), self._engine.connect() as connection:
+            if not self._reads_in_autocommit:
+                with connection.begin():
+                    yield SqlWaiverTransaction(connection, begun=True)
+                return
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                yield SqlWaiverTransaction(connection, begun=False)
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
         with _translated_errors(), self._engine.connect() as connection:
+            if self._reads_in_autocommit:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
             yield connection
 
     def get_order(self, merchant_id: str, out_order_no: str) -> StoredOrder | None:
@@ -158,23 +211,36 @@ class SqlWaiverStorage:
 
 
 class SqlWaiverTransaction:
-    def __init__(self, connection: Connection) -> None:
+    """One transaction. Writes go through `_write`; a transaction not `begun` yet (PostgreSQL,
+    see the module's docstring) begins at its first write, its reads before it running in
+    autocommit."""
+
+    def __init__(self, connection: Connection, *, begun: bool) -> None:
         self._connection = connection
+        self._begun = begun
+
+    def _write(self, statement: Executable, parameters: dict[str, Any]) -> CursorResult[Any]:
+        if not self._begun:
+            # Ends the reads' autocommit (no round trip: nothing is open on the server), then
+            # the next statement begins the transaction.
+            self._connection.commit()
+            self._connection.execution_options(isolation_level=POSTGRESQL_ISOLATION_LEVEL)
+            self._connection.begin()
+            self._begun = True
+        return self._connection.execute(statement, parameters)
 
     def get_order(self, merchant_id: str, out_order_no: str) -> StoredOrder | None:
         return _get_order(self._connection, merchant_id, out_order_no)
 
     def insert_order(self, stored: StoredOrder) -> None:
-        try:
-            with self._connection.begin_nested():
-                self._connection.execute(_INSERT_ORDER, _order_values(stored))
-        except IntegrityError as error:
-            raise OrderConflict(f"{stored.merchant_id}/{stored.out_order_no} exists") from error
+        statement = _INSERT_ORDER_IF_NEW[self._connection.dialect.name]
+        if self._write(statement, _order_values(stored)).rowcount != 1:
+            raise OrderConflict(f"{stored.merchant_id}/{stored.out_order_no} exists")
 
     def update_order(self, stored: StoredOrder, expected_version: int) -> None:
         assert stored.version == expected_version + 1
         values = _order_values(stored)
-        result = self._connection.execute(
+        result = self._write(
             _UPDATE_ORDER,
             {
                 **values,
@@ -195,7 +261,7 @@ class SqlWaiverTransaction:
     def save_request(self, record: RequestRecord) -> None:
         """Records the request unless its id is recorded already (a retry)."""
         if self.find_request(record.merchant_id, record.request_id) is None:
-            self._connection.execute(_INSERT_REQUEST, record.__dict__)
+            self._write(_INSERT_REQUEST, record.__dict__)
 
     def get_policy(self, merchant_id: str, scenario_id: str) -> ScenarioPolicy | None:
         row = self._connection.execute(
@@ -207,13 +273,14 @@ class SqlWaiverTransaction:
         key = (policy_table.c.merchant_id == policy.merchant_id) & (
             policy_table.c.scenario_id == policy.scenario_id
         )
-        self._connection.execute(delete(policy_table).where(key))
-        self._connection.execute(
+        self._write(delete(policy_table).where(key), {})
+        self._write(
             insert(policy_table).values(
                 merchant_id=policy.merchant_id,
                 scenario_id=policy.scenario_id,
                 policy_json=codec.policy_json(policy),
-            )
+            ),
+            {},
         )
 
     def get_capacity(self, user_id: str) -> CapacityRecord | None:
@@ -224,13 +291,11 @@ class SqlWaiverTransaction:
         """Writes `record` if the user's row is still `previous`; else `OrderConflict`."""
         values = record.__dict__
         if previous is None:
-            try:
-                with self._connection.begin_nested():
-                    self._connection.execute(_INSERT_CAPACITY, values)
-            except IntegrityError as error:
-                raise OrderConflict(f"capacity of {record.user_id} recorded meanwhile") from error
+            statement = _INSERT_CAPACITY_IF_NEW[self._connection.dialect.name]
+            if self._write(statement, values).rowcount != 1:
+                raise OrderConflict(f"capacity of {record.user_id} recorded meanwhile")
             return
-        result = self._connection.execute(
+        result = self._write(
             _UPDATE_CAPACITY,
             {
                 **values,
