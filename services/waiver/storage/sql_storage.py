@@ -93,7 +93,7 @@ _SELECT_REQUEST = select(request_table).where(
     (request_table.c.merchant_id == bindparam("key_merchant_id"))
     & (request_table.c.request_id == bindparam("key_request_id"))
 )
-_INSERT_REQUEST = insert(request_table)
+_INSERT_REQUEST_IF_NEW = _inserts_if_new(request_table)
 _POLICY_KEY = (policy_table.c.merchant_id == bindparam("key_merchant_id")) & (
     policy_table.c.scenario_id == bindparam("key_scenario_id")
 )
@@ -259,9 +259,20 @@ class SqlWaiverTransaction:
         return None if row is None else RequestRecord(**row._asdict())
 
     def save_request(self, record: RequestRecord) -> None:
-        """Records the request unless its id is recorded already (a retry)."""
-        if self.find_request(record.merchant_id, record.request_id) is None:
-            self._write(_INSERT_REQUEST, record.__dict__)
+        """Records the request unless its id is recorded already (a retry). An id recorded for
+        another request (its method, hash or order differ) is `OrderConflict`: callers look for
+        that first, so a call that got there first recorded it meanwhile."""
+        statement = _INSERT_REQUEST_IF_NEW[self._connection.dialect.name]
+        if self._write(statement, record.__dict__).rowcount == 1:
+            return
+        found = self.find_request(record.merchant_id, record.request_id)
+        assert found is not None
+        if (found.method, found.request_hash, found.out_order_no) != (
+            record.method,
+            record.request_hash,
+            record.out_order_no,
+        ):
+            raise OrderConflict(f"request {record.request_id} recorded meanwhile")
 
     def get_policy(self, merchant_id: str, scenario_id: str) -> ScenarioPolicy | None:
         row = self._connection.execute(

@@ -142,6 +142,19 @@ def test_a_request_saved_twice_is_recorded_once(storage: SqlWaiverStorage) -> No
         assert transaction.find_request("m-1", "r-1") == _request("r-1")
 
 
+def test_a_request_id_recorded_meanwhile_for_another_request_is_a_conflict(
+    storage: SqlWaiverStorage,
+) -> None:
+    with storage.transaction() as transaction:
+        transaction.save_request(_request("r-1", out_order_no="o-1"))
+    with pytest.raises(OrderConflict), storage.transaction() as transaction:
+        transaction.insert_order(_stored("o-2"))
+        transaction.save_request(_request("r-1", out_order_no="o-2"))
+    assert storage.get_order("m-1", "o-2") is None
+    with storage.transaction() as transaction:
+        assert transaction.find_request("m-1", "r-1") == _request("r-1", out_order_no="o-1")
+
+
 def test_a_capacity_recorded_meanwhile_is_a_conflict(storage: SqlWaiverStorage) -> None:
     first = CapacityRecord("u-1", "thin", "1.0.0", 20_000, change_number=1, applied=False)
     with storage.transaction() as transaction:
