@@ -517,8 +517,7 @@ class OrderService:
             stored.create_attempt,
         )
         try:
-            with self._storage.transaction() as transaction:
-                transaction.update_order(final, stored.version)
+            self._storage.update_order(final, stored.version)
         except OrderConflict:
             # Someone else finished the same change (a retry, the recovery pass) first.
             current = self._storage.get_order(stored.merchant_id, stored.out_order_no)

@@ -227,6 +227,10 @@ class WaiverStorage(Protocol):
 
     def get_order(self, merchant_id: str, out_order_no: str) -> StoredOrder | None: ...
 
+    def update_order(self, stored: StoredOrder, expected_version: int) -> None:
+        """`WaiverTransaction.update_order` as a transaction of its own."""
+        ...
+
     def list_orders(
         self,
         merchant_id: str,

@@ -124,15 +124,27 @@ class SqlWaiverStorage:
         with _translated_errors(), self._engine.connect() as connection:
             if not self._reads_in_autocommit:
                 with connection.begin():
-                    yield SqlWaiverTransaction(connection, begun=True)
+                    yield SqlWaiverTransaction(connection, begin_at_first_write=False)
                 return
             connection.execution_options(isolation_level="AUTOCOMMIT")
             try:
-                yield SqlWaiverTransaction(connection, begun=False)
+                yield SqlWaiverTransaction(connection, begin_at_first_write=True)
             except BaseException:
                 connection.rollback()
                 raise
             connection.commit()
+
+    def update_order(self, stored: StoredOrder, expected_version: int) -> None:
+        """One write, a transaction of its own. On PostgreSQL it runs in autocommit: committed
+        as durably as by COMMIT before the statement answers, without BEGIN and COMMIT around
+        it (two round trips fewer)."""
+        if not self._reads_in_autocommit:
+            with self.transaction() as transaction:
+                transaction.update_order(stored, expected_version)
+            return
+        with self._reading() as connection:  # in autocommit: each statement commits
+            writer = SqlWaiverTransaction(connection, begin_at_first_write=False)
+            writer.update_order(stored, expected_version)
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -211,22 +223,23 @@ class SqlWaiverStorage:
 
 
 class SqlWaiverTransaction:
-    """One transaction. Writes go through `_write`; a transaction not `begun` yet (PostgreSQL,
-    see the module's docstring) begins at its first write, its reads before it running in
-    autocommit."""
+    """One transaction over `connection`. Writes go through `_write`. With
+    `begin_at_first_write` (PostgreSQL, see the module's docstring) the connection is in
+    autocommit and the transaction begins at the first write, the reads before it running on
+    their own."""
 
-    def __init__(self, connection: Connection, *, begun: bool) -> None:
+    def __init__(self, connection: Connection, *, begin_at_first_write: bool) -> None:
         self._connection = connection
-        self._begun = begun
+        self._begin_at_first_write = begin_at_first_write
 
     def _write(self, statement: Executable, parameters: dict[str, Any]) -> CursorResult[Any]:
-        if not self._begun:
+        if self._begin_at_first_write:
             # Ends the reads' autocommit (no round trip: nothing is open on the server), then
             # the next statement begins the transaction.
             self._connection.commit()
             self._connection.execution_options(isolation_level=POSTGRESQL_ISOLATION_LEVEL)
             self._connection.begin()
-            self._begun = True
+            self._begin_at_first_write = False
         return self._connection.execute(statement, parameters)
 
     def get_order(self, merchant_id: str, out_order_no: str) -> StoredOrder | None:

@@ -134,6 +134,16 @@ def test_an_update_of_a_version_that_moved_on_is_a_conflict_that_changes_nothing
     assert storage.get_order("m-1", "o-2") == _stored("o-2", version=1)
 
 
+def test_an_update_on_its_own_lands_once_and_then_conflicts(storage: SqlWaiverStorage) -> None:
+    with storage.transaction() as transaction:
+        transaction.insert_order(_stored("o-1"))
+    storage.update_order(_stored("o-1", version=2), expected_version=1)
+    assert storage.get_order("m-1", "o-1") == _stored("o-1", version=2)
+    with pytest.raises(OrderConflict):
+        storage.update_order(replace(_stored("o-1", version=2), fingerprint="x"), 1)
+    assert storage.get_order("m-1", "o-1") == _stored("o-1", version=2)
+
+
 def test_a_request_saved_twice_is_recorded_once(storage: SqlWaiverStorage) -> None:
     for _ in range(2):
         with storage.transaction() as transaction:
