@@ -12,31 +12,37 @@ One run:
    before anything is measured, so that the waiver has set the user's capacity (from the
    thin-file band) in the ledger and the measured flows do not pay for it. Ledger users (for the
    ledger's own holds) get a large waiver capacity set directly;
-3. the ledger's place + release pairs at most (PlaceHold then ReleaseHold of that hold, on
-   ledger users), before and after the flows so that the two bracket them;
-4. flows at most (closed loop): CreateOrder (bike, risk amount 99 CNY, time window starting now)
-   then CompleteOrder (total 5 CNY, end time now), each write with its own request_id and every
-   order its own out_order_no: `flows_per_s`; `ledger_pairs_per_s` is the mean of the two pair
-   phases, and `flow_vs_ledger` = flows_per_s / ledger_pairs_per_s;
-5. CreateOrder alone offered half the flow rate (open loop: latency from each call's scheduled
-   time): `create_p99_ms_half_load`; the ledger's PlaceHold alone offered the same rate:
-   `place_hold_p99_ms_same_rate`, and `create_p99_vs_place_hold_p99`.
+3. rounds (`--rounds`, 3 by default), each of four measurements back to back:
+   * flows at most (closed loop): CreateOrder (bike, risk amount 99 CNY, time window starting
+     now) then CompleteOrder (total 5 CNY, end time now), each write with its own request_id and
+     every order its own out_order_no: `flows_per_s`;
+   * the ledger's place + release pairs at most, same clients (PlaceHold then ReleaseHold of that
+     hold, on ledger users). One pair phase runs before the first round and one after each
+     round's flows, so that two bracket every flow phase: `ledger_pairs_per_s` is their mean,
+     and `flow_vs_ledger` = flows_per_s / ledger_pairs_per_s;
+   * CreateOrder alone offered half the round's flow rate (open loop: latency from each call's
+     scheduled time): `create_p99_ms_half_load`;
+   * the ledger's PlaceHold alone offered the same rate: `place_hold_p99_ms_same_rate`, and
+     `create_p99_vs_place_hold_p99`.
+   Ratios are taken within a round, so that the machine's drift between rounds cancels, and
+   every figure printed is the median over the rounds.
 
 Every phase uses the load generator (`loadgen.py`) with the same processes and concurrency. Each
 slot of the load generator has users of its own (slot i takes users i, i + concurrency, ...), so
-two flows of one user never run at once. Every answer is checked (a flow's order must be FULL,
+two flows of one user never run at once; the orders CreateOrder alone leaves open are spread so
+that none finds the user's capacity taken. Every answer is checked (a flow's order must be FULL,
 then AWAITING_PAYMENT with 5 CNY on credit): a wrong answer counts as an error, like a non-OK
-status. Errors are printed per phase, and any error fails the run (exit status 1). Each phase
-also reports the CPU that the waiver, the ledger, the score service and the PostgreSQL backends
-of the two databases used per operation, which moves much less with the machine's load than
-throughput does.
+status. Errors are printed per phase and counted per kind of phase over the run; any error fails
+the run (exit status 1). Each phase also reports the CPU that the waiver, the ledger, the score
+service and the PostgreSQL backends of each database used per operation, which moves much less
+with the machine's load than throughput does.
 
 The machine may be small and shared, so what counts are the ratios between figures of one run.
 Targets: flow_vs_ledger >= 0.4 (a flow is two ledger writes and two order writes, a pair two
 ledger writes), create_p99_vs_place_hold_p99 <= 2.0. A missed target is reported, not an error.
 The last lines printed are `RESULT <name> <value>`.
 
-    python -m tests.benchmarks.bench_waiver [--duration-s 15] [--users 2000]
+    python -m tests.benchmarks.bench_waiver [--duration-s 15] [--rounds 3] [--users 3000]
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ import math
 import os
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -103,11 +110,12 @@ WINDOW_S = 3_600
 # The thin-file band allows 200 CNY of open waivers: two 99 CNY orders at once.
 OPEN_ORDERS_PER_USER_MAX = 2
 
-USER_COUNT = 2_000
+USER_COUNT = 3_000
 CONCURRENCY = 16
 CLIENT_PROCESSES = 2
 DURATION_S = 15
 WARMUP_S = 3
+ROUNDS = 3
 PREPARATION_CALLS_IN_FLIGHT = 16
 CALL_TIMEOUT_S = 30.0
 PREPARATION_TIMEOUT_S = 600.0
@@ -246,12 +254,13 @@ async def order_flow(context: OperationContext) -> Operation:
 
 async def create_order(context: OperationContext) -> Operation:
     """One operation: CreateOrder of a new order for the slot's next user, left open (its hold
-    stays in place): a user takes part at most OPEN_ORDERS_PER_USER_MAX times (see
-    `check_open_orders`)."""
+    stays in place). The slot's users are taken from `first_number` on, where the last round's
+    left off, so that no user holds more open orders than the thin-file capacity allows (see
+    `CreatedOrders`)."""
     stub = waiver_service_pb2_grpc.WaiverServiceStub(context.channel)
     users = slot_users(context)
     prefix = f"{context.arguments['order_tag']}-{context.slot_index}"
-    numbers = itertools.count()
+    numbers = itertools.count(context.arguments["first_number"])
 
     async def operation() -> None:
         number = next(numbers)
@@ -293,8 +302,9 @@ async def place_hold(context: OperationContext) -> Operation:
 # --- The suite ---------------------------------------------------------------------------------
 
 
-# The processes whose CPU each phase reports, by the name printed.
-CPU_USERS = ("waiver", "ledger", "score", "postgres")
+# The processes whose CPU each phase reports, by the name printed: the services, and the
+# PostgreSQL backends serving each one's database (the score service has none).
+CPU_USERS = ("waiver", "ledger", "score", "postgres_for_waiver", "postgres_for_ledger")
 
 
 @dataclass(frozen=True)
@@ -304,19 +314,23 @@ class Suite:
     waiver_address: str
     processes: dict[str, subprocess.Popen[bytes]]
     server: PostgresServer
-    databases: tuple[str, ...]
+    # The database of each service that has one, by service name.
+    databases: dict[str, str]
 
     def pids(self) -> dict[str, list[int]]:
-        """The processes of each service (the score service's workers are its children), and
-        the PostgreSQL backends serving the suite's databases."""
+        """The processes of each of CPU_USERS (the score service's workers are its children)."""
         pids = {
             name: [process.pid, *_children(process.pid)] for name, process in self.processes.items()
         }
         with self.server.admin_connection() as admin:
             rows = admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s)", (list(self.databases),)
+                "SELECT datname, pid FROM pg_stat_activity WHERE datname = ANY(%s)",
+                (list(self.databases.values()),),
             ).fetchall()
-        pids["postgres"] = [int(str(pid)) for (pid,) in rows]
+        for service, database in self.databases.items():
+            pids[f"postgres_for_{service}"] = [
+                int(str(pid)) for (name, pid) in rows if name == database
+            ]
         return pids
 
     def require_running(self) -> None:
@@ -379,10 +393,12 @@ def running_suite(
                 service.name: process for service, process in zip(SUITE, processes, strict=True)
             },
             server=server,
-            databases=(ledger_database, waiver_database),
+            databases={"ledger": ledger_database, "waiver": waiver_database},
         )
     finally:
-        stop_all(processes)
+        # The waiver first, the ledger last: each stops before what it reads from.
+        for process in reversed(processes):
+            stop_all([process])
 
 
 # --- Preparation -------------------------------------------------------------------------------
@@ -439,10 +455,16 @@ async def _prepare_waiver_users(waiver_address: str, user_count: int, order_tag:
 class Plan:
     duration_s: int
     warmup_s: int
+    rounds: int
     user_count: int
     concurrency: int
     client_processes: int
     log_level: str
+
+    @property
+    def users_per_slot(self) -> int:
+        """The fewest users a slot has (see `slot_users`)."""
+        return self.user_count // self.concurrency
 
 
 @dataclass
@@ -495,137 +517,185 @@ def measure(
     return phase
 
 
-def check_open_orders(plan: Plan, rate_per_s: float) -> None:
-    """CreateOrder alone leaves each order open; a user whose capacity is taken would get less
-    than a full waiver, which the run counts as an error. Refuse a run that would get there."""
-    creations = rate_per_s * (plan.warmup_s + plan.duration_s)
-    per_user = math.ceil(creations / plan.user_count)
-    if per_user > OPEN_ORDERS_PER_USER_MAX:
-        needed = math.ceil(creations / OPEN_ORDERS_PER_USER_MAX)
-        raise SystemExit(
-            f"CreateOrder at {rate_per_s:.0f}/s for {plan.warmup_s + plan.duration_s}s would open "
-            f"{per_user} orders per user, more than the thin-file capacity holds: run with "
-            f"--users {needed} or more"
-        )
+@dataclass
+class CreatedOrders:
+    """How far into its users each slot's CreateOrder phases have gone. Those orders stay open,
+    and the thin-file capacity holds OPEN_ORDERS_PER_USER_MAX of them per user: a user asked
+    for more would get less than a full waiver, which the run counts as an error."""
+
+    plan: Plan
+    next_number: int = 0
+
+    def take(self, rate_per_s: float) -> int:
+        """The first number of a phase at `rate_per_s`; refuses a phase that would go too far."""
+        slot_period_s = self.plan.concurrency / rate_per_s
+        numbers = math.ceil((self.plan.warmup_s + self.plan.duration_s) / slot_period_s) + 1
+        first_number, self.next_number = self.next_number, self.next_number + numbers
+        if self.next_number > OPEN_ORDERS_PER_USER_MAX * self.plan.users_per_slot:
+            needed = math.ceil(self.next_number / OPEN_ORDERS_PER_USER_MAX) * self.plan.concurrency
+            raise SystemExit(
+                f"CreateOrder at {rate_per_s:.0f}/s would leave more open orders per user than "
+                f"the thin-file capacity holds: run with --users {needed} or more"
+            )
+        return first_number
 
 
 @dataclass
-class Phases:
+class Round:
+    """Flows at most, bracketed by the ledger's pairs at most, then CreateOrder alone at half
+    the flow rate and PlaceHold alone at the same rate. Ratios are taken within a round."""
+
     ledger_pairs_before: Phase
     flows: Phase
     ledger_pairs_after: Phase
     create_half_load: Phase
     place_hold_same_rate: Phase
 
-    def all(self) -> list[Phase]:
-        return [
-            self.ledger_pairs_before,
-            self.flows,
-            self.ledger_pairs_after,
-            self.create_half_load,
-            self.place_hold_same_rate,
-        ]
+    def phases(self) -> dict[str, Phase]:
+        return {
+            "flows": self.flows,
+            "ledger_pairs": self.ledger_pairs_after,
+            "create": self.create_half_load,
+            "place_hold": self.place_hold_same_rate,
+        }
 
     @property
     def ledger_pairs_per_s(self) -> float:
-        """The mean of the two pair phases, which bracket the flows: the machine drifts."""
+        """The mean of the two pair phases around the flows: the machine's speed drifts."""
         return (
             self.ledger_pairs_before.result.operations_per_s
             + self.ledger_pairs_after.result.operations_per_s
         ) / 2
 
+    def figures(self) -> dict[str, float]:
+        flows = self.flows.result
+        create, place = self.create_half_load.result, self.place_hold_same_rate.result
+        figures = {
+            "flows_per_s": flows.operations_per_s,
+            "ledger_pairs_per_s": self.ledger_pairs_per_s,
+            "flow_vs_ledger": flows.operations_per_s / self.ledger_pairs_per_s,
+            "create_p99_ms_half_load": create.latency_ms(0.99),
+            "place_hold_p99_ms_same_rate": place.latency_ms(0.99),
+            "create_p99_vs_place_hold_p99": create.latency_ms(0.99) / place.latency_ms(0.99),
+            "flow_p50_ms": flows.latency_ms(0.5),
+            "flow_p99_ms": flows.latency_ms(0.99),
+            "flow_create_p50_ms": flows.step_latency_ms("CreateOrder", 0.5),
+            "flow_complete_p50_ms": flows.step_latency_ms("CompleteOrder", 0.5),
+            "ledger_pair_p50_ms": self.ledger_pairs_after.result.latency_ms(0.5),
+            "half_load_offered_per_s": create.offered_per_s or math.nan,
+            "create_achieved_per_s": create.operations_per_s,
+            "create_p50_ms_half_load": create.latency_ms(0.5),
+            "place_hold_achieved_per_s": place.operations_per_s,
+            "place_hold_p50_ms_same_rate": place.latency_ms(0.5),
+        }
+        # CPU per operation moves much less with the machine's load than throughput does.
+        for user in CPU_USERS:
+            figures[f"flow_{user}_cpu_ms"] = self.flows.cpu_ms_per_operation(user)
+        for user in ("ledger", "score", "postgres_for_ledger"):
+            figures[f"ledger_pair_{user}_cpu_ms"] = self.ledger_pairs_after.cpu_ms_per_operation(
+                user
+            )
+        for user in CPU_USERS:
+            figures[f"create_{user}_cpu_ms"] = self.create_half_load.cpu_ms_per_operation(user)
+        return figures
 
-def measure_phases(suite: Suite, plan: Plan, tag: str) -> Phases:
+
+def measure_rounds(suite: Suite, plan: Plan, tag: str) -> list[Round]:
     waiver_users = {"user_count": plan.user_count, "slot_count": plan.concurrency}
+    created = CreatedOrders(plan)
 
-    def ledger_pairs(when: str) -> Phase:
+    def ledger_pairs(label: str) -> Phase:
         return measure(
-            f"ledger place + release pairs at most ({when} the flows)",
+            f"ledger place + release pairs at most ({label})",
             suite,
             plan,
             suite.ledger_address,
             "tests.benchmarks.bench_ledger:place_and_release",
-            request_tag=f"{tag}-pair-{when}",
+            request_tag=f"{tag}-pair-{label.replace(' ', '-')}",
             user_count=plan.user_count,
         )
 
-    ledger_pairs_before = ledger_pairs("before")
-    flows = measure(
-        "flows (CreateOrder + CompleteOrder) at most",
-        suite,
-        plan,
-        suite.waiver_address,
-        "order_flow",
-        order_tag=f"{tag}-f",
-        **waiver_users,
-    )
-    ledger_pairs_after = ledger_pairs("after")
-    half_load_per_s = flows.result.operations_per_s / 2
-    check_open_orders(plan, half_load_per_s)
-    create_half_load = measure(
-        f"CreateOrder alone offered {half_load_per_s:.1f}/s (half the flow rate)",
-        suite,
-        plan,
-        suite.waiver_address,
-        "create_order",
-        rate_per_s=half_load_per_s,
-        order_tag=f"{tag}-c",
-        **waiver_users,
-    )
-    place_hold_same_rate = measure(
-        f"ledger PlaceHold alone offered {half_load_per_s:.1f}/s (the same rate)",
-        suite,
-        plan,
-        suite.ledger_address,
-        "place_hold",
-        rate_per_s=half_load_per_s,
-        request_tag=f"{tag}-place",
-        user_count=plan.user_count,
-    )
-    return Phases(
-        ledger_pairs_before, flows, ledger_pairs_after, create_half_load, place_hold_same_rate
-    )
+    rounds: list[Round] = []
+    ledger_pairs_before = ledger_pairs("before round 1")
+    for number in range(1, plan.rounds + 1):
+        print(f"== round {number} of {plan.rounds}", flush=True)
+        flows = measure(
+            "flows (CreateOrder + CompleteOrder) at most",
+            suite,
+            plan,
+            suite.waiver_address,
+            "order_flow",
+            order_tag=f"{tag}-f{number}",
+            **waiver_users,
+        )
+        ledger_pairs_after = ledger_pairs(f"after the flows of round {number}")
+        half_load_per_s = flows.result.operations_per_s / 2
+        create_half_load = measure(
+            f"CreateOrder alone offered {half_load_per_s:.1f}/s (half the flow rate)",
+            suite,
+            plan,
+            suite.waiver_address,
+            "create_order",
+            rate_per_s=half_load_per_s,
+            order_tag=f"{tag}-c{number}",
+            first_number=created.take(half_load_per_s),
+            **waiver_users,
+        )
+        place_hold_same_rate = measure(
+            f"ledger PlaceHold alone offered {half_load_per_s:.1f}/s (the same rate)",
+            suite,
+            plan,
+            suite.ledger_address,
+            "place_hold",
+            rate_per_s=half_load_per_s,
+            request_tag=f"{tag}-place{number}",
+            user_count=plan.user_count,
+        )
+        rounds.append(
+            Round(
+                ledger_pairs_before,
+                flows,
+                ledger_pairs_after,
+                create_half_load,
+                place_hold_same_rate,
+            )
+        )
+        ledger_pairs_before = ledger_pairs_after
+    return rounds
 
 
-def results_of(phases: Phases, plan: Plan) -> dict[str, float]:
-    flows = phases.flows.result
-    create, place = phases.create_half_load.result, phases.place_hold_same_rate.result
-    ledger_pairs_per_s = phases.ledger_pairs_per_s
-    results: dict[str, float] = {
-        "flows_per_s": flows.operations_per_s,
-        "ledger_pairs_per_s": ledger_pairs_per_s,
-        "flow_vs_ledger": flows.operations_per_s / ledger_pairs_per_s,
-        "create_p99_ms_half_load": create.latency_ms(0.99),
-        "place_hold_p99_ms_same_rate": place.latency_ms(0.99),
-        "create_p99_vs_place_hold_p99": create.latency_ms(0.99) / place.latency_ms(0.99),
-        "ledger_pairs_before_per_s": phases.ledger_pairs_before.result.operations_per_s,
-        "ledger_pairs_after_per_s": phases.ledger_pairs_after.result.operations_per_s,
-        "flow_p50_ms": flows.latency_ms(0.5),
-        "flow_p99_ms": flows.latency_ms(0.99),
-        "flow_create_p99_ms": flows.step_latency_ms("CreateOrder", 0.99),
-        "flow_complete_p99_ms": flows.step_latency_ms("CompleteOrder", 0.99),
-        "half_load_offered_per_s": create.offered_per_s or math.nan,
-        "create_achieved_per_s": create.operations_per_s,
-        "create_p50_ms_half_load": create.latency_ms(0.5),
-        "place_hold_achieved_per_s": place.operations_per_s,
-        "place_hold_p50_ms_same_rate": place.latency_ms(0.5),
+def results_of(rounds: list[Round], plan: Plan) -> dict[str, float]:
+    """Every figure's median over the rounds (ratios taken within each round first), the
+    errors of each kind of phase over the whole run, and the run's shape."""
+    by_round = [measured.figures() for measured in rounds]
+    results = {
+        name: statistics.median(figures[name] for figures in by_round) for name in by_round[0]
     }
-    # CPU per operation moves much less with the machine's load than throughput does.
-    for user in CPU_USERS:
-        results[f"flow_{user}_cpu_ms"] = phases.flows.cpu_ms_per_operation(user)
-    for user in ("ledger", "postgres"):
-        results[f"ledger_pair_{user}_cpu_ms"] = phases.ledger_pairs_after.cpu_ms_per_operation(user)
-    for user in CPU_USERS:
-        results[f"create_{user}_cpu_ms"] = phases.create_half_load.cpu_ms_per_operation(user)
-    for label, phase in zip(PHASE_LABELS, phases.all(), strict=True):
-        results[f"{label}_errors"] = phase.result.errors
+    if len(rounds) > 1:
+        for name in HEADLINE_FIGURES:
+            values = " ".join(format_value(figures[name]) for figures in by_round)
+            print(f"{name} by round: {values}")
+    phases = [measured.phases() for measured in rounds]
+    results["ledger_pairs_errors"] = rounds[0].ledger_pairs_before.result.errors
+    for kind in phases[0]:
+        results[f"{kind}_errors"] = results.get(f"{kind}_errors", 0) + sum(
+            round_phases[kind].result.errors for round_phases in phases
+        )
+    results["rounds"] = plan.rounds
     results["users"] = plan.user_count
     results["concurrency"] = plan.concurrency
     results["client_processes"] = plan.client_processes
     return results
 
 
-PHASE_LABELS = ("ledger_pairs_before", "flows", "ledger_pairs_after", "create", "place_hold")
+HEADLINE_FIGURES = (
+    "flows_per_s",
+    "ledger_pairs_per_s",
+    "flow_vs_ledger",
+    "create_p99_ms_half_load",
+    "place_hold_p99_ms_same_rate",
+    "create_p99_vs_place_hold_p99",
+)
 
 
 # --- The run -----------------------------------------------------------------------------------
@@ -635,6 +705,9 @@ def parse_plan(argv: Sequence[str] | None) -> tuple[Plan, PostgresServer]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration-s", type=int, default=DURATION_S, help="measured s per phase")
     parser.add_argument("--warmup-s", type=int, default=WARMUP_S, help="warm-up s per phase")
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help="rounds of the four measurements (medians)"
+    )
     parser.add_argument(
         "--users",
         type=int,
@@ -657,13 +730,14 @@ def parse_plan(argv: Sequence[str] | None) -> tuple[Plan, PostgresServer]:
         help="SQLAlchemy URL of the local server's admin database",
     )
     arguments = parser.parse_args(argv)
-    if arguments.duration_s < 1 or arguments.warmup_s < 0:
-        parser.error("--duration-s must be positive and --warmup-s not negative")
+    if arguments.duration_s < 1 or arguments.warmup_s < 0 or arguments.rounds < 1:
+        parser.error("--duration-s and --rounds must be positive and --warmup-s not negative")
     if arguments.concurrency < 1 or arguments.users < arguments.concurrency:
         parser.error("--concurrency must be positive and --users at least --concurrency")
     plan = Plan(
         duration_s=arguments.duration_s,
         warmup_s=arguments.warmup_s,
+        rounds=arguments.rounds,
         user_count=arguments.users,
         concurrency=arguments.concurrency,
         client_processes=max(1, arguments.client_processes),
@@ -698,8 +772,13 @@ def run(plan: Plan, server: PostgresServer) -> tuple[dict[str, float], bool]:
         print(f"== set-up: waiver capacity of {plan.user_count} ledger users", flush=True)
         rate = set_waiver_capacities([suite.ledger_address], plan.user_count, f"{tag}-ledger")
         print(f"  done ({rate:.0f} calls/s)", flush=True)
-        phases = measure_phases(suite, plan, tag)
-    return results_of(phases, plan), all(phase.result.valid for phase in phases.all())
+        rounds = measure_rounds(suite, plan, tag)
+    valid = all(
+        phase.result.valid
+        for measured in rounds
+        for phase in (measured.ledger_pairs_before, *measured.phases().values())
+    )
+    return results_of(rounds, plan), valid
 
 
 def _stop_on_sigterm(signal_number: int, _frame: FrameType | None) -> None:
