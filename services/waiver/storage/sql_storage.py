@@ -24,7 +24,7 @@ database, instead of failing in a savepoint.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -155,7 +155,7 @@ class SqlWaiverStorage:
 
     def get_order(self, merchant_id: str, out_order_no: str) -> StoredOrder | None:
         with self._reading() as connection:
-            return _get_order(connection, merchant_id, out_order_no)
+            return _get_order(connection.execute, merchant_id, out_order_no)
 
     def list_orders(
         self,
@@ -223,10 +223,10 @@ class SqlWaiverStorage:
 
 
 class SqlWaiverTransaction:
-    """One transaction over `connection`. Writes go through `_write`. With
-    `begin_at_first_write` (PostgreSQL, see the module's docstring) the connection is in
-    autocommit and the transaction begins at the first write, the reads before it running on
-    their own."""
+    """One transaction over `connection`. Every statement goes through `_read` (a plain SELECT)
+    or `_write`. With `begin_at_first_write` (PostgreSQL, see the module's docstring) the
+    connection is in autocommit and the transaction begins at the first write, the reads before
+    it running on their own: a write sent any other way would commit on its own."""
 
     def __init__(self, connection: Connection, *, begin_at_first_write: bool) -> None:
         self._connection = connection
@@ -242,8 +242,13 @@ class SqlWaiverTransaction:
             self._begin_at_first_write = False
         return self._connection.execute(statement, parameters)
 
+    def _read(self, statement: Executable, parameters: dict[str, Any]) -> CursorResult[Any]:
+        # A read may run before the transaction begins: it must change nothing.
+        assert statement.is_select, "a statement that writes goes through _write"
+        return self._connection.execute(statement, parameters)
+
     def get_order(self, merchant_id: str, out_order_no: str) -> StoredOrder | None:
-        return _get_order(self._connection, merchant_id, out_order_no)
+        return _get_order(self._read, merchant_id, out_order_no)
 
     def insert_order(self, stored: StoredOrder) -> None:
         statement = _INSERT_ORDER_IF_NEW[self._connection.dialect.name]
@@ -266,7 +271,7 @@ class SqlWaiverTransaction:
             raise OrderConflict(f"{stored.merchant_id}/{stored.out_order_no} moved on")
 
     def find_request(self, merchant_id: str, request_id: str) -> RequestRecord | None:
-        row = self._connection.execute(
+        row = self._read(
             _SELECT_REQUEST, {"key_merchant_id": merchant_id, "key_request_id": request_id}
         ).first()
         return None if row is None else RequestRecord(**row._asdict())
@@ -288,7 +293,7 @@ class SqlWaiverTransaction:
             raise OrderConflict(f"request {record.request_id} recorded meanwhile")
 
     def get_policy(self, merchant_id: str, scenario_id: str) -> ScenarioPolicy | None:
-        row = self._connection.execute(
+        row = self._read(
             _SELECT_POLICY, {"key_merchant_id": merchant_id, "key_scenario_id": scenario_id}
         ).first()
         return None if row is None else codec.policy_from_json(row.policy_json)
@@ -308,7 +313,7 @@ class SqlWaiverTransaction:
         )
 
     def get_capacity(self, user_id: str) -> CapacityRecord | None:
-        row = self._connection.execute(_SELECT_CAPACITY, {"key_user_id": user_id}).first()
+        row = self._read(_SELECT_CAPACITY, {"key_user_id": user_id}).first()
         return None if row is None else CapacityRecord(**row._asdict())
 
     def save_capacity(self, record: CapacityRecord, previous: CapacityRecord | None) -> None:
@@ -332,8 +337,12 @@ class SqlWaiverTransaction:
             raise OrderConflict(f"capacity of {record.user_id} changed meanwhile")
 
 
-def _get_order(connection: Connection, merchant_id: str, out_order_no: str) -> StoredOrder | None:
-    row = connection.execute(
+def _get_order(
+    execute: Callable[[Executable, dict[str, Any]], CursorResult[Any]],
+    merchant_id: str,
+    out_order_no: str,
+) -> StoredOrder | None:
+    row = execute(
         _SELECT_ORDER, {"key_merchant_id": merchant_id, "key_out_order_no": out_order_no}
     ).first()
     if row is None:
