@@ -22,6 +22,8 @@ class WaiverSettings(DatabaseSettings):
     score_address: str = "127.0.0.1:50052"
     # Orders, policies and request records.
     database_url: str = "sqlite:///var/waiver.db"
+    # One connection for each worker thread (max_workers), so no call waits for one.
+    database_pool_size: int = 16
     # Every amount of an order or a policy is in this currency.
     currency_code: str = "CNY"
     # Scenario policies stored at start when not stored yet; empty for none.

@@ -14,8 +14,9 @@ One run:
    ledger's own holds) get a large waiver capacity set directly;
 3. rounds (`--rounds`, 3 by default), each of four measurements back to back:
    * flows at most (closed loop): CreateOrder (bike, risk amount 99 CNY, time window starting
-     now) then CompleteOrder (total 5 CNY, end time now), each write with its own request_id and
-     every order its own out_order_no: `flows_per_s`;
+     now) then CompleteOrder with nothing to charge (the hold is released as fulfilled, so a
+     flow's ledger writes are a pair's: a hold placed and released), each write with its own
+     request_id and every order its own out_order_no: `flows_per_s`;
    * the ledger's place + release pairs at most, same clients (PlaceHold then ReleaseHold of that
      hold, on ledger users). One pair phase runs before the first round and one after each
      round's flows, so that two bracket every flow phase: `ledger_pairs_per_s` is their mean,
@@ -31,7 +32,7 @@ Every phase uses the load generator (`loadgen.py`) with the same processes and c
 slot of the load generator has users of its own (slot i takes users i, i + concurrency, ...), so
 two flows of one user never run at once; the orders CreateOrder alone leaves open are spread so
 that none finds the user's capacity taken. Every answer is checked (a flow's order must be FULL,
-then AWAITING_PAYMENT with 5 CNY on credit): a wrong answer counts as an error, like a non-OK
+then DONE with nothing on credit): a wrong answer counts as an error, like a non-OK
 status. Errors are printed per phase and counted per kind of phase over the run; any error fails
 the run (exit status 1). Each phase also reports the CPU that the waiver, the ledger, the score
 service and the PostgreSQL backends of each database used per operation, which moves much less
@@ -105,7 +106,8 @@ CURRENCY_CODE = "CNY"
 MERCHANT_ID = "sesame-demo"
 SCENARIO_ID = "bike"
 RISK_AMOUNT_MINOR = 9_900  # 99 CNY: the bike policy's starter waiver for a thin file
-TOTAL_AMOUNT_MINOR = 500  # 5 CNY charged at completion, all of it on credit
+# Completed with nothing to charge: the hold is released as fulfilled and the order is DONE.
+TOTAL_AMOUNT_MINOR = 0
 WINDOW_S = 3_600
 # The thin-file band allows 200 CNY of open waivers: two 99 CNY orders at once.
 OPEN_ORDERS_PER_USER_MAX = 2
@@ -190,7 +192,7 @@ def check_created(order: waiver_service_pb2.Order) -> None:
 
 def check_completed(order: waiver_service_pb2.Order) -> None:
     if (
-        order.state != waiver_service_pb2.ORDER_STATE_AWAITING_PAYMENT
+        order.state != waiver_service_pb2.ORDER_STATE_DONE
         or order.credit_charge_amount.amount_minor != TOTAL_AMOUNT_MINOR
     ):
         raise UnexpectedAnswer(

@@ -16,7 +16,7 @@ from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 
 from services.common.errors import Unavailable
 from services.score.adapters.ledger_history import credit_history_from_proto
-from services.score.service.ports import LedgerHistory
+from services.score.service.ports import EntryNotice, LedgerHistory
 
 LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE"
 HISTORY_DEADLINE_S_DEFAULT = 2.0
@@ -58,8 +58,8 @@ class LedgerClient:
             credit_history_from_proto(response), data_as_of, response.last_global_sequence
         )
 
-    def watch_entries(self, after_global_sequence: int) -> Iterator[tuple[int, str]]:
-        """(global_sequence, user_id) of every entry after the given sequence, as they come."""
+    def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice]:
+        """Every entry after the given sequence, as they come."""
         request = ledger_service_pb2.WatchEntriesRequest(
             after_global_sequence=after_global_sequence
         )
@@ -68,7 +68,12 @@ class LedgerClient:
             self._watch_call = call
         try:
             for response in call:
-                yield response.entry.global_sequence, response.entry.user_id
+                entry = response.entry
+                yield EntryNotice(
+                    entry.global_sequence,
+                    entry.user_id,
+                    entry.type not in _ENTRIES_OUTSIDE_THE_CREDIT_HISTORY,
+                )
         finally:
             with self._watch_lock:
                 self._watch_call = None
@@ -77,6 +82,19 @@ class LedgerClient:
         with self._watch_lock:
             if self._watch_call is not None:
                 self._watch_call.cancel()
+
+
+# What GetCreditHistory does not answer: holds (a capture's obligation has an entry of its own
+# kind) and the waiver capacity. Any other kind, including one this code does not know yet,
+# changes the history.
+_ENTRIES_OUTSIDE_THE_CREDIT_HISTORY = frozenset(
+    {
+        ledger_service_pb2.ENTRY_TYPE_CAPACITY_SET,
+        ledger_service_pb2.ENTRY_TYPE_HOLD_PLACED,
+        ledger_service_pb2.ENTRY_TYPE_HOLD_RELEASED,
+        ledger_service_pb2.ENTRY_TYPE_HOLD_EXPIRED,
+    }
+)
 
 
 def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:

@@ -1,6 +1,8 @@
 """Keeps the feature cache fresh from the ledger's entry stream (WatchEntries).
 
-A daemon thread reads the stream and drops the cached values of every user an entry is about.
+A daemon thread reads the stream and drops the cached values of every user an entry is about,
+when the entry changes the user's credit history (a hold placed or released does not: the
+waiver's orders would otherwise turn every next score of the user into a ledger read).
 After a disconnect it resumes after the last global sequence it processed (the ledger delivers
 at least once and never skips), waiting longer after each failed attempt up to a ceiling. The
 first connection starts at sequence 0 so nothing written before the service started is missed;
@@ -53,13 +55,14 @@ class CacheInvalidator:
         backoff_s = self._backoff_initial_s
         while not self._stop.is_set():
             try:
-                for global_sequence, user_id in self._stream.watch_entries(
-                    self.last_global_sequence
-                ):
+                for notice in self._stream.watch_entries(self.last_global_sequence):
                     if self._stop.is_set():
                         return
-                    self._invalidate_user(user_id, global_sequence)
-                    self.last_global_sequence = max(self.last_global_sequence, global_sequence)
+                    if notice.changes_credit_history:
+                        self._invalidate_user(notice.user_id, notice.global_sequence)
+                    self.last_global_sequence = max(
+                        self.last_global_sequence, notice.global_sequence
+                    )
                     backoff_s = self._backoff_initial_s
             except Exception as error:  # any failure means: reconnect later
                 if self._stop.is_set():

@@ -29,10 +29,21 @@ class CreditHistorySource(Protocol):
     def get_credit_history(self, user_id: str, as_of: datetime | None) -> LedgerHistory: ...
 
 
-class EntryStream(Protocol):
-    """The ledger's entry stream: (global_sequence, user_id) after a sequence, as they come."""
+@dataclass(frozen=True)
+class EntryNotice:
+    """One ledger entry as the score's cache needs it: where it is in the journal, whose it is,
+    and whether it changes what GetCreditHistory answers for the user (a statement, a credit
+    line, an obligation and its payments and outcome do; a hold or a capacity change does not)."""
 
-    def watch_entries(self, after_global_sequence: int) -> Iterator[tuple[int, str]]: ...
+    global_sequence: int
+    user_id: str
+    changes_credit_history: bool
+
+
+class EntryStream(Protocol):
+    """The ledger's entry stream: every entry after a sequence, as they come."""
+
+    def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice]: ...
 
     def cancel_watch(self) -> None:
         """Ends the stream being read, so a consumer blocked on it wakes up."""
