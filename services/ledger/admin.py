@@ -5,10 +5,13 @@
     sesame-ledger-admin entries [--user U] [--limit N]   journal entries, one JSON line each
     sesame-ledger-admin sweep [--max-holds N]       journal the expiry of expired holds
     sesame-ledger-admin migrate --database-url URL  bring the schema up to date (no server)
+    sesame-ledger-admin wait-for-schema --database-url URL [--timeout-s S]
+                                                    exit 0 once the schema is up to date
 
-Commands other than `migrate` talk to the ledger over gRPC at --address (default: the
+Commands other than `migrate` and `wait-for-schema` talk to the ledger over gRPC at --address (default: the
 SESAME_LEDGER_ADDRESS environment variable, else 127.0.0.1:50051) and print JSON.
-Exit codes: 0 success, 1 verification found a mismatch, 2 bad usage, 3 the call failed.
+Exit codes: 0 success, 1 verification found a mismatch, 2 bad usage, 3 the call failed, 4 the
+schema was not up to date in time.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ ADDRESS_DEFAULT = "127.0.0.1:50051"
 EXIT_MISMATCH = 1
 EXIT_USAGE = 2
 EXIT_CALL_FAILED = 3
+EXIT_SCHEMA_NOT_READY = 4
 PAGE_SIZE_MAX = 1000
 SWEEP_ROUNDS_MAX = 1000
 
@@ -39,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.command == "migrate":
         return _migrate(arguments.database_url)
+    if arguments.command == "wait-for-schema":
+        return _wait_for_schema(arguments.database_url, arguments.timeout_s)
     try:
         with grpc.insecure_channel(arguments.address) as channel:
             ledger = ledger_service_pb2_grpc.LedgerServiceStub(channel)
@@ -81,12 +87,19 @@ def _parser() -> argparse.ArgumentParser:
     sweep.set_defaults(run=_sweep)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
-    migrate.add_argument(
-        "--database-url",
-        default=os.environ.get("SESAME_LEDGER_DATABASE_URL"),
-        required="SESAME_LEDGER_DATABASE_URL" not in os.environ,
-        help="the ledger's database (default: $SESAME_LEDGER_DATABASE_URL)",
+    wait = commands.add_parser(
+        "wait-for-schema", help="wait until the schema is up to date (before a ledger starts)"
     )
+    wait.add_argument(
+        "--timeout-s", type=float, default=600.0, help="give up after this long (%(default)s)"
+    )
+    for command in (migrate, wait):
+        command.add_argument(
+            "--database-url",
+            default=os.environ.get("SESAME_LEDGER_DATABASE_URL"),
+            required="SESAME_LEDGER_DATABASE_URL" not in os.environ,
+            help="the ledger's database (default: $SESAME_LEDGER_DATABASE_URL)",
+        )
     return parser
 
 
@@ -147,6 +160,15 @@ def _migrate(database_url: str) -> int:
     upgrade(database_url)
     print(json.dumps({"migrated": True}))
     return 0
+
+
+def _wait_for_schema(database_url: str, timeout_s: float) -> int:
+    from services.common.migrations import wait_for_schema
+    from services.ledger.storage.migrate import MIGRATIONS_DIRECTORY, VERSION_TABLE
+
+    ready = wait_for_schema(MIGRATIONS_DIRECTORY, database_url, VERSION_TABLE, timeout_s=timeout_s)
+    print(json.dumps({"schema_current": ready}))
+    return 0 if ready else EXIT_SCHEMA_NOT_READY
 
 
 def _print(message: Message) -> None:
