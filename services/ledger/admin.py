@@ -8,8 +8,8 @@
     sesame-ledger-admin wait-for-schema --database-url URL [--timeout-s S]
                                                     exit 0 once the schema is up to date
 
-Commands other than `migrate` and `wait-for-schema` talk to the ledger over gRPC at --address (default: the
-SESAME_LEDGER_ADDRESS environment variable, else 127.0.0.1:50051) and print JSON.
+Commands other than `migrate` and `wait-for-schema` talk to the ledger over gRPC at --address
+(default: the SESAME_LEDGER_ADDRESS environment variable, else 127.0.0.1:50051) and print JSON.
 Exit codes: 0 success, 1 verification found a mismatch, 2 bad usage, 3 the call failed, 4 the
 schema was not up to date in time.
 """
