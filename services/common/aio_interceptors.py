@@ -34,6 +34,7 @@ from services.common.call_observation import (
     final_code,
 )
 from services.common.grpc_errors import handler_error_status
+from services.common.tracing import aio_server_interceptors
 
 Context = grpc.aio.ServicerContext[Any, Any]
 CoroutineBehavior = Callable[[Any, Context], Awaitable[Any]]
@@ -41,8 +42,13 @@ AsyncGeneratorBehavior = Callable[[Any, Context], AsyncIterator[Any]]
 
 
 def default_aio_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    """The interceptors every asyncio Sesame server runs, outermost first."""
-    return [AioCallObservingInterceptor(DEFAULT_OBSERVERS), AioErrorTranslationInterceptor()]
+    """The interceptors every asyncio Sesame server runs, outermost first: tracing when it is
+    on (`services.common.tracing`)."""
+    return [
+        *aio_server_interceptors(),
+        AioCallObservingInterceptor(DEFAULT_OBSERVERS),
+        AioErrorTranslationInterceptor(),
+    ]
 
 
 class AioBehaviorInterceptor(grpc.aio.ServerInterceptor, abc.ABC):

@@ -25,6 +25,8 @@ import grpc
 import structlog
 from prometheus_client import Counter, Histogram
 
+from services.common.tracing import current_trace_id, tracing_enabled
+
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
 
 REQUEST_ID_METADATA_KEY = "x-request-id"
@@ -140,7 +142,9 @@ class CallObservers:
 
 
 def log_completed_call(call: CompletedCall) -> None:
-    """The access log: one line per call, never with payloads."""
+    """The access log: one line per call, never with payloads; with the call's trace id when
+    tracing is on, so a log line leads to its trace."""
+    trace_fields = {"trace_id": current_trace_id()} if tracing_enabled() else {}
     log.info(
         "rpc_completed",
         method=call.method,
@@ -148,6 +152,7 @@ def log_completed_call(call: CompletedCall) -> None:
         duration_ms=round(call.duration_s * 1000, 3),
         request_id=call.request_id,
         peer=call.peer,
+        **trace_fields,
     )
 
 

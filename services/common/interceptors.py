@@ -38,14 +38,20 @@ from services.common.call_observation import (
     final_code,
 )
 from services.common.grpc_errors import handler_error_status
+from services.common.tracing import server_interceptors
 
 UnaryResponseBehavior = Callable[[Any, grpc.ServicerContext], Any]
 StreamResponseBehavior = Callable[[Any, grpc.ServicerContext], Iterator[Any]]
 
 
 def default_interceptors() -> list[grpc.ServerInterceptor]:
-    """The interceptors every Sesame server runs, outermost first."""
-    return [CallObservingInterceptor(DEFAULT_OBSERVERS), ErrorTranslationInterceptor()]
+    """The interceptors every Sesame server runs, outermost first: tracing when it is on
+    (`services.common.tracing`), so the call's span is current for everything else."""
+    return [
+        *server_interceptors(),
+        CallObservingInterceptor(DEFAULT_OBSERVERS),
+        ErrorTranslationInterceptor(),
+    ]
 
 
 class BehaviorInterceptor(grpc.ServerInterceptor, abc.ABC):

@@ -32,6 +32,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_h
 from services.common.logging import configure_logging
 from services.common.settings import ServerSettings
 from services.common.stop_signals import StopSignals, handling_stop_signals
+from services.common.tracing import configure_tracing, shutdown_tracing
 from services.common.workers import PROMETHEUS_MULTIPROC_VARIABLE
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
@@ -177,6 +178,7 @@ def run_serving_process(
     """
     label = service_name or ",".join(registration.name for registration in services) or "sesame"
     configure_logging(label, settings.log_level)
+    configure_service_tracing(label, settings)
     with handling_stop_signals() as stop_signals:
         metrics_endpoint = None if as_worker else start_metrics_endpoint(settings)
         try:
@@ -186,7 +188,15 @@ def run_serving_process(
                 on_stop()
             if metrics_endpoint is not None:
                 metrics_endpoint()
+            shutdown_tracing()
     log.info("server_stopped")
+
+
+def configure_service_tracing(label: str, settings: ServerSettings) -> None:
+    """Turns tracing on when the settings name an OTLP endpoint (`services.common.tracing`).
+    A service calls it before it opens its channels to other services, so that they carry
+    the trace; serving processes call it again, which changes nothing."""
+    configure_tracing(f"sesame-{label}", settings.otlp_endpoint)
 
 
 def log_server_started(

@@ -71,6 +71,9 @@ class ServerSettings(BaseSettings):
     # new replicas get their share; 0 keeps connections for as long as clients want.
     max_connection_age_s: float = 0.0
     log_level: LogLevel = "INFO"
+    # Where to send traces (an OpenTelemetry collector's OTLP/gRPC address, for example
+    # http://otel-collector:4317); empty turns tracing off. See services/common/tracing.py.
+    otlp_endpoint: str = ""
 
     @property
     def metrics_enabled(self) -> bool:

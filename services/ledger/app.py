@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.clock import Clock, clock_from_setting
-from services.common.runtime import ServiceRegistration
+from services.common.runtime import ServiceRegistration, configure_service_tracing
 from services.common.server import serve
 from services.ledger.api.servicer import SERVICE_NAME, LedgerServicer
 from services.ledger.service.ids import IdGenerator
@@ -58,6 +58,7 @@ def build_ledger(
 def run(settings: LedgerSettings) -> int:
     """Migrates the schema when the settings ask for it (the local default; production runs
     `sesame-ledger-admin migrate` as a separate step), starts the expiry sweeper and serves."""
+    configure_service_tracing(SERVICE_LABEL, settings)
     if settings.create_schema:
         upgrade(settings.database_url)
     ledger = build_ledger(settings)

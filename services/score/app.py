@@ -17,8 +17,13 @@ import grpc
 import structlog
 
 from services.common.aio_server import AioSesameServer, serve_aio
+from services.common.channels import client_channel
 from services.common.logging import configure_logging
-from services.common.runtime import ServiceRegistration, start_metrics_endpoint
+from services.common.runtime import (
+    ServiceRegistration,
+    configure_service_tracing,
+    start_metrics_endpoint,
+)
 from services.common.settings import SettingsError, load_settings
 from services.common.workers import SharedText, run_workers, worker_count
 from services.score.adapters.ledger_client import LedgerClient
@@ -82,7 +87,7 @@ class Score:
 
 def build_score(settings: ScoreSettings, model_choice: ModelChoice | None = None) -> Score:
     """The parts of one score server; `model_choice` is shared by sibling worker processes."""
-    ledger_channel = grpc.insecure_channel(settings.ledger_address)
+    ledger_channel = client_channel(settings.ledger_address)
     ledger = LedgerClient(ledger_channel, history_deadline_s=settings.ledger_deadline_s)
     cache: FeatureCache[CachedUser] = FeatureCache(
         settings.cache_max_entries, settings.cache_max_age_s
@@ -104,6 +109,7 @@ def build_score(settings: ScoreSettings, model_choice: ModelChoice | None = None
 
 def run_server(settings: ScoreSettings, model_choice: ModelChoice | None = None) -> None:
     """Runs one score server until SIGTERM or SIGINT; with `model_choice`, as one worker."""
+    configure_service_tracing(SERVICE_LABEL, settings)
     score = build_score(settings, model_choice)
     as_worker = model_choice is not None
     serve_aio(

@@ -13,9 +13,10 @@ from pathlib import Path
 import grpc
 import structlog
 
+from services.common.channels import client_channel
 from services.common.clock import Clock, clock_from_setting
 from services.common.periodic import PeriodicTask
-from services.common.runtime import ServiceRegistration
+from services.common.runtime import ServiceRegistration, configure_service_tracing
 from services.common.server import serve
 from services.waiver.adapters.ledger_client import LedgerClient
 from services.waiver.adapters.score_client import ScoreClient
@@ -95,8 +96,8 @@ def build_waiver(settings: WaiverSettings, clock: Clock | None = None) -> Waiver
         pool_size=settings.database_pool_size,
         pool_timeout_s=settings.database_pool_timeout_s,
     )
-    ledger_channel = grpc.insecure_channel(settings.ledger_address)
-    score_channel = grpc.insecure_channel(settings.score_address)
+    ledger_channel = client_channel(settings.ledger_address)
+    score_channel = client_channel(settings.score_address)
     ledger = LedgerClient(
         ledger_channel, settings.currency_code, deadline_s=settings.ledger_deadline_s
     )
@@ -126,6 +127,7 @@ def build_waiver(settings: WaiverSettings, clock: Clock | None = None) -> Waiver
 
 
 def run(settings: WaiverSettings) -> int:
+    configure_service_tracing(SERVICE_LABEL, settings)
     if settings.create_schema:
         upgrade(settings.database_url)
     waiver = build_waiver(settings)

@@ -6,6 +6,7 @@ on it. Plain values in and out (no protobuf); `services.score.api` does the mapp
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -160,8 +161,14 @@ class ScoreService:
             )
         violations.raise_if_any()
         model = self._models.current()
+        # Each read runs in the caller's context (a copy each), so that the trace it is part of
+        # follows it to the ledger.
+        contexts = [contextvars.copy_context() for _ in user_ids]
         answers = self._fetch_pool.map(
-            lambda index, user_id: self._user_score_or_error(model, index, user_id, as_of),
+            lambda context, index, user_id: context.run(
+                self._user_score_or_error, model, index, user_id, as_of
+            ),
+            contexts,
             range(len(user_ids)),
             user_ids,
         )
