@@ -1,0 +1,94 @@
+"""The local overlay, rendered as `kubectl apply -k deploy/overlays/local` would apply it, runs:
+every Deployment's container started from its own command, args, env and ports as a local
+process (tests/support/manifests.py says what stands in for the cluster), every probe it
+declares passes within what the kubelet allows, an order goes through the three services as the
+manifests wire them, and SIGTERM stops each pod within its terminationGracePeriodSeconds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from sesame.type.v1.money_pb2 import Money
+from sesame.type.v1.time_range_pb2 import TimeRange
+from sesame.waiver.v1 import waiver_service_pb2 as waiver, waiver_service_pb2_grpc
+
+from tests.support.manifests import LocalPods, probe_budget_s, render
+
+PROBES_TIMEOUT_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def local_pods(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPods]:
+    pods = LocalPods(render("local"), tmp_path_factory.mktemp("local-overlay"))
+    pods.start()
+    try:
+        pods.wait_for_probes(PROBES_TIMEOUT_S)
+        yield pods
+    finally:
+        pods.kill_all()
+
+
+def test_the_local_overlay_runs_one_pod_of_each_service(local_pods: LocalPods) -> None:
+    assert sorted(local_pods.pods) == ["sesame-ledger", "sesame-score", "sesame-waiver"]
+
+
+def test_every_declared_probe_passes_within_what_the_kubelet_allows(local_pods: LocalPods) -> None:
+    for pod in local_pods.pods.values():
+        declared = dict(local_pods.declared_probes(pod))
+        assert {"livenessProbe", "readinessProbe"} <= set(declared), pod.name
+        for kind, probe in declared.items():
+            if kind == "livenessProbe" and "startupProbe" in declared:
+                continue  # the kubelet checks liveness only once the startup probe passed
+            if kind == "readinessProbe":
+                continue  # an unready pod gets no traffic but is not restarted
+            assert pod.probe_seconds[kind] < probe_budget_s(probe), (pod.name, kind)
+
+
+def test_an_order_goes_through_the_services_as_the_manifests_wire_them(
+    local_pods: LocalPods,
+) -> None:
+    now = datetime.now(UTC)
+    start, end = Timestamp(), Timestamp()
+    start.FromDatetime(now)
+    end.FromDatetime(now + timedelta(hours=2))
+    waiver_port = local_pods.pods["sesame-waiver"].local_port("grpc")
+    with grpc.insecure_channel(f"127.0.0.1:{waiver_port}") as channel:
+        order = (
+            waiver_service_pb2_grpc.WaiverServiceStub(channel)
+            .CreateOrder(
+                waiver.CreateOrderRequest(
+                    request_id="pod-bike-1-create",
+                    merchant_id="sesame-demo",
+                    out_order_no="pod-bike-1",
+                    user_id="pod-user-1",
+                    scenario_id="bike",
+                    risk_fund_type=waiver.RISK_FUND_TYPE_DEPOSIT,
+                    risk_amount=Money(currency_code="CNY", amount_minor=9900),
+                    time_range=TimeRange(start_time=start, end_time=end),
+                ),
+                timeout=10,
+            )
+            .order
+        )
+    assert order.decision.outcome == waiver.WAIVER_OUTCOME_FULL
+    assert order.state == waiver.ORDER_STATE_DOING
+
+
+def test_each_pod_exposes_its_metrics_on_the_declared_port(local_pods: LocalPods) -> None:
+    import urllib.request
+
+    for pod in local_pods.pods.values():
+        port = pod.local_port("metrics")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            body = response.read().decode()
+        assert "sesame_grpc_server_handled_total" in body or "python_info" in body, pod.name
+
+
+def test_sigterm_stops_every_pod_cleanly_within_its_grace_period(local_pods: LocalPods) -> None:
+    stopped = local_pods.stop()
+    for name, (exit_code, _seconds) in stopped.items():
+        assert exit_code == 0, (name, local_pods.pods[name].output()[-3000:])
