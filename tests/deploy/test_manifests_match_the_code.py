@@ -202,7 +202,7 @@ def test_prod_migrates_before_the_ledger_and_the_waiver_start() -> None:
                 assert any(
                     any(port.get("port") == 5432 for port in rule.get("ports", []))
                     for policy in _policies_for(documents, labels, "egress")
-                    for rule in policy["spec"]["egress"]
+                    for rule in policy["spec"].get("egress", [])
                 ), workload["metadata"]["name"]
 
 
