@@ -9,7 +9,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTO_DEPS := var/proto-deps
 GOOGLEAPIS_PROTOS = $(shell $(BIN)/python -c "import pathlib, google.api.field_behavior_pb2 as m; print(pathlib.Path(m.__file__).parents[2])")
 
-.PHONY: install run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger bench-validation train evaluate score-csv bench-score simulate bench-waiver clean
+.PHONY: install run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger bench-validation train evaluate score-csv bench-score simulate bench-waiver clean load deploy-tools manifests
 
 $(INSTALLED): pyproject.toml gen/python/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -97,6 +97,26 @@ bench-score: $(INSTALLED)
 ## bench-waiver: order flows through the waiver against the ledger's own holds, on PostgreSQL
 bench-waiver: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.bench_waiver $(BENCH_ARGS)
+
+## load: one ghz profile against a running service: ghz where installed, else the bundled generator; writes ghz's JSON report
+load: $(INSTALLED)
+	@test -n "$(TARGET)" -a -n "$(PROFILE)" || { echo "usage: make load TARGET=host:port PROFILE=deploy/ghz/<name>.json [LEDGER=host:port] [REPORT=path]"; exit 2; }
+	$(BIN)/python -m tests.benchmarks.ghz_load --target "$(TARGET)" --config "$(PROFILE)" --ledger "$(or $(LEDGER),127.0.0.1:50051)" $(if $(REPORT),--output "$(REPORT)")
+
+## deploy-tools: checkov in a virtual environment of its own (its pins clash with the suite's)
+CHECKOV_VENV := var/tools/checkov
+deploy-tools: $(CHECKOV_VENV)/.installed
+$(CHECKOV_VENV)/.installed: deploy/checkov-requirements.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r deploy/checkov-requirements.txt
+	touch $@
+
+## manifests: render every overlay into var/manifests/<overlay>.yaml (kubectl kustomize)
+manifests:
+	mkdir -p var/manifests
+	for overlay in local prod prod-external-database; do \
+		kubectl kustomize deploy/overlays/$$overlay > var/manifests/$$overlay.yaml || exit 1; done
 
 clean:
 	rm -rf $(VENV) var

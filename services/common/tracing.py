@@ -22,19 +22,16 @@ Each process has one tracer provider, set once, named after the service (`servic
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import (
-    aio_server_interceptor,
-    client_interceptor,
-    server_interceptor,
-)
-from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+# The SDK, the exporter and the instrumentation are imported only once tracing is turned on:
+# a service that does not trace does not pay for loading them.
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 # Calls no trace should hold (their full method names start with these).
 UNTRACED_METHOD_PREFIXES = (
@@ -58,8 +55,11 @@ def configure_tracing(
     with _configuring:
         if _provider is not None:
             return True
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
         if exporter is None:
-            # Imported only when needed: the exporter pulls in the OTLP protocol's messages.
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
             exporter = OTLPSpanExporter(
@@ -86,6 +86,8 @@ def server_interceptors() -> list[grpc.ServerInterceptor]:
     """OpenTelemetry's interceptor for a synchronous server, when tracing is on."""
     if _provider is None:
         return []
+    from opentelemetry.instrumentation.grpc import server_interceptor
+
     interceptor: grpc.ServerInterceptor = server_interceptor(  # type: ignore[no-untyped-call]
         tracer_provider=_provider, filter_=_traced_server_call
     )
@@ -96,6 +98,8 @@ def aio_server_interceptors() -> list[grpc.aio.ServerInterceptor]:
     """OpenTelemetry's interceptor for an asyncio server, when tracing is on."""
     if _provider is None:
         return []
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
     interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
         tracer_provider=_provider, filter_=_traced_server_call
     )
@@ -106,6 +110,9 @@ def traced_channel(channel: grpc.Channel) -> grpc.Channel:
     """`channel` with a client span per call and the trace sent along, when tracing is on."""
     if _provider is None:
         return channel
+    from opentelemetry.instrumentation.grpc import client_interceptor
+    from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
+
     interceptor = client_interceptor(  # type: ignore[no-untyped-call]
         tracer_provider=_provider, filter_=_traced_client_call
     )
