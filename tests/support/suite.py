@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -54,12 +55,19 @@ def launched_suite(
     if not any(line.startswith("Press Ctrl-C") for line in output):
         os.killpg(launcher.pid, signal.SIGKILL)
         raise RuntimeError("the suite did not start:\n" + "".join(output))
+    # The services log a line per call to this pipe: it must be read all along, or once it is
+    # full every service blocks on its next log line.
+    drain = threading.Thread(
+        target=lambda: output.extend(launcher.stdout or ()), name="suite-output", daemon=True
+    )
+    drain.start()
     try:
         yield {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     finally:
         launcher.send_signal(signal.SIGINT)
         try:
-            launcher.communicate(timeout=STOP_TIMEOUT_S)
+            launcher.wait(timeout=STOP_TIMEOUT_S)
         finally:
             if launcher.poll() is None:
                 os.killpg(launcher.pid, signal.SIGKILL)
+            drain.join(timeout=STOP_TIMEOUT_S)
