@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -196,3 +198,97 @@ def test_the_readme_denied_car_order_runs_as_written_in_python(
     lines = completed.stdout.splitlines()
     assert lines[0] == "WAIVER_OUTCOME_DENIED 500000"
     assert lines[1].startswith("THIN_FILE ")
+
+
+# Every sh block of the README with a grpcurl line is one of these, each run by a test below.
+GRPCURL_EXAMPLES = ("calling-grpcurl", "hold-grpcurl", "waiver-grpcurl")
+
+
+def run_shell(script: str) -> subprocess.CompletedProcess[str]:
+    """Runs README shell lines as written, with this environment's grpcurl on the PATH."""
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        check=False,
+    )
+
+
+def readme_blocks() -> list[tuple[str, str, str]]:
+    """(marker or "", language, body) of every fenced block of the README."""
+    readme = (REPOSITORY_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = []
+    pattern = r"(?:<!-- example: ([\w-]+) -->\n)?```(\w*)\n(.*?)```"
+    for match in re.finditer(pattern, readme, flags=re.DOTALL):
+        blocks.append((match[1] or "", match[2], match[3]))
+    return blocks
+
+
+def readme_inline_grpcurl_lines(running_suite: dict[str, str]) -> list[str]:
+    """The grpcurl commands the README quotes inline (`grpcurl …`), a line break read as a space,
+    pointed at this test's suite."""
+    readme = (REPOSITORY_ROOT / "README.md").read_text(encoding="utf-8")
+    prose = re.sub(r"```.*?```", "", readme, flags=re.DOTALL)
+    commands = []
+    for span in re.findall(r"`([^`]+)`", prose):
+        if span.startswith("grpcurl "):
+            command = " ".join(span.split("\n"))
+            for service, address in DEFAULT_ADDRESSES.items():
+                command = command.replace(address, running_suite[service])
+            commands.append(command)
+    return commands
+
+
+def test_every_readme_shell_block_with_grpcurl_is_run_by_a_test() -> None:
+    with_grpcurl = {
+        marker
+        for marker, language, body in readme_blocks()
+        if language == "sh"
+        and any(line.lstrip().startswith("grpcurl ") for line in body.splitlines())
+    }
+    assert with_grpcurl == set(GRPCURL_EXAMPLES)
+
+
+def test_the_readme_ledger_example_runs_as_written_in_python(running_suite: dict[str, str]) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", readme_example("ledger-python", running_suite)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPOSITORY_ROOT,
+    )
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    assert lines[0].split()[1] == "HOLD_STATE_OPEN"
+    assert [line.split()[1] for line in lines[1:]] == ["capacity_set", "hold_placed"]
+
+
+def test_the_readme_grpcurl_hold_runs_as_written(running_suite: dict[str, str]) -> None:
+    # After the Python example, which gave u-1 a capacity of 500 yuan and held 300 of it.
+    completed = run_shell(readme_example("hold-grpcurl", running_suite))
+    assert completed.returncode == 0, completed.stderr
+    hold = json.loads(completed.stdout)["hold"]
+    assert hold["state"] == "HOLD_STATE_OPEN"
+    assert hold["amount"] == {"currency_code": "CNY", "amount_minor": "10000"}
+
+
+def test_the_readme_grpcurl_calls_run_as_written(running_suite: dict[str, str]) -> None:
+    completed = run_shell(readme_example("calling-grpcurl", running_suite))
+    assert completed.returncode == 0, completed.stderr
+    listed = completed.stdout.split("{", 1)[0].split()
+    assert "sesame.ledger.v1.LedgerService" in listed
+    assert "grpc.reflection.v1.ServerReflection" in listed
+    assert '"account"' in completed.stdout
+    assert '"score"' in completed.stdout
+
+
+def test_the_readme_inline_grpcurl_lines_run_as_written(running_suite: dict[str, str]) -> None:
+    commands = readme_inline_grpcurl_lines(running_suite)
+    assert commands, "the README quotes grpcurl lines inline"
+    for command in commands:
+        completed = run_shell(command)
+        assert completed.returncode == 0, (command, completed.stderr)
