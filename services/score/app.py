@@ -15,6 +15,7 @@ from functools import partial
 
 import grpc
 import structlog
+from prometheus_client import Gauge
 
 from services.common.aio_server import AioSesameServer, serve_aio
 from services.common.channels import client_channel
@@ -39,6 +40,14 @@ from services.score.service.score_service import CachedUser, ScoreService
 from services.score.settings import ScoreSettings
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
+
+# 1 once this process has loaded and warmed up its model (it then reports SERVING); with worker
+# processes, the smallest over the live workers.
+MODEL_LOADED = Gauge(
+    "sesame_score_model_loaded",
+    "Whether the model is loaded and warmed up (1) or not yet (0).",
+    multiprocess_mode="livemin",
+)
 
 # What the score service's log lines are labelled with.
 SERVICE_LABEL = "score"
@@ -68,6 +77,7 @@ class Score:
             self.model_follower.start()
 
     async def report_serving(self, server: AioSesameServer) -> None:
+        MODEL_LOADED.set(1)
         await server.health.set_serving(SERVICE_NAME, True)
         log.info("score_ready")
 

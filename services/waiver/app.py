@@ -19,6 +19,7 @@ from services.common.periodic import PeriodicTask
 from services.common.runtime import ServiceRegistration, configure_service_tracing
 from services.common.server import serve
 from services.waiver.adapters.ledger_client import LedgerClient
+from services.waiver.adapters.order_metrics import PrometheusOrderMetrics
 from services.waiver.adapters.score_client import ScoreClient
 from services.waiver.adapters.seed_file import read_seed_file
 from services.waiver.api.servicer import SERVICE_NAME, WaiverServicer
@@ -114,6 +115,7 @@ def build_waiver(settings: WaiverSettings, clock: Clock | None = None) -> Waiver
         unit_minor=unit_minor,
         step_lease_s=settings.step_lease_s,
         create_undo_after_s=settings.create_undo_after_s,
+        metrics=PrometheusOrderMetrics(settings.currency_code),
     )
     servicer = WaiverServicer(orders, policies, settings.currency_code)
     return Waiver(

@@ -6,12 +6,14 @@ manifests wire them, and SIGTERM stops each pod within its terminationGracePerio
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 from sesame.type.v1.money_pb2 import Money
 from sesame.type.v1.time_range_pb2 import TimeRange
 from sesame.waiver.v1 import waiver_service_pb2 as waiver, waiver_service_pb2_grpc
@@ -78,14 +80,31 @@ def test_an_order_goes_through_the_services_as_the_manifests_wire_them(
     assert order.state == waiver.ORDER_STATE_DOING
 
 
-def test_each_pod_exposes_its_metrics_on_the_declared_port(local_pods: LocalPods) -> None:
-    import urllib.request
+def scrape(local_pods: LocalPods, pod_name: str) -> str:
+    port = local_pods.pods[pod_name].local_port("metrics")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        body: str = response.read().decode()
+    return body
 
-    for pod in local_pods.pods.values():
-        port = pod.local_port("metrics")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            body = response.read().decode()
-        assert "sesame_grpc_server_handled_total" in body or "python_info" in body, pod.name
+
+def test_each_pod_exposes_what_the_alerts_and_dashboard_read_on_its_metrics_port(
+    local_pods: LocalPods,
+) -> None:
+    ledger_port = local_pods.pods["sesame-ledger"].local_port("grpc")
+    with grpc.insecure_channel(f"127.0.0.1:{ledger_port}") as channel:
+        report = ledger_service_pb2_grpc.LedgerServiceStub(channel).VerifyChain(
+            ledger_service_pb2.VerifyChainRequest(), timeout=30
+        )
+    assert report.intact
+    ledger = scrape(local_pods, "sesame-ledger")
+    assert 'sesame_ledger_chain_verifications_total{result="intact"} 1.0' in ledger
+    assert "sesame_grpc_server_handling_seconds_bucket" in ledger
+    assert "sesame_score_model_loaded 1.0" in scrape(local_pods, "sesame-score")
+    waiver = scrape(local_pods, "sesame-waiver")
+    # The order the test above created, once (an earlier test in this module).
+    assert 'sesame_waiver_decisions_total{outcome="FULL",scenario="bike"} 1.0' in waiver
+    assert 'sesame_waiver_waived_minor_total{currency="CNY",scenario="bike"} 9900.0' in waiver
+    assert 'sesame_waiver_orders_settled_total{scenario="bike",state="DOING"} 1.0' in waiver
 
 
 def test_sigterm_stops_every_pod_cleanly_within_its_grace_period(local_pods: LocalPods) -> None:

@@ -14,6 +14,7 @@ from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 
 from services.common.runtime import GrpcServer
 from services.ledger.api import mapping
+from services.ledger.api.metrics import record_verification
 from services.ledger.service.ledger_service import LedgerService
 
 SERVICE_NAME = "sesame.ledger.v1.LedgerService"
@@ -140,7 +141,9 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
     def VerifyChain(
         self, request: pb.VerifyChainRequest, context: grpc.ServicerContext
     ) -> pb.VerifyChainResponse:
-        return mapping.verification_message(self._service.verify_chain(request.user_id))
+        report = self._service.verify_chain(request.user_id)
+        record_verification(report.intact)
+        return mapping.verification_message(report)
 
     def WatchEntries(
         self, request: pb.WatchEntriesRequest, context: grpc.ServicerContext

@@ -69,7 +69,9 @@ from services.waiver.service.ports import (
     CapacityExceeded,
     Ledger,
     LedgerRefused,
+    NoOrderMetrics,
     OrderConflict,
+    OrderMetrics,
     PendingChange,
     RequestOutcome,
     RequestRecord,
@@ -140,8 +142,10 @@ class OrderService:
         step_lease_s: float = 30.0,
         create_undo_after_s: float = 60.0,
         wall_clock_us: Callable[[], int] = _wall_clock_us,
+        metrics: OrderMetrics | None = None,
     ) -> None:
         assert create_undo_after_s >= step_lease_s
+        self._metrics: OrderMetrics = metrics or NoOrderMetrics()
         self._storage = storage
         self._ledger = ledger
         self._scores = scores
@@ -235,6 +239,7 @@ class OrderService:
             # Another call created the same order meanwhile: answer as a retry would.
             raise _busy() from None
         if fresh.order is not None:
+            self._metrics.order_settled(None, fresh.order)
             return self._view(fresh.order)
         return self._finish_creation(fresh, policy, deadline)
 
@@ -524,6 +529,7 @@ class OrderService:
             if current is None or current.order is None:
                 raise _busy() from None
             return current.order
+        self._metrics.order_settled(stored.order, settled)
         return settled
 
     def _run_effects(self, change: Change, deadline: Deadline) -> Order:

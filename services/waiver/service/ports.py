@@ -32,6 +32,19 @@ class Scores(Protocol):
 # The ledger
 
 
+class OrderMetrics(Protocol):
+    """What operators count about orders (decisions, states reached, amounts waived and lost)."""
+
+    def order_settled(self, previous: Order | None, settled: Order) -> None:
+        """An order's change is settled: `previous` is the order before it (None for a
+        creation), `settled` the order after."""
+
+
+class NoOrderMetrics:
+    def order_settled(self, previous: Order | None, settled: Order) -> None:
+        return None
+
+
 class LedgerUnavailable(Unavailable):
     """The ledger could not be reached in time; nothing is known about the request's fate."""
 
