@@ -236,7 +236,8 @@ class LoadProfile:
         return self.duration_s if self.duration_s > 0 else self.total / self.qps
 
     def with_data(self, data: list[dict[str, Any]], path: Path) -> LoadProfile:
-        return LoadProfile(path, {**self.raw, "data": data})
+        """A copy at `path` with this data, keeping this profile's name."""
+        return LoadProfile(path, {**self.raw, "name": self.name, "data": data})
 
 
 def profile_path(profile: str) -> Path:
