@@ -159,9 +159,9 @@ def test_one_create_order_is_one_trace_across_waiver_score_and_ledger(
     assert ("sesame-ledger", "/sesame.ledger.v1.LedgerService/GetCreditHistory") in names
     assert ("sesame-ledger", "/sesame.ledger.v1.LedgerService/PlaceHold") in names
     span_ids = {span.span_id for span in in_trace}
-    assert all(
-        span.parent_span_id in span_ids for span in in_trace if span is not create_span
-    ), in_trace
+    assert all(span.parent_span_id in span_ids for span in in_trace if span is not create_span), (
+        in_trace
+    )
     # Nothing else shares the trace: one order, one trace.
     other_orders = [span for span in spans if span.name.endswith("/CreateOrder")]
     assert {span.trace_id for span in other_orders} == {create_span.trace_id}
