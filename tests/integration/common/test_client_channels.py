@@ -3,6 +3,7 @@ resolves to, one call each in turn, as it must behind a headless Service (deploy
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -51,7 +52,7 @@ def test_calls_alternate_over_every_address_the_target_resolves_to(two_replicas:
         answers = [call(b"", timeout=5, wait_for_ready=True) for _ in range(CALLS)]
     assert seen == {b"first", b"second"}
     # Then each call goes to the next replica.
-    assert all(first != second for first, second in zip(answers, answers[1:], strict=False))
+    assert all(first != second for first, second in itertools.pairwise(answers))
 
 
 def test_a_plain_channel_would_keep_every_call_on_one_replica(two_replicas: list[int]) -> None:
