@@ -600,7 +600,8 @@ def _open_holds(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str
 
 
 def _open_obligations(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
-    """Open obligations with a large amount due (RecordPayment, CloseObligation, GetObligation)."""
+    """Open obligations with a large amount due (RecordPayment, ReduceObligation, CloseObligation,
+    GetObligation)."""
     from sesame.ledger.v1 import ledger_service_pb2 as ledger
 
     stub = _ledger(channel)

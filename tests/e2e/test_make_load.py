@@ -73,27 +73,8 @@ def test_make_load_writes_a_ghz_report(suite: dict[str, str], tmp_path: Path) ->
     assert 0 < report["fastest"] <= report["average"] <= report["slowest"]
 
 
-def ledger_can_lower_an_obligation() -> bool:
-    from sesame.ledger.v1 import ledger_service_pb2
-
-    service = ledger_service_pb2.DESCRIPTOR.services_by_name["LedgerService"]
-    return "ReduceObligation" in service.methods_by_name
-
-
-def profile_cases() -> list[object]:
-    cases: list[object] = []
-    for path in iterate_profiles():
-        marks = []
-        if path.stem == "waiver-modify-order" and not ledger_can_lower_an_obligation():
-            # The waiver's ModifyOrder lowers the obligation in the ledger, whose contract
-            # has no call for it yet (services/waiver/adapters/ledger_client.py).
-            marks.append(pytest.mark.xfail(reason="the ledger cannot lower an obligation yet"))
-        cases.append(pytest.param(path, marks=marks, id=path.stem))
-    return cases
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("path", profile_cases())
+@pytest.mark.parametrize("path", list(iterate_profiles()), ids=lambda path: path.stem)
 def test_every_profile_runs_without_an_error(
     suite: dict[str, str], path: Path, tmp_path: Path
 ) -> None:
