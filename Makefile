@@ -25,15 +25,15 @@ run: $(INSTALLED)
 	$(BIN)/python -m services.suite.launch
 
 ## test: the default test suite (unit, integration, e2e; slow suites excluded)
-test: $(INSTALLED)
+test: $(INSTALLED) deploy-tools
 	$(BIN)/python -m pytest -m "not slow"
 
 ## test-slow: the slow suites only (crash, concurrency, full-data replay); CI runs them too
-test-slow: $(INSTALLED)
+test-slow: $(INSTALLED) deploy-tools
 	$(BIN)/python -m pytest -m slow
 
 ## test-all: every test
-test-all: $(INSTALLED)
+test-all: $(INSTALLED) deploy-tools
 	$(BIN)/python -m pytest
 
 ## proto-deps: copy the googleapis protos the contracts import into var/proto-deps
