@@ -108,6 +108,8 @@ SCENARIO_ID = "bike"
 RISK_AMOUNT_MINOR = 9_900  # 99 CNY: the bike policy's starter waiver for a thin file
 # Completed with nothing to charge: the hold is released as fulfilled and the order is DONE.
 TOTAL_AMOUNT_MINOR = 0
+# Longer than any run, so the users' scores cached when they were prepared stay cached.
+SCORE_CACHE_MAX_AGE_S = 3600
 WINDOW_S = 3_600
 # The thin-file band allows 200 CNY of open waivers: two 99 CNY orders at once.
 OPEN_ORDERS_PER_USER_MAX = 2
@@ -383,6 +385,10 @@ def running_suite(
         environment[f"{service.environment_prefix}LOG_LEVEL"] = log_level
     environment["SESAME_LEDGER_DATABASE_URL"] = server.database_url(ledger_database)
     environment["SESAME_WAIVER_DATABASE_URL"] = server.database_url(waiver_database)
+    # A create reads a cached score (the users were scored when they were prepared, and nothing
+    # the flows write changes their credit history); the default bound on a cached value's age
+    # (a minute, for a month that ends) would expire them between the phases of a run.
+    environment["SESAME_SCORE_CACHE_MAX_AGE_S"] = str(SCORE_CACHE_MAX_AGE_S)
     environment = suite_environment(environment)
     processes = start_suite(environment)
     try:

@@ -24,11 +24,16 @@ class CapacityKeeper:
         self._ledger = ledger
         self._unit_minor = unit_minor
 
-    def ensure(self, user_id: str, score: ScoreView | None, deadline: Deadline) -> int:
+    def ensure(
+        self,
+        user_id: str,
+        score: ScoreView | None,
+        deadline: Deadline,
+        recorded: CapacityRecord | None,
+    ) -> int:
         """The user's capacity for the score, set in the ledger first if it changed; without a
-        score the capacity last set stands (or nothing, for a user never scored)."""
-        with self._storage.transaction() as transaction:
-            recorded = transaction.get_capacity(user_id)
+        score the capacity last set stands (or nothing, for a user never scored). `recorded` is
+        the user's capacity record as the caller read it."""
         if score is None:
             return recorded.capacity_minor if recorded is not None and recorded.applied else 0
         wanted = capacity_for(score.score, self._unit_minor)
@@ -52,7 +57,9 @@ class CapacityKeeper:
                 transaction.save_capacity(change, recorded)
         except OrderConflict:
             # A concurrent order of the same user recorded a change first; use it.
-            return self.ensure(user_id, score, deadline)
+            with self._storage.transaction() as transaction:
+                current = transaction.get_capacity(user_id)
+            return self.ensure(user_id, score, deadline, current)
         self._apply(change, deadline)
         return change.capacity_minor
 

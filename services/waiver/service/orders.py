@@ -187,7 +187,18 @@ class OrderService:
 
     def create_order(self, command: commands.CreateOrder, deadline: Deadline) -> OrderView:
         request = command.order
-        policy = self._policies.get(request.merchant_id, request.scenario_id)
+        context = self._storage.read_context(
+            request.merchant_id,
+            request.out_order_no,
+            command.request_id,
+            scenario_id=request.scenario_id,
+            user_id=request.user_id,
+        )
+        policy = context.policy
+        if policy is None:
+            raise NotFound(
+                "the merchant has no policy for this scenario", reason=reasons.SCENARIO_NOT_FOUND
+            )
         self._check_time_range(request, policy)
         fingerprint = request.fingerprint()
         record = RequestRecord(
@@ -198,7 +209,7 @@ class OrderService:
             request.out_order_no,
             RequestOutcome.APPLIED,
         )
-        stored = self._storage.get_order(request.merchant_id, request.out_order_no)
+        stored = context.stored
         if stored is not None and (stored.order is not None or stored.pending is not None):
             if stored.fingerprint != fingerprint:
                 raise AlreadyExists(
@@ -209,9 +220,9 @@ class OrderService:
                 return self._finish_creation(stored, policy, deadline)
             assert stored.order is not None
             return self._view(stored.order)
-        self._check_request_id(record)
+        _check_request_id(record, context.request)
         score = self._score_or_fallback(request.user_id, policy, deadline)
-        capacity_minor = self._capacity.ensure(request.user_id, score, deadline)
+        capacity_minor = self._capacity.ensure(request.user_id, score, deadline, context.capacity)
         decision = self._decide(request.risk_minor, policy, score, capacity_minor, capacity_minor)
         attempt = 1 if stored is None else stored.create_attempt + 1
         change = lifecycle.create(request, decision, policy, self._clock.now_us(), attempt)
@@ -398,10 +409,13 @@ class OrderService:
             command.out_order_no,
             RequestOutcome.APPLIED,
         )
-        stored = self._storage.get_order(command.merchant_id, command.out_order_no)
+        context = self._storage.read_context(
+            command.merchant_id, command.out_order_no, command.request_id
+        )
+        stored = context.stored
         if stored is None or stored.order is None:
             raise _order_not_found()
-        replayed = self._replayed(record, stored, deadline)
+        replayed = self._replayed(record, context.request, stored, deadline)
         if replayed is not None:
             return replayed
         if stored.pending is not None:
@@ -422,10 +436,14 @@ class OrderService:
         return self._view(self._run_pending(stored, deadline))
 
     def _replayed(
-        self, record: RequestRecord, stored: StoredOrder, deadline: Deadline
+        self,
+        record: RequestRecord,
+        found: RequestRecord | None,
+        stored: StoredOrder,
+        deadline: Deadline,
     ) -> OrderView | None:
-        """The answer to a retry of a request already seen, or None for a new request."""
-        found = self._find_request(record.merchant_id, record.request_id)
+        """The answer to a retry of a request already seen (`found`, its record), or None for a
+        new request."""
         if found is None:
             return None
         if found.method != record.method or found.request_hash != record.request_hash:
@@ -440,19 +458,6 @@ class OrderService:
             return self._view(self._run_pending(stored, deadline))
         assert stored.order is not None
         return self._view(stored.order)
-
-    def _check_request_id(self, record: RequestRecord) -> None:
-        found = self._find_request(record.merchant_id, record.request_id)
-        if found is not None and (
-            found.method != record.method
-            or found.request_hash != record.request_hash
-            or found.out_order_no != record.out_order_no
-        ):
-            raise _request_id_reused()
-
-    def _find_request(self, merchant_id: str, request_id: str) -> RequestRecord | None:
-        with self._storage.transaction() as transaction:
-            return transaction.find_request(merchant_id, request_id)
 
     def _save_refusal(self, record: RequestRecord, refusal: SesameError) -> None:
         refused = replace(
@@ -711,6 +716,16 @@ def _busy() -> Conflict:
         "another step of this order is in flight; retry with the same request_id",
         reason=reasons.ORDER_BUSY,
     )
+
+
+def _check_request_id(record: RequestRecord, found: RequestRecord | None) -> None:
+    """A creation's request id recorded for another request is REQUEST_ID_REUSED."""
+    if found is not None and (
+        found.method != record.method
+        or found.request_hash != record.request_hash
+        or found.out_order_no != record.out_order_no
+    ):
+        raise _request_id_reused()
 
 
 def _request_id_reused() -> Conflict:

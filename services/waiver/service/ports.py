@@ -199,6 +199,18 @@ class CapacityRecord:
     applied: bool
 
 
+@dataclass(frozen=True)
+class OrderContext:
+    """What a step of an order reads before it decides, read together: the order's row, the
+    record of the request's id, and for a creation the scenario's policy and the user's
+    capacity record (each None when absent or not asked for)."""
+
+    stored: StoredOrder | None
+    request: RequestRecord | None
+    policy: ScenarioPolicy | None = None
+    capacity: CapacityRecord | None = None
+
+
 class OrderConflict(Exception):
     """The order's row changed since it was read; read it again."""
 
@@ -239,6 +251,19 @@ class WaiverStorage(Protocol):
         ...
 
     def get_order(self, merchant_id: str, out_order_no: str) -> StoredOrder | None: ...
+
+    def read_context(
+        self,
+        merchant_id: str,
+        out_order_no: str,
+        request_id: str,
+        *,
+        scenario_id: str = "",
+        user_id: str = "",
+    ) -> OrderContext:
+        """The order, its request record and (when named) the policy and the user's capacity
+        record, in one read."""
+        ...
 
     def update_order(self, stored: StoredOrder, expected_version: int) -> None:
         """`WaiverTransaction.update_order` as a transaction of its own."""

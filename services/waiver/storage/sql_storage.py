@@ -26,7 +26,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -37,6 +37,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
+    literal,
     select,
     tuple_,
     update,
@@ -52,6 +53,7 @@ from services.waiver.domain.policy import ScenarioPolicy
 from services.waiver.service.ports import (
     CapacityRecord,
     OrderConflict,
+    OrderContext,
     RequestRecord,
     StoredOrder,
 )
@@ -64,6 +66,7 @@ from services.waiver.storage.tables import (
 )
 
 _CONNECTION_SQLSTATE_PREFIXES = ("08", "57P")
+RecordT = TypeVar("RecordT", RequestRecord, CapacityRecord)
 
 
 def _inserts_if_new(table: Table) -> dict[str, Executable]:
@@ -102,6 +105,30 @@ _SELECT_CAPACITY = select(capacity_table).where(
     capacity_table.c.user_id == bindparam("key_user_id")
 )
 _INSERT_CAPACITY_IF_NEW = _inserts_if_new(capacity_table)
+
+
+def _prefixed(table: Table, prefix: str) -> list[Any]:
+    return [column.label(f"{prefix}{column.name}") for column in table.c]
+
+
+# A step's reads in one statement: each table joined on its own key to a single row, so every
+# part is present or NULL on its own.
+_ANCHOR = select(literal(1).label("anchor")).subquery("anchor")
+_SELECT_CONTEXT = select(
+    *_prefixed(order_table, "order_"),
+    *_prefixed(request_table, "request_"),
+    policy_table.c.policy_json.label("policy_policy_json"),
+    *_prefixed(capacity_table, "capacity_"),
+).select_from(
+    _ANCHOR.outerjoin(order_table, _ORDER_KEY)
+    .outerjoin(
+        request_table,
+        (request_table.c.merchant_id == bindparam("key_merchant_id"))
+        & (request_table.c.request_id == bindparam("key_request_id")),
+    )
+    .outerjoin(policy_table, _POLICY_KEY)
+    .outerjoin(capacity_table, capacity_table.c.user_id == bindparam("key_user_id"))
+)
 _UPDATE_CAPACITY = update(capacity_table).where(
     (capacity_table.c.user_id == bindparam("key_user_id"))
     & (capacity_table.c.change_number == bindparam("previous_change_number"))
@@ -156,6 +183,35 @@ class SqlWaiverStorage:
     def get_order(self, merchant_id: str, out_order_no: str) -> StoredOrder | None:
         with self._reading() as connection:
             return _get_order(connection.execute, merchant_id, out_order_no)
+
+    def read_context(
+        self,
+        merchant_id: str,
+        out_order_no: str,
+        request_id: str,
+        *,
+        scenario_id: str = "",
+        user_id: str = "",
+    ) -> OrderContext:
+        parameters = {
+            "key_merchant_id": merchant_id,
+            "key_out_order_no": out_order_no,
+            "key_request_id": request_id,
+            "key_scenario_id": scenario_id,
+            "key_user_id": user_id,
+        }
+        with self._reading() as connection:
+            row = connection.execute(_SELECT_CONTEXT, parameters).one()._asdict()
+        return OrderContext(
+            stored=_stored_order(_part(row, "order_", order_table)),
+            request=_record(RequestRecord, _part(row, "request_", request_table)),
+            policy=(
+                None
+                if row["policy_policy_json"] is None
+                else codec.policy_from_json(row["policy_policy_json"])
+            ),
+            capacity=_record(CapacityRecord, _part(row, "capacity_", capacity_table)),
+        )
 
     def list_orders(
         self,
@@ -345,16 +401,32 @@ def _get_order(
     row = execute(
         _SELECT_ORDER, {"key_merchant_id": merchant_id, "key_out_order_no": out_order_no}
     ).first()
-    if row is None:
+    return None if row is None else _stored_order(row._asdict())
+
+
+def _part(row: dict[str, Any], prefix: str, table: Table) -> dict[str, Any] | None:
+    """One table's columns of a joined row, or None when its key is NULL (no such row)."""
+    values = {column.name: row[f"{prefix}{column.name}"] for column in table.c}
+    primary_key = next(iter(table.primary_key.columns)).name
+    return None if values[primary_key] is None else values
+
+
+def _record(kind: type[RecordT], values: dict[str, Any] | None) -> RecordT | None:
+    return None if values is None else kind(**values)
+
+
+def _stored_order(values: dict[str, Any] | None) -> StoredOrder | None:
+    if values is None:
         return None
+    order_json, pending_json = values["order_json"], values["pending_json"]
     return StoredOrder(
-        merchant_id=row.merchant_id,
-        out_order_no=row.out_order_no,
-        fingerprint=row.fingerprint,
-        order=None if row.order_json is None else codec.order_from_json(row.order_json),
-        pending=None if row.pending_json is None else codec.pending_from_json(row.pending_json),
-        version=row.version,
-        create_attempt=row.create_attempt,
+        merchant_id=values["merchant_id"],
+        out_order_no=values["out_order_no"],
+        fingerprint=values["fingerprint"],
+        order=None if order_json is None else codec.order_from_json(order_json),
+        pending=None if pending_json is None else codec.pending_from_json(pending_json),
+        version=values["version"],
+        create_attempt=values["create_attempt"],
     )
 
 
