@@ -1,0 +1,94 @@
+"""What an adversarial probe of the ledger found, each request sent as the probe sent it, through
+gRPC, on SQLite and PostgreSQL: every one is now refused with INVALID_ARGUMENT (or, where the
+answer depends on what the ledger holds, FAILED_PRECONDITION) and a reason of the contract, and
+nothing is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2
+from sesame.ledger.v1 import ledger_service_pb2 as pb
+
+INT64_MAX = 2**63 - 1
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+def forged_page_token(*, user_id: str = "", global_sequence: int, user_sequence: int) -> str:
+    """A page token as the ledger writes one (base64 of its canonical JSON), with any values."""
+    plain = {
+        "after_global_sequence": global_sequence,
+        "after_user_sequence": user_sequence,
+        "user_id": user_id,
+    }
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii")
+
+
+@pytest.mark.parametrize(
+    ("user_id", "global_sequence", "user_sequence"),
+    [
+        ("", INT64_MAX + 1, 0),
+        ("user-a", 0, INT64_MAX + 1),
+        ("", 10**30, 10**30),
+        ("", -1, 0),
+    ],
+    ids=["global beyond int64", "user beyond int64", "far beyond int64", "negative"],
+)
+def test_a_forged_page_token_out_of_int64_is_page_token_invalid(
+    client, user_id, global_sequence, user_sequence
+):
+    client.set_capacity("user-a", 1_000)
+    token = forged_page_token(
+        user_id=user_id, global_sequence=global_sequence, user_sequence=user_sequence
+    )
+    request = pb.ListEntriesRequest(user_id=user_id, page_token=token)
+
+    code, reason, fields = client.rejection(lambda: client.call("ListEntries", request))
+
+    assert (code, reason, fields) == (INVALID, "PAGE_TOKEN_INVALID", ("page_token",))
+
+
+def test_a_page_token_at_the_largest_sequence_reads_an_empty_page(client):
+    client.set_capacity("user-a", 1_000)
+    for user_id in ("", "user-a"):
+        token = forged_page_token(
+            user_id=user_id, global_sequence=INT64_MAX, user_sequence=INT64_MAX
+        )
+
+        page = client.call("ListEntries", pb.ListEntriesRequest(user_id=user_id, page_token=token))
+
+        assert (list(page.entries), page.next_page_token) == ([], "")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [(10, -5), (10, 2_000_000_000), (-10, 5), (10, 1_000_000_000)],
+    ids=["negative nanos", "nanos of two seconds", "signs disagree", "nanos of one second"],
+)
+def test_a_duration_protobuf_calls_invalid_is_duration_invalid(client, seconds, nanos):
+    client.set_capacity("user-a", 10_000)
+    request = client.place_hold_request("user-a", 1_000)
+    request.expires_in.CopyFrom(duration_pb2.Duration(seconds=seconds, nanos=nanos))
+
+    code, reason, fields = client.rejection(lambda: client.call("PlaceHold", request))
+
+    assert (code, reason, fields) == (INVALID, "DURATION_INVALID", ("expires_in",))
+    assert client.entry_count() == 1
+    assert client.summary("user-a").open_hold_count == 0
+
+
+@pytest.mark.parametrize("request_id", [" ", "   ", "\t"], ids=["one space", "spaces", "tab"])
+def test_a_blank_request_id_is_invalid(client, request_id):
+    client.set_capacity("user-a", 10_000)
+    request = client.place_hold_request("user-a", 1_000)
+    request.request_id = request_id
+
+    code, reason, fields = client.rejection(lambda: client.call("PlaceHold", request))
+
+    assert (code, reason, fields) == (INVALID, "ID_INVALID", ("request_id",))
+    assert client.stored_request_count() == 1
