@@ -31,6 +31,7 @@ TOO_MANY_STATEMENTS: Final = "TOO_MANY_STATEMENTS"
 DUPLICATE_USER: Final = "DUPLICATE_USER"
 DUPLICATE_PERIOD: Final = "DUPLICATE_PERIOD"
 PAGE_TOKEN_INVALID: Final = "PAGE_TOKEN_INVALID"
+DUE_TIME_TOO_EARLY: Final = "DUE_TIME_TOO_EARLY"
 # Invalid for the hold named, whatever its state: a hold's amount never changes, so the same
 # request is always wrong (INVALID_ARGUMENT, not stored).
 CAPTURE_EXCEEDS_HOLD: Final = "CAPTURE_EXCEEDS_HOLD"

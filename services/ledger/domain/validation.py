@@ -11,6 +11,7 @@ from services.common.validation import Sign, Violations
 from services.ledger.domain import commands, reasons
 from services.ledger.domain.records import (
     MICROSECONDS_PER_DAY,
+    MICROSECONDS_PER_SECOND,
     ObligationOutcome,
     RepaymentStatus,
     StatementPeriod,
@@ -28,6 +29,11 @@ STATEMENT_YEAR_MAX = 9999
 STATEMENTS_PER_REPORT_MAX = 24
 REPORTS_PER_BATCH_MAX = 1000
 CREDIT_HISTORY_STATEMENTS_MAX = 24
+# The earliest an obligation may be due: 2000-01-01T00:00:00Z. Sesame's obligations are created
+# now and due within days or months; one due decades ago is a client's zero or epoch time, and
+# would count as paid late (or defaulted) since before anyone could owe it. A fixed bound, not
+# one relative to the ledger's clock, keeps the same request always valid or always invalid.
+DUE_TIME_MIN_US = 946_684_800 * MICROSECONDS_PER_SECOND
 
 
 def validate_set_waiver_capacity(command: commands.SetWaiverCapacity) -> None:
@@ -73,7 +79,7 @@ def check_capture_hold(violations: Violations, command: commands.CaptureHold) ->
     violations.identifier("hold_id", command.hold_id)
     violations.money("amount", command.amount, Sign.POSITIVE)
     if command.obligation is not None:
-        violations.required("obligation.due_time", command.obligation.due_at_us)
+        _check_due_time(violations, "obligation.due_time", command.obligation.due_at_us)
         violations.text("obligation.purpose", command.obligation.purpose, PURPOSE_LENGTH_MAX)
 
 
@@ -98,9 +104,16 @@ def check_create_obligation(violations: Violations, command: commands.CreateObli
     violations.request_id(command.request_id)
     violations.identifier("user_id", command.user_id)
     violations.money("amount_due", command.amount_due, Sign.POSITIVE)
-    violations.required("due_time", command.due_at_us)
+    _check_due_time(violations, "due_time", command.due_at_us)
     violations.text("purpose", command.purpose, PURPOSE_LENGTH_MAX)
     violations.text("reference", command.reference, REFERENCE_LENGTH_MAX)
+
+
+def _check_due_time(violations: Violations, field: str, due_at_us: int | None) -> None:
+    if due_at_us is None:
+        violations.add(field, reasons.FIELD_REQUIRED, "is required")
+    elif due_at_us < DUE_TIME_MIN_US:
+        violations.add(field, reasons.DUE_TIME_TOO_EARLY, "must not be before 2000-01-01 UTC")
 
 
 def validate_record_payment(command: commands.RecordPayment) -> None:

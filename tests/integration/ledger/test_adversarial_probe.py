@@ -92,3 +92,45 @@ def test_a_blank_request_id_is_invalid(client, request_id):
 
     assert (code, reason, fields) == (INVALID, "ID_INVALID", ("request_id",))
     assert client.stored_request_count() == 1
+
+
+# Due times: 2000-01-01T00:00:00Z is the earliest an obligation may be due.
+DUE_TIME_MIN_SECONDS = 946_684_800
+
+
+@pytest.mark.parametrize(
+    "due_seconds", [0, 86_400 * 365, DUE_TIME_MIN_SECONDS - 1], ids=["1970", "1971", "1999"]
+)
+def test_an_obligation_due_before_2000_is_due_time_too_early(client, due_seconds):
+    request = pb.CreateObligationRequest(
+        request_id="due-1970", user_id="user-a", amount_due=client.money(1_000), purpose="fee"
+    )
+    request.due_time.seconds = due_seconds
+
+    code, reason, fields = client.rejection(lambda: client.call("CreateObligation", request))
+
+    assert (code, reason, fields) == (INVALID, "DUE_TIME_TOO_EARLY", ("due_time",))
+    assert client.entry_count() == 0
+
+
+def test_a_capture_whose_obligation_is_due_in_1970_is_due_time_too_early(client):
+    client.set_capacity("user-a", 10_000)
+    hold = client.place_hold("user-a", 1_000)
+    request = client.capture_request(hold.hold_id, 500, due_in_s=0)
+    request.obligation.due_time.seconds = 0
+
+    code, reason, fields = client.rejection(lambda: client.call("CaptureHold", request))
+
+    assert (code, reason, fields) == (INVALID, "DUE_TIME_TOO_EARLY", ("obligation.due_time",))
+    assert client.get_hold(hold.hold_id).state == pb.HOLD_STATE_OPEN
+
+
+def test_an_obligation_due_at_the_start_of_2000_is_created(client):
+    request = pb.CreateObligationRequest(
+        request_id="due-2000", user_id="user-a", amount_due=client.money(1_000), purpose="fee"
+    )
+    request.due_time.seconds = DUE_TIME_MIN_SECONDS
+
+    obligation = client.call("CreateObligation", request).obligation
+
+    assert obligation.due_time.seconds == DUE_TIME_MIN_SECONDS

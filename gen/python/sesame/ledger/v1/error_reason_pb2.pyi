@@ -93,6 +93,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     obligation is not in the account's currency, or a capacity would change the account's
     currency while something is held or outstanding.
     """
+    DUE_TIME_TOO_EARLY: _ErrorReason.ValueType  # 38
+    """INVALID_ARGUMENT: an obligation's due_time (CreateObligationRequest.due_time,
+    ObligationTerms.due_time) is before 2000-01-01T00:00:00Z.
+    """
     HOLD_NOT_FOUND: _ErrorReason.ValueType  # 24
     """NOT_FOUND: no hold has this hold_id."""
     OBLIGATION_NOT_FOUND: _ErrorReason.ValueType  # 25
@@ -219,6 +223,10 @@ currency of the hold or obligation it names (which never changes), or a statemen
 amount_paid is not in its balance's currency. FAILED_PRECONDITION (stored) when a hold or
 obligation is not in the account's currency, or a capacity would change the account's
 currency while something is held or outstanding.
+"""
+DUE_TIME_TOO_EARLY: ErrorReason.ValueType  # 38
+"""INVALID_ARGUMENT: an obligation's due_time (CreateObligationRequest.due_time,
+ObligationTerms.due_time) is before 2000-01-01T00:00:00Z.
 """
 HOLD_NOT_FOUND: ErrorReason.ValueType  # 24
 """NOT_FOUND: no hold has this hold_id."""

@@ -650,7 +650,7 @@ class ObligationTerms(_message.Message):
     """What the obligation is for; at most 256 characters."""
     @_builtins.property
     def due_time(self) -> _timestamp_pb2.Timestamp:
-        """When the captured amount is due."""
+        """When the captured amount is due; not before 2000-01-01T00:00:00Z (DUE_TIME_TOO_EARLY)."""
 
     def __init__(
         self,
@@ -919,7 +919,9 @@ class CreateObligationRequest(_message.Message):
 
     @_builtins.property
     def due_time(self) -> _timestamp_pb2.Timestamp:
-        """When payment is due; any valid time, past ones included."""
+        """When payment is due: any valid time from 2000-01-01T00:00:00Z on (DUE_TIME_TOO_EARLY
+        before it), past ones included.
+        """
 
     def __init__(
         self,
