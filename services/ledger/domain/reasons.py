@@ -37,8 +37,8 @@ DUE_TIME_TOO_EARLY: Final = "DUE_TIME_TOO_EARLY"
 CAPTURE_EXCEEDS_HOLD: Final = "CAPTURE_EXCEEDS_HOLD"
 # A currency other than the one it must match. INVALID_ARGUMENT against a hold's or obligation's
 # currency (which never changes, though an obligation's amount may be lowered);
-# FAILED_PRECONDITION against the account's currency (which a capacity change can set), and then
-# stored like every business rule.
+# FAILED_PRECONDITION against the account's currency (which a capacity change can set) or the
+# user's recorded partner data, and then stored like every business rule.
 CURRENCY_MISMATCH: Final = "CURRENCY_MISMATCH"
 
 # Missing (NOT_FOUND, not stored: ids are server-assigned, so the answer can never change).

@@ -200,10 +200,22 @@ def _check_partner_report(
             reasons.TOO_MANY_STATEMENTS,
             f"must hold at most {STATEMENTS_PER_REPORT_MAX} statements",
         )
+    # One currency per report: the credit line's, else the first statement's (see
+    # `rules.require_partner_currency` for why a user's partner data never mixes currencies).
+    report_currency = report.credit_line.currency_code if report.credit_line is not None else None
     seen_periods: set[StatementPeriod] = set()
     for index, statement in enumerate(report.statements[:STATEMENTS_PER_REPORT_MAX]):
         statement_field = f"{field}.statements[{index}]"
         _check_statement(violations, statement_field, statement)
+        if statement.balance is not None:
+            if report_currency is None:
+                report_currency = statement.balance.currency_code
+            elif statement.balance.currency_code != report_currency:
+                violations.add(
+                    f"{statement_field}.balance.currency_code",
+                    reasons.CURRENCY_MISMATCH,
+                    "must be the currency of the report's credit line and other statements",
+                )
         if statement.period is not None:
             if statement.period in seen_periods:
                 violations.add(

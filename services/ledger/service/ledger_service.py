@@ -237,6 +237,11 @@ class LedgerService:
         user_ids = tuple(report.user_id for report in command.reports)
 
         def decide(scope: RequestScope) -> PartnerStatementsResult:
+            # Every report is checked before any is recorded: a refusal records nothing.
+            for index, report in enumerate(command.reports):
+                rules.require_partner_currency(
+                    scope.state(report.user_id), report, f"reports[{index}]"
+                )
             results = []
             for report in command.reports:
                 events, result = rules.decide_partner_report(scope.state(report.user_id), report)

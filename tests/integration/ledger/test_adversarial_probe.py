@@ -134,3 +134,84 @@ def test_an_obligation_due_at_the_start_of_2000_is_created(client):
     obligation = client.call("CreateObligation", request).obligation
 
     assert obligation.due_time.seconds == DUE_TIME_MIN_SECONDS
+
+
+# Partner data: one currency per user, for the credit line and every statement.
+
+
+def partner_report(client, user_id, currency, *, months=(4,), credit_line=None):
+    report = pb.PartnerReport(user_id=user_id, partner_id="bank")
+    for month in months:
+        report.statements.add(
+            period=pb.StatementPeriod(year=2025, month=month),
+            balance=client.money(5_000, currency),
+            amount_paid=client.money(1_000, currency),
+            repayment_status=pb.REPAYMENT_STATUS_REVOLVING,
+        )
+    if credit_line is not None:
+        report.credit_line.CopyFrom(client.money(credit_line, currency))
+    return report
+
+
+def record_reports(client, *reports, request_id=None):
+    request = pb.RecordPartnerStatementsRequest(
+        request_id=request_id or client.new_request_id(), reports=list(reports)
+    )
+    return client.call("RecordPartnerStatements", request)
+
+
+def test_statements_in_usd_for_a_user_whose_partner_data_is_in_cny_are_refused(client):
+    client.set_capacity("user-a", 10_000)
+    record_reports(client, partner_report(client, "user-a", "CNY", credit_line=50_000))
+    entries = client.entry_count()
+    request_id = client.new_request_id()
+
+    def send_usd() -> None:
+        record_reports(
+            client,
+            partner_report(client, "user-b", "CNY"),
+            partner_report(client, "user-a", "USD", months=(5, 6)),
+            request_id=request_id,
+        )
+
+    code, reason, _ = client.rejection(send_usd)
+
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CURRENCY_MISMATCH")
+    # The batch is refused whole, and the refusal is stored: a retry gets the same answer.
+    assert client.entry_count() == entries
+    assert client.rejection(send_usd)[:2] == (code, reason)
+    history = client.call("GetCreditHistory", pb.GetCreditHistoryRequest(user_id="user-a"))
+    assert {statement.balance.currency_code for statement in history.statements} == {"CNY"}
+
+
+def test_a_credit_line_in_another_currency_than_the_statements_is_refused(client):
+    record_reports(client, partner_report(client, "user-a", "TWD"))
+    usd_line = partner_report(client, "user-a", "USD", months=(), credit_line=90_000)
+
+    code, reason, _ = client.rejection(lambda: record_reports(client, usd_line))
+
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CURRENCY_MISMATCH")
+    history = client.call("GetCreditHistory", pb.GetCreditHistoryRequest(user_id="user-a"))
+    assert not history.HasField("credit_line")
+
+
+def test_one_report_in_two_currencies_is_invalid_and_names_the_field(client):
+    report = partner_report(client, "user-a", "TWD", months=(4, 5), credit_line=50_000)
+    report.statements[1].balance.currency_code = "USD"
+    report.statements[1].amount_paid.currency_code = "USD"
+
+    code, reason, fields = client.rejection(lambda: record_reports(client, report))
+
+    assert (code, reason) == (INVALID, "CURRENCY_MISMATCH")
+    assert fields == ("reports[0].statements[1].balance.currency_code",)
+    assert client.entry_count() == 0
+
+
+def test_partner_data_may_be_in_another_currency_than_the_account(client):
+    """By design: the Taiwan data set's statements are in TWD for users whose deposits Sesame
+    waives in CNY. What must not mix is the partner data itself, which the score compares."""
+    client.set_capacity("user-a", 10_000)
+
+    result = record_reports(client, partner_report(client, "user-a", "TWD", credit_line=50_000))
+
+    assert result.results[0].statements_recorded == 1

@@ -88,10 +88,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     CURRENCY_MISMATCH: _ErrorReason.ValueType  # 23
     """A currency other than the one required. INVALID_ARGUMENT when an amount is not in the
-    currency of the hold or obligation it names (which never changes), or a statement's
-    amount_paid is not in its balance's currency. FAILED_PRECONDITION (stored) when a hold or
-    obligation is not in the account's currency, or a capacity would change the account's
-    currency while something is held or outstanding.
+    currency of the hold or obligation it names (which never changes), a statement's
+    amount_paid is not in its balance's currency, or a PartnerReport's statements and credit
+    line are not all in one currency. FAILED_PRECONDITION (stored) when a hold or obligation is
+    not in the account's currency, a capacity would change the account's currency while
+    something is held or outstanding, or a PartnerReport is not in the currency of the user's
+    recorded credit line and statements.
     """
     DUE_TIME_TOO_EARLY: _ErrorReason.ValueType  # 38
     """INVALID_ARGUMENT: an obligation's due_time (CreateObligationRequest.due_time,
@@ -219,10 +221,12 @@ never changes, so the same request is always wrong).
 """
 CURRENCY_MISMATCH: ErrorReason.ValueType  # 23
 """A currency other than the one required. INVALID_ARGUMENT when an amount is not in the
-currency of the hold or obligation it names (which never changes), or a statement's
-amount_paid is not in its balance's currency. FAILED_PRECONDITION (stored) when a hold or
-obligation is not in the account's currency, or a capacity would change the account's
-currency while something is held or outstanding.
+currency of the hold or obligation it names (which never changes), a statement's
+amount_paid is not in its balance's currency, or a PartnerReport's statements and credit
+line are not all in one currency. FAILED_PRECONDITION (stored) when a hold or obligation is
+not in the account's currency, a capacity would change the account's currency while
+something is held or outstanding, or a PartnerReport is not in the currency of the user's
+recorded credit line and statements.
 """
 DUE_TIME_TOO_EARLY: ErrorReason.ValueType  # 38
 """INVALID_ARGUMENT: an obligation's due_time (CreateObligationRequest.due_time,

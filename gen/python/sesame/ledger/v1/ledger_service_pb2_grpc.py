@@ -281,6 +281,12 @@ class LedgerServiceServicer:
         """Records, in one batch, partner-reported credit lines and monthly statements for many users.
         Idempotent per user and period: a statement identical to the recorded one changes nothing; a
         different one (another partner's included) is journaled as a correction that replaces it.
+        A user's partner data (credit line and statements) stay in one currency, that of the first
+        recorded, because the score compares them with each other: a report in two currencies is
+        INVALID_ARGUMENT (CURRENCY_MISMATCH, naming the statement), and a report in another currency
+        than the user's recorded partner data fails the whole batch with FAILED_PRECONDITION
+        (CURRENCY_MISMATCH, stored; the message names the report). Partner data may be in another
+        currency than the account's own (capacity, holds, obligations).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
