@@ -215,3 +215,17 @@ def test_partner_data_may_be_in_another_currency_than_the_account(client):
     result = record_reports(client, partner_report(client, "user-a", "TWD", credit_line=50_000))
 
     assert result.results[0].statements_recorded == 1
+
+
+@pytest.mark.parametrize(
+    "payload", [b"\xff\xff\xff\xff", b"\x0a\x02\xff\xfe"], ids=["corrupt wire format", "not utf-8"]
+)
+def test_a_request_that_is_not_protobuf_is_invalid_argument_and_writes_nothing(
+    client, channel, payload
+):
+    place_hold = channel.unary_unary("/sesame.ledger.v1.LedgerService/PlaceHold")
+
+    code, reason, fields = client.rejection(lambda: place_hold(payload, timeout=10))
+
+    assert (code, reason, fields) == (INVALID, "REQUEST_UNDECODABLE", ())
+    assert (client.entry_count(), client.stored_request_count()) == (0, 0)

@@ -48,6 +48,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: a number (max_holds, max_statements, page_size, after_global_sequence) is
     outside the range its field states.
     """
+    REQUEST_UNDECODABLE: _ErrorReason.ValueType  # 39
+    """INVALID_ARGUMENT: the request's bytes are not a valid protobuf message of the method's
+    request type (corrupt wire format, a string that is not UTF-8). No field can be named.
+    """
     DURATION_INVALID: _ErrorReason.ValueType  # 11
     """INVALID_ARGUMENT: PlaceHoldRequest.expires_in is not positive, is above 366 days, or is not
     a valid google.protobuf.Duration.
@@ -180,6 +184,10 @@ AMOUNT_TOO_LARGE: ErrorReason.ValueType  # 9
 VALUE_OUT_OF_RANGE: ErrorReason.ValueType  # 10
 """INVALID_ARGUMENT: a number (max_holds, max_statements, page_size, after_global_sequence) is
 outside the range its field states.
+"""
+REQUEST_UNDECODABLE: ErrorReason.ValueType  # 39
+"""INVALID_ARGUMENT: the request's bytes are not a valid protobuf message of the method's
+request type (corrupt wire format, a string that is not UTF-8). No field can be named.
 """
 DURATION_INVALID: ErrorReason.ValueType  # 11
 """INVALID_ARGUMENT: PlaceHoldRequest.expires_in is not positive, is above 366 days, or is not
