@@ -14,8 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from services.ledger.domain.codec import DecodeError
-from services.ledger.domain.events import decode_event
-from services.ledger.domain.journal import JournalEntry, recomputed_hash
+from services.ledger.domain.events import HoldExpired, decode_event
+from services.ledger.domain.journal import JournalEntry, expiry_request, recomputed_hash
 from services.ledger.domain.projection import ProjectionError, apply
 from services.ledger.domain.records import ChainHead, UserState
 
@@ -25,6 +25,7 @@ class MismatchKind(StrEnum):
     PREVIOUS_HASH = "PREVIOUS_HASH"
     SEQUENCE = "SEQUENCE"
     PROJECTION = "PROJECTION"
+    REQUEST_RECORD = "REQUEST_RECORD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +38,17 @@ class ChainMismatch:
     detail: str
 
     def sort_key(self) -> tuple[int, int, str]:
-        """Earlier in the journal first; projection mismatches after every entry mismatch."""
+        """Earlier in the journal first; projection mismatches after every entry mismatch, and
+        a request record naming entries that do not exist (no user, no entry) last."""
         if self.global_sequence > 0:
             return (0, self.global_sequence, self.user_id)
-        return (1, 0, self.user_id)
+        return (1 if self.user_id else 2, 0, self.user_id)
+
+
+def first_of(*mismatches: ChainMismatch | None) -> ChainMismatch | None:
+    """The mismatch to report of several found: the first by `ChainMismatch.sort_key`."""
+    found = [mismatch for mismatch in mismatches if mismatch is not None]
+    return min(found, key=ChainMismatch.sort_key) if found else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +114,19 @@ def _check_entry(rebuilt: UserState, entry: JournalEntry) -> ChainMismatch | Non
     if entry.hash != expected_hash:
         return mismatch(MismatchKind.HASH, "hash differs from the hash of the entry's content")
     try:
-        apply(rebuilt, decode_event(entry.entry_type, json.loads(entry.payload_json)))
+        event = decode_event(entry.entry_type, json.loads(entry.payload_json))
+        apply(rebuilt, event)
     except (DecodeError, ProjectionError, ValueError) as error:
         return mismatch(MismatchKind.PROJECTION, f"entry cannot be applied: {error}")
+    if isinstance(event, HoldExpired) and (entry.request_id, entry.request_hash) != (
+        expiry_request(event.hold_id)
+    ):
+        # An entry of the ledger's own has no request record; it must say that it is one.
+        return mismatch(
+            MismatchKind.REQUEST_RECORD,
+            f"expiry of hold {event.hold_id} carries request {entry.request_id!r}, not the"
+            " sweeper's",
+        )
     rebuilt.chain = ChainHead(user_sequence=entry.user_sequence, hash=entry.hash)
     return None
 
@@ -161,3 +179,59 @@ def _first_differing_field(rebuilt: object, stored: object) -> str | None:
         if getattr(rebuilt, field.name) != getattr(stored, field.name):
             return field.name
     return "a field"
+
+
+# ----------------------------------------------------------------------------------------------
+# Request records against the journal
+#
+# The rule: every entry that is not the ledger's own (`journal.OWN_ENTRY_TYPES`) was written by
+# a request that succeeded, and that request's record exists, carries the entries' request hash,
+# and names exactly as many entries as carry its request id (across every user: a partner
+# statement batch writes entries for many). A refusal's record names none, and so does a
+# success that changed nothing (an identical partner report).
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEntries:
+    """One request id as storage found it in the journal and in the request records."""
+
+    request_id: str
+    # The entries that carry the id (the ledger's own aside): how many, the distinct request
+    # hashes among them, and the first one's (user id, user sequence, global sequence).
+    entry_count: int
+    entry_request_hashes: frozenset[str]
+    first_entry: tuple[str, int, int] | None
+    # The record: None when there is none; else its request hash and the entries it names.
+    record: tuple[str, int] | None
+
+
+def request_record_mismatch(found: RequestEntries, *, every_user: bool) -> ChainMismatch | None:
+    """What is wrong between a request's record and its entries, or None.
+
+    With `every_user` false the entries are one user's only, so the record may name more
+    (another user's, in a partner statement batch) but never fewer.
+    """
+    detail = _request_record_problem(found, every_user)
+    if detail is None:
+        return None
+    user_id, user_sequence, global_sequence = found.first_entry or ("", 0, 0)
+    return ChainMismatch(
+        MismatchKind.REQUEST_RECORD, user_id, user_sequence, global_sequence, detail
+    )
+
+
+def _request_record_problem(found: RequestEntries, every_user: bool) -> str | None:
+    request = f"request {found.request_id!r}"
+    if found.record is None:
+        if found.entry_count == 0:
+            return None
+        return f"{found.entry_count} entries carry {request}, which has no request record"
+    record_hash, record_entry_count = found.record
+    if found.entry_request_hashes - {record_hash}:
+        return f"the entries of {request} carry another request_hash than its record"
+    fewer_named = found.entry_count > record_entry_count
+    if fewer_named or (every_user and found.entry_count != record_entry_count):
+        return (
+            f"{found.entry_count} entries carry {request}, whose record names {record_entry_count}"
+        )
+    return None

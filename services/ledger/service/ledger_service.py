@@ -30,7 +30,7 @@ from services.common.validation import Violations
 from services.ledger.domain import commands, reasons, rules, validation
 from services.ledger.domain.canonical import request_hash
 from services.ledger.domain.codec import Plain, to_plain
-from services.ledger.domain.journal import JournalEntry
+from services.ledger.domain.journal import JournalEntry, expiry_request
 from services.ledger.domain.records import ChainHead, Hold, Obligation, UserState
 from services.ledger.domain.results import (
     AccountSummary,
@@ -43,6 +43,8 @@ from services.ledger.domain.verification import (
     ChainMismatch,
     MismatchKind,
     VerificationReport,
+    first_of,
+    request_record_mismatch,
     verify_user,
 )
 from services.ledger.service.batch_writer import BATCH_WEIGHT_MAX, BatchWriter, WriteJob
@@ -72,7 +74,6 @@ CREDIT_HISTORY_STATEMENTS_DEFAULT = 12
 CREDIT_HISTORY_OBLIGATIONS_MAX = 100
 WATCH_PAGE_SIZE = 500
 VERIFY_USERS_PER_CHUNK = 500
-EXPIRY_METHOD = "ExpireHold"
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,11 +314,9 @@ class LedgerService:
             expired = 0
             for hold_id, user_id in holds:
                 events = rules.decide_expire_hold(unit.state(user_id), hold_id, now_us)
+                expiry_request_id, expiry_request_hash = expiry_request(hold_id)
                 unit.record(
-                    user_id,
-                    events,
-                    request_id=f"expiry:{hold_id}",
-                    request_hash=request_hash(EXPIRY_METHOD, {"hold_id": hold_id}),
+                    user_id, events, request_id=expiry_request_id, request_hash=expiry_request_hash
                 )
                 expired += len(events)
             appended = unit.persist()
@@ -464,9 +463,12 @@ class LedgerService:
             _require_id("user_id", user_id)
         with self._storage.read() as reader:
             if user_id:
-                return self._verify_users(reader, [[user_id]])
-            report = self._verify_users(reader, _user_chunks(reader))
-            return _with_journal_size_check(report, reader)
+                report = self._verify_users(reader, [[user_id]])
+            else:
+                report = _with_journal_size_check(
+                    self._verify_users(reader, _user_chunks(reader)), reader
+                )
+            return _with_request_records_check(report, reader, user_id)
 
     def _verify_users(
         self, reader: ReadTransaction, user_chunks: Iterator[list[str]] | list[list[str]]
@@ -540,6 +542,17 @@ def _user_chunks(reader: ReadTransaction) -> Iterator[list[str]]:
             return
         yield user_ids
         after_user_id = user_ids[-1]
+
+
+def _with_request_records_check(
+    report: VerificationReport, reader: ReadTransaction, user_id: str
+) -> VerificationReport:
+    """Adds the first disagreement between request records and the entries carrying their ids
+    (of the user, or of the whole journal), when it comes before what was found already."""
+    found = reader.first_request_disagreement(user_id or None)
+    mismatch = None if found is None else request_record_mismatch(found, every_user=not user_id)
+    first = first_of(report.first_mismatch, mismatch)
+    return VerificationReport(report.users_checked, report.entries_checked, first)
 
 
 def _with_journal_size_check(

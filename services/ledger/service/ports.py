@@ -29,6 +29,7 @@ from services.ledger.domain.records import (
     Statement,
     UserState,
 )
+from services.ledger.domain.verification import RequestEntries
 
 
 class StorageConflict(Exception):
@@ -54,6 +55,8 @@ class StoredRequest:
     error_reason: str
     error_message: str
     recorded_at_us: int
+    # How many journal entries the request wrote (each carries its request id); 0 when FAILED.
+    entry_count: int = 0
 
 
 @dataclass(slots=True)
@@ -186,6 +189,11 @@ class ReadTransaction(Protocol):
         ...
 
     def journal_size(self) -> JournalSize: ...
+
+    def first_request_disagreement(self, user_id: str | None) -> RequestEntries | None:
+        """The request, earliest in the journal, whose record may disagree with the entries
+        that carry its id: that user's entries, or (None) every entry and record."""
+        ...
 
 
 class LedgerStorage(Protocol):

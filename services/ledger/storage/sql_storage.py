@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, event, func, select
+from sqlalchemy import ColumnElement, Connection, and_, event, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeoutError
 
 from services.common.errors import Unavailable
 from services.ledger.domain import reasons
-from services.ledger.domain.journal import JournalEntry, NewEntry
+from services.ledger.domain.journal import OWN_ENTRY_TYPES, JournalEntry, NewEntry
 from services.ledger.domain.records import (
     Account,
     ChainHead,
@@ -32,6 +32,7 @@ from services.ledger.domain.records import (
     Statement,
     UserState,
 )
+from services.ledger.domain.verification import RequestEntries
 from services.ledger.service.ports import (
     JournalSize,
     Locked,
@@ -48,6 +49,7 @@ from services.ledger.storage.tables import (
     journal_entry,
     journal_head,
     obligation,
+    request_record,
     statement,
 )
 
@@ -396,6 +398,79 @@ class SqlReadTransaction:
             if row.user_id in states:
                 states[row.user_id].credit_line = rows.credit_line_from(row)
         return states
+
+    def first_request_disagreement(self, user_id: str | None) -> RequestEntries | None:
+        """The request id, earliest in the journal, whose record and entries may disagree (see
+        `verification.request_record_mismatch`, which decides). With `user_id`, only that
+        user's entries are held against their records; without, every entry and record.
+
+        The database groups the journal by request id and joins the records in one pass; only
+        a disagreeing request comes back."""
+        own_types = sorted(entry_type.value for entry_type in OWN_ENTRY_TYPES)
+        condition: ColumnElement[bool] = journal_entry.c.entry_type.not_in(own_types)
+        if user_id is not None:
+            condition = condition & (journal_entry.c.user_id == user_id)
+        entries = (
+            select(
+                journal_entry.c.request_id,
+                func.count().label("entry_count"),
+                func.min(journal_entry.c.request_hash).label("min_hash"),
+                func.max(journal_entry.c.request_hash).label("max_hash"),
+                func.min(journal_entry.c.global_sequence).label("first_global_sequence"),
+            )
+            .where(condition)
+            .group_by(journal_entry.c.request_id)
+            .subquery()
+        )
+        record = request_record
+        differs = or_(
+            record.c.request_id.is_(None),
+            entries.c.min_hash != record.c.request_hash,
+            entries.c.max_hash != record.c.request_hash,
+            entries.c.entry_count != record.c.entry_count,
+        )
+        if user_id is None:
+            joined = entries.join(record, record.c.request_id == entries.c.request_id, full=True)
+            differs = or_(differs, and_(entries.c.request_id.is_(None), record.c.entry_count != 0))
+        else:
+            joined = entries.outerjoin(record, record.c.request_id == entries.c.request_id)
+        row = self._connection.execute(
+            select(
+                func.coalesce(entries.c.request_id, record.c.request_id).label("request_id"),
+                entries.c.entry_count,
+                entries.c.min_hash,
+                entries.c.max_hash,
+                entries.c.first_global_sequence,
+                record.c.request_id.label("record_request_id"),
+                record.c.request_hash.label("record_hash"),
+                record.c.entry_count.label("record_entry_count"),
+            )
+            .select_from(joined)
+            .where(differs)
+            .order_by(entries.c.first_global_sequence.nulls_last(), "request_id")
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        first_entry = None
+        if row.first_global_sequence is not None:
+            first = self._connection.execute(
+                select(journal_entry.c.user_id, journal_entry.c.user_sequence).where(
+                    journal_entry.c.global_sequence == row.first_global_sequence
+                )
+            ).one()
+            first_entry = (first.user_id, first.user_sequence, row.first_global_sequence)
+        return RequestEntries(
+            request_id=row.request_id,
+            entry_count=row.entry_count or 0,
+            entry_request_hashes=frozenset(
+                value for value in (row.min_hash, row.max_hash) if value is not None
+            ),
+            first_entry=first_entry,
+            record=(
+                None if row.record_request_id is None else (row.record_hash, row.record_entry_count)
+            ),
+        )
 
     def journal_size(self) -> JournalSize:
         entry_count = self._connection.execute(

@@ -216,6 +216,14 @@ class _ChainMismatchKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Cha
     """The user's sequence numbers have a gap or a repeat."""
     CHAIN_MISMATCH_KIND_PROJECTION: _ChainMismatchKind.ValueType  # 4
     """A projection (account, hold, obligation, statement) differs from a rebuild from the journal."""
+    CHAIN_MISMATCH_KIND_REQUEST_RECORD: _ChainMismatchKind.ValueType  # 5
+    """A request record and the journal disagree. Every entry but the ledger's own (an expiry,
+    request_id "expiry:<hold_id>") was written by a mutation that succeeded, whose request record
+    must exist, carry the entry's request_hash and name exactly as many entries as carry its
+    request_id (across all users). A refusal's record names none, as does a success that
+    changed nothing. Reported at the request's first entry, or with no user and global_sequence
+    0 for a record naming entries that do not exist (found only when verifying every user).
+    """
 
 class ChainMismatchKind(_ChainMismatchKind, metaclass=_ChainMismatchKindEnumTypeWrapper):
     """ChainMismatchKind says what a verification found wrong."""
@@ -230,6 +238,14 @@ CHAIN_MISMATCH_KIND_SEQUENCE: ChainMismatchKind.ValueType  # 3
 """The user's sequence numbers have a gap or a repeat."""
 CHAIN_MISMATCH_KIND_PROJECTION: ChainMismatchKind.ValueType  # 4
 """A projection (account, hold, obligation, statement) differs from a rebuild from the journal."""
+CHAIN_MISMATCH_KIND_REQUEST_RECORD: ChainMismatchKind.ValueType  # 5
+"""A request record and the journal disagree. Every entry but the ledger's own (an expiry,
+request_id "expiry:<hold_id>") was written by a mutation that succeeded, whose request record
+must exist, carry the entry's request_hash and name exactly as many entries as carry its
+request_id (across all users). A refusal's record names none, as does a success that
+changed nothing. Reported at the request's first entry, or with no user and global_sequence
+0 for a record naming entries that do not exist (found only when verifying every user).
+"""
 Global___ChainMismatchKind: _TypeAlias = ChainMismatchKind  # noqa: Y015
 
 @_typing.final
