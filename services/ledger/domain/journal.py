@@ -16,10 +16,10 @@ from services.ledger.domain.events import EntryType, Event, decode_event, event_
 from services.ledger.domain.records import ChainHead
 
 # Entries the ledger writes on its own, with no client request and so no request record: the
-# sweeper's expiries. Each carries a request id and hash derived from what it records, which
-# the verifier recomputes (`own_request`); every other entry was written by a request whose
-# record must agree with it.
-OWN_ENTRY_TYPES = frozenset({EntryType.HOLD_EXPIRED})
+# sweeper's expiries and the signed checkpoints. Each carries a request id and hash derived
+# from what it records (`expiry_request`, `checkpoints.checkpoint_request`), which the verifier
+# recomputes; every other entry was written by a request whose record must agree with it.
+OWN_ENTRY_TYPES = frozenset({EntryType.HOLD_EXPIRED, EntryType.CHECKPOINT_SIGNED})
 EXPIRY_METHOD = "ExpireHold"
 
 

@@ -33,6 +33,7 @@ DUPLICATE_USER: Final = "DUPLICATE_USER"
 DUPLICATE_PERIOD: Final = "DUPLICATE_PERIOD"
 PAGE_TOKEN_INVALID: Final = "PAGE_TOKEN_INVALID"
 DUE_TIME_TOO_EARLY: Final = "DUE_TIME_TOO_EARLY"
+CHECKPOINT_INVALID: Final = "CHECKPOINT_INVALID"
 # Invalid for the hold named, whatever its state: a hold's amount never changes, so the same
 # request is always wrong (INVALID_ARGUMENT, not stored).
 CAPTURE_EXCEEDS_HOLD: Final = "CAPTURE_EXCEEDS_HOLD"
@@ -45,6 +46,8 @@ CURRENCY_MISMATCH: Final = "CURRENCY_MISMATCH"
 # Missing (NOT_FOUND, not stored: ids are server-assigned, so the answer can never change).
 HOLD_NOT_FOUND: Final = "HOLD_NOT_FOUND"
 OBLIGATION_NOT_FOUND: Final = "OBLIGATION_NOT_FOUND"
+CHECKPOINT_NOT_FOUND: Final = "CHECKPOINT_NOT_FOUND"
+USER_NOT_IN_CHECKPOINT: Final = "USER_NOT_IN_CHECKPOINT"
 
 # Business rules (FAILED_PRECONDITION, stored and replayed for a retried request id).
 INSUFFICIENT_CAPACITY: Final = "INSUFFICIENT_CAPACITY"
@@ -57,6 +60,8 @@ OBLIGATION_NOT_PAID_IN_FULL: Final = "OBLIGATION_NOT_PAID_IN_FULL"
 # them), so these are refusals, stored, not invalid input.
 AMOUNT_DUE_NOT_LOWER: Final = "AMOUNT_DUE_NOT_LOWER"
 AMOUNT_DUE_BELOW_PAID: Final = "AMOUNT_DUE_BELOW_PAID"
+# A read that needs the checkpoint key when the ledger runs without one.
+CHECKPOINTS_NOT_CONFIGURED: Final = "CHECKPOINTS_NOT_CONFIGURED"
 
 # Idempotency and storage.
 REQUEST_ID_REUSED: Final = "REQUEST_ID_REUSED"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from services.common.validation import Sign, Violations
 from services.ledger.domain import commands, reasons
+from services.ledger.domain.checkpoints import RESERVED_USER_PREFIX
 from services.ledger.domain.records import (
     MICROSECONDS_PER_DAY,
     MICROSECONDS_PER_SECOND,
@@ -36,6 +37,17 @@ CREDIT_HISTORY_STATEMENTS_MAX = 24
 DUE_TIME_MIN_US = 946_684_800 * MICROSECONDS_PER_SECOND
 
 
+def check_user_id(violations: Violations, field: str, user_id: str) -> None:
+    """A user a mutation writes to: an identifier, and none of the ledger's own chains (ids
+    beginning with "$", which hold the ledger's checkpoints)."""
+    if user_id.startswith(RESERVED_USER_PREFIX):
+        violations.add(
+            field, reasons.ID_INVALID, "must not begin with '$' (reserved for the ledger)"
+        )
+    else:
+        violations.identifier(field, user_id)
+
+
 def validate_set_waiver_capacity(command: commands.SetWaiverCapacity) -> None:
     violations = Violations()
     check_set_waiver_capacity(violations, command)
@@ -44,7 +56,7 @@ def validate_set_waiver_capacity(command: commands.SetWaiverCapacity) -> None:
 
 def check_set_waiver_capacity(violations: Violations, command: commands.SetWaiverCapacity) -> None:
     violations.request_id(command.request_id)
-    violations.identifier("user_id", command.user_id)
+    check_user_id(violations, "user_id", command.user_id)
     violations.money("capacity", command.capacity, Sign.NOT_NEGATIVE)
     violations.text("reason", command.reason, CAPACITY_REASON_LENGTH_MAX)
 
@@ -57,7 +69,7 @@ def validate_place_hold(command: commands.PlaceHold) -> None:
 
 def check_place_hold(violations: Violations, command: commands.PlaceHold) -> None:
     violations.request_id(command.request_id)
-    violations.identifier("user_id", command.user_id)
+    check_user_id(violations, "user_id", command.user_id)
     violations.money("amount", command.amount, Sign.POSITIVE)
     if command.expires_in_us is None:
         violations.add("expires_in", reasons.FIELD_REQUIRED, "is required")
@@ -102,7 +114,7 @@ def validate_create_obligation(command: commands.CreateObligation) -> None:
 
 def check_create_obligation(violations: Violations, command: commands.CreateObligation) -> None:
     violations.request_id(command.request_id)
-    violations.identifier("user_id", command.user_id)
+    check_user_id(violations, "user_id", command.user_id)
     violations.money("amount_due", command.amount_due, Sign.POSITIVE)
     _check_due_time(violations, "due_time", command.due_at_us)
     violations.text("purpose", command.purpose, PURPOSE_LENGTH_MAX)
@@ -190,7 +202,7 @@ def check_record_partner_statements(
 def _check_partner_report(
     violations: Violations, field: str, report: commands.PartnerReport
 ) -> None:
-    violations.identifier(f"{field}.user_id", report.user_id)
+    check_user_id(violations, f"{field}.user_id", report.user_id)
     violations.identifier(f"{field}.partner_id", report.partner_id)
     if report.credit_line is not None:
         violations.money(f"{field}.credit_line", report.credit_line, Sign.POSITIVE)

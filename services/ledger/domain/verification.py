@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from services.ledger.domain.checkpoints import (
+    ChainLeaf,
+    Checkpoint,
+    checkpoint_request,
+    merkle_root,
+    sorted_leaves,
+)
 from services.ledger.domain.codec import DecodeError
-from services.ledger.domain.events import HoldExpired, decode_event
+from services.ledger.domain.events import CheckpointSigned, Event, HoldExpired, decode_event
 from services.ledger.domain.journal import JournalEntry, expiry_request, recomputed_hash
 from services.ledger.domain.projection import ProjectionError, apply
 from services.ledger.domain.records import ChainHead, UserState
@@ -26,6 +33,7 @@ class MismatchKind(StrEnum):
     SEQUENCE = "SEQUENCE"
     PROJECTION = "PROJECTION"
     REQUEST_RECORD = "REQUEST_RECORD"
+    CHECKPOINT = "CHECKPOINT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +126,26 @@ def _check_entry(rebuilt: UserState, entry: JournalEntry) -> ChainMismatch | Non
         apply(rebuilt, event)
     except (DecodeError, ProjectionError, ValueError) as error:
         return mismatch(MismatchKind.PROJECTION, f"entry cannot be applied: {error}")
-    if isinstance(event, HoldExpired) and (entry.request_id, entry.request_hash) != (
-        expiry_request(event.hold_id)
-    ):
-        # An entry of the ledger's own has no request record; it must say that it is one.
-        return mismatch(
-            MismatchKind.REQUEST_RECORD,
-            f"expiry of hold {event.hold_id} carries request {entry.request_id!r}, not the"
-            " sweeper's",
-        )
+    problem = _own_entry_problem(entry, event)
+    if problem is not None:
+        return mismatch(MismatchKind.REQUEST_RECORD, problem)
     rebuilt.chain = ChainHead(user_sequence=entry.user_sequence, hash=entry.hash)
+    return None
+
+
+def _own_entry_problem(entry: JournalEntry, event: Event) -> str | None:
+    """An entry of the ledger's own has no request record: it must say that it is one."""
+    if isinstance(event, HoldExpired):
+        if (entry.request_id, entry.request_hash) != expiry_request(event.hold_id):
+            return (
+                f"expiry of hold {event.hold_id} carries request {entry.request_id!r}, not the"
+                " sweeper's"
+            )
+    elif isinstance(event, CheckpointSigned):
+        if event.checkpoint_sequence != entry.user_sequence:
+            return f"checkpoint {event.checkpoint_sequence} is not the chain's entry of its number"
+        if (entry.request_id, entry.request_hash) != checkpoint_request(entry.user_sequence):
+            return f"checkpoint {event.checkpoint_sequence} carries request {entry.request_id!r}"
     return None
 
 
@@ -233,5 +251,46 @@ def _request_record_problem(found: RequestEntries, every_user: bool) -> str | No
     if fewer_named or (every_user and found.entry_count != record_entry_count):
         return (
             f"{found.entry_count} entries carry {request}, whose record names {record_entry_count}"
+        )
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# A signed checkpoint against the journal
+
+
+def checkpoint_mismatch(
+    checkpoint: Checkpoint,
+    *,
+    signature_valid: bool,
+    journal_head_global_sequence: int,
+    heads_at_checkpoint: Sequence[ChainLeaf],
+) -> ChainMismatch | None:
+    """What is wrong between a checkpoint and the journal, or None.
+
+    `heads_at_checkpoint` are the users' last entries (as stored) at or before the checkpoint's
+    global sequence. The root names no user, so neither can the mismatch: it is reported at the
+    global sequence the checkpoint covers.
+    """
+    number, covered = checkpoint.checkpoint_sequence, checkpoint.global_sequence
+
+    def found(detail: str) -> ChainMismatch:
+        return ChainMismatch(
+            MismatchKind.CHECKPOINT, "", 0, covered, f"checkpoint {number}: {detail}"
+        )
+
+    if not signature_valid:
+        return found("its signature does not verify with the ledger's key")
+    if covered > journal_head_global_sequence:
+        return found(
+            f"it covers global sequence {covered}, but the journal holds"
+            f" {journal_head_global_sequence}"
+        )
+    leaves = sorted_leaves(heads_at_checkpoint)
+    root = merkle_root([leaf.leaf_hash() for leaf in leaves]).hex()
+    if root != checkpoint.merkle_root or len(leaves) != checkpoint.user_count:
+        return found(
+            f"the chain heads of the {len(leaves)} users at global sequence {covered} differ"
+            f" from the {checkpoint.user_count} it signed (the Merkle roots differ)"
         )
     return None

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeoutError
 
 from services.common.errors import Unavailable
 from services.ledger.domain import reasons
+from services.ledger.domain.checkpoints import LEDGER_USER_ID, ChainLeaf
 from services.ledger.domain.journal import OWN_ENTRY_TYPES, JournalEntry, NewEntry
 from services.ledger.domain.records import (
     Account,
@@ -471,6 +472,52 @@ class SqlReadTransaction:
                 None if row.record_request_id is None else (row.record_hash, row.record_entry_count)
             ),
         )
+
+    def head_global_sequence(self) -> int:
+        head: int = self._connection.execute(
+            select(journal_head.c.last_global_sequence).where(journal_head.c.id == 1)
+        ).scalar_one()
+        return head
+
+    def account_chain_heads(self) -> list[ChainLeaf]:
+        found = self._connection.execute(
+            select(account.c.user_id, account.c.last_user_sequence, account.c.last_hash).where(
+                account.c.last_user_sequence > 0
+            )
+        )
+        return [ChainLeaf(row.user_id, row.last_user_sequence, row.last_hash) for row in found]
+
+    def chain_heads_at(self, global_sequence: int) -> list[ChainLeaf]:
+        # Each user's highest user sequence by then, then that entry through the unique
+        # (user_id, user_sequence) index: one row per user comes back, not one per entry.
+        last = (
+            select(
+                journal_entry.c.user_id,
+                func.max(journal_entry.c.user_sequence).label("user_sequence"),
+            )
+            .where(journal_entry.c.global_sequence <= global_sequence)
+            .group_by(journal_entry.c.user_id)
+            .subquery()
+        )
+        found = self._connection.execute(
+            select(journal_entry.c.user_id, journal_entry.c.user_sequence, journal_entry.c.hash)
+            .select_from(journal_entry)
+            .join(
+                last,
+                (journal_entry.c.user_id == last.c.user_id)
+                & (journal_entry.c.user_sequence == last.c.user_sequence),
+            )
+        )
+        return [ChainLeaf(row.user_id, row.user_sequence, row.hash) for row in found]
+
+    def checkpoint_entry(self, checkpoint_sequence: int) -> JournalEntry | None:
+        query = select(journal_entry).where(journal_entry.c.user_id == LEDGER_USER_ID)
+        if checkpoint_sequence:
+            query = query.where(journal_entry.c.user_sequence == checkpoint_sequence)
+        row = self._connection.execute(
+            query.order_by(journal_entry.c.user_sequence.desc()).limit(1)
+        ).first()
+        return None if row is None else rows.entry_from(row)
 
     def journal_size(self) -> JournalSize:
         entry_count = self._connection.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 from sesame.ledger.v1 import ledger_service_pb2 as pb
 from sqlalchemy import text
@@ -288,3 +289,21 @@ def test_refusals_expiries_and_unchanged_statements_verify(client, clock):
 
     assert report.intact, report.first_mismatch
     assert report.entries_checked == 4
+
+
+def test_a_checkpoint_given_to_a_ledger_without_a_checkpoint_key_is_refused(client, history):
+    checkpoint = pb.Checkpoint(
+        checkpoint_sequence=1,
+        global_sequence=5,
+        user_count=2,
+        merkle_root="0" * 64,
+        key_id="0" * 16,
+        signature="0" * 128,
+    )
+    checkpoint.sign_time.seconds = 1
+
+    code, reason, _ = client.rejection(
+        lambda: client.call("VerifyChain", pb.VerifyChainRequest(checkpoint=checkpoint))
+    )
+
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CHECKPOINTS_NOT_CONFIGURED")
