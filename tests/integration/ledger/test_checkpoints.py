@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import replace
-from pathlib import Path
 
 import grpc
 import pytest
@@ -16,7 +15,7 @@ from sesame.ledger.v1 import ledger_service_pb2 as pb
 from sqlalchemy import text
 
 from services.ledger import admin
-from services.ledger.adapters.checkpoint_keys import create_signing_key, load_public_key
+from services.ledger.adapters.checkpoint_keys import load_public_key
 from services.ledger.adapters.checkpoint_log import read_latest_checkpoint
 from services.ledger.domain.checkpoints import (
     LEDGER_USER_ID,
@@ -25,40 +24,18 @@ from services.ledger.domain.checkpoints import (
     CheckpointProof,
 )
 from services.ledger.domain.journal import JournalEntry, recomputed_hash
-from services.ledger.settings import LedgerSettings
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.fixture
-def key_files(tmp_path: Path) -> tuple[Path, Path]:
-    key_file, public_key_file = tmp_path / "checkpoint-key.pem", tmp_path / "checkpoint-key.pub"
-    create_signing_key(key_file, public_key_file)
-    return key_file, public_key_file
+def key_files(checkpoint_key_files):
+    return checkpoint_key_files
 
 
 @pytest.fixture
-def checkpoint_log(tmp_path: Path) -> Path:
-    return tmp_path / "checkpoints.jsonl"
-
-
-@pytest.fixture
-def ledger_settings(ledger_database_url, key_files, checkpoint_log) -> LedgerSettings:
-    return LedgerSettings(
-        database_url=ledger_database_url,
-        port=0,
-        database_pool_size=4,
-        watch_poll_interval_s=0.05,
-        grace_period_s=0.5,
-        checkpoint_key_file=str(key_files[0]),
-        checkpoint_log_file=str(checkpoint_log),
-    )
-
-
-@pytest.fixture
-def sign(ledger):
-    assert ledger.checkpointer is not None
-    return ledger.checkpointer.sign_checkpoint
+def sign(client):
+    return client.sign_checkpoint
 
 
 @pytest.fixture

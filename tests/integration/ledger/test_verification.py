@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from sesame.ledger.v1 import ledger_service_pb2 as pb
+from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from services.common.server import create_server
 from services.ledger import admin
+from services.ledger.app import build_ledger
+from services.ledger.settings import LedgerSettings
 
 
 @pytest.fixture
@@ -291,7 +294,13 @@ def test_refusals_expiries_and_unchanged_statements_verify(client, clock):
     assert report.entries_checked == 4
 
 
-def test_a_checkpoint_given_to_a_ledger_without_a_checkpoint_key_is_refused(client, history):
+def test_a_checkpoint_given_to_a_ledger_without_a_checkpoint_key_is_refused(
+    ledger_database_url, client, history
+):
+    settings = LedgerSettings(database_url=ledger_database_url, port=0, grace_period_s=0.5)
+    keyless = build_ledger(settings)
+    created = create_server(settings, [keyless.registration])
+    created.server.start()
     checkpoint = pb.Checkpoint(
         checkpoint_sequence=1,
         global_sequence=5,
@@ -301,9 +310,14 @@ def test_a_checkpoint_given_to_a_ledger_without_a_checkpoint_key_is_refused(clie
         signature="0" * 128,
     )
     checkpoint.sign_time.seconds = 1
-
-    code, reason, _ = client.rejection(
-        lambda: client.call("VerifyChain", pb.VerifyChainRequest(checkpoint=checkpoint))
-    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{created.port}") as channel:
+            stub = ledger_service_pb2_grpc.LedgerServiceStub(channel)
+            code, reason, _ = client.rejection(
+                lambda: stub.VerifyChain(pb.VerifyChainRequest(checkpoint=checkpoint), timeout=10)
+            )
+    finally:
+        created.server.stop(0).wait()
+        keyless.close()
 
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CHECKPOINTS_NOT_CONFIGURED")
