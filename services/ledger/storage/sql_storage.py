@@ -424,15 +424,22 @@ class SqlReadTransaction:
             .subquery()
         )
         record = request_record
+        # The same conditions `verification.request_record_mismatch` decides on, so that the
+        # first row found is a real disagreement: one user's entries may be fewer than its
+        # record names (a partner statement batch writes for many users), never more.
         differs = or_(
             record.c.request_id.is_(None),
             entries.c.min_hash != record.c.request_hash,
             entries.c.max_hash != record.c.request_hash,
-            entries.c.entry_count != record.c.entry_count,
+            entries.c.entry_count > record.c.entry_count,
         )
         if user_id is None:
             joined = entries.join(record, record.c.request_id == entries.c.request_id, full=True)
-            differs = or_(differs, and_(entries.c.request_id.is_(None), record.c.entry_count != 0))
+            differs = or_(
+                differs,
+                entries.c.entry_count < record.c.entry_count,
+                and_(entries.c.request_id.is_(None), record.c.entry_count != 0),
+            )
         else:
             joined = entries.outerjoin(record, record.c.request_id == entries.c.request_id)
         row = self._connection.execute(

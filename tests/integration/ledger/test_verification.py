@@ -321,3 +321,23 @@ def test_a_checkpoint_given_to_a_ledger_without_a_checkpoint_key_is_refused(
         keyless.close()
 
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CHECKPOINTS_NOT_CONFIGURED")
+
+
+def test_one_users_share_of_a_batch_hides_no_later_disagreement(client, database):
+    """A partner batch's record names the entries of every user in it, so one user's share is
+    fewer, and fine; a deleted record of that user's later request is still found."""
+    batch = pb.RecordPartnerStatementsRequest(
+        request_id=client.new_request_id(),
+        reports=[
+            pb.PartnerReport(user_id=user, partner_id="bank", credit_line=client.money(9, "TWD"))
+            for user in ("user-x", "user-y")
+        ],
+    )
+    client.call("RecordPartnerStatements", batch)
+    assert client.verify("user-x").intact and client.verify().intact
+    client.set_capacity("user-x", 1_000)
+    delete_request_record(database, hold_entry(client, "user-x", 2).request_id)
+
+    mismatch = client.verify("user-x").first_mismatch
+
+    assert (mismatch.kind, mismatch.user_sequence) == (pb.CHAIN_MISMATCH_KIND_REQUEST_RECORD, 2)
