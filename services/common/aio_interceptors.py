@@ -7,7 +7,9 @@ through the same shared functions, for handlers that are coroutines or async gen
    (`services.common.call_observation`) once the final status is known.
 2. `AioErrorTranslationInterceptor` (innermost) aborts with the status
    `services.common.grpc_errors.handler_error_status` gives for whatever a handler raised, so
-   no exception text ever reaches a caller.
+   no exception text ever reaches a caller. It also gives each handler a deserializer that never
+   raises, so that bytes which are no valid request answer INVALID_ARGUMENT
+   (REQUEST_UNDECODABLE) rather than UNKNOWN (`services.common.request_decoding`).
 
 A handler written in the reader/writer style (a coroutine for a streaming call, such as health
 Watch) is wrapped as a coroutine: it ends when its stream does. When the caller goes away,
@@ -34,6 +36,11 @@ from services.common.call_observation import (
     final_code,
 )
 from services.common.grpc_errors import handler_error_status
+from services.common.request_decoding import (
+    decoded_requests_async,
+    require_decoded,
+    tolerant_deserializer,
+)
 from services.common.tracing import aio_server_interceptors
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -104,8 +111,14 @@ class AioErrorTranslationInterceptor(AioBehaviorInterceptor):
     """Aborts with the status `handler_error_status` gives for what the handler raised.
 
     An abort the servicer started itself passes through untouched, and so does cancellation
-    (the caller went away: nobody is left to tell).
+    (the caller went away: nobody is left to tell). A request that cannot be deserialized
+    reaches the wrapped behaviour as a marker, which it answers INVALID_ARGUMENT.
     """
+
+    def _wrapped(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        return super()._wrapped(_with_requests_decoded(handler), method)
 
     def around_coroutine(self, method: str, behavior: CoroutineBehavior) -> CoroutineBehavior:
         async def translated(request: Any, context: Context) -> Any:
@@ -131,6 +144,63 @@ class AioErrorTranslationInterceptor(AioBehaviorInterceptor):
                 await context.abort_with_status(handler_error_status(error, method))
 
         return translated
+
+
+def _with_requests_decoded(
+    handler: grpc.RpcMethodHandler[Any, Any],
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """The handler with a deserializer that never raises and behaviour that refuses what it
+    could not decode (see `services.common.request_decoding`); each behaviour keeps its kind
+    (coroutine or async generator), which the wrapping that follows reads."""
+    kinds = (
+        (handler.unary_unary, grpc.unary_unary_rpc_method_handler, False),
+        (handler.unary_stream, grpc.unary_stream_rpc_method_handler, False),
+        (handler.stream_unary, grpc.stream_unary_rpc_method_handler, True),
+        (handler.stream_stream, grpc.stream_stream_rpc_method_handler, True),
+    )
+    for behavior, make_handler, streamed_requests in kinds:
+        if behavior is None:
+            continue
+        async_behavior: Any = behavior
+        decoded: Any = (
+            _async_generator_decoded(async_behavior, streamed_requests)
+            if inspect.isasyncgenfunction(async_behavior)
+            else _coroutine_decoded(async_behavior, streamed_requests)
+        )
+        return make_handler(
+            decoded,
+            tolerant_deserializer(handler.request_deserializer),
+            handler.response_serializer,
+        )
+    return handler
+
+
+def _checked(request: Any, streamed: bool) -> Any:
+    """The request, checked now (one message) or as it is read (a stream of them)."""
+    if not streamed:
+        require_decoded(request)
+        return request
+    if hasattr(request, "__aiter__"):
+        return decoded_requests_async(request)
+    # A reader/writer handler reads with context.read(), which sees the marker as it is.
+    return request
+
+
+def _coroutine_decoded(behavior: CoroutineBehavior, streamed: bool) -> CoroutineBehavior:
+    async def decoded(request: Any, context: Context) -> Any:
+        return await behavior(_checked(request, streamed), context)
+
+    return decoded
+
+
+def _async_generator_decoded(
+    behavior: AsyncGeneratorBehavior, streamed: bool
+) -> AsyncGeneratorBehavior:
+    async def decoded(request: Any, context: Context) -> AsyncIterator[Any]:
+        async for response in behavior(_checked(request, streamed), context):
+            yield response
+
+    return decoded
 
 
 # Observation: access log and metrics

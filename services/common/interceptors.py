@@ -6,7 +6,9 @@
    known, tells the observers (`services.common.call_observation`: access log and metrics).
 2. `ErrorTranslationInterceptor` (innermost) aborts with the status
    `services.common.grpc_errors.handler_error_status` gives for whatever a handler raised, so
-   no exception text ever reaches a caller.
+   no exception text ever reaches a caller. It also gives each handler a deserializer that never
+   raises, so that bytes which are no valid request answer INVALID_ARGUMENT
+   (REQUEST_UNDECODABLE) rather than gRPC's INTERNAL (`services.common.request_decoding`).
 
 What they decide is decided in those two modules, for both runtimes; these classes only adapt
 the synchronous API to them (`services.common.aio_interceptors` does the same for grpc.aio).
@@ -38,6 +40,11 @@ from services.common.call_observation import (
     final_code,
 )
 from services.common.grpc_errors import handler_error_status
+from services.common.request_decoding import (
+    decoded_requests,
+    require_decoded,
+    tolerant_deserializer,
+)
 from services.common.tracing import server_interceptors
 
 UnaryResponseBehavior = Callable[[Any, grpc.ServicerContext], Any]
@@ -119,8 +126,14 @@ class ErrorTranslationInterceptor(BehaviorInterceptor):
     """Aborts with the status `handler_error_status` gives for what the handler raised.
 
     An abort the servicer started itself (`context.abort`) passes through untouched, and so
-    does whatever is raised once the caller has gone.
+    does whatever is raised once the caller has gone. A request that cannot be deserialized
+    reaches the wrapped behaviour as a marker, which it answers INVALID_ARGUMENT.
     """
+
+    def _wrapped(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        return super()._wrapped(_with_requests_decoded(handler), method)
 
     def around_unary_response(
         self, method: str, behavior: UnaryResponseBehavior
@@ -149,6 +162,48 @@ class ErrorTranslationInterceptor(BehaviorInterceptor):
                 recording_context.abort_with_status(handler_error_status(error, method))
 
         return translated
+
+
+def _with_requests_decoded(
+    handler: grpc.RpcMethodHandler[Any, Any],
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """The handler with a deserializer that never raises and behaviour that refuses what it
+    could not decode (see `services.common.request_decoding`). A handler run off the worker pool
+    is left as it is, like every wrapper leaves it."""
+    deserializer = tolerant_deserializer(handler.request_deserializer)
+    serializer = handler.response_serializer
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            _unary_request_decoded(handler.unary_unary), deserializer, serializer
+        )
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(
+            _stream_request_decoded(handler.stream_unary), deserializer, serializer
+        )
+    if handler.unary_stream is not None and not _runs_off_the_worker_pool(handler.unary_stream):
+        return grpc.unary_stream_rpc_method_handler(
+            _unary_request_decoded(handler.unary_stream), deserializer, serializer
+        )
+    if handler.stream_stream is not None and not _runs_off_the_worker_pool(handler.stream_stream):
+        return grpc.stream_stream_rpc_method_handler(
+            _stream_request_decoded(handler.stream_stream), deserializer, serializer
+        )
+    return handler
+
+
+def _unary_request_decoded(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def decoded(request: Any, context: Any) -> Any:
+        require_decoded(request)
+        return behavior(request, context)
+
+    return decoded
+
+
+def _stream_request_decoded(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def decoded(requests: Iterator[Any], context: Any) -> Any:
+        return behavior(decoded_requests(requests), context)
+
+    return decoded
 
 
 def _is_grpc_ending_the_call(error: Exception, context: _AbortRecordingContext) -> bool:

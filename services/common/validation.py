@@ -23,6 +23,7 @@ from typing import Final
 
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.money import MAX_AMOUNT_MINOR, Money, is_known_currency
+from services.common.request_decoding import REQUEST_UNDECODABLE as REQUEST_UNDECODABLE
 
 VIOLATIONS_REPORTED_MAX = 50
 ID_LENGTH_MAX = 128

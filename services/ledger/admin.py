@@ -1,17 +1,27 @@
 """`sesame-ledger-admin`: the operator's tool for a running ledger, and for its migrations.
 
-    sesame-ledger-admin verify [--user USER]        recompute chains and projections
+    sesame-ledger-admin verify [--user USER] [--checkpoint-log FILE --public-key FILE]
+                                                    recompute chains and projections, and hold
+                                                    them against the log's latest checkpoint
+    sesame-ledger-admin prove USER --checkpoint-log FILE --public-key FILE
+                                                    prove the user's chain head against the
+                                                    log's latest checkpoint
     sesame-ledger-admin summary USER                a user's account summary
     sesame-ledger-admin entries [--user U] [--limit N]   journal entries, one JSON line each
     sesame-ledger-admin sweep [--max-holds N]       journal the expiry of expired holds
     sesame-ledger-admin migrate --database-url URL  bring the schema up to date (no server)
     sesame-ledger-admin wait-for-schema --database-url URL [--timeout-s S]
                                                     exit 0 once the schema is up to date
+    sesame-ledger-admin new-checkpoint-key --key-file FILE --public-key-file FILE
+                                                    make a checkpoint signing key (no server)
 
-Commands other than `migrate` and `wait-for-schema` talk to the ledger over gRPC at --address
-(default: the SESAME_LEDGER_ADDRESS environment variable, else 127.0.0.1:50051) and print JSON.
-Exit codes: 0 success, 1 verification found a mismatch, 2 bad usage, 3 the call failed, 4 the
-schema was not up to date in time.
+Commands other than `migrate`, `wait-for-schema` and `new-checkpoint-key` talk to the ledger over
+gRPC at --address (default: the SESAME_LEDGER_ADDRESS environment variable, else
+127.0.0.1:50051) and print JSON. A checkpoint read from the log is checked here, with the public
+key the operator keeps, before the ledger is asked anything: the ledger's own word on its
+signature is not what an operator should rely on.
+Exit codes: 0 success, 1 verification found a mismatch (or a checkpoint or proof that does not
+hold), 2 bad usage, 3 the call failed, 4 the schema was not up to date in time.
 """
 
 from __future__ import annotations
@@ -29,6 +39,9 @@ from google.protobuf.message import Message
 from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 
 from services.common.grpc_errors import error_details
+from services.ledger.adapters.checkpoint_keys import create_signing_key, load_public_key
+from services.ledger.adapters.checkpoint_log import read_latest_checkpoint
+from services.ledger.domain.checkpoints import ChainLeaf, Checkpoint, CheckpointProof
 
 ADDRESS_DEFAULT = "127.0.0.1:50051"
 EXIT_MISMATCH = 1
@@ -45,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _migrate(arguments.database_url)
     if arguments.command == "wait-for-schema":
         return _wait_for_schema(arguments.database_url, arguments.timeout_s)
+    if arguments.command == "new-checkpoint-key":
+        return _new_checkpoint_key(arguments.key_file, arguments.public_key_file)
+    if getattr(arguments, "checkpoint_log", None) and not arguments.public_key:
+        print("error: --checkpoint-log needs --public-key", file=sys.stderr)
+        return EXIT_USAGE
     try:
         with grpc.insecure_channel(arguments.address) as channel:
             ledger = ledger_service_pb2_grpc.LedgerServiceStub(channel)
@@ -71,7 +89,13 @@ def _parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help="recompute hash chains and projections")
     verify.add_argument("--user", default="", help="only this user (default: every user)")
+    _add_checkpoint_arguments(verify, required=False)
     verify.set_defaults(run=_verify)
+
+    prove = commands.add_parser("prove", help="prove a user's chain head against a checkpoint")
+    prove.add_argument("user")
+    _add_checkpoint_arguments(prove, required=True)
+    prove.set_defaults(run=_prove)
 
     summary = commands.add_parser("summary", help="print a user's account summary")
     summary.add_argument("user")
@@ -85,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="journal the expiry of holds past their expiry")
     sweep.add_argument("--max-holds", type=_positive, default=1000, help="per call to the ledger")
     sweep.set_defaults(run=_sweep)
+
+    new_key = commands.add_parser("new-checkpoint-key", help="make a checkpoint signing key")
+    new_key.add_argument("--key-file", required=True, help="the private key (created 0600)")
+    new_key.add_argument("--public-key-file", required=True, help="its public half")
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     wait = commands.add_parser(
@@ -110,12 +138,103 @@ def _positive(text: str) -> int:
     return value
 
 
-def _verify(ledger: ledger_service_pb2_grpc.LedgerServiceStub, arguments: Any) -> int:
-    report = ledger.VerifyChain(
-        pb.VerifyChainRequest(user_id=arguments.user), timeout=arguments.timeout
+def _add_checkpoint_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--checkpoint-log", required=required, help="the ledger's checkpoint log (JSON lines)"
     )
+    parser.add_argument(
+        "--public-key", required=required, help="the checkpoint key's public half (PEM)"
+    )
+
+
+def _latest_logged_checkpoint(arguments: Any) -> Checkpoint | None:
+    """The log's latest checkpoint, its signature checked with the operator's public key;
+    None, with the reason printed, when there is none or it does not verify."""
+    checkpoint = read_latest_checkpoint(arguments.checkpoint_log)
+    if checkpoint is None:
+        print(f"error: {arguments.checkpoint_log} holds no checkpoint", file=sys.stderr)
+        return None
+    public_key = load_public_key(arguments.public_key)
+    signed = checkpoint.key_id == public_key.key_id and public_key.verify(
+        bytes.fromhex(checkpoint.signature), checkpoint.signed_bytes()
+    )
+    if not signed:
+        print(
+            f"error: checkpoint {checkpoint.checkpoint_sequence} in {arguments.checkpoint_log}"
+            " is not signed by the key in --public-key",
+            file=sys.stderr,
+        )
+        return None
+    return checkpoint
+
+
+def _verify(ledger: ledger_service_pb2_grpc.LedgerServiceStub, arguments: Any) -> int:
+    request = pb.VerifyChainRequest(user_id=arguments.user)
+    if arguments.checkpoint_log:
+        checkpoint = _latest_logged_checkpoint(arguments)
+        if checkpoint is None:
+            return EXIT_MISMATCH
+        request.checkpoint.CopyFrom(_checkpoint_message(checkpoint))
+    report = ledger.VerifyChain(request, timeout=arguments.timeout)
     _print(report)
     return 0 if report.intact else EXIT_MISMATCH
+
+
+def _prove(ledger: ledger_service_pb2_grpc.LedgerServiceStub, arguments: Any) -> int:
+    checkpoint = _latest_logged_checkpoint(arguments)
+    if checkpoint is None:
+        return EXIT_MISMATCH
+    request = pb.GetCheckpointProofRequest(
+        user_id=arguments.user, checkpoint_sequence=checkpoint.checkpoint_sequence
+    )
+    response = ledger.GetCheckpointProof(request, timeout=arguments.timeout)
+    proof = CheckpointProof(
+        # The logged checkpoint, not the ledger's copy: the proof must lead to the root the
+        # operator holds.
+        checkpoint=checkpoint,
+        leaf=ChainLeaf(response.leaf.user_id, response.leaf.user_sequence, response.leaf.hash),
+        leaf_index=response.leaf_index,
+        tree_size=response.tree_size,
+        audit_path=tuple(response.audit_path),
+    )
+    verified = response.leaf.user_id == arguments.user and proof.leads_to_the_root()
+    print(
+        json.dumps(
+            {
+                "verified": verified,
+                "checkpoint_sequence": checkpoint.checkpoint_sequence,
+                "global_sequence": checkpoint.global_sequence,
+                "user_id": response.leaf.user_id,
+                "user_sequence": response.leaf.user_sequence,
+                "hash": response.leaf.hash,
+            },
+            sort_keys=True,
+        )
+    )
+    return 0 if verified else EXIT_MISMATCH
+
+
+def _checkpoint_message(checkpoint: Checkpoint) -> pb.Checkpoint:
+    message = pb.Checkpoint(
+        checkpoint_sequence=checkpoint.checkpoint_sequence,
+        global_sequence=checkpoint.global_sequence,
+        user_count=checkpoint.user_count,
+        merkle_root=checkpoint.merkle_root,
+        key_id=checkpoint.key_id,
+        signature=checkpoint.signature,
+    )
+    seconds, microseconds = divmod(checkpoint.signed_at_us, 1_000_000)
+    message.sign_time.seconds, message.sign_time.nanos = seconds, microseconds * 1000
+    return message
+
+
+def _new_checkpoint_key(key_file: str, public_key_file: str) -> int:
+    if os.path.exists(key_file):
+        print(f"error: {key_file} exists; a key is never overwritten", file=sys.stderr)
+        return EXIT_USAGE
+    key = create_signing_key(key_file, public_key_file)
+    print(json.dumps({"key_id": key.key_id, "public_key_file": public_key_file}))
+    return 0
 
 
 def _summary(ledger: ledger_service_pb2_grpc.LedgerServiceStub, arguments: Any) -> int:

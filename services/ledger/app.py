@@ -1,4 +1,4 @@
-"""Assembles the ledger: storage, use cases, servicer, expiry sweeper.
+"""Assembles the ledger: storage, use cases, servicer, expiry sweeper, checkpoint signer.
 
 `build_ledger` returns the parts without serving them, for tests and embedding; `run`
 runs them as the process `python -m services.ledger` does, until SIGTERM or SIGINT.
@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from services.common.clock import Clock, clock_from_setting
 from services.common.runtime import ServiceRegistration, configure_service_tracing
 from services.common.server import serve
+from services.ledger.adapters.checkpoint_keys import load_signing_key
+from services.ledger.adapters.checkpoint_log import CheckpointLogFile
 from services.ledger.api.servicer import SERVICE_NAME, LedgerServicer
+from services.ledger.service.checkpoints import Checkpointer, CheckpointTask
 from services.ledger.service.ids import IdGenerator
 from services.ledger.service.ledger_service import LedgerService
 from services.ledger.service.sweeper import ExpirySweeper
@@ -25,11 +28,13 @@ SERVICE_LABEL = "ledger"
 
 @dataclass(frozen=True)
 class Ledger:
-    """The ledger's parts, wired together: add `registration` to a server to serve them."""
+    """The ledger's parts, wired together: add `registration` to a server to serve them.
+    `checkpointer` signs checkpoints when the settings name a key and a log."""
 
     service: LedgerService
     servicer: LedgerServicer
     registration: ServiceRegistration
+    checkpointer: Checkpointer | None = None
 
     def close(self) -> None:
         self.service.close()
@@ -45,14 +50,26 @@ def build_ledger(
         pool_timeout_s=settings.database_pool_timeout_s,
         write_concurrency=settings.write_concurrency,
     )
+    clock = clock or clock_from_setting(settings.clock_file)
+    # Read at start, so that a missing or wrong key stops the ledger at once.
+    key = load_signing_key(settings.checkpoint_key_file) if settings.checkpoint_key_file else None
     service = LedgerService(
         storage,
-        clock or clock_from_setting(settings.clock_file),
+        clock,
         ids=ids,
         watch_poll_interval_s=settings.watch_poll_interval_s,
+        checkpoint_verifier=key,
+    )
+    checkpointer = (
+        Checkpointer(
+            storage, clock, key, CheckpointLogFile(settings.checkpoint_log_file), service.notifier
+        )
+        if key is not None and settings.checkpoint_log_file
+        else None
     )
     servicer = LedgerServicer(service)
-    return Ledger(service, servicer, ServiceRegistration(SERVICE_NAME, servicer.add_to_server))
+    registration = ServiceRegistration(SERVICE_NAME, servicer.add_to_server)
+    return Ledger(service, servicer, registration, checkpointer)
 
 
 def run(settings: LedgerSettings) -> int:
@@ -69,10 +86,19 @@ def run(settings: LedgerSettings) -> int:
     )
     if sweeper is not None:
         sweeper.start()
+    checkpoints = (
+        CheckpointTask(ledger.checkpointer, settings.checkpoint_interval_s)
+        if ledger.checkpointer is not None and settings.checkpoint_interval_s > 0
+        else None
+    )
+    if checkpoints is not None:
+        checkpoints.start()
 
     def on_stop() -> None:
         if sweeper is not None:
             sweeper.stop()
+        if checkpoints is not None:
+            checkpoints.stop()
         ledger.close()
 
     serve(

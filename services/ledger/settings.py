@@ -31,6 +31,16 @@ class LedgerSettings(DatabaseSettings):
     # For simulations and tests only: read the time from this file (see
     # services.common.clock.FileClock) instead of the system clock.
     clock_file: str = ""
+    # Signed checkpoints (see services.ledger.domain.checkpoints). The Ed25519 private key, PEM
+    # (`sesame-ledger-admin new-checkpoint-key` makes one; `make run` does on first use): with
+    # it, VerifyChain checks the checkpoints it is given.
+    checkpoint_key_file: str = ""
+    # The append-only log each checkpoint is appended to, one JSON line each: outside the
+    # database, ideally on storage its writers cannot rewrite.
+    checkpoint_log_file: str = ""
+    # How often a checkpoint is signed (when anything new was journaled); 0 turns signing off.
+    # Needs the key and the log.
+    checkpoint_interval_s: float = 0.0
 
     @field_validator("write_concurrency")
     @classmethod
@@ -53,6 +63,20 @@ class LedgerSettings(DatabaseSettings):
         if duration_s <= 0:
             raise ValueError("must be greater than 0")
         return duration_s
+
+    @field_validator("checkpoint_interval_s")
+    @classmethod
+    def _checkpoints_need_a_key_and_a_log(cls, interval_s: float, info: ValidationInfo) -> float:
+        if interval_s < 0:
+            raise ValueError("must not be negative")
+        if interval_s > 0 and not (
+            info.data.get("checkpoint_key_file") and info.data.get("checkpoint_log_file")
+        ):
+            raise ValueError(
+                "signing checkpoints needs SESAME_LEDGER_CHECKPOINT_KEY_FILE and"
+                " SESAME_LEDGER_CHECKPOINT_LOG_FILE"
+            )
+        return interval_s
 
     @field_validator("sweep_interval_s")
     @classmethod

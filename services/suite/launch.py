@@ -128,9 +128,42 @@ def _interrupt(signal_number: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+# `make run` signs ledger checkpoints with a key of its own under var/, made on first use.
+LOCAL_CHECKPOINTS = {
+    "SESAME_LEDGER_CHECKPOINT_KEY_FILE": "var/checkpoint-key.pem",
+    "SESAME_LEDGER_CHECKPOINT_LOG_FILE": "var/checkpoints.jsonl",
+    "SESAME_LEDGER_CHECKPOINT_INTERVAL_S": "60",
+}
+
+
+def with_local_checkpoint_key(environment: dict[str, str]) -> dict[str, str]:
+    """The environment with the local checkpoint settings (those not set already), and the key
+    file they name made when missing, its public half beside it (`.pub`), by the ledger's
+    admin tool: the suite reaches the ledger only through processes and contracts."""
+    environment = {**LOCAL_CHECKPOINTS, **environment}
+    key_file = Path(environment["SESAME_LEDGER_CHECKPOINT_KEY_FILE"])
+    if not key_file.exists():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.ledger.admin",
+                "new-checkpoint-key",
+                "--key-file",
+                str(key_file),
+                "--public-key-file",
+                str(key_file.with_suffix(".pub")),
+            ],
+            env=environment,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return environment
+
+
 def main() -> int:
     Path("var").mkdir(exist_ok=True)
-    environment = suite_environment(dict(os.environ))
+    environment = suite_environment(with_local_checkpoint_key(dict(os.environ)))
     # SIGTERM (from a process manager) stops the suite the same way Ctrl-C does. SIGINT gets
     # its handler explicitly too: a shell starts background jobs with SIGINT ignored, and
     # Python then leaves it ignored.

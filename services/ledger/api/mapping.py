@@ -15,10 +15,11 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from sesame.ledger.v1 import ledger_service_pb2 as pb
 from sesame.type.v1 import money_pb2
 
-from services.common.errors import FieldViolation
+from services.common.errors import FieldViolation, InvalidArgument
 from services.common.money import Money
 from services.common.validation import Violations
 from services.ledger.domain import commands, events, reasons, validation
+from services.ledger.domain.checkpoints import Checkpoint, CheckpointProof
 from services.ledger.domain.records import (
     MICROSECONDS_PER_SECOND,
     CreditLine,
@@ -87,12 +88,15 @@ EventMessage = (
     | pb.ObligationReduced
     | pb.CreditLineReported
     | pb.StatementReported
+    | pb.CheckpointSigned
 )
 _MISMATCH_KINDS = {
     MismatchKind.HASH: pb.CHAIN_MISMATCH_KIND_HASH,
     MismatchKind.PREVIOUS_HASH: pb.CHAIN_MISMATCH_KIND_PREVIOUS_HASH,
     MismatchKind.SEQUENCE: pb.CHAIN_MISMATCH_KIND_SEQUENCE,
     MismatchKind.PROJECTION: pb.CHAIN_MISMATCH_KIND_PROJECTION,
+    MismatchKind.REQUEST_RECORD: pb.CHAIN_MISMATCH_KIND_REQUEST_RECORD,
+    MismatchKind.CHECKPOINT: pb.CHAIN_MISMATCH_KIND_CHECKPOINT,
 }
 
 
@@ -354,6 +358,31 @@ def _statement_report(
     )
 
 
+def verify_chain_checkpoint(request: pb.VerifyChainRequest) -> Checkpoint | None:
+    """The request's checkpoint; an unreadable sign_time is CHECKPOINT_INVALID (the rest of its
+    shape is the service's to check)."""
+    if not request.HasField("checkpoint"):
+        return None
+    message = request.checkpoint
+    reader = RequestReader()
+    signed_at_us = reader.timestamp_us("checkpoint.sign_time", message.sign_time)
+    if signed_at_us is None or not message.HasField("sign_time"):
+        raise InvalidArgument.for_field(
+            "checkpoint.sign_time",
+            "must be set and between years 1 and 9999 UTC",
+            reason=reasons.CHECKPOINT_INVALID,
+        )
+    return Checkpoint(
+        checkpoint_sequence=message.checkpoint_sequence,
+        global_sequence=message.global_sequence,
+        user_count=message.user_count,
+        merkle_root=message.merkle_root,
+        signed_at_us=signed_at_us,
+        key_id=message.key_id,
+        signature=message.signature,
+    )
+
+
 def as_of_us(request: pb.GetCreditHistoryRequest) -> int | None:
     """The request's as_of_time; an unreadable one is reported with the request's other problems."""
     if not request.HasField("as_of_time"):
@@ -585,6 +614,46 @@ def event_message(event: events.Event, currency_code: str) -> EventMessage:
                     months_late=event.months_late,
                 ),
             )
+        case events.CheckpointSigned():
+            return pb.CheckpointSigned(
+                checkpoint=checkpoint_message(
+                    Checkpoint(
+                        checkpoint_sequence=event.checkpoint_sequence,
+                        global_sequence=event.global_sequence,
+                        user_count=event.user_count,
+                        merkle_root=event.merkle_root,
+                        signed_at_us=event.signed_at_us,
+                        key_id=event.key_id,
+                        signature=event.signature,
+                    )
+                )
+            )
+
+
+def checkpoint_message(checkpoint: Checkpoint) -> pb.Checkpoint:
+    return pb.Checkpoint(
+        checkpoint_sequence=checkpoint.checkpoint_sequence,
+        global_sequence=checkpoint.global_sequence,
+        user_count=checkpoint.user_count,
+        merkle_root=checkpoint.merkle_root,
+        sign_time=timestamp(checkpoint.signed_at_us),
+        key_id=checkpoint.key_id,
+        signature=checkpoint.signature,
+    )
+
+
+def checkpoint_proof_message(proof: CheckpointProof) -> pb.GetCheckpointProofResponse:
+    return pb.GetCheckpointProofResponse(
+        checkpoint=checkpoint_message(proof.checkpoint),
+        leaf=pb.ChainLeaf(
+            user_id=proof.leaf.user_id,
+            user_sequence=proof.leaf.user_sequence,
+            hash=proof.leaf.head_hash,
+        ),
+        leaf_index=proof.leaf_index,
+        tree_size=proof.tree_size,
+        audit_path=list(proof.audit_path),
+    )
 
 
 def verification_message(report: VerificationReport) -> pb.VerifyChainResponse:

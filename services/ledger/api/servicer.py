@@ -141,9 +141,16 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
     def VerifyChain(
         self, request: pb.VerifyChainRequest, context: grpc.ServicerContext
     ) -> pb.VerifyChainResponse:
-        report = self._service.verify_chain(request.user_id)
+        checkpoint = mapping.verify_chain_checkpoint(request)
+        report = self._service.verify_chain(request.user_id, checkpoint)
         record_verification(report.intact)
         return mapping.verification_message(report)
+
+    def GetCheckpointProof(
+        self, request: pb.GetCheckpointProofRequest, context: grpc.ServicerContext
+    ) -> pb.GetCheckpointProofResponse:
+        proof = self._service.checkpoint_proof(request.user_id, request.checkpoint_sequence)
+        return mapping.checkpoint_proof_message(proof)
 
     def WatchEntries(
         self, request: pb.WatchEntriesRequest, context: grpc.ServicerContext

@@ -27,6 +27,7 @@ class EntryType(StrEnum):
     CREDIT_LINE_REPORTED = "CREDIT_LINE_REPORTED"
     STATEMENT_REPORTED = "STATEMENT_REPORTED"
     OBLIGATION_REDUCED = "OBLIGATION_REDUCED"
+    CHECKPOINT_SIGNED = "CHECKPOINT_SIGNED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,21 @@ class StatementReported:
         return StatementPeriod(self.year, self.month)
 
 
+@dataclass(frozen=True, slots=True)
+class CheckpointSigned:
+    """The ledger signed a checkpoint (see `checkpoints`); journaled on the ledger's own chain,
+    whose user sequence is the checkpoint's sequence number."""
+
+    entry_type: ClassVar[EntryType] = EntryType.CHECKPOINT_SIGNED
+    checkpoint_sequence: int
+    global_sequence: int
+    user_count: int
+    merkle_root: str
+    signed_at_us: int
+    key_id: str
+    signature: str
+
+
 Event = (
     CapacitySet
     | HoldPlaced
@@ -156,6 +172,7 @@ Event = (
     | ObligationReduced
     | CreditLineReported
     | StatementReported
+    | CheckpointSigned
 )
 
 EVENT_CLASS_BY_TYPE: dict[EntryType, type[Event]] = {
@@ -172,6 +189,7 @@ EVENT_CLASS_BY_TYPE: dict[EntryType, type[Event]] = {
         ObligationReduced,
         CreditLineReported,
         StatementReported,
+        CheckpointSigned,
     )
 }
 assert set(EVENT_CLASS_BY_TYPE) == set(EntryType), "every entry type has exactly one event class"

@@ -6,9 +6,26 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.ledger.domain.canonical import canonical_entry, chain_hash, plain_canonical_json
-from services.ledger.domain.events import Event, decode_event, event_payload
+from services.ledger.domain.canonical import (
+    canonical_entry,
+    chain_hash,
+    plain_canonical_json,
+    request_hash,
+)
+from services.ledger.domain.events import EntryType, Event, decode_event, event_payload
 from services.ledger.domain.records import ChainHead
+
+# Entries the ledger writes on its own, with no client request and so no request record: the
+# sweeper's expiries and the signed checkpoints. Each carries a request id and hash derived
+# from what it records (`expiry_request`, `checkpoints.checkpoint_request`), which the verifier
+# recomputes; every other entry was written by a request whose record must agree with it.
+OWN_ENTRY_TYPES = frozenset({EntryType.HOLD_EXPIRED, EntryType.CHECKPOINT_SIGNED})
+EXPIRY_METHOD = "ExpireHold"
+
+
+def expiry_request(hold_id: str) -> tuple[str, str]:
+    """The request id and hash an expiry of the hold is journaled under."""
+    return f"expiry:{hold_id}", request_hash(EXPIRY_METHOD, {"hold_id": hold_id})
 
 
 @dataclass(frozen=True, slots=True)

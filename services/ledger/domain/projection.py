@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from services.ledger.domain.checkpoints import LEDGER_USER_ID
 from services.ledger.domain.events import (
     CapacitySet,
+    CheckpointSigned,
     CreditLineReported,
     Event,
     HoldCaptured,
@@ -104,6 +106,9 @@ def apply(state: UserState, event: Event) -> None:
                 repayment_status=event.repayment_status,
                 months_late=event.months_late,
             )
+        case CheckpointSigned():
+            # A checkpoint changes no projection; it belongs on the ledger's own chain only.
+            _require(state.user_id == LEDGER_USER_ID, "a checkpoint is on the ledger's chain")
 
 
 def _apply_capacity_set(state: UserState, event: CapacitySet) -> None:

@@ -15,6 +15,7 @@ from services.common.validation import (
     FIELD_REQUIRED as FIELD_REQUIRED,
     ID_INVALID as ID_INVALID,
     REQUEST_ID_REQUIRED as REQUEST_ID_REQUIRED,
+    REQUEST_UNDECODABLE as REQUEST_UNDECODABLE,
     TEXT_INVALID as TEXT_INVALID,
     TEXT_TOO_LONG as TEXT_TOO_LONG,
     VALUE_OUT_OF_RANGE as VALUE_OUT_OF_RANGE,
@@ -31,18 +32,22 @@ TOO_MANY_STATEMENTS: Final = "TOO_MANY_STATEMENTS"
 DUPLICATE_USER: Final = "DUPLICATE_USER"
 DUPLICATE_PERIOD: Final = "DUPLICATE_PERIOD"
 PAGE_TOKEN_INVALID: Final = "PAGE_TOKEN_INVALID"
+DUE_TIME_TOO_EARLY: Final = "DUE_TIME_TOO_EARLY"
+CHECKPOINT_INVALID: Final = "CHECKPOINT_INVALID"
 # Invalid for the hold named, whatever its state: a hold's amount never changes, so the same
 # request is always wrong (INVALID_ARGUMENT, not stored).
 CAPTURE_EXCEEDS_HOLD: Final = "CAPTURE_EXCEEDS_HOLD"
 # A currency other than the one it must match. INVALID_ARGUMENT against a hold's or obligation's
 # currency (which never changes, though an obligation's amount may be lowered);
-# FAILED_PRECONDITION against the account's currency (which a capacity change can set), and then
-# stored like every business rule.
+# FAILED_PRECONDITION against the account's currency (which a capacity change can set) or the
+# user's recorded partner data, and then stored like every business rule.
 CURRENCY_MISMATCH: Final = "CURRENCY_MISMATCH"
 
 # Missing (NOT_FOUND, not stored: ids are server-assigned, so the answer can never change).
 HOLD_NOT_FOUND: Final = "HOLD_NOT_FOUND"
 OBLIGATION_NOT_FOUND: Final = "OBLIGATION_NOT_FOUND"
+CHECKPOINT_NOT_FOUND: Final = "CHECKPOINT_NOT_FOUND"
+USER_NOT_IN_CHECKPOINT: Final = "USER_NOT_IN_CHECKPOINT"
 
 # Business rules (FAILED_PRECONDITION, stored and replayed for a retried request id).
 INSUFFICIENT_CAPACITY: Final = "INSUFFICIENT_CAPACITY"
@@ -55,6 +60,8 @@ OBLIGATION_NOT_PAID_IN_FULL: Final = "OBLIGATION_NOT_PAID_IN_FULL"
 # them), so these are refusals, stored, not invalid input.
 AMOUNT_DUE_NOT_LOWER: Final = "AMOUNT_DUE_NOT_LOWER"
 AMOUNT_DUE_BELOW_PAID: Final = "AMOUNT_DUE_BELOW_PAID"
+# A read that needs the checkpoint key when the ledger runs without one.
+CHECKPOINTS_NOT_CONFIGURED: Final = "CHECKPOINTS_NOT_CONFIGURED"
 
 # Idempotency and storage.
 REQUEST_ID_REUSED: Final = "REQUEST_ID_REUSED"

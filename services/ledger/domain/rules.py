@@ -282,6 +282,40 @@ def decide_reduce_obligation(
     ]
 
 
+def require_partner_currency(state: UserState, report: commands.PartnerReport, field: str) -> None:
+    """A user's partner data (credit line and statements) stay in one currency: that of the
+    first recorded. The score compares every statement's balance with the credit line and with
+    the other statements, and refuses a history in several currencies; one mixed report would
+    leave the user unscoreable. The account's own currency (capacity, holds, obligations) is
+    another matter: partner data may be in another (the Taiwan data set's statements are in TWD
+    for users whose deposits are waived in CNY)."""
+    recorded = partner_currency(state)
+    reported = _report_currency(report)
+    if recorded is not None and reported is not None and reported != recorded:
+        raise FailedPrecondition(
+            f"{field}: user {state.user_id}'s partner data is recorded in {recorded},"
+            f" not {reported}",
+            reason=reasons.CURRENCY_MISMATCH,
+        )
+
+
+def partner_currency(state: UserState) -> str | None:
+    """The currency of the user's recorded partner data; None when nothing is recorded."""
+    if state.credit_line is not None:
+        return state.credit_line.currency_code
+    statement = next(iter(state.statements.values()), None)
+    return None if statement is None else statement.currency_code
+
+
+def _report_currency(report: commands.PartnerReport) -> str | None:
+    # Validation made every amount of a report one currency.
+    if report.credit_line is not None:
+        return report.credit_line.currency_code
+    if not report.statements:
+        return None
+    return _given(report.statements[0].balance).currency_code
+
+
 def decide_partner_report(
     state: UserState, report: commands.PartnerReport
 ) -> tuple[list[Event], PartnerReportResult]:

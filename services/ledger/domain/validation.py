@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from services.common.validation import Sign, Violations
 from services.ledger.domain import commands, reasons
+from services.ledger.domain.checkpoints import RESERVED_USER_PREFIX
 from services.ledger.domain.records import (
     MICROSECONDS_PER_DAY,
+    MICROSECONDS_PER_SECOND,
     ObligationOutcome,
     RepaymentStatus,
     StatementPeriod,
@@ -28,6 +30,22 @@ STATEMENT_YEAR_MAX = 9999
 STATEMENTS_PER_REPORT_MAX = 24
 REPORTS_PER_BATCH_MAX = 1000
 CREDIT_HISTORY_STATEMENTS_MAX = 24
+# The earliest an obligation may be due: 2000-01-01T00:00:00Z. Sesame's obligations are created
+# now and due within days or months; one due decades ago is a client's zero or epoch time, and
+# would count as paid late (or defaulted) since before anyone could owe it. A fixed bound, not
+# one relative to the ledger's clock, keeps the same request always valid or always invalid.
+DUE_TIME_MIN_US = 946_684_800 * MICROSECONDS_PER_SECOND
+
+
+def check_user_id(violations: Violations, field: str, user_id: str) -> None:
+    """A user a mutation writes to: an identifier, and none of the ledger's own chains (ids
+    beginning with "$", which hold the ledger's checkpoints)."""
+    if user_id.startswith(RESERVED_USER_PREFIX):
+        violations.add(
+            field, reasons.ID_INVALID, "must not begin with '$' (reserved for the ledger)"
+        )
+    else:
+        violations.identifier(field, user_id)
 
 
 def validate_set_waiver_capacity(command: commands.SetWaiverCapacity) -> None:
@@ -38,7 +56,7 @@ def validate_set_waiver_capacity(command: commands.SetWaiverCapacity) -> None:
 
 def check_set_waiver_capacity(violations: Violations, command: commands.SetWaiverCapacity) -> None:
     violations.request_id(command.request_id)
-    violations.identifier("user_id", command.user_id)
+    check_user_id(violations, "user_id", command.user_id)
     violations.money("capacity", command.capacity, Sign.NOT_NEGATIVE)
     violations.text("reason", command.reason, CAPACITY_REASON_LENGTH_MAX)
 
@@ -51,7 +69,7 @@ def validate_place_hold(command: commands.PlaceHold) -> None:
 
 def check_place_hold(violations: Violations, command: commands.PlaceHold) -> None:
     violations.request_id(command.request_id)
-    violations.identifier("user_id", command.user_id)
+    check_user_id(violations, "user_id", command.user_id)
     violations.money("amount", command.amount, Sign.POSITIVE)
     if command.expires_in_us is None:
         violations.add("expires_in", reasons.FIELD_REQUIRED, "is required")
@@ -73,7 +91,7 @@ def check_capture_hold(violations: Violations, command: commands.CaptureHold) ->
     violations.identifier("hold_id", command.hold_id)
     violations.money("amount", command.amount, Sign.POSITIVE)
     if command.obligation is not None:
-        violations.required("obligation.due_time", command.obligation.due_at_us)
+        _check_due_time(violations, "obligation.due_time", command.obligation.due_at_us)
         violations.text("obligation.purpose", command.obligation.purpose, PURPOSE_LENGTH_MAX)
 
 
@@ -96,11 +114,18 @@ def validate_create_obligation(command: commands.CreateObligation) -> None:
 
 def check_create_obligation(violations: Violations, command: commands.CreateObligation) -> None:
     violations.request_id(command.request_id)
-    violations.identifier("user_id", command.user_id)
+    check_user_id(violations, "user_id", command.user_id)
     violations.money("amount_due", command.amount_due, Sign.POSITIVE)
-    violations.required("due_time", command.due_at_us)
+    _check_due_time(violations, "due_time", command.due_at_us)
     violations.text("purpose", command.purpose, PURPOSE_LENGTH_MAX)
     violations.text("reference", command.reference, REFERENCE_LENGTH_MAX)
+
+
+def _check_due_time(violations: Violations, field: str, due_at_us: int | None) -> None:
+    if due_at_us is None:
+        violations.add(field, reasons.FIELD_REQUIRED, "is required")
+    elif due_at_us < DUE_TIME_MIN_US:
+        violations.add(field, reasons.DUE_TIME_TOO_EARLY, "must not be before 2000-01-01 UTC")
 
 
 def validate_record_payment(command: commands.RecordPayment) -> None:
@@ -177,7 +202,7 @@ def check_record_partner_statements(
 def _check_partner_report(
     violations: Violations, field: str, report: commands.PartnerReport
 ) -> None:
-    violations.identifier(f"{field}.user_id", report.user_id)
+    check_user_id(violations, f"{field}.user_id", report.user_id)
     violations.identifier(f"{field}.partner_id", report.partner_id)
     if report.credit_line is not None:
         violations.money(f"{field}.credit_line", report.credit_line, Sign.POSITIVE)
@@ -187,10 +212,22 @@ def _check_partner_report(
             reasons.TOO_MANY_STATEMENTS,
             f"must hold at most {STATEMENTS_PER_REPORT_MAX} statements",
         )
+    # One currency per report: the credit line's, else the first statement's (see
+    # `rules.require_partner_currency` for why a user's partner data never mixes currencies).
+    report_currency = report.credit_line.currency_code if report.credit_line is not None else None
     seen_periods: set[StatementPeriod] = set()
     for index, statement in enumerate(report.statements[:STATEMENTS_PER_REPORT_MAX]):
         statement_field = f"{field}.statements[{index}]"
         _check_statement(violations, statement_field, statement)
+        if statement.balance is not None:
+            if report_currency is None:
+                report_currency = statement.balance.currency_code
+            elif statement.balance.currency_code != report_currency:
+                violations.add(
+                    f"{statement_field}.balance.currency_code",
+                    reasons.CURRENCY_MISMATCH,
+                    "must be the currency of the report's credit line and other statements",
+                )
         if statement.period is not None:
             if statement.period in seen_periods:
                 violations.add(

@@ -270,7 +270,7 @@ def _decided(unit: WriteUnit, job: WriteJob) -> Outcome:
     except SesameError as error:
         assert unit.entry_count == entries_before, "a rejected request records nothing"
         return Outcome(error=error)
-    unit.add_request(_success_record(job, result, unit.now_us))
+    unit.add_request(_success_record(job, result, unit.now_us, unit.entry_count - entries_before))
     return Outcome(result=result)
 
 
@@ -288,7 +288,7 @@ def _replayed(stored: StoredRequest, job: WriteJob) -> Outcome:
     return Outcome(result=from_plain(job.result_type, parse_canonical_json(stored.response_json)))
 
 
-def _success_record(job: WriteJob, result: Any, now_us: int) -> StoredRequest:
+def _success_record(job: WriteJob, result: Any, now_us: int, entry_count: int) -> StoredRequest:
     return StoredRequest(
         request_id=job.request_id,
         request_hash=job.request_hash,
@@ -298,6 +298,7 @@ def _success_record(job: WriteJob, result: Any, now_us: int) -> StoredRequest:
         error_reason="",
         error_message="",
         recorded_at_us=now_us,
+        entry_count=entry_count,
     )
 
 

@@ -25,12 +25,20 @@ from typing import Any, TypeVar
 import structlog
 
 from services.common.clock import Clock
-from services.common.errors import NotFound, Unavailable
+from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.common.validation import Violations
 from services.ledger.domain import commands, reasons, rules, validation
 from services.ledger.domain.canonical import request_hash
+from services.ledger.domain.checkpoints import (
+    HASH_HEX_LENGTH,
+    KEY_ID_HEX_LENGTH,
+    SIGNATURE_HEX_LENGTH,
+    Checkpoint,
+    CheckpointProof,
+    proof_for,
+)
 from services.ledger.domain.codec import Plain, to_plain
-from services.ledger.domain.journal import JournalEntry
+from services.ledger.domain.journal import JournalEntry, expiry_request
 from services.ledger.domain.records import ChainHead, Hold, Obligation, UserState
 from services.ledger.domain.results import (
     AccountSummary,
@@ -43,9 +51,13 @@ from services.ledger.domain.verification import (
     ChainMismatch,
     MismatchKind,
     VerificationReport,
+    checkpoint_mismatch,
+    first_of,
+    request_record_mismatch,
     verify_user,
 )
 from services.ledger.service.batch_writer import BATCH_WEIGHT_MAX, BatchWriter, WriteJob
+from services.ledger.service.checkpoints import checkpoint_of
 from services.ledger.service.ids import IdGenerator, RandomIds
 from services.ledger.service.notifier import EntryNotifier
 from services.ledger.service.page_tokens import (
@@ -53,7 +65,7 @@ from services.ledger.service.page_tokens import (
     decode_page_token,
     encode_page_token,
 )
-from services.ledger.service.ports import LedgerStorage, ReadTransaction
+from services.ledger.service.ports import CheckpointVerifier, LedgerStorage, ReadTransaction
 from services.ledger.service.retry import RetryPolicy, with_retries
 from services.ledger.service.typed_entries import TypedEntry, typed_entries
 from services.ledger.service.write_unit import RequestScope, WriteUnit
@@ -72,7 +84,6 @@ CREDIT_HISTORY_STATEMENTS_DEFAULT = 12
 CREDIT_HISTORY_OBLIGATIONS_MAX = 100
 WATCH_PAGE_SIZE = 500
 VERIFY_USERS_PER_CHUNK = 500
-EXPIRY_METHOD = "ExpireHold"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +106,12 @@ class LedgerService:
         notifier: EntryNotifier | None = None,
         watch_poll_interval_s: float = 0.1,
         batch_weight_max: int = BATCH_WEIGHT_MAX,
+        checkpoint_verifier: CheckpointVerifier | None = None,
     ) -> None:
         self._storage = storage
+        # Checks the signature of a checkpoint given to VerifyChain; None when the ledger runs
+        # without a checkpoint key.
+        self._checkpoint_verifier = checkpoint_verifier
         self._clock = clock
         self._ids = ids or RandomIds()
         self._retry = retry or RetryPolicy()
@@ -237,6 +252,11 @@ class LedgerService:
         user_ids = tuple(report.user_id for report in command.reports)
 
         def decide(scope: RequestScope) -> PartnerStatementsResult:
+            # Every report is checked before any is recorded: a refusal records nothing.
+            for index, report in enumerate(command.reports):
+                rules.require_partner_currency(
+                    scope.state(report.user_id), report, f"reports[{index}]"
+                )
             results = []
             for report in command.reports:
                 events, result = rules.decide_partner_report(scope.state(report.user_id), report)
@@ -308,11 +328,9 @@ class LedgerService:
             expired = 0
             for hold_id, user_id in holds:
                 events = rules.decide_expire_hold(unit.state(user_id), hold_id, now_us)
+                expiry_request_id, expiry_request_hash = expiry_request(hold_id)
                 unit.record(
-                    user_id,
-                    events,
-                    request_id=f"expiry:{hold_id}",
-                    request_hash=request_hash(EXPIRY_METHOD, {"hold_id": hold_id}),
+                    user_id, events, request_id=expiry_request_id, request_hash=expiry_request_hash
                 )
                 expired += len(events)
             appended = unit.persist()
@@ -453,15 +471,82 @@ class LedgerService:
                     publications_seen, self._watch_poll_interval_s
                 )
 
-    def verify_chain(self, user_id: str = "") -> VerificationReport:
-        """Recomputes every hash and projection of one user (or all) from one snapshot."""
+    def verify_chain(
+        self, user_id: str = "", checkpoint: Checkpoint | None = None
+    ) -> VerificationReport:
+        """Recomputes every hash and projection of one user (or all) from one snapshot, holds
+        the request records against the entries, and, given a checkpoint, every user's chain
+        head at its global sequence against its signed Merkle root (whatever `user_id` says:
+        the root covers every user)."""
+        violations = Violations()
         if user_id:
-            _require_id("user_id", user_id)
+            violations.identifier("user_id", user_id)
+        if checkpoint is not None:
+            _check_checkpoint_shape(violations, checkpoint)
+        violations.raise_if_any()
+        if checkpoint is not None and self._checkpoint_verifier is None:
+            raise FailedPrecondition(
+                "this ledger has no checkpoint key to check a checkpoint's signature with",
+                reason=reasons.CHECKPOINTS_NOT_CONFIGURED,
+            )
         with self._storage.read() as reader:
             if user_id:
-                return self._verify_users(reader, [[user_id]])
-            report = self._verify_users(reader, _user_chunks(reader))
-            return _with_journal_size_check(report, reader)
+                report = self._verify_users(reader, [[user_id]])
+            else:
+                report = _with_journal_size_check(
+                    self._verify_users(reader, _user_chunks(reader)), reader
+                )
+            report = _with_request_records_check(report, reader, user_id)
+            if checkpoint is not None:
+                report = self._with_checkpoint_check(report, reader, checkpoint)
+            return report
+
+    def _with_checkpoint_check(
+        self, report: VerificationReport, reader: ReadTransaction, checkpoint: Checkpoint
+    ) -> VerificationReport:
+        verifier = self._checkpoint_verifier
+        assert verifier is not None
+        signature_valid = checkpoint.key_id == verifier.key_id and verifier.verify(
+            bytes.fromhex(checkpoint.signature), checkpoint.signed_bytes()
+        )
+        head = reader.head_global_sequence()
+        mismatch = checkpoint_mismatch(
+            checkpoint,
+            signature_valid=signature_valid,
+            journal_head_global_sequence=head,
+            heads_at_checkpoint=(
+                reader.chain_heads_at(checkpoint.global_sequence)
+                if signature_valid and checkpoint.global_sequence <= head
+                else []
+            ),
+        )
+        first = first_of(report.first_mismatch, mismatch)
+        return VerificationReport(report.users_checked, report.entries_checked, first)
+
+    def checkpoint_proof(self, user_id: str, checkpoint_sequence: int = 0) -> CheckpointProof:
+        """The proof that the user's chain head at a journaled checkpoint (0: the latest) is a
+        leaf of its tree, built from the journal as it is now: if the journal was rewritten
+        since, the proof does not lead to the signed root, which is how a holder of the
+        checkpoint finds out."""
+        violations = Violations()
+        violations.identifier("user_id", user_id)
+        if checkpoint_sequence < 0:
+            violations.add(
+                "checkpoint_sequence", reasons.VALUE_OUT_OF_RANGE, "must not be negative"
+            )
+        violations.raise_if_any()
+        with self._storage.read() as reader:
+            entry = reader.checkpoint_entry(checkpoint_sequence)
+            checkpoint = None if entry is None else checkpoint_of(entry)
+            if checkpoint is None:
+                raise NotFound("no such checkpoint", reason=reasons.CHECKPOINT_NOT_FOUND)
+            leaves = reader.chain_heads_at(checkpoint.global_sequence)
+        proof = proof_for(checkpoint, leaves, user_id)
+        if proof is None:
+            raise NotFound(
+                "the user had no entry by the checkpoint", reason=reasons.USER_NOT_IN_CHECKPOINT
+            )
+        return proof
 
     def _verify_users(
         self, reader: ReadTransaction, user_chunks: Iterator[list[str]] | list[list[str]]
@@ -535,6 +620,43 @@ def _user_chunks(reader: ReadTransaction) -> Iterator[list[str]]:
             return
         yield user_ids
         after_user_id = user_ids[-1]
+
+
+def _check_checkpoint_shape(violations: Violations, checkpoint: Checkpoint) -> None:
+    for field, value in (
+        ("checkpoint_sequence", checkpoint.checkpoint_sequence),
+        ("global_sequence", checkpoint.global_sequence),
+        ("user_count", checkpoint.user_count),
+    ):
+        if value < 0:
+            violations.add(
+                f"checkpoint.{field}", reasons.CHECKPOINT_INVALID, "must not be negative"
+            )
+    for field, text, length in (
+        ("merkle_root", checkpoint.merkle_root, HASH_HEX_LENGTH),
+        ("signature", checkpoint.signature, SIGNATURE_HEX_LENGTH),
+        ("key_id", checkpoint.key_id, KEY_ID_HEX_LENGTH),
+    ):
+        if len(text) != length or not set(text) <= _LOWER_HEX_DIGITS:
+            violations.add(
+                f"checkpoint.{field}",
+                reasons.CHECKPOINT_INVALID,
+                f"must be {length} lower-case hex digits",
+            )
+
+
+_LOWER_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _with_request_records_check(
+    report: VerificationReport, reader: ReadTransaction, user_id: str
+) -> VerificationReport:
+    """Adds the first disagreement between request records and the entries carrying their ids
+    (of the user, or of the whole journal), when it comes before what was found already."""
+    found = reader.first_request_disagreement(user_id or None)
+    mismatch = None if found is None else request_record_mismatch(found, every_user=not user_id)
+    first = first_of(report.first_mismatch, mismatch)
+    return VerificationReport(report.users_checked, report.entries_checked, first)
 
 
 def _with_journal_size_check(

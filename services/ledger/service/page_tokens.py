@@ -16,6 +16,9 @@ from services.ledger.domain.canonical import (
 from services.ledger.domain.codec import DecodeError, from_plain, to_plain
 
 _TOKEN_LENGTH_MAX = 1024
+# Sequences are int64 in the contract and in both databases; a token naming a larger one was
+# not issued here, and the database could not even compare it.
+_SEQUENCE_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,8 @@ def decode_page_token(text: str, user_id: str, violations: Violations) -> EntryP
     if token.user_id != user_id:
         _invalid(violations, "was issued for a different user_id filter")
         return None
-    if token.after_global_sequence < 0 or token.after_user_sequence < 0:
+    sequences = (token.after_global_sequence, token.after_user_sequence)
+    if not all(0 <= sequence <= _SEQUENCE_MAX for sequence in sequences):
         _invalid(violations, "is not a token this service issued")
         return None
     return token

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from services.ledger.domain.checkpoints import ChainLeaf, Checkpoint
 from services.ledger.domain.journal import JournalEntry, NewEntry
 from services.ledger.domain.records import (
     Account,
@@ -29,6 +30,7 @@ from services.ledger.domain.records import (
     Statement,
     UserState,
 )
+from services.ledger.domain.verification import RequestEntries
 
 
 class StorageConflict(Exception):
@@ -54,6 +56,8 @@ class StoredRequest:
     error_reason: str
     error_message: str
     recorded_at_us: int
+    # How many journal entries the request wrote (each carries its request id); 0 when FAILED.
+    entry_count: int = 0
 
 
 @dataclass(slots=True)
@@ -186,6 +190,49 @@ class ReadTransaction(Protocol):
         ...
 
     def journal_size(self) -> JournalSize: ...
+
+    def first_request_disagreement(self, user_id: str | None) -> RequestEntries | None:
+        """The request, earliest in the journal, whose record may disagree with the entries
+        that carry its id: that user's entries, or (None) every entry and record."""
+        ...
+
+    def head_global_sequence(self) -> int:
+        """The last global sequence the journal allocated."""
+        ...
+
+    def account_chain_heads(self) -> list[ChainLeaf]:
+        """Every user's chain head as the accounts store it (users with entries only)."""
+        ...
+
+    def chain_heads_at(self, global_sequence: int) -> list[ChainLeaf]:
+        """Every user's last entry at or before `global_sequence`, as the journal stores it."""
+        ...
+
+    def checkpoint_entry(self, checkpoint_sequence: int) -> JournalEntry | None:
+        """The entry of the ledger's checkpoint of that number; 0 means the latest."""
+        ...
+
+
+class CheckpointSigner(Protocol):
+    """Signs checkpoints with the ledger's key; `key_id` names the key's public half."""
+
+    key_id: str
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+class CheckpointVerifier(Protocol):
+    """Checks a checkpoint's signature against the ledger's public key."""
+
+    key_id: str
+
+    def verify(self, signature: bytes, message: bytes) -> bool: ...
+
+
+class CheckpointLog(Protocol):
+    """Where checkpoints are kept outside the database, in the order they were signed."""
+
+    def append(self, checkpoint: Checkpoint) -> None: ...
 
 
 class LedgerStorage(Protocol):

@@ -230,6 +230,7 @@ def request_values(request: StoredRequest) -> Values:
         "error_reason": request.error_reason,
         "error_message": request.error_message,
         "recorded_at_us": request.recorded_at_us,
+        "entry_count": request.entry_count,
     }
 
 
@@ -243,4 +244,5 @@ def request_from(row: Row[Any]) -> StoredRequest:
         error_reason=row.error_reason,
         error_message=row.error_message,
         recorded_at_us=row.recorded_at_us,
+        entry_count=row.entry_count,
     )

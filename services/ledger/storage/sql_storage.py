@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, event, func, select
+from sqlalchemy import ColumnElement, Connection, and_, event, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeoutError
 
 from services.common.errors import Unavailable
 from services.ledger.domain import reasons
-from services.ledger.domain.journal import JournalEntry, NewEntry
+from services.ledger.domain.checkpoints import LEDGER_USER_ID, ChainLeaf
+from services.ledger.domain.journal import OWN_ENTRY_TYPES, JournalEntry, NewEntry
 from services.ledger.domain.records import (
     Account,
     ChainHead,
@@ -32,6 +33,7 @@ from services.ledger.domain.records import (
     Statement,
     UserState,
 )
+from services.ledger.domain.verification import RequestEntries
 from services.ledger.service.ports import (
     JournalSize,
     Locked,
@@ -48,6 +50,7 @@ from services.ledger.storage.tables import (
     journal_entry,
     journal_head,
     obligation,
+    request_record,
     statement,
 )
 
@@ -396,6 +399,132 @@ class SqlReadTransaction:
             if row.user_id in states:
                 states[row.user_id].credit_line = rows.credit_line_from(row)
         return states
+
+    def first_request_disagreement(self, user_id: str | None) -> RequestEntries | None:
+        """The request id, earliest in the journal, whose record and entries may disagree (see
+        `verification.request_record_mismatch`, which decides). With `user_id`, only that
+        user's entries are held against their records; without, every entry and record.
+
+        The database groups the journal by request id and joins the records in one pass; only
+        a disagreeing request comes back."""
+        own_types = sorted(entry_type.value for entry_type in OWN_ENTRY_TYPES)
+        condition: ColumnElement[bool] = journal_entry.c.entry_type.not_in(own_types)
+        if user_id is not None:
+            condition = condition & (journal_entry.c.user_id == user_id)
+        entries = (
+            select(
+                journal_entry.c.request_id,
+                func.count().label("entry_count"),
+                func.min(journal_entry.c.request_hash).label("min_hash"),
+                func.max(journal_entry.c.request_hash).label("max_hash"),
+                func.min(journal_entry.c.global_sequence).label("first_global_sequence"),
+            )
+            .where(condition)
+            .group_by(journal_entry.c.request_id)
+            .subquery()
+        )
+        record = request_record
+        # The same conditions `verification.request_record_mismatch` decides on, so that the
+        # first row found is a real disagreement: one user's entries may be fewer than its
+        # record names (a partner statement batch writes for many users), never more.
+        differs = or_(
+            record.c.request_id.is_(None),
+            entries.c.min_hash != record.c.request_hash,
+            entries.c.max_hash != record.c.request_hash,
+            entries.c.entry_count > record.c.entry_count,
+        )
+        if user_id is None:
+            joined = entries.join(record, record.c.request_id == entries.c.request_id, full=True)
+            differs = or_(
+                differs,
+                entries.c.entry_count < record.c.entry_count,
+                and_(entries.c.request_id.is_(None), record.c.entry_count != 0),
+            )
+        else:
+            joined = entries.outerjoin(record, record.c.request_id == entries.c.request_id)
+        row = self._connection.execute(
+            select(
+                func.coalesce(entries.c.request_id, record.c.request_id).label("request_id"),
+                entries.c.entry_count,
+                entries.c.min_hash,
+                entries.c.max_hash,
+                entries.c.first_global_sequence,
+                record.c.request_id.label("record_request_id"),
+                record.c.request_hash.label("record_hash"),
+                record.c.entry_count.label("record_entry_count"),
+            )
+            .select_from(joined)
+            .where(differs)
+            .order_by(entries.c.first_global_sequence.nulls_last(), "request_id")
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        first_entry = None
+        if row.first_global_sequence is not None:
+            first = self._connection.execute(
+                select(journal_entry.c.user_id, journal_entry.c.user_sequence).where(
+                    journal_entry.c.global_sequence == row.first_global_sequence
+                )
+            ).one()
+            first_entry = (first.user_id, first.user_sequence, row.first_global_sequence)
+        return RequestEntries(
+            request_id=row.request_id,
+            entry_count=row.entry_count or 0,
+            entry_request_hashes=frozenset(
+                value for value in (row.min_hash, row.max_hash) if value is not None
+            ),
+            first_entry=first_entry,
+            record=(
+                None if row.record_request_id is None else (row.record_hash, row.record_entry_count)
+            ),
+        )
+
+    def head_global_sequence(self) -> int:
+        head: int = self._connection.execute(
+            select(journal_head.c.last_global_sequence).where(journal_head.c.id == 1)
+        ).scalar_one()
+        return head
+
+    def account_chain_heads(self) -> list[ChainLeaf]:
+        found = self._connection.execute(
+            select(account.c.user_id, account.c.last_user_sequence, account.c.last_hash).where(
+                account.c.last_user_sequence > 0
+            )
+        )
+        return [ChainLeaf(row.user_id, row.last_user_sequence, row.last_hash) for row in found]
+
+    def chain_heads_at(self, global_sequence: int) -> list[ChainLeaf]:
+        # Each user's highest user sequence by then, then that entry through the unique
+        # (user_id, user_sequence) index: one row per user comes back, not one per entry.
+        last = (
+            select(
+                journal_entry.c.user_id,
+                func.max(journal_entry.c.user_sequence).label("user_sequence"),
+            )
+            .where(journal_entry.c.global_sequence <= global_sequence)
+            .group_by(journal_entry.c.user_id)
+            .subquery()
+        )
+        found = self._connection.execute(
+            select(journal_entry.c.user_id, journal_entry.c.user_sequence, journal_entry.c.hash)
+            .select_from(journal_entry)
+            .join(
+                last,
+                (journal_entry.c.user_id == last.c.user_id)
+                & (journal_entry.c.user_sequence == last.c.user_sequence),
+            )
+        )
+        return [ChainLeaf(row.user_id, row.user_sequence, row.hash) for row in found]
+
+    def checkpoint_entry(self, checkpoint_sequence: int) -> JournalEntry | None:
+        query = select(journal_entry).where(journal_entry.c.user_id == LEDGER_USER_ID)
+        if checkpoint_sequence:
+            query = query.where(journal_entry.c.user_sequence == checkpoint_sequence)
+        row = self._connection.execute(
+            query.order_by(journal_entry.c.user_sequence.desc()).limit(1)
+        ).first()
+        return None if row is None else rows.entry_from(row)
 
     def journal_size(self) -> JournalSize:
         entry_count = self._connection.execute(

@@ -252,10 +252,15 @@ class CreditLineRow(LedgerTable, table=True):
 
 
 class RequestRecordRow(LedgerTable, table=True):
-    """Idempotency: each mutation's request id, what it asked (hash) and what it answered."""
+    """Idempotency: each mutation's request id, what it asked (hash), what it answered, and how
+    many journal entries it wrote (which VerifyChain compares with the entries carrying its id)."""
 
     __tablename__: ClassVar[Any] = "request_record"
-    __table_args__ = (CheckConstraint("outcome IN ('SUCCEEDED', 'FAILED')", name="outcome_known"),)
+    __table_args__ = (
+        CheckConstraint("outcome IN ('SUCCEEDED', 'FAILED')", name="outcome_known"),
+        CheckConstraint("entry_count >= 0", name="entry_count_not_negative"),
+        CheckConstraint("outcome = 'SUCCEEDED' OR entry_count = 0", name="refusal_writes_nothing"),
+    )
     request_id: str = Field(sa_column=Column(String(ID_LENGTH), primary_key=True))
     request_hash: str = _string(HASH_LENGTH)
     method: str = _string(64)
@@ -264,6 +269,7 @@ class RequestRecordRow(LedgerTable, table=True):
     error_reason: str = _string(64)
     error_message: str = Field(sa_column=Column(Text, nullable=False))
     recorded_at_us: int = _integer()
+    entry_count: int = _integer()
 
 
 def table_of(model: type[LedgerTable]) -> Table:

@@ -85,14 +85,15 @@ class LedgerClient:
 
 
 # What GetCreditHistory does not answer: holds (a capture's obligation has an entry of its own
-# kind) and the waiver capacity. Any other kind, including one this code does not know yet,
-# changes the history.
+# kind), the waiver capacity, and the ledger's signed checkpoints (on its own chain, "$ledger").
+# Any other kind, including one this code does not know yet, changes the history.
 _ENTRIES_OUTSIDE_THE_CREDIT_HISTORY = frozenset(
     {
         ledger_service_pb2.ENTRY_TYPE_CAPACITY_SET,
         ledger_service_pb2.ENTRY_TYPE_HOLD_PLACED,
         ledger_service_pb2.ENTRY_TYPE_HOLD_RELEASED,
         ledger_service_pb2.ENTRY_TYPE_HOLD_EXPIRED,
+        ledger_service_pb2.ENTRY_TYPE_CHECKPOINT_SIGNED,
     }
 )
 

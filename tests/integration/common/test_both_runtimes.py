@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from sesame.waiver.v1 import waiver_service_pb2_grpc
 
 from services.common.aio_server import create_aio_server
+from services.common.grpc_errors import error_details
 from services.common.runtime import ServiceRegistration
 from services.common.server import create_server
 from services.common.settings import ServerSettings, load_settings
@@ -192,3 +193,46 @@ def test_grpcurl_lists_the_services(running: Running) -> None:
     )
 
     assert {PROBE_SERVICE, WAIVER_SERVICE} <= set(listed.stdout.split())
+
+
+# Bytes that are no valid request: INVALID_ARGUMENT, REQUEST_UNDECODABLE, on either runtime.
+
+CORRUPT_WIRE_FORMAT = b"\xff\xff\xff\xff"
+# Field 1 (request_id, a string) holding bytes that are not UTF-8.
+STRING_NOT_UTF8 = b"\x0a\x02\xff\xfe"
+
+
+def raw_call(running: Running, method: str, payload: bytes) -> grpc.RpcError:
+    """Sends `payload` as it is (no serializer) and returns the error the call fails with."""
+    call = running.channel.unary_unary(method)
+    with pytest.raises(grpc.RpcError) as raised:
+        call(payload, timeout=CALL_TIMEOUT_S)
+    return raised.value
+
+
+@pytest.mark.parametrize("payload", [CORRUPT_WIRE_FORMAT, STRING_NOT_UTF8], ids=["wire", "utf8"])
+def test_a_request_that_is_not_protobuf_is_invalid_argument(running: Running, payload: bytes):
+    with structlog.testing.capture_logs() as captured:
+        error = raw_call(running, f"/{WAIVER_SERVICE}/CreateOrder", payload)
+        lines = wait_for_completed_calls(captured)
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(error).reason == "REQUEST_UNDECODABLE"
+    assert [line["code"] for line in lines] == ["INVALID_ARGUMENT"]
+    assert not [line for line in captured if line["event"] == "rpc_handler_crashed"]
+
+
+def test_a_request_that_parses_still_reaches_its_handler(running: Running):
+    error = raw_call(running, f"/{WAIVER_SERVICE}/CreateOrder", b"\x0a\x02ok")
+
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_an_undecodable_message_in_a_request_stream_is_invalid_argument(running: Running):
+    reflect = running.channel.stream_stream(V1_REFLECTION_METHOD)
+
+    with pytest.raises(grpc.RpcError) as raised:
+        list(reflect(iter([CORRUPT_WIRE_FORMAT]), timeout=CALL_TIMEOUT_S))
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(raised.value).reason == "REQUEST_UNDECODABLE"

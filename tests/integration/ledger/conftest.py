@@ -27,7 +27,9 @@ from sqlalchemy.engine import make_url
 
 from services.common.grpc_errors import error_details
 from services.common.server import create_server
+from services.ledger.adapters.checkpoint_keys import create_signing_key
 from services.ledger.app import Ledger, build_ledger
+from services.ledger.domain.checkpoints import Checkpoint
 from services.ledger.settings import LedgerSettings
 from services.ledger.storage.migrate import alembic_config, upgrade
 from tests.support.clock import FakeClock
@@ -139,13 +141,31 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def ledger_settings(ledger_database_url: str) -> LedgerSettings:
+def checkpoint_key_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A checkpoint signing key of this test's own, and its public half."""
+    key_file, public_key_file = tmp_path / "checkpoint-key.pem", tmp_path / "checkpoint-key.pub"
+    create_signing_key(key_file, public_key_file)
+    return key_file, public_key_file
+
+
+@pytest.fixture
+def checkpoint_log(tmp_path: Path) -> Path:
+    return tmp_path / "checkpoints.jsonl"
+
+
+@pytest.fixture
+def ledger_settings(
+    ledger_database_url: str, checkpoint_key_files: tuple[Path, Path], checkpoint_log: Path
+) -> LedgerSettings:
+    # Checkpoints are signed when a test asks (`LedgerClient.sign_checkpoint`), never on a timer.
     return LedgerSettings(
         database_url=ledger_database_url,
         port=0,
         database_pool_size=4,
         watch_poll_interval_s=0.05,
         grace_period_s=0.5,
+        checkpoint_key_file=str(checkpoint_key_files[0]),
+        checkpoint_log_file=str(checkpoint_log),
     )
 
 
@@ -178,9 +198,13 @@ def stub(channel: grpc.Channel) -> ledger_service_pb2_grpc.LedgerServiceStub:
 
 @pytest.fixture
 def client(
-    stub: ledger_service_pb2_grpc.LedgerServiceStub, clock: FakeClock, database: Engine
+    stub: ledger_service_pb2_grpc.LedgerServiceStub,
+    clock: FakeClock,
+    database: Engine,
+    ledger: Ledger,
 ) -> LedgerClient:
-    return LedgerClient(stub, clock, database)
+    assert ledger.checkpointer is not None
+    return LedgerClient(stub, clock, database, ledger.checkpointer.sign_checkpoint)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,10 +223,13 @@ class LedgerClient:
         stub: ledger_service_pb2_grpc.LedgerServiceStub,
         clock: FakeClock,
         database: Engine,
+        sign_checkpoint: Callable[[], Checkpoint | None],
     ) -> None:
         self.stub = stub
         self.clock = clock
         self.database = database
+        # Signs a checkpoint now, as the ledger's timer would (None when nothing is new).
+        self.sign_checkpoint = sign_checkpoint
         self._request_numbers = itertools.count(1)
 
     def new_request_id(self) -> str:

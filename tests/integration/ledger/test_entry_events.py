@@ -114,6 +114,17 @@ def payload_from_event(entry: pb.Entry) -> dict[str, Any]:
                 ),
                 "months_late": statement.months_late,
             }
+        case "checkpoint_signed":
+            checkpoint = event.checkpoint
+            return {
+                "checkpoint_sequence": checkpoint.checkpoint_sequence,
+                "global_sequence": checkpoint.global_sequence,
+                "user_count": checkpoint.user_count,
+                "merkle_root": checkpoint.merkle_root,
+                "signed_at_us": microseconds(checkpoint.sign_time),
+                "key_id": checkpoint.key_id,
+                "signature": checkpoint.signature,
+            }
     raise AssertionError(f"no typed event in entry {entry.global_sequence}")
 
 
@@ -168,6 +179,7 @@ def write_one_of_each(client: Any) -> dict[str, str]:
         ],
     )
     client.call("RecordPartnerStatements", statements)
+    assert client.sign_checkpoint() is not None
     currencies = {hold.hold_id: "CNY" for hold in (captured, released, expiring)}
     currencies[created.obligation_id] = currencies[capture.obligation.obligation_id] = "CNY"
     return currencies

@@ -171,3 +171,52 @@ def test_the_second_migration_keeps_the_obligations_and_lets_their_amount_due_re
     assert [tuple(row) for row in amounts] == [("o-1", 500), ("o-zero-after", 0)]
     # The index the rebuilt table (on SQLite) must keep is among what is compared.
     assert differences == []
+
+
+def test_the_third_migration_counts_each_request_records_entries(empty_database_url):
+    upgrade(empty_database_url, "0002_amount_due_not_negative")
+    engine = create_engine(empty_database_url)
+    hash_ = "0" * 64
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO account VALUES ('user-1', 'CNY', 100, 0, 0, 0, 0, 0, 0, 0, 0, 3,"
+                f" '{hash_}')"
+            )
+        )
+        for sequence, entry_type, request_id in (
+            (1, "CAPACITY_SET", "r-1"),
+            (2, "HOLD_PLACED", "r-2"),
+            (3, "HOLD_EXPIRED", "expiry:h-1"),
+        ):
+            connection.execute(
+                text(
+                    f"INSERT INTO journal_entry VALUES ({sequence}, 'user-1', {sequence},"
+                    f" '{entry_type}', '{{}}', '{request_id}', '{hash_}', '{hash_}', '{hash_}', 1)"
+                )
+            )
+        for request_id, outcome in (("r-1", "SUCCEEDED"), ("r-2", "SUCCEEDED"), ("r-3", "FAILED")):
+            connection.execute(
+                text(
+                    f"INSERT INTO request_record VALUES ('{request_id}', '{hash_}', 'M',"
+                    f" '{outcome}', '', '', '', 1)"
+                )
+            )
+
+    upgrade(empty_database_url)
+
+    with engine.connect() as connection:
+        counts = connection.execute(
+            text("SELECT request_id, entry_count FROM request_record ORDER BY request_id")
+        ).all()
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "version_table": VERSION_TABLE}
+        )
+        differences = compare_metadata(context, ledger_metadata)
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(
+            text("UPDATE request_record SET entry_count = 1 WHERE request_id = 'r-3'")
+        )
+    engine.dispose()
+    assert [tuple(row) for row in counts] == [("r-1", 1), ("r-2", 1), ("r-3", 0)]
+    assert differences == []

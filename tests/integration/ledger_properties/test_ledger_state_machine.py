@@ -51,6 +51,7 @@ from services.ledger.domain.records import (
     RepaymentStatus,
     StatementPeriod,
 )
+from services.ledger.domain.validation import DUE_TIME_MIN_US
 from services.ledger.service.ledger_service import LedgerService
 from services.ledger.storage.sql_storage import open_ledger_storage
 from tests.support.clock import FakeClock
@@ -314,9 +315,8 @@ def statement_key(report: commands.StatementReport) -> tuple[Any, ...]:
 
 
 @st.composite
-def statement_reports(draw: st.DrawFn, periods: tuple[StatementPeriod, ...]) -> Any:
+def statement_reports(draw: st.DrawFn, periods: tuple[StatementPeriod, ...], currency: str) -> Any:
     period = draw(st.sampled_from(periods))
-    currency = draw(st.sampled_from(["TWD", "TWD", CURRENCY]))
     status = draw(st.sampled_from(list(RepaymentStatus)))
     months_late = draw(st.sampled_from([1, 2, 7])) if status is RepaymentStatus.LATE else 0
     return commands.StatementReport(
@@ -330,10 +330,13 @@ def statement_reports(draw: st.DrawFn, periods: tuple[StatementPeriod, ...]) -> 
 
 @st.composite
 def partner_reports(draw: st.DrawFn, user_id: str) -> commands.PartnerReport:
+    # One currency per report, as the ledger requires; a user's later reports may draw another,
+    # which the ledger refuses.
+    currency = draw(st.sampled_from(["TWD", "TWD", CURRENCY]))
     periods = draw(st.lists(st.sampled_from(PERIODS), max_size=3, unique=True))
-    statements = tuple(draw(statement_reports((period,))) for period in periods)
+    statements = tuple(draw(statement_reports((period,), currency)) for period in periods)
     credit_line = draw(
-        st.one_of(st.none(), st.sampled_from([Money("TWD", 20_000), Money("TWD", 50_000)]))
+        st.one_of(st.none(), st.sampled_from([Money(currency, 20_000), Money(currency, 50_000)]))
     )
     return commands.PartnerReport(
         user_id=user_id,
@@ -893,8 +896,24 @@ class LedgerStateMachine(RuleBasedStateMachine):
 
     # Partner statements -----------------------------------------------------------------------
 
+    def _partner_currency(self, user_id: str) -> str | None:
+        line = self.model.credit_lines.get(user_id)
+        if line is not None:
+            return line[1]
+        currencies = [value[1] for key, value in self.model.statements.items() if key[0] == user_id]
+        return currencies[0] if currencies else None
+
+    def _mixes_currencies(self, report: commands.PartnerReport) -> bool:
+        recorded = self._partner_currency(report.user_id)
+        reported = {report.credit_line.currency_code} if report.credit_line is not None else set()
+        reported |= {statement_key(statement)[0] for statement in report.statements}
+        return recorded is not None and bool(reported - {recorded})
+
     def _record_statements(self, command: commands.RecordPartnerStatements) -> None:
         result, error = self.call("record_partner_statements", command)
+        if any(self._mixes_currencies(report) for report in command.reports):
+            self.expect_refusal(error, {"CURRENCY_MISMATCH"}, "record_partner_statements", command)
+            return
         self.expect_success(result, error, "record_partner_statements", command)
         self.statement_batches.append(command)
         expected = []
@@ -998,7 +1017,11 @@ class LedgerStateMachine(RuleBasedStateMachine):
             case commands.PlaceHold():
                 return replace(command, reference=command.reference + "x")
             case commands.CaptureHold():
-                terms = None if command.obligation is not None else commands.ObligationTerms(0, "x")
+                terms = (
+                    None
+                    if command.obligation is not None
+                    else commands.ObligationTerms(DUE_TIME_MIN_US, "x")
+                )
                 return replace(command, obligation=terms)
             case commands.ReleaseHold():
                 return replace(command, fulfilled=not command.fulfilled)

@@ -37,6 +37,7 @@ ONE_OF_EACH: list[events.Event] = [
     events.ObligationClosed("obligation-1", ObligationOutcome.LATE, 3, NOW_US + 5),
     events.CreditLineReported("bank-1", "TWD", 900_000),
     events.StatementReported("bank-1", 2005, 5, "TWD", 30_000, 1_000, RepaymentStatus.LATE, 2),
+    events.CheckpointSigned(1, 10, 2, "a" * 64, NOW_US + 7, "b" * 16, "c" * 128),
     events.ObligationReduced("obligation-1", 12_000, 10_000, "discount", NOW_US + 6),
 ]
 

@@ -33,6 +33,9 @@ def test_settings_come_from_the_environment():
         ("SESAME_LEDGER_SWEEP_INTERVAL_S", "-1"),
         ("SESAME_LEDGER_SWEEP_BATCH_SIZE", "10001"),
         ("SESAME_LEDGER_WATCH_POLL_INTERVAL_S", "0"),
+        ("SESAME_LEDGER_CHECKPOINT_INTERVAL_S", "-1"),
+        # Signing checkpoints needs the key and the log.
+        ("SESAME_LEDGER_CHECKPOINT_INTERVAL_S", "60"),
     ],
 )
 def test_unsafe_values_are_refused_naming_the_variable(variable, value):
@@ -40,3 +43,17 @@ def test_unsafe_values_are_refused_naming_the_variable(variable, value):
         load_settings(LedgerSettings, {variable: value})
 
     assert variable in refused.value.problems
+
+
+def test_checkpoints_are_signed_only_with_a_key_and_a_log():
+    settings = load_settings(
+        LedgerSettings,
+        {
+            "SESAME_LEDGER_CHECKPOINT_KEY_FILE": "key.pem",
+            "SESAME_LEDGER_CHECKPOINT_LOG_FILE": "checkpoints.jsonl",
+            "SESAME_LEDGER_CHECKPOINT_INTERVAL_S": "60",
+        },
+    )
+
+    assert settings.checkpoint_interval_s == 60
+    assert load_settings(LedgerSettings, {}).checkpoint_interval_s == 0

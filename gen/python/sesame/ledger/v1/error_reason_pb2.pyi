@@ -48,6 +48,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: a number (max_holds, max_statements, page_size, after_global_sequence) is
     outside the range its field states.
     """
+    REQUEST_UNDECODABLE: _ErrorReason.ValueType  # 39
+    """INVALID_ARGUMENT: the request's bytes are not a valid protobuf message of the method's
+    request type (corrupt wire format, a string that is not UTF-8). No field can be named.
+    """
     DURATION_INVALID: _ErrorReason.ValueType  # 11
     """INVALID_ARGUMENT: PlaceHoldRequest.expires_in is not positive, is above 366 days, or is not
     a valid google.protobuf.Duration.
@@ -88,15 +92,29 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     CURRENCY_MISMATCH: _ErrorReason.ValueType  # 23
     """A currency other than the one required. INVALID_ARGUMENT when an amount is not in the
-    currency of the hold or obligation it names (which never changes), or a statement's
-    amount_paid is not in its balance's currency. FAILED_PRECONDITION (stored) when a hold or
-    obligation is not in the account's currency, or a capacity would change the account's
-    currency while something is held or outstanding.
+    currency of the hold or obligation it names (which never changes), a statement's
+    amount_paid is not in its balance's currency, or a PartnerReport's statements and credit
+    line are not all in one currency. FAILED_PRECONDITION (stored) when a hold or obligation is
+    not in the account's currency, a capacity would change the account's currency while
+    something is held or outstanding, or a PartnerReport is not in the currency of the user's
+    recorded credit line and statements.
+    """
+    DUE_TIME_TOO_EARLY: _ErrorReason.ValueType  # 38
+    """INVALID_ARGUMENT: an obligation's due_time (CreateObligationRequest.due_time,
+    ObligationTerms.due_time) is before 2000-01-01T00:00:00Z.
+    """
+    CHECKPOINT_INVALID: _ErrorReason.ValueType  # 40
+    """INVALID_ARGUMENT: VerifyChainRequest.checkpoint is not a checkpoint's shape: a negative
+    number, or a merkle_root, signature or key_id that is not lower-case hex of its length.
     """
     HOLD_NOT_FOUND: _ErrorReason.ValueType  # 24
     """NOT_FOUND: no hold has this hold_id."""
     OBLIGATION_NOT_FOUND: _ErrorReason.ValueType  # 25
     """NOT_FOUND: no obligation has this obligation_id."""
+    CHECKPOINT_NOT_FOUND: _ErrorReason.ValueType  # 41
+    """NOT_FOUND: the ledger has journaled no checkpoint of this number (or none at all)."""
+    USER_NOT_IN_CHECKPOINT: _ErrorReason.ValueType  # 42
+    """NOT_FOUND: the user had no journal entry by the checkpoint's global sequence, so no leaf."""
     INSUFFICIENT_CAPACITY: _ErrorReason.ValueType  # 26
     """FAILED_PRECONDITION: the hold would take the user's open, unexpired holds above the waiver
     capacity, or no capacity was ever set.
@@ -120,6 +138,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     AMOUNT_DUE_BELOW_PAID: _ErrorReason.ValueType  # 37
     """FAILED_PRECONDITION: ReduceObligationRequest.amount_due is below what the user has already
     paid towards the obligation.
+    """
+    CHECKPOINTS_NOT_CONFIGURED: _ErrorReason.ValueType  # 43
+    """FAILED_PRECONDITION: a checkpoint was given to VerifyChain, but this ledger runs without a
+    checkpoint key to check its signature with (not stored: it is a read).
     """
     REQUEST_ID_REUSED: _ErrorReason.ValueType  # 32
     """ABORTED: the request_id was already used for a different request. Nothing was done."""
@@ -175,6 +197,10 @@ VALUE_OUT_OF_RANGE: ErrorReason.ValueType  # 10
 """INVALID_ARGUMENT: a number (max_holds, max_statements, page_size, after_global_sequence) is
 outside the range its field states.
 """
+REQUEST_UNDECODABLE: ErrorReason.ValueType  # 39
+"""INVALID_ARGUMENT: the request's bytes are not a valid protobuf message of the method's
+request type (corrupt wire format, a string that is not UTF-8). No field can be named.
+"""
 DURATION_INVALID: ErrorReason.ValueType  # 11
 """INVALID_ARGUMENT: PlaceHoldRequest.expires_in is not positive, is above 366 days, or is not
 a valid google.protobuf.Duration.
@@ -215,15 +241,29 @@ never changes, so the same request is always wrong).
 """
 CURRENCY_MISMATCH: ErrorReason.ValueType  # 23
 """A currency other than the one required. INVALID_ARGUMENT when an amount is not in the
-currency of the hold or obligation it names (which never changes), or a statement's
-amount_paid is not in its balance's currency. FAILED_PRECONDITION (stored) when a hold or
-obligation is not in the account's currency, or a capacity would change the account's
-currency while something is held or outstanding.
+currency of the hold or obligation it names (which never changes), a statement's
+amount_paid is not in its balance's currency, or a PartnerReport's statements and credit
+line are not all in one currency. FAILED_PRECONDITION (stored) when a hold or obligation is
+not in the account's currency, a capacity would change the account's currency while
+something is held or outstanding, or a PartnerReport is not in the currency of the user's
+recorded credit line and statements.
+"""
+DUE_TIME_TOO_EARLY: ErrorReason.ValueType  # 38
+"""INVALID_ARGUMENT: an obligation's due_time (CreateObligationRequest.due_time,
+ObligationTerms.due_time) is before 2000-01-01T00:00:00Z.
+"""
+CHECKPOINT_INVALID: ErrorReason.ValueType  # 40
+"""INVALID_ARGUMENT: VerifyChainRequest.checkpoint is not a checkpoint's shape: a negative
+number, or a merkle_root, signature or key_id that is not lower-case hex of its length.
 """
 HOLD_NOT_FOUND: ErrorReason.ValueType  # 24
 """NOT_FOUND: no hold has this hold_id."""
 OBLIGATION_NOT_FOUND: ErrorReason.ValueType  # 25
 """NOT_FOUND: no obligation has this obligation_id."""
+CHECKPOINT_NOT_FOUND: ErrorReason.ValueType  # 41
+"""NOT_FOUND: the ledger has journaled no checkpoint of this number (or none at all)."""
+USER_NOT_IN_CHECKPOINT: ErrorReason.ValueType  # 42
+"""NOT_FOUND: the user had no journal entry by the checkpoint's global sequence, so no leaf."""
 INSUFFICIENT_CAPACITY: ErrorReason.ValueType  # 26
 """FAILED_PRECONDITION: the hold would take the user's open, unexpired holds above the waiver
 capacity, or no capacity was ever set.
@@ -247,6 +287,10 @@ current amount due (an obligation is never raised, and an unchanged amount is no
 AMOUNT_DUE_BELOW_PAID: ErrorReason.ValueType  # 37
 """FAILED_PRECONDITION: ReduceObligationRequest.amount_due is below what the user has already
 paid towards the obligation.
+"""
+CHECKPOINTS_NOT_CONFIGURED: ErrorReason.ValueType  # 43
+"""FAILED_PRECONDITION: a checkpoint was given to VerifyChain, but this ledger runs without a
+checkpoint key to check its signature with (not stored: it is a read).
 """
 REQUEST_ID_REUSED: ErrorReason.ValueType  # 32
 """ABORTED: the request_id was already used for a different request. Nothing was done."""

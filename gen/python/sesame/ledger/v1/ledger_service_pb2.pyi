@@ -168,6 +168,11 @@ class _EntryTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntryType.V
     """A partner reported a monthly statement, or corrected one (StatementReported)."""
     ENTRY_TYPE_OBLIGATION_REDUCED: _EntryType.ValueType  # 11
     """What an obligation asks the user to pay was lowered (ObligationReduced)."""
+    ENTRY_TYPE_CHECKPOINT_SIGNED: _EntryType.ValueType  # 12
+    """The ledger signed a checkpoint (CheckpointSigned); only on the ledger's own chain, user_id
+    "$ledger", whose user_sequence is the checkpoint's sequence number. Its request_id is
+    "checkpoint:<checkpoint_sequence>" and it has no request record.
+    """
 
 class EntryType(_EntryType, metaclass=_EntryTypeEnumTypeWrapper):
     """EntryType is the kind of fact a journal entry records. Each has its event message, set in
@@ -198,6 +203,11 @@ ENTRY_TYPE_STATEMENT_REPORTED: EntryType.ValueType  # 10
 """A partner reported a monthly statement, or corrected one (StatementReported)."""
 ENTRY_TYPE_OBLIGATION_REDUCED: EntryType.ValueType  # 11
 """What an obligation asks the user to pay was lowered (ObligationReduced)."""
+ENTRY_TYPE_CHECKPOINT_SIGNED: EntryType.ValueType  # 12
+"""The ledger signed a checkpoint (CheckpointSigned); only on the ledger's own chain, user_id
+"$ledger", whose user_sequence is the checkpoint's sequence number. Its request_id is
+"checkpoint:<checkpoint_sequence>" and it has no request record.
+"""
 Global___EntryType: _TypeAlias = EntryType  # noqa: Y015
 
 class _ChainMismatchKind:
@@ -216,6 +226,21 @@ class _ChainMismatchKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Cha
     """The user's sequence numbers have a gap or a repeat."""
     CHAIN_MISMATCH_KIND_PROJECTION: _ChainMismatchKind.ValueType  # 4
     """A projection (account, hold, obligation, statement) differs from a rebuild from the journal."""
+    CHAIN_MISMATCH_KIND_REQUEST_RECORD: _ChainMismatchKind.ValueType  # 5
+    """A request record and the journal disagree. Every entry but the ledger's own (an expiry,
+    request_id "expiry:<hold_id>") was written by a mutation that succeeded, whose request record
+    must exist, carry the entry's request_hash and name exactly as many entries as carry its
+    request_id (across all users). A refusal's record names none, as does a success that
+    changed nothing. Reported at the request's first entry, or with no user and global_sequence
+    0 for a record naming entries that do not exist (found only when verifying every user).
+    """
+    CHAIN_MISMATCH_KIND_CHECKPOINT: _ChainMismatchKind.ValueType  # 6
+    """The checkpoint given to VerifyChain does not hold: its signature does not verify with the
+    ledger's key, it covers more of the journal than exists, or the users' chain heads at its
+    global sequence (as the journal stores them) do not make its Merkle root. Reported with no
+    user and the checkpoint's global_sequence: the root does not say which user's head differs
+    (GetCheckpointProof, for a user whose leaf is known, does).
+    """
 
 class ChainMismatchKind(_ChainMismatchKind, metaclass=_ChainMismatchKindEnumTypeWrapper):
     """ChainMismatchKind says what a verification found wrong."""
@@ -230,6 +255,21 @@ CHAIN_MISMATCH_KIND_SEQUENCE: ChainMismatchKind.ValueType  # 3
 """The user's sequence numbers have a gap or a repeat."""
 CHAIN_MISMATCH_KIND_PROJECTION: ChainMismatchKind.ValueType  # 4
 """A projection (account, hold, obligation, statement) differs from a rebuild from the journal."""
+CHAIN_MISMATCH_KIND_REQUEST_RECORD: ChainMismatchKind.ValueType  # 5
+"""A request record and the journal disagree. Every entry but the ledger's own (an expiry,
+request_id "expiry:<hold_id>") was written by a mutation that succeeded, whose request record
+must exist, carry the entry's request_hash and name exactly as many entries as carry its
+request_id (across all users). A refusal's record names none, as does a success that
+changed nothing. Reported at the request's first entry, or with no user and global_sequence
+0 for a record naming entries that do not exist (found only when verifying every user).
+"""
+CHAIN_MISMATCH_KIND_CHECKPOINT: ChainMismatchKind.ValueType  # 6
+"""The checkpoint given to VerifyChain does not hold: its signature does not verify with the
+ledger's key, it covers more of the journal than exists, or the users' chain heads at its
+global sequence (as the journal stores them) do not make its Merkle root. Reported with no
+user and the checkpoint's global_sequence: the root does not say which user's head differs
+(GetCheckpointProof, for a user whose leaf is known, does).
+"""
 Global___ChainMismatchKind: _TypeAlias = ChainMismatchKind  # noqa: Y015
 
 @_typing.final
@@ -650,7 +690,7 @@ class ObligationTerms(_message.Message):
     """What the obligation is for; at most 256 characters."""
     @_builtins.property
     def due_time(self) -> _timestamp_pb2.Timestamp:
-        """When the captured amount is due."""
+        """When the captured amount is due; not before 2000-01-01T00:00:00Z (DUE_TIME_TOO_EARLY)."""
 
     def __init__(
         self,
@@ -919,7 +959,9 @@ class CreateObligationRequest(_message.Message):
 
     @_builtins.property
     def due_time(self) -> _timestamp_pb2.Timestamp:
-        """When payment is due; any valid time, past ones included."""
+        """When payment is due: any valid time from 2000-01-01T00:00:00Z on (DUE_TIME_TOO_EARLY
+        before it), past ones included.
+        """
 
     def __init__(
         self,
@@ -1979,6 +2021,7 @@ class Entry(_message.Message):
     CREDIT_LINE_REPORTED_FIELD_NUMBER: _builtins.int
     STATEMENT_REPORTED_FIELD_NUMBER: _builtins.int
     OBLIGATION_REDUCED_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_SIGNED_FIELD_NUMBER: _builtins.int
     global_sequence: _builtins.int
     """Position in the whole journal, strictly increasing from 1."""
     user_id: _builtins.str
@@ -1996,7 +2039,7 @@ class Entry(_message.Message):
     """
     request_id: _builtins.str
     """The request_id of the mutation that wrote the entry; "expiry:<hold_id>" for an expiry
-    journaled by SweepExpiredHolds.
+    journaled by SweepExpiredHolds, "checkpoint:<n>" for the ledger's checkpoint n.
     """
     request_hash: _builtins.str
     """SHA-256 of the canonical request as the ledger read it, hex; it tells a retried request from
@@ -2054,6 +2097,10 @@ class Entry(_message.Message):
     def obligation_reduced(self) -> Global___ObligationReduced:
         """Set when type is ENTRY_TYPE_OBLIGATION_REDUCED."""
 
+    @_builtins.property
+    def checkpoint_signed(self) -> Global___CheckpointSigned:
+        """Set when type is ENTRY_TYPE_CHECKPOINT_SIGNED."""
+
     def __init__(
         self,
         *,
@@ -2078,12 +2125,13 @@ class Entry(_message.Message):
         credit_line_reported: Global___CreditLineReported | None = ...,
         statement_reported: Global___StatementReported | None = ...,
         obligation_reduced: Global___ObligationReduced | None = ...,
+        checkpoint_signed: Global___CheckpointSigned | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "credit_line_reported", b"credit_line_reported", "event", b"event", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "obligation_reduced", b"obligation_reduced", "payment_recorded", b"payment_recorded", "record_time", b"record_time", "statement_reported", b"statement_reported"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "checkpoint_signed", b"checkpoint_signed", "credit_line_reported", b"credit_line_reported", "event", b"event", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "obligation_reduced", b"obligation_reduced", "payment_recorded", b"payment_recorded", "record_time", b"record_time", "statement_reported", b"statement_reported"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "credit_line_reported", b"credit_line_reported", "event", b"event", "global_sequence", b"global_sequence", "hash", b"hash", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "obligation_reduced", b"obligation_reduced", "payload_json", b"payload_json", "payment_recorded", b"payment_recorded", "previous_hash", b"previous_hash", "record_time", b"record_time", "request_hash", b"request_hash", "request_id", b"request_id", "statement_reported", b"statement_reported", "type", b"type", "user_id", b"user_id", "user_sequence", b"user_sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "checkpoint_signed", b"checkpoint_signed", "credit_line_reported", b"credit_line_reported", "event", b"event", "global_sequence", b"global_sequence", "hash", b"hash", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "obligation_reduced", b"obligation_reduced", "payload_json", b"payload_json", "payment_recorded", b"payment_recorded", "previous_hash", b"previous_hash", "record_time", b"record_time", "request_hash", b"request_hash", "request_id", b"request_id", "statement_reported", b"statement_reported", "type", b"type", "user_id", b"user_id", "user_sequence", b"user_sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["capacity_set", "hold_placed", "hold_captured", "hold_released", "hold_expired", "obligation_created", "payment_recorded", "obligation_closed", "credit_line_reported", "statement_reported", "obligation_reduced"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["capacity_set", "hold_placed", "hold_captured", "hold_released", "hold_expired", "obligation_created", "payment_recorded", "obligation_closed", "credit_line_reported", "statement_reported", "obligation_reduced", "checkpoint_signed"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -2156,16 +2204,25 @@ class VerifyChainRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_ID_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Only this user's chain; empty verifies every user."""
+    @_builtins.property
+    def checkpoint(self) -> Global___Checkpoint:
+        """A checkpoint the ledger signed, as its log or the entry stream gave it (the latest, to
+        check the most): every user's chain head at its global sequence is held against its Merkle
+        root, whatever user_id says. Malformed: INVALID_ARGUMENT, CHECKPOINT_INVALID.
+        """
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
+        checkpoint: Global___Checkpoint | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2249,6 +2306,195 @@ class VerifyChainResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyChainResponse: _TypeAlias = VerifyChainResponse  # noqa: Y015
+
+@_typing.final
+class Checkpoint(_message.Message):
+    """Checkpoint is the ledger's signed statement of every user's chain head once the journal held
+    global_sequence entries. The heads are the leaves of a Merkle tree as RFC 9162 builds one:
+    leaves in user id order (ASCII), a leaf's hash SHA-256(0x00 || L) where L is the canonical JSON
+    {"hash":H,"user_id":U,"user_sequence":S} of the user's last entry at or before global_sequence
+    (users without one are left out, and so are the ledger's own chains, "$..."), an inner node's
+    SHA-256(0x01 || left || right). The signature is Ed25519 over the ASCII bytes
+    "sesame.ledger.v1.Checkpoint\\n" followed by the canonical JSON (see Entry) of
+    {"checkpoint_sequence","global_sequence","key_id","merkle_root","signed_at_us","user_count"},
+    signed_at_us being sign_time in microseconds since the Unix epoch. The ledger signs one every
+    SESAME_LEDGER_CHECKPOINT_INTERVAL_S when anything new was journaled, journals it on the entry
+    stream and appends it to its checkpoint log outside the database.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINT_SEQUENCE_FIELD_NUMBER: _builtins.int
+    GLOBAL_SEQUENCE_FIELD_NUMBER: _builtins.int
+    USER_COUNT_FIELD_NUMBER: _builtins.int
+    MERKLE_ROOT_FIELD_NUMBER: _builtins.int
+    SIGN_TIME_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    checkpoint_sequence: _builtins.int
+    """1, 2, 3, ... in the order signed; the user_sequence of its entry on the ledger's chain."""
+    global_sequence: _builtins.int
+    """The journal's last global sequence the checkpoint covers."""
+    user_count: _builtins.int
+    """How many users' chain heads are the tree's leaves."""
+    merkle_root: _builtins.str
+    """The Merkle root, 64 lower-case hex digits."""
+    key_id: _builtins.str
+    """The signing key's id: the first 16 lower-case hex digits of SHA-256 over the raw Ed25519
+    public key.
+    """
+    signature: _builtins.str
+    """The Ed25519 signature, 128 lower-case hex digits."""
+    @_builtins.property
+    def sign_time(self) -> _timestamp_pb2.Timestamp:
+        """When the ledger signed it; whole microseconds."""
+
+    def __init__(
+        self,
+        *,
+        checkpoint_sequence: _builtins.int = ...,
+        global_sequence: _builtins.int = ...,
+        user_count: _builtins.int = ...,
+        merkle_root: _builtins.str = ...,
+        sign_time: _timestamp_pb2.Timestamp | None = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sign_time", b"sign_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_sequence", b"checkpoint_sequence", "global_sequence", b"global_sequence", "key_id", b"key_id", "merkle_root", b"merkle_root", "sign_time", b"sign_time", "signature", b"signature", "user_count", b"user_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Checkpoint: _TypeAlias = Checkpoint  # noqa: Y015
+
+@_typing.final
+class CheckpointSigned(_message.Message):
+    """CheckpointSigned is the fact of ENTRY_TYPE_CHECKPOINT_SIGNED: the ledger signed a checkpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def checkpoint(self) -> Global___Checkpoint:
+        """The checkpoint."""
+
+    def __init__(
+        self,
+        *,
+        checkpoint: Global___Checkpoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckpointSigned: _TypeAlias = CheckpointSigned  # noqa: Y015
+
+@_typing.final
+class ChainLeaf(_message.Message):
+    """ChainLeaf is one user's chain head at a checkpoint: a leaf of its Merkle tree."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user."""
+    user_sequence: _builtins.int
+    """The user_sequence of the user's last entry at or before the checkpoint's global_sequence."""
+    hash: _builtins.str
+    """That entry's hash, 64 lower-case hex digits."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        user_sequence: _builtins.int = ...,
+        hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hash", b"hash", "user_id", b"user_id", "user_sequence", b"user_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChainLeaf: _TypeAlias = ChainLeaf  # noqa: Y015
+
+@_typing.final
+class GetCheckpointProofRequest(_message.Message):
+    """GetCheckpointProofRequest names a user and a checkpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_SEQUENCE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user whose chain head is to be proven."""
+    checkpoint_sequence: _builtins.int
+    """The checkpoint's sequence number; 0 means the latest journaled. Negative is
+    VALUE_OUT_OF_RANGE.
+    """
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        checkpoint_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_sequence", b"checkpoint_sequence", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCheckpointProofRequest: _TypeAlias = GetCheckpointProofRequest  # noqa: Y015
+
+@_typing.final
+class GetCheckpointProofResponse(_message.Message):
+    """GetCheckpointProofResponse is a Merkle audit path (RFC 9162, 2.1.3): fold the leaf's hash with
+    each sibling, lowest first, to reach the root.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    LEAF_FIELD_NUMBER: _builtins.int
+    LEAF_INDEX_FIELD_NUMBER: _builtins.int
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    AUDIT_PATH_FIELD_NUMBER: _builtins.int
+    leaf_index: _builtins.int
+    """The leaf's place among the tree's leaves, from 0."""
+    tree_size: _builtins.int
+    """How many leaves the tree has (the checkpoint's user_count when the journal is intact)."""
+    @_builtins.property
+    def checkpoint(self) -> Global___Checkpoint:
+        """The checkpoint, as the ledger journaled it."""
+
+    @_builtins.property
+    def leaf(self) -> Global___ChainLeaf:
+        """The user's leaf."""
+
+    @_builtins.property
+    def audit_path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The sibling hashes from the leaf up to the root, lower-case hex."""
+
+    def __init__(
+        self,
+        *,
+        checkpoint: Global___Checkpoint | None = ...,
+        leaf: Global___ChainLeaf | None = ...,
+        leaf_index: _builtins.int = ...,
+        tree_size: _builtins.int = ...,
+        audit_path: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "leaf", b"leaf"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_path", b"audit_path", "checkpoint", b"checkpoint", "leaf", b"leaf", "leaf_index", b"leaf_index", "tree_size", b"tree_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCheckpointProofResponse: _TypeAlias = GetCheckpointProofResponse  # noqa: Y015
 
 @_typing.final
 class WatchEntriesRequest(_message.Message):

@@ -41,7 +41,8 @@ class LedgerServiceStub:
 
     Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
     partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
-    empty, ID_INVALID otherwise). Free texts must not hold control characters (TEXT_INVALID) nor
+    empty, ID_INVALID otherwise); a user_id a mutation writes to must not begin with "$", which
+    the ledger reserves for its own chains (ID_INVALID). Free texts must not hold control characters (TEXT_INVALID) nor
     exceed their length in characters (TEXT_TOO_LONG). Money must be in an active ISO 4217 currency
     (CURRENCY_UNKNOWN) with a magnitude below 10^15 minor units (AMOUNT_TOO_LARGE), and each Money
     field states its sign. Timestamps must lie in years 1 to 9999 UTC (TIMESTAMP_INVALID); the
@@ -135,6 +136,11 @@ class LedgerServiceStub:
                 request_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.VerifyChainRequest.SerializeToString,
                 response_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.VerifyChainResponse.FromString,
                 _registered_method=True)
+        self.GetCheckpointProof = channel.unary_unary(
+                '/sesame.ledger.v1.LedgerService/GetCheckpointProof',
+                request_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.GetCheckpointProofRequest.SerializeToString,
+                response_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.GetCheckpointProofResponse.FromString,
+                _registered_method=True)
         self.WatchEntries = channel.unary_stream(
                 '/sesame.ledger.v1.LedgerService/WatchEntries',
                 request_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.WatchEntriesRequest.SerializeToString,
@@ -158,7 +164,8 @@ class LedgerServiceServicer:
 
     Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
     partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
-    empty, ID_INVALID otherwise). Free texts must not hold control characters (TEXT_INVALID) nor
+    empty, ID_INVALID otherwise); a user_id a mutation writes to must not begin with "$", which
+    the ledger reserves for its own chains (ID_INVALID). Free texts must not hold control characters (TEXT_INVALID) nor
     exceed their length in characters (TEXT_TOO_LONG). Money must be in an active ISO 4217 currency
     (CURRENCY_UNKNOWN) with a magnitude below 10^15 minor units (AMOUNT_TOO_LARGE), and each Money
     field states its sign. Timestamps must lie in years 1 to 9999 UTC (TIMESTAMP_INVALID); the
@@ -281,6 +288,12 @@ class LedgerServiceServicer:
         """Records, in one batch, partner-reported credit lines and monthly statements for many users.
         Idempotent per user and period: a statement identical to the recorded one changes nothing; a
         different one (another partner's included) is journaled as a correction that replaces it.
+        A user's partner data (credit line and statements) stay in one currency, that of the first
+        recorded, because the score compares them with each other: a report in two currencies is
+        INVALID_ARGUMENT (CURRENCY_MISMATCH, naming the statement), and a report in another currency
+        than the user's recorded partner data fails the whole batch with FAILED_PRECONDITION
+        (CURRENCY_MISMATCH, stored; the message names the report). Partner data may be in another
+        currency than the account's own (capacity, holds, obligations).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -313,8 +326,26 @@ class LedgerServiceServicer:
 
     def VerifyChain(self, request, context):
         """Recomputes the hash chains (of one user or of all users) and the projections from the
-        journal, from one consistent snapshot, and reports the first mismatch found: the one earliest
-        in the journal, else the stored projection of the first user (by user id) that differs.
+        journal, from one consistent snapshot, holds the request records against the entries, and,
+        given a signed checkpoint, every user's chain head at its global sequence against its Merkle
+        root; reports the first mismatch found: the one earliest in the journal, else the stored
+        projection of the first user (by user id) that differs, else a request record naming entries
+        that do not exist. Without a checkpoint, a consistent rewrite of a user's history (every later
+        hash and the account's head recomputed) verifies; with the latest checkpoint from the log it
+        is reported (CHAIN_MISMATCH_KIND_CHECKPOINT). A checkpoint given to a ledger without a
+        checkpoint key fails with FAILED_PRECONDITION (CHECKPOINTS_NOT_CONFIGURED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCheckpointProof(self, request, context):
+        """Returns the proof that a user's chain head at a journaled checkpoint is a leaf of the
+        checkpoint's Merkle tree, built from the journal as it is now: whoever holds the checkpoint
+        (from the log or the entry stream) checks its signature and that the leaf and path lead to its
+        merkle_root; after a rewrite of the user's history they do not. NOT_FOUND with
+        CHECKPOINT_NOT_FOUND for a checkpoint never journaled, USER_NOT_IN_CHECKPOINT for a user
+        without an entry by its global sequence.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -322,7 +353,9 @@ class LedgerServiceServicer:
 
     def WatchEntries(self, request, context):
         """Streams journal entries after a given global sequence, first those already written and then
-        new ones as they are committed. Delivery is at least once: a client resumes after a
+        new ones as they are committed. Signed checkpoints come on the stream as entries of the
+        ledger's own chain (user_id "$ledger", ENTRY_TYPE_CHECKPOINT_SIGNED), each after every entry
+        it covers. Delivery is at least once: a client resumes after a
         disconnect by passing the last global_sequence it processed. Global sequences are allocated
         in commit order, so resuming never skips an entry. When the ledger shuts down the stream ends
         with UNAVAILABLE (reason SHUTTING_DOWN): resume, against another instance if need be.
@@ -414,6 +447,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     request_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.VerifyChainRequest.FromString,
                     response_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.VerifyChainResponse.SerializeToString,
             ),
+            'GetCheckpointProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpointProof,
+                    request_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.GetCheckpointProofRequest.FromString,
+                    response_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.GetCheckpointProofResponse.SerializeToString,
+            ),
             'WatchEntries': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEntries,
                     request_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.WatchEntriesRequest.FromString,
@@ -443,7 +481,8 @@ class LedgerService:
 
     Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
     partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
-    empty, ID_INVALID otherwise). Free texts must not hold control characters (TEXT_INVALID) nor
+    empty, ID_INVALID otherwise); a user_id a mutation writes to must not begin with "$", which
+    the ledger reserves for its own chains (ID_INVALID). Free texts must not hold control characters (TEXT_INVALID) nor
     exceed their length in characters (TEXT_TOO_LONG). Money must be in an active ISO 4217 currency
     (CURRENCY_UNKNOWN) with a magnitude below 10^15 minor units (AMOUNT_TOO_LARGE), and each Money
     field states its sign. Timestamps must lie in years 1 to 9999 UTC (TIMESTAMP_INVALID); the
@@ -873,6 +912,33 @@ class LedgerService:
             '/sesame.ledger.v1.LedgerService/VerifyChain',
             sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.VerifyChainRequest.SerializeToString,
             sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.VerifyChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpointProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sesame.ledger.v1.LedgerService/GetCheckpointProof',
+            sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.GetCheckpointProofRequest.SerializeToString,
+            sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.GetCheckpointProofResponse.FromString,
             options,
             channel_credentials,
             insecure,

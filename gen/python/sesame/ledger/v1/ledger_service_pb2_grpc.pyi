@@ -42,7 +42,8 @@ class LedgerServiceStub:
 
     Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
     partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
-    empty, ID_INVALID otherwise). Free texts must not hold control characters (TEXT_INVALID) nor
+    empty, ID_INVALID otherwise); a user_id a mutation writes to must not begin with "$", which
+    the ledger reserves for its own chains (ID_INVALID). Free texts must not hold control characters (TEXT_INVALID) nor
     exceed their length in characters (TEXT_TOO_LONG). Money must be in an active ISO 4217 currency
     (CURRENCY_UNKNOWN) with a magnitude below 10^15 minor units (AMOUNT_TOO_LARGE), and each Money
     field states its sign. Timestamps must lie in years 1 to 9999 UTC (TIMESTAMP_INVALID); the
@@ -124,6 +125,12 @@ class LedgerServiceStub:
     """Records, in one batch, partner-reported credit lines and monthly statements for many users.
     Idempotent per user and period: a statement identical to the recorded one changes nothing; a
     different one (another partner's included) is journaled as a correction that replaces it.
+    A user's partner data (credit line and statements) stay in one currency, that of the first
+    recorded, because the score compares them with each other: a report in two currencies is
+    INVALID_ARGUMENT (CURRENCY_MISMATCH, naming the statement), and a report in another currency
+    than the user's recorded partner data fails the whole batch with FAILED_PRECONDITION
+    (CURRENCY_MISMATCH, stored; the message names the report). Partner data may be in another
+    currency than the account's own (capacity, holds, obligations).
     """
     GetAccountSummary: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.GetAccountSummaryRequest, _ledger_service_pb2.GetAccountSummaryResponse]
     """Returns the user's account summary: capacity, held, available, outstanding and outcome counts."""
@@ -138,12 +145,28 @@ class LedgerServiceStub:
     """Lists journal entries in global sequence order, for one user or for all users."""
     VerifyChain: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.VerifyChainRequest, _ledger_service_pb2.VerifyChainResponse]
     """Recomputes the hash chains (of one user or of all users) and the projections from the
-    journal, from one consistent snapshot, and reports the first mismatch found: the one earliest
-    in the journal, else the stored projection of the first user (by user id) that differs.
+    journal, from one consistent snapshot, holds the request records against the entries, and,
+    given a signed checkpoint, every user's chain head at its global sequence against its Merkle
+    root; reports the first mismatch found: the one earliest in the journal, else the stored
+    projection of the first user (by user id) that differs, else a request record naming entries
+    that do not exist. Without a checkpoint, a consistent rewrite of a user's history (every later
+    hash and the account's head recomputed) verifies; with the latest checkpoint from the log it
+    is reported (CHAIN_MISMATCH_KIND_CHECKPOINT). A checkpoint given to a ledger without a
+    checkpoint key fails with FAILED_PRECONDITION (CHECKPOINTS_NOT_CONFIGURED).
+    """
+    GetCheckpointProof: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.GetCheckpointProofRequest, _ledger_service_pb2.GetCheckpointProofResponse]
+    """Returns the proof that a user's chain head at a journaled checkpoint is a leaf of the
+    checkpoint's Merkle tree, built from the journal as it is now: whoever holds the checkpoint
+    (from the log or the entry stream) checks its signature and that the leaf and path lead to its
+    merkle_root; after a rewrite of the user's history they do not. NOT_FOUND with
+    CHECKPOINT_NOT_FOUND for a checkpoint never journaled, USER_NOT_IN_CHECKPOINT for a user
+    without an entry by its global sequence.
     """
     WatchEntries: _grpc.UnaryStreamMultiCallable[_ledger_service_pb2.WatchEntriesRequest, _ledger_service_pb2.WatchEntriesResponse]
     """Streams journal entries after a given global sequence, first those already written and then
-    new ones as they are committed. Delivery is at least once: a client resumes after a
+    new ones as they are committed. Signed checkpoints come on the stream as entries of the
+    ledger's own chain (user_id "$ledger", ENTRY_TYPE_CHECKPOINT_SIGNED), each after every entry
+    it covers. Delivery is at least once: a client resumes after a
     disconnect by passing the last global_sequence it processed. Global sequences are allocated
     in commit order, so resuming never skips an entry. When the ledger shuts down the stream ends
     with UNAVAILABLE (reason SHUTTING_DOWN): resume, against another instance if need be.
@@ -166,7 +189,8 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
 
     Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
     partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
-    empty, ID_INVALID otherwise). Free texts must not hold control characters (TEXT_INVALID) nor
+    empty, ID_INVALID otherwise); a user_id a mutation writes to must not begin with "$", which
+    the ledger reserves for its own chains (ID_INVALID). Free texts must not hold control characters (TEXT_INVALID) nor
     exceed their length in characters (TEXT_TOO_LONG). Money must be in an active ISO 4217 currency
     (CURRENCY_UNKNOWN) with a magnitude below 10^15 minor units (AMOUNT_TOO_LARGE), and each Money
     field states its sign. Timestamps must lie in years 1 to 9999 UTC (TIMESTAMP_INVALID); the
@@ -245,6 +269,12 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """Records, in one batch, partner-reported credit lines and monthly statements for many users.
     Idempotent per user and period: a statement identical to the recorded one changes nothing; a
     different one (another partner's included) is journaled as a correction that replaces it.
+    A user's partner data (credit line and statements) stay in one currency, that of the first
+    recorded, because the score compares them with each other: a report in two currencies is
+    INVALID_ARGUMENT (CURRENCY_MISMATCH, naming the statement), and a report in another currency
+    than the user's recorded partner data fails the whole batch with FAILED_PRECONDITION
+    (CURRENCY_MISMATCH, stored; the message names the report). Partner data may be in another
+    currency than the account's own (capacity, holds, obligations).
     """
     GetAccountSummary: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.GetAccountSummaryRequest, _ledger_service_pb2.GetAccountSummaryResponse]  # type: ignore[assignment]
     """Returns the user's account summary: capacity, held, available, outstanding and outcome counts."""
@@ -259,12 +289,28 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """Lists journal entries in global sequence order, for one user or for all users."""
     VerifyChain: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.VerifyChainRequest, _ledger_service_pb2.VerifyChainResponse]  # type: ignore[assignment]
     """Recomputes the hash chains (of one user or of all users) and the projections from the
-    journal, from one consistent snapshot, and reports the first mismatch found: the one earliest
-    in the journal, else the stored projection of the first user (by user id) that differs.
+    journal, from one consistent snapshot, holds the request records against the entries, and,
+    given a signed checkpoint, every user's chain head at its global sequence against its Merkle
+    root; reports the first mismatch found: the one earliest in the journal, else the stored
+    projection of the first user (by user id) that differs, else a request record naming entries
+    that do not exist. Without a checkpoint, a consistent rewrite of a user's history (every later
+    hash and the account's head recomputed) verifies; with the latest checkpoint from the log it
+    is reported (CHAIN_MISMATCH_KIND_CHECKPOINT). A checkpoint given to a ledger without a
+    checkpoint key fails with FAILED_PRECONDITION (CHECKPOINTS_NOT_CONFIGURED).
+    """
+    GetCheckpointProof: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.GetCheckpointProofRequest, _ledger_service_pb2.GetCheckpointProofResponse]  # type: ignore[assignment]
+    """Returns the proof that a user's chain head at a journaled checkpoint is a leaf of the
+    checkpoint's Merkle tree, built from the journal as it is now: whoever holds the checkpoint
+    (from the log or the entry stream) checks its signature and that the leaf and path lead to its
+    merkle_root; after a rewrite of the user's history they do not. NOT_FOUND with
+    CHECKPOINT_NOT_FOUND for a checkpoint never journaled, USER_NOT_IN_CHECKPOINT for a user
+    without an entry by its global sequence.
     """
     WatchEntries: _aio.UnaryStreamMultiCallable[_ledger_service_pb2.WatchEntriesRequest, _ledger_service_pb2.WatchEntriesResponse]  # type: ignore[assignment]
     """Streams journal entries after a given global sequence, first those already written and then
-    new ones as they are committed. Delivery is at least once: a client resumes after a
+    new ones as they are committed. Signed checkpoints come on the stream as entries of the
+    ledger's own chain (user_id "$ledger", ENTRY_TYPE_CHECKPOINT_SIGNED), each after every entry
+    it covers. Delivery is at least once: a client resumes after a
     disconnect by passing the last global_sequence it processed. Global sequences are allocated
     in commit order, so resuming never skips an entry. When the ledger shuts down the stream ends
     with UNAVAILABLE (reason SHUTTING_DOWN): resume, against another instance if need be.
@@ -286,7 +332,8 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Conventions of every field: identifiers (request_id, user_id, hold_id, obligation_id,
     partner_id) are 1 to 128 printable ASCII characters, not only spaces (FIELD_REQUIRED when
-    empty, ID_INVALID otherwise). Free texts must not hold control characters (TEXT_INVALID) nor
+    empty, ID_INVALID otherwise); a user_id a mutation writes to must not begin with "$", which
+    the ledger reserves for its own chains (ID_INVALID). Free texts must not hold control characters (TEXT_INVALID) nor
     exceed their length in characters (TEXT_TOO_LONG). Money must be in an active ISO 4217 currency
     (CURRENCY_UNKNOWN) with a magnitude below 10^15 minor units (AMOUNT_TOO_LARGE), and each Money
     field states its sign. Timestamps must lie in years 1 to 9999 UTC (TIMESTAMP_INVALID); the
@@ -435,6 +482,12 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Records, in one batch, partner-reported credit lines and monthly statements for many users.
         Idempotent per user and period: a statement identical to the recorded one changes nothing; a
         different one (another partner's included) is journaled as a correction that replaces it.
+        A user's partner data (credit line and statements) stay in one currency, that of the first
+        recorded, because the score compares them with each other: a report in two currencies is
+        INVALID_ARGUMENT (CURRENCY_MISMATCH, naming the statement), and a report in another currency
+        than the user's recorded partner data fails the whole batch with FAILED_PRECONDITION
+        (CURRENCY_MISMATCH, stored; the message names the report). Partner data may be in another
+        currency than the account's own (capacity, holds, obligations).
         """
 
     @_abc_1.abstractmethod
@@ -473,8 +526,28 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_service_pb2.VerifyChainResponse, _abc.Awaitable[_ledger_service_pb2.VerifyChainResponse]]:
         """Recomputes the hash chains (of one user or of all users) and the projections from the
-        journal, from one consistent snapshot, and reports the first mismatch found: the one earliest
-        in the journal, else the stored projection of the first user (by user id) that differs.
+        journal, from one consistent snapshot, holds the request records against the entries, and,
+        given a signed checkpoint, every user's chain head at its global sequence against its Merkle
+        root; reports the first mismatch found: the one earliest in the journal, else the stored
+        projection of the first user (by user id) that differs, else a request record naming entries
+        that do not exist. Without a checkpoint, a consistent rewrite of a user's history (every later
+        hash and the account's head recomputed) verifies; with the latest checkpoint from the log it
+        is reported (CHAIN_MISMATCH_KIND_CHECKPOINT). A checkpoint given to a ledger without a
+        checkpoint key fails with FAILED_PRECONDITION (CHECKPOINTS_NOT_CONFIGURED).
+        """
+
+    @_abc_1.abstractmethod
+    def GetCheckpointProof(
+        self,
+        request: _ledger_service_pb2.GetCheckpointProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_service_pb2.GetCheckpointProofResponse, _abc.Awaitable[_ledger_service_pb2.GetCheckpointProofResponse]]:
+        """Returns the proof that a user's chain head at a journaled checkpoint is a leaf of the
+        checkpoint's Merkle tree, built from the journal as it is now: whoever holds the checkpoint
+        (from the log or the entry stream) checks its signature and that the leaf and path lead to its
+        merkle_root; after a rewrite of the user's history they do not. NOT_FOUND with
+        CHECKPOINT_NOT_FOUND for a checkpoint never journaled, USER_NOT_IN_CHECKPOINT for a user
+        without an entry by its global sequence.
         """
 
     @_abc_1.abstractmethod
@@ -484,7 +557,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_ledger_service_pb2.WatchEntriesResponse], _abc.AsyncIterator[_ledger_service_pb2.WatchEntriesResponse]]:
         """Streams journal entries after a given global sequence, first those already written and then
-        new ones as they are committed. Delivery is at least once: a client resumes after a
+        new ones as they are committed. Signed checkpoints come on the stream as entries of the
+        ledger's own chain (user_id "$ledger", ENTRY_TYPE_CHECKPOINT_SIGNED), each after every entry
+        it covers. Delivery is at least once: a client resumes after a
         disconnect by passing the last global_sequence it processed. Global sequences are allocated
         in commit order, so resuming never skips an entry. When the ledger shuts down the stream ends
         with UNAVAILABLE (reason SHUTTING_DOWN): resume, against another instance if need be.

@@ -35,6 +35,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     REQUEST_ID_REQUIRED: _ErrorReason.ValueType  # 3
     """ReloadModelRequest.request_id is empty."""
+    REQUEST_UNDECODABLE: _ErrorReason.ValueType  # 14
+    """The request's bytes are not a valid protobuf message of the method's request type (corrupt
+    wire format, a string that is not UTF-8). No field can be named.
+    """
     TIMESTAMP_INVALID: _ErrorReason.ValueType  # 4
     """INVALID_ARGUMENT: the score's own checks.
 
@@ -89,6 +93,10 @@ blank: user_id, user_ids[i], request_id.
 """
 REQUEST_ID_REQUIRED: ErrorReason.ValueType  # 3
 """ReloadModelRequest.request_id is empty."""
+REQUEST_UNDECODABLE: ErrorReason.ValueType  # 14
+"""The request's bytes are not a valid protobuf message of the method's request type (corrupt
+wire format, a string that is not UTF-8). No field can be named.
+"""
 TIMESTAMP_INVALID: ErrorReason.ValueType  # 4
 """INVALID_ARGUMENT: the score's own checks.
 

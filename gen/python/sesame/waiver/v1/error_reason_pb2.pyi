@@ -44,6 +44,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: an amount is too large to be an amount of money."""
     VALUE_OUT_OF_RANGE: _ErrorReason.ValueType  # 10
     """INVALID_ARGUMENT: a number is outside its documented range."""
+    REQUEST_UNDECODABLE: _ErrorReason.ValueType  # 63
+    """INVALID_ARGUMENT: the request's bytes are not a valid protobuf message of the method's
+    request type (corrupt wire format, a string that is not UTF-8). No field can be named.
+    """
     CURRENCY_NOT_SUPPORTED: _ErrorReason.ValueType  # 11
     """INVALID_ARGUMENT: an amount is not in the waiver's currency."""
     TIMESTAMP_INVALID: _ErrorReason.ValueType  # 12
@@ -125,6 +129,10 @@ AMOUNT_TOO_LARGE: ErrorReason.ValueType  # 9
 """INVALID_ARGUMENT: an amount is too large to be an amount of money."""
 VALUE_OUT_OF_RANGE: ErrorReason.ValueType  # 10
 """INVALID_ARGUMENT: a number is outside its documented range."""
+REQUEST_UNDECODABLE: ErrorReason.ValueType  # 63
+"""INVALID_ARGUMENT: the request's bytes are not a valid protobuf message of the method's
+request type (corrupt wire format, a string that is not UTF-8). No field can be named.
+"""
 CURRENCY_NOT_SUPPORTED: ErrorReason.ValueType  # 11
 """INVALID_ARGUMENT: an amount is not in the waiver's currency."""
 TIMESTAMP_INVALID: ErrorReason.ValueType  # 12

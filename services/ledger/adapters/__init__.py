@@ -1,0 +1,1 @@
+"""What the ledger keeps outside its database: the checkpoint signing key and the checkpoint log."""
