@@ -125,6 +125,8 @@ HISTOGRAM_BUCKETS = 10
 PREPARE_THREADS = 8
 LEDGER_ADDRESS_DEFAULT = "127.0.0.1:50051"
 PREPARE_DEADLINE_S = 30.0
+# How long a preparation waits for the ledger's next signed checkpoint.
+CHECKPOINT_WAIT_S = 150.0
 PREPARED_OBJECTS_MAX = 100_000
 RANDOM_STRING_LENGTH_MIN, RANDOM_STRING_LENGTH_MAX = 2, 16
 
@@ -660,6 +662,28 @@ def _credit_histories(channel: grpc.Channel, run_id: str, count: int) -> list[di
     return [{"user_id": user_id} for user_id in users]
 
 
+def _checkpointed_histories(
+    channel: grpc.Channel, run_id: str, count: int
+) -> list[dict[str, Any]]:
+    """Such users once a signed checkpoint covers them (GetCheckpointProof): the ledger signs
+    one every SESAME_LEDGER_CHECKPOINT_INTERVAL_S (a minute under `make run`), so this waits
+    for the next."""
+    from sesame.ledger.v1 import ledger_service_pb2 as ledger
+
+    users = _credit_histories(channel, run_id, count)
+    stub = _ledger(channel)
+    last = ledger.GetCheckpointProofRequest(user_id=users[-1]["user_id"])
+    deadline = time.monotonic() + CHECKPOINT_WAIT_S
+    while True:
+        try:
+            stub.GetCheckpointProof(last, timeout=PREPARE_DEADLINE_S)
+            return users
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
+                raise
+        time.sleep(1.0)
+
+
 def _credit_history_batches(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
     """Batches of ten such users (BatchGetScores)."""
     users = [item["user_id"] for item in _credit_histories(channel, run_id, count * 10)]
@@ -729,6 +753,7 @@ PREPARERS: dict[str, tuple[str, Preparer]] = {
     "open-obligations": ("ledger", _open_obligations),
     "credit-histories": ("ledger", _credit_histories),
     "credit-history-batches": ("ledger", _credit_history_batches),
+    "checkpointed-histories": ("ledger", _checkpointed_histories),
     "orders": ("waiver", _orders),
     "awaiting-payment-orders": ("waiver", _awaiting_payment_orders),
 }
