@@ -137,7 +137,7 @@ def _train_booster_text(model_card_path: Path) -> str:
     if config.sha256() != card["training"]["config_sha256"]:
         raise RuntimeError("the model card's training configuration does not hash as recorded")
     data = dataset.load_labelled_features(TRAINING_DATA)
-    booster = train.train_final(data, config, card["training"]["boosting_rounds"])
+    booster = train.final_booster(data, config, card["training"]["boosting_rounds"])
     text: str = booster.model_to_string()
     return text
 

@@ -192,7 +192,7 @@ def train(
     steps.update()
 
     steps.set_postfix_str("final model")
-    booster = train_final(trained_features, data.labels, config, validation.boosting_rounds)
+    booster = final_booster(data, config, validation.boosting_rounds)
     exported = onnx_export.export_booster(
         booster.dump_model(),
         feature_definition.FEATURE_NAMES,
@@ -356,6 +356,14 @@ def cross_validate(
     return CrossValidation(
         boosting_rounds, fold_of_row, log_odds, log_odds_without_line, mean_auc_by_round
     )
+
+
+def final_booster(
+    data: dataset.LabelledFeatures, config: TrainingConfig, boosting_rounds: int
+) -> lightgbm.Booster:
+    """The model `make train` exports: all rows, the configured share with the line withheld."""
+    withheld = withheld_rows(len(data.labels), config)
+    return train_final(training_features(data, withheld), data.labels, config, boosting_rounds)
 
 
 def train_final(
