@@ -9,7 +9,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTO_DEPS := var/proto-deps
 GOOGLEAPIS_PROTOS = $(shell $(BIN)/python -c "import pathlib, google.api.field_behavior_pb2 as m; print(pathlib.Path(m.__file__).parents[2])")
 
-.PHONY: install run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger bench-validation train evaluate score-csv bench-score simulate bench-waiver clean load deploy-tools manifests
+.PHONY: install certs run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger bench-validation train evaluate score-csv bench-score simulate bench-waiver clean load deploy-tools manifests
 
 $(INSTALLED): pyproject.toml gen/python/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ $(INSTALLED): pyproject.toml gen/python/pyproject.toml constraints.txt
 ## install: create the virtual environment and install the suite (run and test do it for you)
 install: $(INSTALLED)
 
-## run: start ledger, score and waiver locally (SQLite, bundled model); Ctrl-C stops them all
+## certs: a local CA and certificates for the services, an operator, a demo merchant, a user and a platform (var/certs)
+certs: $(INSTALLED)
+	$(BIN)/python -m services.common.certificates var/certs
+
+## run: start ledger, score and waiver locally with mutual TLS (SQLite, bundled model); Ctrl-C stops them all
 run: $(INSTALLED)
 	$(BIN)/python -m services.suite.launch
 
