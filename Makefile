@@ -102,10 +102,10 @@ bench-score: $(INSTALLED)
 bench-waiver: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.bench_waiver $(BENCH_ARGS)
 
-## load: one ghz profile against a running service: ghz where installed, else the bundled generator; writes ghz's JSON report
+## load: one ghz profile against a running service (mutual TLS with var/certs; PLAINTEXT=1 for a plaintext suite): ghz where installed, else the bundled generator; writes ghz's JSON report
 load: $(INSTALLED)
-	@test -n "$(TARGET)" -a -n "$(PROFILE)" || { echo "usage: make load TARGET=host:port PROFILE=deploy/ghz/<name>.json [LEDGER=host:port] [REPORT=path]"; exit 2; }
-	$(BIN)/python -m tests.benchmarks.ghz_load --target "$(TARGET)" --config "$(PROFILE)" --ledger "$(or $(LEDGER),127.0.0.1:50051)" $(if $(REPORT),--output "$(REPORT)")
+	@test -n "$(TARGET)" -a -n "$(PROFILE)" || { echo "usage: make load TARGET=host:port PROFILE=deploy/ghz/<name>.json [LEDGER=host:port] [REPORT=path] [CERTS=var/certs | PLAINTEXT=1]"; exit 2; }
+	$(BIN)/python -m tests.benchmarks.ghz_load --target "$(TARGET)" --config "$(PROFILE)" --ledger "$(or $(LEDGER),127.0.0.1:50051)" $(if $(REPORT),--output "$(REPORT)") $(if $(PLAINTEXT),,--certs "$(or $(CERTS),var/certs)")
 
 ## deploy-tools: checkov in a virtual environment of its own (its pins clash with the suite's)
 CHECKOV_VENV := var/tools/checkov

@@ -416,3 +416,47 @@ def test_the_ledger_signs_checkpoints_with_a_key_made_on_first_use(
 
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert '"intact": true' in verified.stdout
+
+
+@pytest.mark.parametrize(
+    ("profile", "service"),
+    [("ledger-get-account-summary", "ledger"), ("waiver-get-order", "waiver")],
+)
+def test_make_load_runs_a_profile_with_mutual_tls(
+    running_suite: dict[str, str], profile: str, service: str, tmp_path: Path
+) -> None:
+    raw = json.loads((REPOSITORY_ROOT / "deploy" / "ghz" / f"{profile}.json").read_text())
+    raw.pop("duration", None)
+    raw.update(concurrency=2, total=20, qps=10, timeout="5s")
+    shortened = tmp_path / f"{profile}.json"
+    shortened.write_text(json.dumps(raw))
+    report_path = tmp_path / "report.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.ghz_load",
+            "--bundled",
+            "--target",
+            running_suite[service],
+            "--ledger",
+            running_suite["ledger"],
+            "--config",
+            str(shortened),
+            "--output",
+            str(report_path),
+            "--certs",
+            str(Path(running_suite["directory"]) / "var" / "certs"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)},
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(report_path.read_text())
+    assert report["count"] > 0
+    assert report["statusCodeDistribution"] == {"OK": report["count"]}
+    assert report["options"]["insecure"] is False
