@@ -473,15 +473,16 @@ def test_a_caller_over_its_rate_limit_is_told_when_to_retry(
     assert 0 < delay_s <= 2.0
 
 
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
 def test_a_rotated_certificate_is_served_without_a_restart(
-    certificates: Path, tmp_path: Path
+    certificates: Path, tmp_path: Path, runtime: str
 ) -> None:
     server_directory = make_certificates(tmp_path / "server")
     renewed = make_certificates(tmp_path / "renewed")  # another CA: tells the two apart
     settings = load_settings(
         ServerSettings, {"SESAME_PORT": "0", **server_environment(server_directory, "ledger")}
     )
-    with _start_sync(settings) as port:
+    with RUNTIMES[runtime](settings) as port:
         address = f"127.0.0.1:{port}"
         server = TlsServer(address, server_directory)
         assert call(server, "grpc.health.v1.Health/Check", "operator") == grpc.StatusCode.OK
