@@ -188,7 +188,7 @@ class CallGuard:
             log.info("call_not_admitted", method=method, caller_kind=caller.kind)
             return _status(
                 code_pb2.PERMISSION_DENIED,
-                f"a {caller.kind} caller may not call {method} on this request",
+                f"a {caller.kind} caller may not call {method.lstrip('/')} on this request",
                 "CALLER_NOT_ADMITTED",
                 method,
             )
