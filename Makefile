@@ -9,7 +9,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTO_DEPS := var/proto-deps
 GOOGLEAPIS_PROTOS = $(shell $(BIN)/python -c "import pathlib, google.api.field_behavior_pb2 as m; print(pathlib.Path(m.__file__).parents[2])")
 
-.PHONY: install run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger bench-validation train evaluate score-csv bench-score simulate bench-waiver clean load deploy-tools manifests
+.PHONY: install certs run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger bench-validation train evaluate score-csv bench-score simulate bench-waiver clean load deploy-tools manifests
 
 $(INSTALLED): pyproject.toml gen/python/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ $(INSTALLED): pyproject.toml gen/python/pyproject.toml constraints.txt
 ## install: create the virtual environment and install the suite (run and test do it for you)
 install: $(INSTALLED)
 
-## run: start ledger, score and waiver locally (SQLite, bundled model); Ctrl-C stops them all
+## certs: a local CA and certificates for the services, an operator, a demo merchant, a user and a platform (var/certs)
+certs: $(INSTALLED)
+	$(BIN)/python -m services.common.certificates var/certs
+
+## run: start ledger, score and waiver locally with mutual TLS (SQLite, bundled model); Ctrl-C stops them all
 run: $(INSTALLED)
 	$(BIN)/python -m services.suite.launch
 
@@ -98,10 +102,10 @@ bench-score: $(INSTALLED)
 bench-waiver: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.bench_waiver $(BENCH_ARGS)
 
-## load: one ghz profile against a running service: ghz where installed, else the bundled generator; writes ghz's JSON report
+## load: one ghz profile against a running service (mutual TLS with var/certs; PLAINTEXT=1 for a plaintext suite): ghz where installed, else the bundled generator; writes ghz's JSON report
 load: $(INSTALLED)
-	@test -n "$(TARGET)" -a -n "$(PROFILE)" || { echo "usage: make load TARGET=host:port PROFILE=deploy/ghz/<name>.json [LEDGER=host:port] [REPORT=path]"; exit 2; }
-	$(BIN)/python -m tests.benchmarks.ghz_load --target "$(TARGET)" --config "$(PROFILE)" --ledger "$(or $(LEDGER),127.0.0.1:50051)" $(if $(REPORT),--output "$(REPORT)")
+	@test -n "$(TARGET)" -a -n "$(PROFILE)" || { echo "usage: make load TARGET=host:port PROFILE=deploy/ghz/<name>.json [LEDGER=host:port] [REPORT=path] [CERTS=var/certs | PLAINTEXT=1]"; exit 2; }
+	$(BIN)/python -m tests.benchmarks.ghz_load --target "$(TARGET)" --config "$(PROFILE)" --ledger "$(or $(LEDGER),127.0.0.1:50051)" $(if $(REPORT),--output "$(REPORT)") $(if $(PLAINTEXT),,--certs "$(or $(CERTS),var/certs)")
 
 ## deploy-tools: checkov in a virtual environment of its own (its pins clash with the suite's)
 CHECKOV_VENV := var/tools/checkov

@@ -27,6 +27,7 @@ from typing import Any
 
 import grpc
 
+from services.common.access import CallGuard
 from services.common.call_observation import (
     ABANDONING_EXCEPTIONS,
     DEFAULT_OBSERVERS,
@@ -48,12 +49,13 @@ CoroutineBehavior = Callable[[Any, Context], Awaitable[Any]]
 AsyncGeneratorBehavior = Callable[[Any, Context], AsyncIterator[Any]]
 
 
-def default_aio_interceptors() -> list[grpc.aio.ServerInterceptor]:
+def default_aio_interceptors(guard: CallGuard | None = None) -> list[grpc.aio.ServerInterceptor]:
     """The interceptors every asyncio Sesame server runs, outermost first: tracing when it is
-    on (`services.common.tracing`)."""
+    on (`services.common.tracing`); with a `guard` (a TLS server), the access check."""
     return [
         *aio_server_interceptors(),
         AioCallObservingInterceptor(DEFAULT_OBSERVERS),
+        *([AioAccessInterceptor(guard)] if guard is not None else []),
         AioErrorTranslationInterceptor(),
     ]
 
@@ -201,6 +203,40 @@ def _async_generator_decoded(
             yield response
 
     return decoded
+
+
+# Access: who may call what
+
+
+class AioAccessInterceptor(AioBehaviorInterceptor):
+    """Refuses a call its `CallGuard` refuses, before the handler sees it."""
+
+    def __init__(self, guard: CallGuard) -> None:
+        self._guard = guard
+
+    def around_coroutine(self, method: str, behavior: CoroutineBehavior) -> CoroutineBehavior:
+        async def guarded(request: Any, context: Context) -> Any:
+            await self._admit(method, request, context)
+            return await behavior(request, context)
+
+        return guarded
+
+    def around_async_generator(
+        self, method: str, behavior: AsyncGeneratorBehavior
+    ) -> AsyncGeneratorBehavior:
+        async def guarded(request: Any, context: Context) -> AsyncIterator[Any]:
+            await self._admit(method, request, context)
+            async for response in behavior(request, context):
+                yield response
+
+        return guarded
+
+    async def _admit(self, method: str, request: Any, context: Context) -> None:
+        refusal = self._guard.refusal(
+            method, request, context.auth_context(), context.invocation_metadata()
+        )
+        if refusal is not None:
+            await context.abort_with_status(refusal)
 
 
 # Observation: access log and metrics

@@ -29,6 +29,8 @@ from services.common.runtime import (
     HealthBook,
     ServiceRegistration,
     SesameServer,
+    access_guard,
+    bind_service_port,
     channel_options,
     freeze_start_up_objects,
     listen_address,
@@ -86,7 +88,7 @@ async def create_aio_server(
     """
     names = service_names(services)
     server = grpc.aio.server(
-        interceptors=default_aio_interceptors(),
+        interceptors=default_aio_interceptors(access_guard(settings)),
         options=channel_options(settings, share_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
@@ -96,8 +98,21 @@ async def create_aio_server(
     await service_health.publish()
     health_pb2_grpc.add_HealthServicer_to_server(service_health.servicer, server)
     enable_reflection(server, names)
-    port = server.add_insecure_port(listen_address(settings.host, settings.port))
-    return SesameServer(server, port, service_health)
+    port = bind_service_port(server, settings)
+    probe_server, probe_port = _health_probe_server(settings, service_health, share_port)
+    return SesameServer(server, port, service_health, probe_server, probe_port)
+
+
+def _health_probe_server(
+    settings: ServerSettings, service_health: AioServiceHealth, share_port: bool
+) -> tuple[grpc.aio.Server | None, int]:
+    """The plaintext listener for probes that cannot speak TLS: the health service alone."""
+    if settings.health_port == 0:
+        return None, 0
+    server = grpc.aio.server(options=channel_options(settings, share_port))
+    health_pb2_grpc.add_HealthServicer_to_server(service_health.servicer, server)
+    port = server.add_insecure_port(listen_address(settings.host, settings.health_port))
+    return server, port
 
 
 async def stop_aio_gracefully(
@@ -114,6 +129,8 @@ async def stop_aio_gracefully(
             await asyncio.to_thread(on_stopping)
     finally:
         await created.server.stop(grace_period_s)
+        if created.probe_server is not None:
+            await created.probe_server.stop(0)
 
 
 def serve_aio(
@@ -175,7 +192,9 @@ async def _serve(
         await _start_up_step(asyncio.to_thread(before_start))
     created = await create_aio_server(settings, services, share_port=as_worker)
     await created.server.start()
-    log_server_started(services, settings, created.port)
+    if created.probe_server is not None:
+        await created.probe_server.start()
+    log_server_started(services, settings, created.port, created.probe_port)
     if on_started is not None:
         await _start_up_step(on_started(created), created.server)
     freeze_start_up_objects()

@@ -25,6 +25,7 @@ import grpc
 import structlog
 from prometheus_client import Counter, Histogram
 
+from services.common.pseudonyms import pseudonym, pseudonymised, user_ids_of
 from services.common.tracing import current_trace_id, tracing_enabled
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
@@ -41,6 +42,8 @@ class CompletedCall:
     duration_s: float
     request_id: str
     peer: str
+    # The pseudonyms of the users the request names (services.common.pseudonyms).
+    users: tuple[str, ...] = ()
 
     @property
     def service_name(self) -> str:
@@ -125,13 +128,17 @@ class CallObservers:
         metadata: Iterable[tuple[str, str | bytes]],
         peer: str,
     ) -> None:
-        """`started_s` is the `time.perf_counter()` reading when the handler was entered."""
+        """`started_s` is the `time.perf_counter()` reading when the handler was entered.
+        User ids never reach an observer: the request's users as pseudonyms, and the request
+        id with any of their ids in it replaced by the pseudonym."""
+        user_ids = user_ids_of(request)
         completed_call = CompletedCall(
             method=method,
             code=code,
             duration_s=time.perf_counter() - started_s,
-            request_id=request_id_of(request, metadata),
+            request_id=pseudonymised(request_id_of(request, metadata), user_ids),
             peer=peer,
+            users=tuple(pseudonym(user_id) for user_id in user_ids),
         )
         for observer in self._observers:
             try:
@@ -152,6 +159,7 @@ def log_completed_call(call: CompletedCall) -> None:
         duration_ms=round(call.duration_s * 1000, 3),
         request_id=call.request_id,
         peer=call.peer,
+        **({"users": list(call.users)} if call.users else {}),
         **trace_fields,
     )
 

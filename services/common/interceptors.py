@@ -31,6 +31,7 @@ from typing import Any, Never, Protocol, cast
 
 import grpc
 
+from services.common.access import CallGuard
 from services.common.call_observation import (
     ABANDONING_EXCEPTIONS,
     DEFAULT_OBSERVERS,
@@ -51,12 +52,15 @@ UnaryResponseBehavior = Callable[[Any, grpc.ServicerContext], Any]
 StreamResponseBehavior = Callable[[Any, grpc.ServicerContext], Iterator[Any]]
 
 
-def default_interceptors() -> list[grpc.ServerInterceptor]:
+def default_interceptors(guard: CallGuard | None = None) -> list[grpc.ServerInterceptor]:
     """The interceptors every Sesame server runs, outermost first: tracing when it is on
-    (`services.common.tracing`), so the call's span is current for everything else."""
+    (`services.common.tracing`), so the call's span is current for everything else; with a
+    `guard` (a TLS server), the access check inside the observation, so refusals are logged
+    and counted like any other answer."""
     return [
         *server_interceptors(),
         CallObservingInterceptor(DEFAULT_OBSERVERS),
+        *([AccessInterceptor(guard)] if guard is not None else []),
         ErrorTranslationInterceptor(),
     ]
 
@@ -297,6 +301,41 @@ class _StatusReadableContext(Protocol):
 
 def _readable_status(context: grpc.ServicerContext) -> _StatusReadableContext:
     return cast(_StatusReadableContext, context)
+
+
+# Access: who may call what
+
+
+class AccessInterceptor(BehaviorInterceptor):
+    """Refuses a call its `CallGuard` refuses, before the handler sees it."""
+
+    def __init__(self, guard: CallGuard) -> None:
+        self._guard = guard
+
+    def around_unary_response(
+        self, method: str, behavior: UnaryResponseBehavior
+    ) -> UnaryResponseBehavior:
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            self._admit(method, request, context)
+            return behavior(request, context)
+
+        return guarded
+
+    def around_stream_response(
+        self, method: str, behavior: StreamResponseBehavior
+    ) -> StreamResponseBehavior:
+        def guarded(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            self._admit(method, request, context)
+            yield from behavior(request, context)
+
+        return guarded
+
+    def _admit(self, method: str, request: Any, context: grpc.ServicerContext) -> None:
+        refusal = self._guard.refusal(
+            method, request, context.auth_context(), context.invocation_metadata()
+        )
+        if refusal is not None:
+            context.abort_with_status(refusal)
 
 
 # Observation: access log and metrics

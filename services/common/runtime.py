@@ -29,9 +29,12 @@ import structlog
 from grpc_health.v1 import health_pb2
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 
+from services.common.access import CallGuard, call_guard
 from services.common.logging import configure_logging
+from services.common.pseudonyms import configure_pseudonyms
 from services.common.settings import ServerSettings
 from services.common.stop_signals import StopSignals, handling_stop_signals
+from services.common.tls import server_credentials
 from services.common.tracing import configure_tracing, shutdown_tracing
 from services.common.workers import PROMETHEUS_MULTIPROC_VARIABLE
 
@@ -68,6 +71,10 @@ class SesameServer(Generic[ServerT, HealthT]):
     server: ServerT
     port: int
     health: HealthT
+    # The plaintext listener answering health alone (`SESAME_<SERVICE>_HEALTH_PORT`), if any:
+    # started and stopped with `server`.
+    probe_server: ServerT | None = None
+    probe_port: int = 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,6 +157,24 @@ def channel_options(settings: ServerSettings, share_port: bool) -> list[tuple[st
     return options
 
 
+def access_guard(settings: ServerSettings) -> CallGuard | None:
+    """The access check of a TLS server (`services.common.access`); a plaintext server has no
+    caller identity to check, and says so when it starts."""
+    if settings.tls_files is None:
+        return None
+    return call_guard(settings.access_policy_file, settings.token_public_key_file)
+
+
+def bind_service_port(server: GrpcServer, settings: ServerSettings) -> int:
+    """Binds the service's port: mutual TLS from the settings' files, or plaintext when the
+    settings ask for it. The bound port."""
+    address = listen_address(settings.host, settings.port)
+    files = settings.tls_files
+    if files is None:
+        return server.add_insecure_port(address)
+    return server.add_secure_port(address, server_credentials(files))
+
+
 def listen_address(host: str, port: int) -> str:
     # An IPv6 host needs brackets to keep its colons apart from the port's.
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -178,6 +203,7 @@ def run_serving_process(
     """
     label = service_name or ",".join(registration.name for registration in services) or "sesame"
     configure_logging(label, settings.log_level)
+    configure_pseudonyms(settings.pseudonym_key_file)
     configure_service_tracing(label, settings)
     with handling_stop_signals() as stop_signals:
         metrics_endpoint = None if as_worker else start_metrics_endpoint(settings)
@@ -200,14 +226,28 @@ def configure_service_tracing(label: str, settings: ServerSettings) -> None:
 
 
 def log_server_started(
-    services: Sequence[ServiceRegistration], settings: ServerSettings, port: int
+    services: Sequence[ServiceRegistration], settings: ServerSettings, port: int, probe_port: int
 ) -> None:
     log.info(
         "server_started",
         services=[registration.name for registration in services],
         address=listen_address(settings.host, port),
         port=port,
+        transport="plaintext" if settings.tls_files is None else "mutual_tls",
     )
+    if settings.tls_files is None:
+        log.warning(
+            "plaintext_transport",
+            message="PLAINTEXT: no TLS and no caller identity; every caller may call every method.",
+            asked_for_by_setting=settings.plaintext,
+        )
+    if probe_port:
+        log.info(
+            "health_probe_listener_started",
+            address=listen_address(settings.host, probe_port),
+            transport="plaintext",
+            serves="grpc.health.v1.Health only",
+        )
 
 
 def log_server_stopping(received: signal.Signals, settings: ServerSettings) -> None:

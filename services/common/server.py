@@ -43,6 +43,8 @@ from services.common.runtime import (
     HealthBook,
     ServiceRegistration,
     SesameServer,
+    access_guard,
+    bind_service_port,
     channel_options,
     freeze_start_up_objects,
     listen_address,
@@ -95,7 +97,7 @@ def create_server(
     names = service_names(services)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="grpc-worker"),
-        interceptors=default_interceptors(),
+        interceptors=default_interceptors(access_guard(settings)),
         options=channel_options(settings, share_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
@@ -104,8 +106,25 @@ def create_server(
     service_health = ServiceHealth(services)
     health_pb2_grpc.add_HealthServicer_to_server(service_health.servicer, server)
     enable_reflection(server, names)
-    port = server.add_insecure_port(listen_address(settings.host, settings.port))
-    return SesameServer(server, port, service_health)
+    port = bind_service_port(server, settings)
+    probe_server, probe_port = _health_probe_server(settings, service_health, share_port)
+    return SesameServer(server, port, service_health, probe_server, probe_port)
+
+
+def _health_probe_server(
+    settings: ServerSettings, service_health: ServiceHealth, share_port: bool
+) -> tuple[grpc.Server | None, int]:
+    """The plaintext listener for probes that cannot speak TLS: the health service alone, on a
+    pool of its own so that probes are answered while the service's workers are busy."""
+    if settings.health_port == 0:
+        return None, 0
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix="grpc-health"),
+        options=channel_options(settings, share_port),
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(service_health.servicer, server)
+    port = server.add_insecure_port(listen_address(settings.host, settings.health_port))
+    return server, port
 
 
 def stop_gracefully(
@@ -122,6 +141,8 @@ def stop_gracefully(
             on_stopping()
     finally:
         created.server.stop(grace_period_s).wait()
+        if created.probe_server is not None:
+            created.probe_server.stop(0).wait()
 
 
 def serve(
@@ -158,7 +179,9 @@ def serve(
             _start_up_step(before_start)
         created = create_server(settings, services, share_port=as_worker)
         created.server.start()
-        log_server_started(services, settings, created.port)
+        if created.probe_server is not None:
+            created.probe_server.start()
+        log_server_started(services, settings, created.port, created.probe_port)
         if on_started is not None:
             _start_up_step(lambda: on_started(created), created.server)
         freeze_start_up_objects()

@@ -21,9 +21,10 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Literal, TypeVar
+from pathlib import Path
+from typing import Literal, Self, TypeVar
 
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -31,6 +32,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 from pydantic_settings.sources.utils import parse_env_vars
+
+from services.common.tls import TlsFiles
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -74,10 +77,48 @@ class ServerSettings(BaseSettings):
     # Where to send traces (an OpenTelemetry collector's OTLP/gRPC address, for example
     # http://otel-collector:4317); empty turns tracing off. See services/common/tracing.py.
     otlp_endpoint: str = ""
+    # Mutual TLS (services/common/tls.py): this server's certificate chain and key, and the CA
+    # its callers' certificates must be signed by. The service's channels to other services
+    # present the same certificate and trust the same CA.
+    tls_certificate_file: str = ""
+    tls_private_key_file: str = ""
+    tls_ca_file: str = ""
+    # Plaintext, with no caller identity and so no authorisation, only when asked for here.
+    plaintext: bool = False
+    # A plaintext listener answering the standard health service only, for probes that cannot
+    # speak TLS (the kubelet's gRPC probes); 0 disables it.
+    health_port: int = 0
+    # Who may call what (services/common/access.py); empty: the bundled access_policy.toml.
+    access_policy_file: str = ""
+    # The public key (PEM) that verifies platforms' bearer tokens; empty: tokens are refused.
+    token_public_key_file: str = ""
+    # The key of the user pseudonyms in logs (services/common/pseudonyms.py); empty: a random
+    # key per process.
+    pseudonym_key_file: str = ""
 
     @property
     def metrics_enabled(self) -> bool:
         return self.metrics_port != 0
+
+    @property
+    def tls_files(self) -> TlsFiles | None:
+        """The TLS files, or None for a plaintext server. Settings with neither are refused by
+        `run_with_settings` before a service starts; built in a process of its own (a test),
+        they are plaintext."""
+        if self.plaintext or not self.tls_certificate_file:
+            return None
+        return TlsFiles(
+            Path(self.tls_certificate_file), Path(self.tls_private_key_file), Path(self.tls_ca_file)
+        )
+
+    @model_validator(mode="after")
+    def _transport_is_chosen(self) -> Self:
+        files = (self.tls_certificate_file, self.tls_private_key_file, self.tls_ca_file)
+        if self.plaintext and any(files):
+            raise ValueError("set the TLS files or plaintext, not both")
+        if any(files) and not all(files):
+            raise ValueError("the TLS certificate, private key and CA files must be given together")
+        return self
 
     @field_validator("host")
     @classmethod
@@ -86,7 +127,7 @@ class ServerSettings(BaseSettings):
             raise ValueError("must not be empty")
         return host
 
-    @field_validator("port", "metrics_port")
+    @field_validator("port", "metrics_port", "health_port")
     @classmethod
     def _port_is_in_range(cls, port: int) -> int:
         if not 0 <= port <= HIGHEST_PORT:
@@ -194,10 +235,28 @@ def run_with_settings(settings_class: type[SettingsT], run: Callable[[SettingsT]
     """
     try:
         settings = load_settings(settings_class)
+        require_transport_security(settings)
     except SettingsError as error:
         print(error, file=sys.stderr)
         return 2
     return run(settings)
+
+
+def require_transport_security(settings: ServerSettings) -> None:
+    """A serving process runs with mutual TLS unless plaintext is asked for by name: settings
+    with neither are refused (SettingsError naming the variables)."""
+    if settings.plaintext or settings.tls_certificate_file:
+        return
+    prefix = str(type(settings).model_config.get("env_prefix", "")).upper()
+    raise SettingsError(
+        type(settings).__name__,
+        {
+            f"{prefix}TLS_CERTIFICATE_FILE": (
+                f"required, with {prefix}TLS_PRIVATE_KEY_FILE and {prefix}TLS_CA_FILE "
+                f"(`make certs` makes local ones), unless {prefix}PLAINTEXT=true"
+            )
+        },
+    )
 
 
 def _variable_name(settings_class: type[ServerSettings], location: tuple[int | str, ...]) -> str:

@@ -16,8 +16,7 @@ import math
 import sys
 from collections.abc import Sequence
 
-import grpc
-
+from services.common.channels import add_tls_arguments, tool_channel
 from services.datasets.replayer import (
     BATCH_SIZE_DEFAULT,
     BATCH_SIZE_MAX,
@@ -36,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; returns the process exit code."""
     arguments = _parser().parse_args(argv)
     try:
-        with grpc.insecure_channel(arguments.ledger) as channel:
+        with tool_channel(arguments.ledger, arguments) as channel:
             summary = replay_csv(
                 arguments.csv,
                 channel,
@@ -67,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the data set file (.csv, or .csv.gz read transparently)",
     )
     parser.add_argument("--ledger", required=True, metavar="HOST:PORT", help="the ledger's address")
+    add_tls_arguments(parser)
     parser.add_argument(
         "--batch-size",
         type=_batch_size,

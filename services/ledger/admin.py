@@ -38,6 +38,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 
+from services.common.channels import add_tls_arguments, tool_channel
 from services.common.grpc_errors import error_details
 from services.ledger.adapters.checkpoint_keys import create_signing_key, load_public_key
 from services.ledger.adapters.checkpoint_log import read_latest_checkpoint
@@ -64,7 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --checkpoint-log needs --public-key", file=sys.stderr)
         return EXIT_USAGE
     try:
-        with grpc.insecure_channel(arguments.address) as channel:
+        channel = tool_channel(arguments.address, arguments)
+    except OSError as error:  # a certificate or key file that cannot be read
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with channel:
             ledger = ledger_service_pb2_grpc.LedgerServiceStub(channel)
             return int(arguments.run(ledger, arguments))
     except grpc.RpcError as error:
@@ -85,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the ledger's gRPC address (default: $SESAME_LEDGER_ADDRESS or %(default)s)",
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds each call may take")
+    add_tls_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
     verify = commands.add_parser("verify", help="recompute hash chains and projections")

@@ -97,7 +97,7 @@ class Score:
 
 def build_score(settings: ScoreSettings, model_choice: ModelChoice | None = None) -> Score:
     """The parts of one score server; `model_choice` is shared by sibling worker processes."""
-    ledger_channel = client_channel(settings.ledger_address)
+    ledger_channel = client_channel(settings.ledger_address, settings.tls_files)
     ledger = LedgerClient(ledger_channel, history_deadline_s=settings.ledger_deadline_s)
     cache: FeatureCache[CachedUser] = FeatureCache(
         settings.cache_max_entries, settings.cache_max_age_s

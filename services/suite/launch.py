@@ -9,6 +9,7 @@ their addresses, and on Ctrl-C or SIGTERM stops them all, gracefully first.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,6 +20,9 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.certificates import ensure_local_certificates
+from services.common.tls import TlsFiles, channel_credentials
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 60.0
@@ -40,6 +44,18 @@ class ServiceProcess:
 
     def port(self, environment: dict[str, str]) -> int:
         return int(environment.get(f"{self.environment_prefix}PORT", self.default_port))
+
+    def tls_files(self, environment: dict[str, str]) -> TlsFiles | None:
+        """The service's own TLS files, which the launcher also presents to check its health;
+        None when it runs in plaintext."""
+        prefix = self.environment_prefix
+        if environment.get(f"{prefix}PLAINTEXT", "").lower() in TRUE_WORDS:
+            return None
+        return TlsFiles(
+            Path(environment[f"{prefix}TLS_CERTIFICATE_FILE"]),
+            Path(environment[f"{prefix}TLS_PRIVATE_KEY_FILE"]),
+            Path(environment[f"{prefix}TLS_CA_FILE"]),
+        )
 
 
 SUITE = (
@@ -63,6 +79,63 @@ def suite_environment(base: dict[str, str]) -> dict[str, str]:
     return environment
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+# `make run` runs with mutual TLS on certificates of its own under var/certs, made on first use.
+LOCAL_CERTIFICATES_DIRECTORY = Path("var/certs")
+
+
+def with_local_certificates(
+    environment: dict[str, str], directory: Path = LOCAL_CERTIFICATES_DIRECTORY
+) -> dict[str, str]:
+    """The environment with each service's TLS files pointed at the local certificates, unless
+    it names files of its own or asks for plaintext; the local CA and certificates are made
+    when missing (`services.common.certificates`)."""
+    environment = dict(environment)
+    needing = [
+        service
+        for service in SUITE
+        if environment.get(f"{service.environment_prefix}PLAINTEXT", "").lower() not in TRUE_WORDS
+        and f"{service.environment_prefix}TLS_CERTIFICATE_FILE" not in environment
+    ]
+    if not needing:
+        return environment
+    paths = ensure_local_certificates(directory)
+    for service in needing:
+        files = paths[service.name]
+        prefix = service.environment_prefix
+        environment[f"{prefix}TLS_CERTIFICATE_FILE"] = str(files.certificate_file)
+        environment[f"{prefix}TLS_PRIVATE_KEY_FILE"] = str(files.private_key_file)
+        environment[f"{prefix}TLS_CA_FILE"] = str(files.ca_file)
+    return environment
+
+
+LOCAL_PSEUDONYM_KEY = Path("var/pseudonym.key")
+
+
+def with_local_pseudonym_key(
+    environment: dict[str, str], key_file: Path = LOCAL_PSEUDONYM_KEY
+) -> dict[str, str]:
+    """Every service logs user ids as pseudonyms under one key (`services.common.pseudonyms`),
+    made on first use and readable by its owner only, so that one user's calls can be followed
+    across the three services' logs."""
+    environment = dict(environment)
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as output:
+            output.write(secrets.token_hex(32))
+    for service in SUITE:
+        environment.setdefault(f"{service.environment_prefix}PSEUDONYM_KEY_FILE", str(key_file))
+    return environment
+
+
+def plaintext_suite() -> dict[str, str]:
+    """The settings that run every service of the suite in plaintext, for the offline tools
+    that start a private suite on loopback (simulate, score_csv, the benchmarks): explicit, as
+    plaintext must be, and announced by each service when it starts."""
+    return {f"{service.environment_prefix}PLAINTEXT": "true" for service in SUITE}
+
+
 def free_port() -> int:
     """A loopback port that is free now. A process started with it binds a moment later, which
     is good enough locally: a clash makes start-up fail loudly, never serve the wrong thing."""
@@ -72,10 +145,16 @@ def free_port() -> int:
         return port
 
 
-def wait_until_serving(address: str, grpc_service: str, process: subprocess.Popen[bytes]) -> None:
-    """Polls the standard health service until the service reports SERVING."""
+def wait_until_serving(
+    address: str,
+    grpc_service: str,
+    process: subprocess.Popen[bytes],
+    tls_files: TlsFiles | None = None,
+) -> None:
+    """Polls the standard health service until the service reports SERVING; over mutual TLS
+    with `tls_files`."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    with grpc.insecure_channel(address) as channel:
+    with _channel(address, tls_files) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -91,6 +170,12 @@ def wait_until_serving(address: str, grpc_service: str, process: subprocess.Pope
                 pass
             time.sleep(HEALTH_POLL_INTERVAL_S)
     raise RuntimeError(f"{grpc_service} did not become SERVING within {STARTUP_TIMEOUT_S} s")
+
+
+def _channel(address: str, tls_files: TlsFiles | None) -> grpc.Channel:
+    if tls_files is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, channel_credentials(tls_files))
 
 
 def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -117,7 +202,9 @@ def start_suite(environment: dict[str, str]) -> list[subprocess.Popen[bytes]]:
             )
             processes.append(process)
             address = f"{HOST}:{service.port(environment)}"
-            wait_until_serving(address, service.grpc_service, process)
+            wait_until_serving(
+                address, service.grpc_service, process, service.tls_files(environment)
+            )
     except BaseException:
         stop_all(processes)
         raise
@@ -163,7 +250,11 @@ def with_local_checkpoint_key(environment: dict[str, str]) -> dict[str, str]:
 
 def main() -> int:
     Path("var").mkdir(exist_ok=True)
-    environment = suite_environment(with_local_checkpoint_key(dict(os.environ)))
+    environment = suite_environment(
+        with_local_pseudonym_key(
+            with_local_certificates(with_local_checkpoint_key(dict(os.environ)))
+        )
+    )
     # SIGTERM (from a process manager) stops the suite the same way Ctrl-C does. SIGINT gets
     # its handler explicitly too: a shell starts background jobs with SIGINT ignored, and
     # Python then leaves it ignored.
@@ -178,7 +269,10 @@ def main() -> int:
         return 130
     print("\nSesame is running:")
     for service in SUITE:
-        print(f"  {service.grpc_service:34} {HOST}:{service.port(environment)}")
+        transport = "plaintext" if service.tls_files(environment) is None else "mutual TLS"
+        print(f"  {service.grpc_service:34} {HOST}:{service.port(environment)}  {transport}")
+    if any(service.tls_files(environment) for service in SUITE):
+        print(f"Client certificates: {LOCAL_CERTIFICATES_DIRECTORY}/ (README: Calling a service)")
     print("Press Ctrl-C to stop.\n", flush=True)
     try:
         while all(process.poll() is None for process in processes):

@@ -32,7 +32,15 @@ from sklearn.metrics import roc_auc_score
 from services.common.grpc_errors import status_details
 from services.datasets import taiwan
 from services.datasets.replayer import replay_csv
-from services.suite.launch import HOST, SUITE, free_port, start_suite, stop_all, suite_environment
+from services.suite.launch import (
+    HOST,
+    SUITE,
+    free_port,
+    plaintext_suite,
+    start_suite,
+    stop_all,
+    suite_environment,
+)
 
 BATCH_USERS = 1000
 BATCH_DEADLINE_S = 60.0
@@ -81,7 +89,8 @@ def _fresh_suite_environment(directory: Path) -> dict[str, str]:
         "SESAME_WAIVER_SCORE_ADDRESS",
     ):
         environment.pop(variable, None)
-    return suite_environment(environment)
+    # A private suite on loopback, read by this tool alone: plaintext, asked for by name.
+    return suite_environment({**environment, **plaintext_suite()})
 
 
 def _address(environment: dict[str, str], name: str) -> str:

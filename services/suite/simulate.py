@@ -59,7 +59,15 @@ from sesame.waiver.v1 import waiver_service_pb2 as waiver_pb, waiver_service_pb2
 from services.common.clock import ClockFile
 from services.datasets import taiwan
 from services.datasets.replayer import replay_csv
-from services.suite.launch import HOST, SUITE, free_port, start_suite, stop_all, suite_environment
+from services.suite.launch import (
+    HOST,
+    SUITE,
+    free_port,
+    plaintext_suite,
+    start_suite,
+    stop_all,
+    suite_environment,
+)
 
 MERCHANT_ID = "sesame-demo"
 CURRENCY_CODE = "CNY"
@@ -580,7 +588,8 @@ def _suite_environment(directory: Path, clock_path: Path) -> dict[str, str]:
         "SESAME_WAIVER_SCORE_ADDRESS",
     ):
         environment.pop(variable, None)
-    return suite_environment(environment)
+    # A private suite on loopback, driven by this tool alone: plaintext, asked for by name.
+    return suite_environment({**environment, **plaintext_suite()})
 
 
 def _subset_csv(csv_path: Path, directory: Path, user_ids: set[str]) -> Path:

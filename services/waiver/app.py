@@ -97,8 +97,8 @@ def build_waiver(settings: WaiverSettings, clock: Clock | None = None) -> Waiver
         pool_size=settings.database_pool_size,
         pool_timeout_s=settings.database_pool_timeout_s,
     )
-    ledger_channel = client_channel(settings.ledger_address)
-    score_channel = client_channel(settings.score_address)
+    ledger_channel = client_channel(settings.ledger_address, settings.tls_files)
+    score_channel = client_channel(settings.score_address, settings.tls_files)
     ledger = LedgerClient(
         ledger_channel, settings.currency_code, deadline_s=settings.ledger_deadline_s
     )

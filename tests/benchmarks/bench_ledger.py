@@ -363,6 +363,8 @@ class LedgerProcess:
             SESAME_LEDGER_DATABASE_URL=database_url,
             SESAME_LEDGER_CREATE_SCHEMA="true" if create_schema else "false",
             SESAME_LEDGER_LOG_LEVEL=log_level,
+            # Measured in plaintext, as the pgbench baseline is.
+            SESAME_LEDGER_PLAINTEXT="true",
         )
         # The log goes to a file: a pipe nobody reads would fill up and stall the server.
         with open(log_path, "wb") as log_file:

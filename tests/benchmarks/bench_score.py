@@ -178,6 +178,8 @@ def _quiet_environment() -> dict[str, str]:
     environment = dict(os.environ)
     for prefix in ("SESAME_LEDGER_", "SESAME_SCORE_"):
         environment[f"{prefix}LOG_LEVEL"] = "WARNING"
+        # Measured in plaintext, as the echo and MLServer peers are.
+        environment[f"{prefix}PLAINTEXT"] = "true"
     return environment
 
 

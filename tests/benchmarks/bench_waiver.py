@@ -79,6 +79,7 @@ from sesame.waiver.v1 import waiver_service_pb2, waiver_service_pb2_grpc  # noqa
 from services.suite.launch import (  # noqa: E402
     SUITE,
     free_port,
+    plaintext_suite,
     start_suite,
     stop_all,
     suite_environment,
@@ -389,7 +390,8 @@ def running_suite(
     # the flows write changes their credit history); the default bound on a cached value's age
     # (a minute, for a month that ends) would expire them between the phases of a run.
     environment["SESAME_SCORE_CACHE_MAX_AGE_S"] = str(SCORE_CACHE_MAX_AGE_S)
-    environment = suite_environment(environment)
+    # Measured in plaintext, as the ledger baseline it is compared with.
+    environment = suite_environment({**environment, **plaintext_suite()})
     processes = start_suite(environment)
     try:
         ledger, score, waiver = (f"{HOST}:{service.port(environment)}" for service in SUITE)

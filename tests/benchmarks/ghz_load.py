@@ -58,6 +58,8 @@ import grpc
 from google.protobuf import descriptor, descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 
+from services.common.access import ANY_CALLER, AccessPolicy
+from services.common.tls import TlsFiles, channel_credentials
 from tests.benchmarks.loadgen import LoadResult, Operation, OperationContext, run_load
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +75,9 @@ SUPPORTED_KEYS = frozenset(
     {
         "call",
         "insecure",
+        "cacert",
+        "cert",
+        "key",
         "total",
         "concurrency",
         "connections",
@@ -95,9 +100,6 @@ UNSUPPORTED_KEYS = frozenset(
     {
         "proto",
         "protoset",
-        "cacert",
-        "cert",
-        "key",
         "skipTLS",
         "cname",
         "authority",
@@ -224,11 +226,33 @@ class LoadProfile:
     def tags(self) -> dict[str, str]:
         return dict(self.raw.get("tags") or {})
 
+    @property
+    def tls_files(self) -> tuple[str, str, str] | None:
+        """(certificate, key, CA) for mutual TLS (ghz's cert, key, cacert); None in plaintext."""
+        if self.raw.get("insecure"):
+            return None
+        return (str(self.raw["cert"]), str(self.raw["key"]), str(self.raw["cacert"]))
+
+    def with_certificates(self, directory: Path, path: Path) -> LoadProfile:
+        """A copy at `path` calling with mutual TLS as the local identity the access policy
+        admits for its call (the certificates of `directory`, `make certs`)."""
+        stem = identity_file_for(self.call)
+        raw = {key: value for key, value in self.raw.items() if key != "insecure"}
+        raw.update(
+            name=self.name,
+            cacert=str((directory / "ca.pem").resolve()),
+            cert=str((directory / f"{stem}.pem").resolve()),
+            key=str((directory / f"{stem}-key.pem").resolve()),
+        )
+        return LoadProfile(path, raw)
+
     def refusals(self) -> list[str]:
         """Why the bundled generator cannot run this profile as ghz would; empty when it can."""
         problems = [f"{key} is not supported" for key in UNSUPPORTED_KEYS if self.raw.get(key)]
-        if not self.raw.get("insecure"):
-            problems.append("only plaintext (insecure: true) is supported")
+        if not self.raw.get("insecure") and not all(
+            self.raw.get(key) for key in ("cacert", "cert", "key")
+        ):
+            problems.append("plaintext (insecure: true) or mutual TLS (cacert, cert and key)")
         if self.duration_s <= 0 and not (self.total > 0 and self.qps > 0):
             problems.append("give a duration, or a total with a qps")
         return problems
@@ -240,6 +264,26 @@ class LoadProfile:
     def with_data(self, data: list[dict[str, Any]], path: Path) -> LoadProfile:
         """A copy at `path` with this data, keeping this profile's name."""
         return LoadProfile(path, {**self.raw, "name": self.name, "data": data})
+
+
+# The local certificates (services.common.certificates) of the operator and the demo merchant,
+# whose orders the profiles make.
+_IDENTITY_FILES = {"operator": "operator", "merchant": "merchant-sesame-demo"}
+
+
+def identity_file_for(call: str) -> str:
+    """The local identity that may make `call` on the profiles' data: the first caller the
+    access policy admits for it that is a service (its own certificate), an operator or the
+    demo merchant."""
+    service, _, name = call.rpartition(".")
+    for rule in AccessPolicy.load().methods.get(f"{service}/{name}", ()):
+        if rule.kind == "service" and rule.name:
+            return rule.name
+        if rule.kind in _IDENTITY_FILES:
+            return _IDENTITY_FILES[rule.kind]
+        if rule.kind == ANY_CALLER:
+            return "operator"
+    raise ValueError(f"no local identity may call {call}")
 
 
 def profile_path(profile: str) -> Path:
@@ -467,7 +511,7 @@ def ghz_report(profile: LoadProfile, target: str, result: LoadResult) -> dict[st
         "options": {
             "host": target,
             "call": profile.call,
-            "insecure": True,
+            "insecure": profile.tls_files is None,
             "total": profile.total,
             "concurrency": profile.concurrency,
             "qps": int(profile.qps),
@@ -514,17 +558,35 @@ def prepared_count(profile: LoadProfile) -> int:
     return min(count, PREPARED_OBJECTS_MAX)
 
 
-def prepare(profile: LoadProfile, target: str, ledger_address: str, run_id: str) -> Preparation:
+def prepare(
+    profile: LoadProfile,
+    target: str,
+    ledger_address: str,
+    run_id: str,
+    certificates: Path | None = None,
+) -> Preparation:
     """Makes the objects the profile's tag names: through the ledger (at `ledger_address`
-    unless the profile calls the ledger itself) or the waiver (the target)."""
+    unless the profile calls the ledger itself) or the waiver (the target); with mutual TLS as
+    the local identity that may make them when `certificates` names the local ones."""
     kind = profile.tags.get(PREPARE_TAG, "")
     if kind not in PREPARERS:
         raise ValueError(f"{profile.path}: unknown {PREPARE_TAG} {kind!r}")
     service, preparer = PREPARERS[kind]
     calls_the_ledger = profile.call.startswith("sesame.ledger.")
     address = ledger_address if service == "ledger" and not calls_the_ledger else target
-    with grpc.insecure_channel(address) as channel:
+    if certificates is None:
+        channel = grpc.insecure_channel(address)
+    else:
+        files = tls_files(certificates, PREPARER_IDENTITY_FILES[kind])
+        channel = grpc.secure_channel(address, channel_credentials(files))
+    with channel:
         return Preparation(preparer(channel, run_id, prepared_count(profile)))
+
+
+def tls_files(directory: Path, file_stem: str) -> TlsFiles:
+    return TlsFiles(
+        directory / f"{file_stem}.pem", directory / f"{file_stem}-key.pem", directory / "ca.pem"
+    )
 
 
 def _order_window(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
@@ -662,9 +724,7 @@ def _credit_histories(channel: grpc.Channel, run_id: str, count: int) -> list[di
     return [{"user_id": user_id} for user_id in users]
 
 
-def _checkpointed_histories(
-    channel: grpc.Channel, run_id: str, count: int
-) -> list[dict[str, Any]]:
+def _checkpointed_histories(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
     """Such users once a signed checkpoint covers them (GetCheckpointProof): the ledger signs
     one every SESAME_LEDGER_CHECKPOINT_INTERVAL_S (a minute under `make run`), so this waits
     for the next."""
@@ -746,6 +806,18 @@ def _awaiting_payment_orders(
 
 Preparer = Callable[[grpc.Channel, str, int], list[dict[str, Any]]]
 # What each `sesame-prepare` tag makes, and through which service.
+# Who makes each kind of object when the suite runs with mutual TLS (the access policy).
+PREPARER_IDENTITY_FILES = {
+    "order-window": "merchant-sesame-demo",
+    "orders": "merchant-sesame-demo",
+    "awaiting-payment-orders": "merchant-sesame-demo",
+    "capacity-holders": "waiver",
+    "open-holds": "waiver",
+    "open-obligations": "waiver",
+    "credit-histories": "operator",
+    "credit-history-batches": "operator",
+    "checkpointed-histories": "operator",
+}
 PREPARERS: dict[str, tuple[str, Preparer]] = {
     "order-window": ("waiver", _order_window),
     "capacity-holders": ("ledger", _capacity_holders),
@@ -787,6 +859,7 @@ def run_bundled(profile: LoadProfile, target: str) -> dict[str, Any]:
         },
         call_timeout_s=profile.timeout_s,
         rate_per_s=profile.qps if profile.duration_s <= 0 else None,
+        tls_files=profile.tls_files,
     )
     return ghz_report(profile, target, result)
 
@@ -803,14 +876,26 @@ def run_ghz(ghz: str, profile: LoadProfile, target: str, output: Path) -> dict[s
 
 
 def prepared_profile(
-    profile: LoadProfile, target: str, work_directory: Path, ledger_address: str = ""
+    profile: LoadProfile,
+    target: str,
+    work_directory: Path,
+    ledger_address: str = "",
+    certificates: Path | None = None,
 ) -> LoadProfile:
-    """The profile itself, or a copy whose data is one element per prepared object."""
+    """The profile itself, or a copy whose data is one element per prepared object; with
+    `certificates` (the local ones), a copy calling with mutual TLS (`with_certificates`)."""
+    if certificates is not None:
+        work_directory.mkdir(parents=True, exist_ok=True)
+        path = work_directory / f"{profile.path.stem}-tls.json"
+        profile = profile.with_certificates(certificates, path)
+        path.write_text(json.dumps(profile.raw, indent=1), encoding="utf-8")
     if PREPARE_TAG not in profile.tags:
         return profile
     run_id = f"load-{uuid.uuid4().hex[:8]}"
     print(f"preparing {profile.tags[PREPARE_TAG]} ({prepared_count(profile)}) …", file=sys.stderr)
-    preparation = prepare(profile, target, ledger_address or LEDGER_ADDRESS_DEFAULT, run_id)
+    preparation = prepare(
+        profile, target, ledger_address or LEDGER_ADDRESS_DEFAULT, run_id, certificates
+    )
     (template,) = profile.data
     data = [{**template, **fragment} for fragment in preparation.fragments]
     work_directory.mkdir(parents=True, exist_ok=True)
@@ -837,12 +922,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="use the bundled generator even where ghz is installed",
     )
+    parser.add_argument(
+        "--certs",
+        type=Path,
+        help="call with mutual TLS as the local identity the access policy admits, from these "
+        "certificates (var/certs, as make run makes them); without it, as the profile says",
+    )
     arguments = parser.parse_args(argv)
     profile = prepared_profile(
         LoadProfile.read(profile_path(arguments.config)),
         arguments.target,
         WORK_DIRECTORY,
         arguments.ledger,
+        arguments.certs,
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     output = Path(arguments.output or WORK_DIRECTORY / f"{profile.path.stem}-{stamp}.report.json")

@@ -66,6 +66,7 @@ import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -235,6 +236,8 @@ class _WorkerPlan:
     # Open loop: each slot's period, and its first operation's offset per slot index.
     slot_period_s: float | None
     slot_phase_s: float
+    # (certificate, key, CA) files for mutual TLS; None for plaintext.
+    tls_files: tuple[str, str, str] | None = None
 
 
 @dataclass
@@ -265,6 +268,7 @@ def run_load(
     seed: int | None = None,
     rate_per_s: float | None = None,
     channel_per_slot: bool = False,
+    tls_files: tuple[str, str, str] | None = None,
 ) -> LoadResult:
     """Runs `concurrency` slots over `processes` spawned worker processes.
 
@@ -299,6 +303,7 @@ def run_load(
             channel_per_slot=channel_per_slot,
             slot_period_s=slot_period_s,
             slot_phase_s=(slot_period_s or 0.0) / concurrency,
+            tls_files=tls_files,
         )
         for index in range(processes)
     ]
@@ -467,7 +472,9 @@ async def _run_worker(
             address = plan.addresses[slot_index % len(plan.addresses)]
             channel_key = f"{address}#{slot_index}" if plan.channel_per_slot else address
             if channel_key not in channels:
-                channels[channel_key] = await _open_channel(address, plan.channel_per_slot)
+                channels[channel_key] = await _open_channel(
+                    address, plan.channel_per_slot, plan.tls_files
+                )
             context = OperationContext(
                 channel=channels[channel_key],
                 address=address,
@@ -515,11 +522,18 @@ async def _run_worker(
             await channel.close()
 
 
-async def _open_channel(address: str, own_connection: bool) -> grpc.aio.Channel:
+async def _open_channel(
+    address: str, own_connection: bool, tls_files: tuple[str, str, str] | None
+) -> grpc.aio.Channel:
     # Channels to one address share their connection through gRPC's global subchannel pool
     # unless each keeps a pool of its own.
     options = [("grpc.use_local_subchannel_pool", 1)] if own_connection else []
-    channel = grpc.aio.insecure_channel(address, options=options)
+    if tls_files is None:
+        channel = grpc.aio.insecure_channel(address, options=options)
+    else:
+        certificate, key, ca = (Path(name).read_bytes() for name in tls_files)
+        credentials = grpc.ssl_channel_credentials(ca, key, certificate)
+        channel = grpc.aio.secure_channel(address, credentials, options=options)
     await asyncio.wait_for(channel.channel_ready(), timeout=CHANNEL_READY_TIMEOUT_S)
     return channel
 

@@ -89,10 +89,14 @@ def test_ports_and_probes_are_the_servers(overlay: str) -> None:
         assert settings.host == "0.0.0.0"
         assert port_named(container, "grpc") == settings.port
         assert port_named(container, "metrics") == settings.metrics_port
+        # With TLS the kubelet's probes, which cannot speak it, ask the plaintext health port.
+        probe_port = settings.health_port if settings.tls_files else settings.port
+        if settings.tls_files:
+            assert port_named(container, "health") == settings.health_port
         readiness = container["readinessProbe"]["grpc"]
-        assert (readiness["port"], readiness["service"]) == (settings.port, grpc_service)
+        assert (readiness["port"], readiness["service"]) == (probe_port, grpc_service)
         liveness = container["livenessProbe"]["grpc"]
-        assert liveness["port"] == settings.port
+        assert liveness["port"] == probe_port
         assert liveness.get("service", "") == ""  # the server's overall health
         # Readiness reacts faster than liveness: a pod leaves the endpoints long before it
         # would be restarted.
@@ -106,10 +110,12 @@ def test_ports_and_probes_are_the_servers(overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_only_the_score_service_warms_up_behind_a_startup_probe(overlay: str) -> None:
-    for name, container, _ in containers_of(render(overlay)):
+    for name, container, environment in containers_of(render(overlay)):
         if name == "sesame-score":
+            settings = settings_of(name, environment)
+            probe_port = settings.health_port if settings.tls_files else settings.port
             startup = container["startupProbe"]
-            assert startup["grpc"] == {"port": 50052, "service": SCORE_SERVICE}
+            assert startup["grpc"] == {"port": probe_port, "service": SCORE_SERVICE}
         else:
             assert "startupProbe" not in container
 

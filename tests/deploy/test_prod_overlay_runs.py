@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.support.manifests import LocalPods, named, pod_spec, render
+from services.common.certificates import ensure_local_certificates
+from tests.support.manifests import LocalPods, grpc_probe_passes, named, pod_spec, render
 
 pytestmark = pytest.mark.postgres
 
@@ -27,6 +28,18 @@ def libpq_url(sqlalchemy_url: str) -> str:
     )
 
 
+def tls_secrets(directory: Path) -> dict[tuple[str, str], str]:
+    """Each service's Secret sesame-<service>-tls as cert-manager writes it, from a local CA."""
+    paths = ensure_local_certificates(directory)
+    secrets = {}
+    for service in ("ledger", "score", "waiver"):
+        files = paths[service]
+        secrets[(f"sesame-{service}-tls", "tls.crt")] = files.certificate_file.read_text()
+        secrets[(f"sesame-{service}-tls", "tls.key")] = files.private_key_file.read_text()
+        secrets[(f"sesame-{service}-tls", "ca.crt")] = files.ca_file.read_text()
+    return secrets
+
+
 def test_the_prod_overlay_migrates_first_then_runs(
     postgres_database_factory: Callable[[], str], tmp_path: Path
 ) -> None:
@@ -34,6 +47,7 @@ def test_the_prod_overlay_migrates_first_then_runs(
     secrets = {
         ("sesame-ledger-db-app", "uri"): libpq_url(postgres_database_factory()),
         ("sesame-waiver-db-app", "uri"): libpq_url(postgres_database_factory()),
+        **tls_secrets(tmp_path / "certs"),
     }
     pods = LocalPods(documents, tmp_path, secrets)
     try:
@@ -56,6 +70,9 @@ def test_the_prod_overlay_migrates_first_then_runs(
 
         pods.start()
         pods.wait_for_probes(PROBES_TIMEOUT_S)
+        for pod in pods.pods.values():
+            # The probes' plaintext port answers health; the service's own port only TLS.
+            assert not grpc_probe_passes(pod.local_port("grpc"), ""), pod.name
         stopped = pods.stop()
         assert {name: code for name, (code, _) in stopped.items()} == {
             "sesame-ledger": 0,

@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from services.suite.launch import plaintext_suite
 from tests.benchmarks.ghz_load import LoadProfile, iterate_profiles, prepared_profile, run_bundled
 from tests.support.suite import REPOSITORY_ROOT, launched_suite
 
@@ -20,8 +21,9 @@ SCHEMA = json.loads((REPOSITORY_ROOT / "tests" / "fixtures" / "ghz_report.schema
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    # The profiles' plaintext form (their `insecure` key); make load's TLS flags are not built.
     with launched_suite(
-        tmp_path_factory.mktemp("load-suite"), {"SESAME_SCORE_WORKERS": "1"}
+        tmp_path_factory.mktemp("load-suite"), {"SESAME_SCORE_WORKERS": "1", **plaintext_suite()}
     ) as addresses:
         yield addresses
 

@@ -18,6 +18,7 @@ from sesame.type.v1.money_pb2 import Money
 from sesame.type.v1.time_range_pb2 import TimeRange
 from sesame.waiver.v1 import waiver_service_pb2 as waiver, waiver_service_pb2_grpc
 
+from services.suite.launch import plaintext_suite
 from tests.support.suite import launched_suite
 
 SPANS_TIMEOUT_S = 30.0
@@ -92,6 +93,7 @@ def traced_suite(
         "SESAME_SCORE_OTLP_ENDPOINT": endpoint,
         "SESAME_WAIVER_OTLP_ENDPOINT": endpoint,
         "SESAME_SCORE_WORKERS": "1",
+        **plaintext_suite(),
         # Export within a fifth of a second, not OpenTelemetry's default five.
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }

@@ -24,6 +24,7 @@ from sesame.type.v1 import money_pb2
 from sesame.waiver.v1 import waiver_service_pb2, waiver_service_pb2_grpc
 
 from services.common.grpc_errors import error_details
+from services.common.tls import TlsFiles, channel_credentials
 from services.suite.launch import free_port
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -83,9 +84,20 @@ def running_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         assert "Sesame stopped." in remaining_output
 
 
+def channel_as(running_suite: dict[str, str], service: str, identity: str) -> grpc.Channel:
+    """A mutual TLS channel to `service` with the local certificate `identity` (var/certs)."""
+    certificates = Path(running_suite["directory"]) / "var" / "certs"
+    files = TlsFiles(
+        certificates / f"{identity}.pem",
+        certificates / f"{identity}-key.pem",
+        certificates / "ca.pem",
+    )
+    return grpc.secure_channel(running_suite[service], channel_credentials(files))
+
+
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_each_service_answers_health_serving(running_suite: dict[str, str], name: str) -> None:
-    with grpc.insecure_channel(running_suite[name]) as channel:
+    with channel_as(running_suite, name, "operator") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         reply = health.Check(health_pb2.HealthCheckRequest(service=SERVICES[name]), timeout=5)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -95,14 +107,73 @@ def test_each_service_answers_health_serving(running_suite: dict[str, str], name
 def test_each_service_lists_itself_through_reflection(
     running_suite: dict[str, str], name: str
 ) -> None:
-    with grpc.insecure_channel(running_suite[name]) as channel:
+    with channel_as(running_suite, name, "operator") as channel:
         services = ProtoReflectionDescriptorDatabase(channel).get_services()
     assert SERVICES[name] in services
     assert "grpc.health.v1.Health" in services
 
 
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_a_plaintext_or_certificate_less_call_to_any_port_is_refused(
+    running_suite: dict[str, str], name: str
+) -> None:
+    ca = (Path(running_suite["directory"]) / "var" / "certs" / "ca.pem").read_bytes()
+    for channel in (
+        grpc.insecure_channel(running_suite[name]),
+        grpc.secure_channel(running_suite[name], grpc.ssl_channel_credentials(ca)),
+    ):
+        with channel, pytest.raises(grpc.RpcError) as raised:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_merchant_reaches_only_its_own_orders_and_never_the_ledger(
+    running_suite: dict[str, str],
+) -> None:
+    with channel_as(running_suite, "waiver", "merchant-sesame-demo") as channel:
+        waiver = waiver_service_pb2_grpc.WaiverServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            waiver.ListOrders(
+                waiver_service_pb2.ListOrdersRequest(merchant_id="another-merchant"), timeout=5
+            )
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    hold = ledger_service_pb2.PlaceHoldRequest(
+        request_id="merchant-hold-1",
+        user_id="u-1",
+        amount=money_pb2.Money(currency_code="CNY", amount_minor=100),
+    )
+    with (
+        channel_as(running_suite, "ledger", "merchant-sesame-demo") as channel,
+        pytest.raises(grpc.RpcError) as raised,
+    ):
+        ledger_service_pb2_grpc.LedgerServiceStub(channel).PlaceHold(hold, timeout=5)
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_details(raised.value).reason == "CALLER_NOT_ADMITTED"
+
+
+def test_a_user_reads_their_own_score_and_the_facts_it_rests_on_and_no_one_elses(
+    running_suite: dict[str, str],
+) -> None:
+    with channel_as(running_suite, "score", "user-u-7") as channel:
+        score = score_service_pb2_grpc.ScoreServiceStub(channel)
+        own = score.GetScore(score_service_pb2.GetScoreRequest(user_id="u-7"), timeout=5).score
+        with pytest.raises(grpc.RpcError) as raised:
+            score.GetScore(score_service_pb2.GetScoreRequest(user_id="u-8"), timeout=5)
+    assert own.user_id == "u-7"
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with channel_as(running_suite, "ledger", "user-u-7") as channel:
+        ledger = ledger_service_pb2_grpc.LedgerServiceStub(channel)
+        facts = ledger.GetCreditHistory(
+            ledger_service_pb2.GetCreditHistoryRequest(user_id="u-7"), timeout=5
+        )
+        with pytest.raises(grpc.RpcError) as raised:
+            ledger.ListEntries(ledger_service_pb2.ListEntriesRequest(user_id="u-8"), timeout=5)
+    assert facts.HasField("as_of_time")
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
 def test_the_waiver_starts_with_the_seed_policies(running_suite: dict[str, str]) -> None:
-    with grpc.insecure_channel(running_suite["waiver"]) as channel:
+    with channel_as(running_suite, "waiver", "merchant-sesame-demo") as channel:
         waiver = waiver_service_pb2_grpc.WaiverServiceStub(channel)
         listed = waiver.ListScenarioPolicies(
             waiver_service_pb2.ListScenarioPoliciesRequest(merchant_id="sesame-demo"), timeout=5
@@ -118,7 +189,7 @@ def test_the_waiver_starts_with_the_seed_policies(running_suite: dict[str, str])
 
 
 def test_an_unknown_user_gets_a_thin_file_score(running_suite: dict[str, str]) -> None:
-    with grpc.insecure_channel(running_suite["score"]) as channel:
+    with channel_as(running_suite, "score", "waiver") as channel:
         score = score_service_pb2_grpc.ScoreServiceStub(channel)
         reply = score.GetScore(score_service_pb2.GetScoreRequest(user_id="u-1"), timeout=5)
     assert reply.score.thin_file
@@ -129,7 +200,7 @@ def test_a_malformed_ledger_request_names_the_field(running_suite: dict[str, str
     request = ledger_service_pb2.PlaceHoldRequest(
         user_id="u-1", amount=money_pb2.Money(currency_code="CNY", amount_minor=100)
     )
-    with grpc.insecure_channel(running_suite["ledger"]) as channel:
+    with channel_as(running_suite, "ledger", "waiver") as channel:
         ledger = ledger_service_pb2_grpc.LedgerServiceStub(channel)
         with pytest.raises(grpc.RpcError) as raised:
             ledger.PlaceHold(request, timeout=5)
@@ -155,7 +226,12 @@ def readme_example(name: str, running_suite: dict[str, str]) -> str:
     code = block.split("\n", 1)[1]
     for service, address in DEFAULT_ADDRESSES.items():
         code = code.replace(address, running_suite[service])
-    return code
+    return in_suite_directory(code, running_suite)
+
+
+def in_suite_directory(code: str, running_suite: dict[str, str]) -> str:
+    """README code naming `var/certs`, pointed at the certificates this suite's launcher made."""
+    return re.sub(r"(?<![\w/])var/certs", f"{running_suite['directory']}/var/certs", code)
 
 
 def test_the_readme_bike_order_runs_as_written_with_grpcurl(running_suite: dict[str, str]) -> None:
@@ -175,7 +251,7 @@ def test_the_readme_bike_order_runs_as_written_with_grpcurl(running_suite: dict[
     assert '"outcome": "WAIVER_OUTCOME_FULL"' in completed.stdout
     assert '"state": "ORDER_STATE_AWAITING_PAYMENT"' in completed.stdout
     assert '"state": "ORDER_STATE_DONE"' in completed.stdout
-    with grpc.insecure_channel(running_suite["ledger"]) as channel:
+    with channel_as(running_suite, "ledger", "operator") as channel:
         ledger = ledger_service_pb2_grpc.LedgerServiceStub(channel)
         account = ledger.GetAccountSummary(
             ledger_service_pb2.GetAccountSummaryRequest(user_id="u-7"), timeout=5
@@ -241,7 +317,7 @@ def readme_inline_grpcurl_lines(running_suite: dict[str, str]) -> list[str]:
             command = " ".join(span.split("\n"))
             for service, address in DEFAULT_ADDRESSES.items():
                 command = command.replace(address, running_suite[service])
-            commands.append(command)
+            commands.append(in_suite_directory(command, running_suite))
     return commands
 
 
@@ -312,7 +388,7 @@ def test_the_ledger_signs_checkpoints_with_a_key_made_on_first_use(
         user_id="u-checkpoint",
         capacity=money_pb2.Money(currency_code="CNY", amount_minor=100),
     )
-    with grpc.insecure_channel(running_suite["ledger"]) as channel:
+    with channel_as(running_suite, "ledger", "waiver") as channel:
         ledger_service_pb2_grpc.LedgerServiceStub(channel).SetWaiverCapacity(request, timeout=5)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (log_file.exists() and log_file.read_text()):
@@ -334,8 +410,53 @@ def test_the_ledger_signs_checkpoints_with_a_key_made_on_first_use(
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)},
+        cwd=work_directory,  # the operator's certificate under var/certs, as make run made it
         timeout=60,
     )
 
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert '"intact": true' in verified.stdout
+
+
+@pytest.mark.parametrize(
+    ("profile", "service"),
+    [("ledger-get-account-summary", "ledger"), ("waiver-get-order", "waiver")],
+)
+def test_make_load_runs_a_profile_with_mutual_tls(
+    running_suite: dict[str, str], profile: str, service: str, tmp_path: Path
+) -> None:
+    raw = json.loads((REPOSITORY_ROOT / "deploy" / "ghz" / f"{profile}.json").read_text())
+    raw.pop("duration", None)
+    raw.update(concurrency=2, total=20, qps=10, timeout="5s")
+    shortened = tmp_path / f"{profile}.json"
+    shortened.write_text(json.dumps(raw))
+    report_path = tmp_path / "report.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.ghz_load",
+            "--bundled",
+            "--target",
+            running_suite[service],
+            "--ledger",
+            running_suite["ledger"],
+            "--config",
+            str(shortened),
+            "--output",
+            str(report_path),
+            "--certs",
+            str(Path(running_suite["directory"]) / "var" / "certs"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)},
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(report_path.read_text())
+    assert report["count"] > 0
+    assert report["statusCodeDistribution"] == {"OK": report["count"]}
+    assert report["options"]["insecure"] is False

@@ -11,9 +11,11 @@ this machine, standing in only for what a cluster itself provides:
   are the environment variables that set them (an env value equal to a declared containerPort);
 * a Service's DNS name in an env value (`sesame-ledger:50051`) is what a cluster's DNS would
   resolve: the mapped port of the pod the Service selects, on its target port;
-* a Secret's keys are given by the test (`secrets`), as an operator or CloudNativePG gives them;
-* the image's working directory is a fresh directory, and volumes mounted under it are
-  directories in it; the image's PATH is this virtual environment's bin directory.
+* a Secret's keys are given by the test (`secrets`), as an operator, cert-manager or
+  CloudNativePG gives them, whether read into env or mounted as a volume (a file per key);
+* the image's working directory is a fresh directory, volumes mounted under it are
+  directories in it, and an env value naming a path under it names that directory's path; the
+  image's PATH is this virtual environment's bin directory.
 
 Anything else the manifests ask for that this cannot stand in for (a probe other than gRPC, a
 ConfigMap or Secret that does not exist) fails the test rather than being skipped.
@@ -237,6 +239,10 @@ class LocalPods:
         for key, value in declared.items():
             if value.isdigit() and int(value) in pod.ports:
                 value = str(pod.ports[int(value)])
+            if value.startswith(IMAGE_WORKING_DIRECTORY + "/"):
+                value = str(
+                    pod.working_directory / value.removeprefix(IMAGE_WORKING_DIRECTORY + "/")
+                )
             match = _SERVICE_ADDRESS.match(value)
             if match and any(
                 s["metadata"]["name"] == match[1] for s in of_kind(self.documents, "Service")
@@ -271,9 +277,20 @@ class LocalPods:
             if path == "/tmp":
                 continue  # this machine's own
             assert path.startswith(IMAGE_WORKING_DIRECTORY + "/"), f"unsupported mount {path}"
-            (pod.working_directory / path.removeprefix(IMAGE_WORKING_DIRECTORY + "/")).mkdir(
-                parents=True, exist_ok=True
-            )
+            directory = pod.working_directory / path.removeprefix(IMAGE_WORKING_DIRECTORY + "/")
+            directory.mkdir(parents=True, exist_ok=True)
+            (volume,) = [
+                v for v in pod_spec(pod.deployment)["volumes"] if v["name"] == mount["name"]
+            ]
+            if "secret" in volume:
+                self._write_secret(volume["secret"]["secretName"], directory)
+
+    def _write_secret(self, secret_name: str, directory: Path) -> None:
+        """A Secret mounted as a volume: one file per key, as the kubelet writes them."""
+        keys = {key: value for (name, key), value in self._secrets.items() if name == secret_name}
+        assert keys, f"the test gives no keys of Secret {secret_name}"
+        for key, value in keys.items():
+            (directory / key).write_text(value)
 
     def run_to_completion(
         self, pod: LocalPod, container: Document, timeout_s: float

@@ -29,6 +29,7 @@ from services.score.domain.features import (
 from services.score.domain.fulfilment import SesameRecord
 from services.score.domain.history import CreditHistory
 from services.score.domain.reasons import Reason, principal_reasons
+from services.score.domain.record_age import without_expired_negative_records
 from services.score.domain.scoring import score_from_log_odds
 from services.score.domain.thin_file import ThinFileReason, thin_file_reason_of_window
 from services.score.service.feature_cache import FeatureCache
@@ -298,6 +299,7 @@ def scores_from_log_odds(log_odds: NDArray[np.float64]) -> NDArray[np.int64]:
 
 
 def _user_features(history: CreditHistory, data_as_of: datetime | None) -> UserFeatures:
+    history = without_expired_negative_records(history)
     window = feature_window(history)
     reason = thin_file_reason_of_window(history, window)
     scored = reason is None

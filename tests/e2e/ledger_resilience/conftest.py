@@ -41,6 +41,7 @@ def clean_environment() -> dict[str, str]:
         [str(REPOSITORY_ROOT), *filter(None, [environment.get("PYTHONPATH")])]
     )
     environment["PYTHONUNBUFFERED"] = "1"
+    environment["SESAME_LEDGER_PLAINTEXT"] = "true"
     return environment
 
 

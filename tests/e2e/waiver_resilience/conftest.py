@@ -18,7 +18,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.suite.launch import free_port
+from services.suite.launch import free_port, plaintext_suite
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 START_TIMEOUT_S = 90.0
@@ -38,6 +38,7 @@ def clean_environment() -> dict[str, str]:
         [str(REPOSITORY_ROOT), *filter(None, [environment.get("PYTHONPATH")])]
     )
     environment["PYTHONUNBUFFERED"] = "1"
+    environment.update(plaintext_suite())
     return environment
 
 

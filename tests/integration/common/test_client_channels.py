@@ -40,7 +40,7 @@ def two_replicas() -> Iterator[list[int]]:
 def test_calls_alternate_over_every_address_the_target_resolves_to(two_replicas: list[int]) -> None:
     # One name, two addresses: what a headless Service's DNS answer is to the client.
     target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in two_replicas)
-    with client_channel(target) as channel:
+    with client_channel(target, None) as channel:
         grpc.channel_ready_future(channel).result(timeout=10)
         call = channel.unary_unary("/test.Replica/Name")
         # Round robin uses the replicas it is connected to: wait until it is to both.

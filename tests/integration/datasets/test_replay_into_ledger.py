@@ -203,7 +203,14 @@ def test_replaying_again_in_other_batches_records_every_statement_as_unchanged(
 def test_the_command_replays_the_file_and_prints_a_summary(
     running_ledger: RunningLedger, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    arguments = ["--csv", str(SAMPLE_CSV), "--ledger", running_ledger.address, "--no-progress"]
+    arguments = [
+        "--csv",
+        str(SAMPLE_CSV),
+        "--ledger",
+        running_ledger.address,
+        "--no-progress",
+        "--plaintext",
+    ]
 
     exit_code = cli.main([*arguments, "--batch-size", "4", "--deadline-s", "10"])
 
@@ -221,7 +228,7 @@ def test_the_module_runs_as_a_command_and_a_second_run_changes_nothing(
     running_ledger: RunningLedger,
 ) -> None:
     command = [sys.executable, "-m", "services.datasets", "--csv", str(SAMPLE_CSV)]
-    command += ["--ledger", running_ledger.address]
+    command += ["--ledger", running_ledger.address, "--plaintext"]
     # Runs the command from this checkout, whatever is installed.
     environment = os.environ | {"PYTHONPATH": str(REPOSITORY_ROOT)}
 
@@ -252,7 +259,16 @@ def test_an_unreachable_ledger_fails_after_bounded_retries(
 ) -> None:
     # Port 9 (discard) has nothing listening on 127.0.0.1 in a test environment.
     exit_code = cli.main(
-        ["--csv", str(SAMPLE_CSV), "--ledger", "127.0.0.1:9", "--deadline-s", "1", "--no-progress"]
+        [
+            "--csv",
+            str(SAMPLE_CSV),
+            "--ledger",
+            "127.0.0.1:9",
+            "--deadline-s",
+            "1",
+            "--no-progress",
+            "--plaintext",
+        ]
     )
 
     assert exit_code == 1

@@ -331,7 +331,7 @@ def test_the_admin_tool_verifies_and_proves_against_the_logged_checkpoint(
     client, database, is_postgresql, server, sign, history, key_files, checkpoint_log, capsys
 ):
     sign()
-    address = ["--address", f"127.0.0.1:{server.port}"]
+    address = ["--address", f"127.0.0.1:{server.port}", "--plaintext"]
     with_log = ["--checkpoint-log", str(checkpoint_log), "--public-key", str(key_files[1])]
 
     assert admin.main([*address, "verify", *with_log]) == 0

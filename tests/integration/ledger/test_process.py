@@ -46,6 +46,7 @@ def _start_ledger(directory: Path, **settings: str) -> subprocess.Popen[str]:
     environment.update(
         PYTHONPATH=str(REPOSITORY_ROOT),
         SESAME_LEDGER_PORT="0",
+        SESAME_LEDGER_PLAINTEXT="true",
         SESAME_LEDGER_DATABASE_URL=f"sqlite:///{directory / 'ledger.db'}",
         **settings,
     )
@@ -112,7 +113,7 @@ def test_the_process_serves_and_sweeps_expired_holds_in_the_background(stub):
 
 
 def test_the_admin_tool_reads_verifies_and_sweeps(ledger_process, stub, capsys):
-    address = ["--address", str(ledger_process["address"])]
+    address = ["--address", str(ledger_process["address"]), "--plaintext"]
 
     assert admin.main([*address, "verify"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -130,7 +131,9 @@ def test_the_admin_tool_reads_verifies_and_sweeps(ledger_process, stub, capsys):
 
 
 def test_the_admin_tool_fails_on_a_refused_call(ledger_process, capsys):
-    exit_code = admin.main(["--address", str(ledger_process["address"]), "summary", ""])
+    exit_code = admin.main(
+        ["--address", str(ledger_process["address"]), "--plaintext", "summary", ""]
+    )
 
     assert exit_code == admin.EXIT_CALL_FAILED
     assert "FIELD_REQUIRED" in capsys.readouterr().err

@@ -129,7 +129,7 @@ def test_an_edited_hold_is_reported_as_a_projection_mismatch(client, database, h
 def test_the_admin_tool_exits_non_zero_on_a_mismatch(client, database, server, history, capsys):
     execute_as_admin(database, "UPDATE account SET held_minor = held_minor + 1")
 
-    exit_code = admin.main(["--address", f"127.0.0.1:{server.port}", "verify"])
+    exit_code = admin.main(["--address", f"127.0.0.1:{server.port}", "--plaintext", "verify"])
 
     assert exit_code == admin.EXIT_MISMATCH
     assert '"intact": false' in capsys.readouterr().out

@@ -33,6 +33,7 @@ STOP_WAIT_S = 30.0
 def score_environment(**settings: str) -> dict[str, str]:
     """This process's environment without any SESAME_ setting, plus `settings`."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("SESAME_")}
+    environment["SESAME_SCORE_PLAINTEXT"] = "true"
     environment.update(settings)
     return environment
 

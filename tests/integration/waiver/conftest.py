@@ -94,6 +94,8 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     environment = {
         **os.environ,
         "SESAME_LEDGER_PORT": str(ledger_port),
+        "SESAME_LEDGER_PLAINTEXT": "true",
+        "SESAME_SCORE_PLAINTEXT": "true",
         "SESAME_LEDGER_DATABASE_URL": f"sqlite:///{directory / 'ledger.db'}",
         "SESAME_LEDGER_CLOCK_FILE": str(clock.path),
         "SESAME_LEDGER_LOG_LEVEL": "WARNING",

@@ -1,7 +1,12 @@
 import pytest
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServerSettings, SettingsError, load_settings
+from services.common.settings import (
+    ServerSettings,
+    SettingsError,
+    load_settings,
+    require_transport_security,
+)
 
 
 class ExampleSettings(ServerSettings):
@@ -142,3 +147,32 @@ def test_settings_cannot_be_changed_after_loading() -> None:
 
     with pytest.raises(ValueError, match="frozen"):
         settings.port = 1
+
+
+def test_a_serving_process_needs_tls_files_or_plaintext_by_name() -> None:
+
+    with pytest.raises(SettingsError) as raised:
+        require_transport_security(load_settings(ExampleSettings, {}))
+    assert "SESAME_EXAMPLE_TLS_CERTIFICATE_FILE" in raised.value.problems
+    require_transport_security(load_settings(ExampleSettings, {"SESAME_EXAMPLE_PLAINTEXT": "true"}))
+    tls = {
+        "SESAME_EXAMPLE_TLS_CERTIFICATE_FILE": "a.pem",
+        "SESAME_EXAMPLE_TLS_PRIVATE_KEY_FILE": "a-key.pem",
+        "SESAME_EXAMPLE_TLS_CA_FILE": "ca.pem",
+    }
+    require_transport_security(load_settings(ExampleSettings, tls))
+
+
+def test_tls_files_come_together_and_never_with_plaintext() -> None:
+    with pytest.raises(SettingsError):
+        load_settings(ExampleSettings, {"SESAME_EXAMPLE_TLS_CERTIFICATE_FILE": "a.pem"})
+    with pytest.raises(SettingsError):
+        load_settings(
+            ExampleSettings,
+            {
+                "SESAME_EXAMPLE_PLAINTEXT": "true",
+                "SESAME_EXAMPLE_TLS_CERTIFICATE_FILE": "a.pem",
+                "SESAME_EXAMPLE_TLS_PRIVATE_KEY_FILE": "a-key.pem",
+                "SESAME_EXAMPLE_TLS_CA_FILE": "ca.pem",
+            },
+        )

@@ -339,7 +339,9 @@ def test_the_command_reports_a_malformed_file_and_exits_non_zero(
     malformed.write_text(SAMPLE_CSV.read_text().replace("\n4,50000,", "\n4,50000.0,"))
 
     # Nothing is sent, so no ledger needs to listen at this address.
-    exit_code = cli.main(["--csv", str(malformed), "--ledger", "127.0.0.1:9", "--no-progress"])
+    exit_code = cli.main(
+        ["--csv", str(malformed), "--ledger", "127.0.0.1:9", "--no-progress", "--plaintext"]
+    )
 
     assert exit_code == 1
     assert "line 3, column LIMIT_BAL" in capsys.readouterr().err
@@ -348,7 +350,9 @@ def test_the_command_reports_a_malformed_file_and_exits_non_zero(
 def test_the_command_reports_a_missing_file_and_exits_non_zero(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    exit_code = cli.main(["--csv", str(tmp_path / "absent.csv"), "--ledger", "127.0.0.1:9"])
+    exit_code = cli.main(
+        ["--csv", str(tmp_path / "absent.csv"), "--ledger", "127.0.0.1:9", "--plaintext"]
+    )
 
     assert exit_code == 1
     assert "absent.csv" in capsys.readouterr().err
