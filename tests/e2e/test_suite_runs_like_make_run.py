@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,10 @@ def running_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     if not any(line.startswith("Press Ctrl-C") for line in output):
         os.killpg(launcher.pid, signal.SIGKILL)
         pytest.fail("the suite did not start:\n" + "".join(output))
+    # The services log to the launcher's output, as to a terminal under make run: read it all
+    # the time, or a full pipe would stall every service at its next log line.
+    reader = threading.Thread(target=lambda: output.extend(launcher.stdout), daemon=True)
+    reader.start()
     addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     addresses["directory"] = str(work_directory)
     try:
@@ -76,12 +81,13 @@ def running_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     finally:
         launcher.send_signal(signal.SIGINT)
         try:
-            remaining_output, _ = launcher.communicate(timeout=STOP_TIMEOUT_S)
+            launcher.wait(timeout=STOP_TIMEOUT_S)
         finally:
             if launcher.poll() is None:
                 os.killpg(launcher.pid, signal.SIGKILL)
-        assert launcher.returncode == 0, "".join(output) + remaining_output
-        assert "Sesame stopped." in remaining_output
+        reader.join(timeout=STOP_TIMEOUT_S)
+        assert launcher.returncode == 0, "".join(output)
+        assert "Sesame stopped." in "".join(output)
 
 
 def channel_as(running_suite: dict[str, str], service: str, identity: str) -> grpc.Channel:
