@@ -23,11 +23,19 @@ import grpc
 from services.common.tracing import traced_channel
 
 ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+# gRPC waits longer and longer between attempts to reconnect to a peer that is gone, up to two
+# minutes by default: a dependency back after a long outage would then be found only minutes
+# later. Five seconds at most keeps recovery prompt and the attempts cheap.
+RECONNECT_BACKOFF_MAX_MS = 5_000
 
 
 def client_channel(address: str) -> grpc.Channel:
     """An insecure channel to `address` (host:port, or a gRPC target such as dns:///name:port)."""
     channel = grpc.insecure_channel(
-        address, options=[("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG)]
+        address,
+        options=[
+            ("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG),
+            ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+        ],
     )
     return traced_channel(channel)
