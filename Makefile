@@ -9,7 +9,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTO_DEPS := var/proto-deps
 GOOGLEAPIS_PROTOS = $(shell $(BIN)/python -c "import pathlib, google.api.field_behavior_pb2 as m; print(pathlib.Path(m.__file__).parents[2])")
 
-.PHONY: install certs run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger bench-validation train evaluate score-csv bench-score simulate bench-waiver clean load deploy-tools manifests
+.PHONY: install certs run test test-slow test-all proto proto-deps proto-check lint replay bench-ledger bench-validation train evaluate score-csv bench-score simulate bench-waiver soak clean load deploy-tools manifests
 
 $(INSTALLED): pyproject.toml gen/python/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -101,6 +101,10 @@ bench-score: $(INSTALLED)
 ## bench-waiver: order flows through the waiver against the ledger's own holds, on PostgreSQL
 bench-waiver: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.bench_waiver $(BENCH_ARGS)
+
+## soak: all three services at half their most, with the real mix, for MINUTES (default 10); prints RESULT lines
+soak: $(INSTALLED)
+	$(BIN)/python -m tests.benchmarks.soak --minutes $(or $(MINUTES),10) $(SOAK_ARGS)
 
 ## load: one ghz profile against a running service (mutual TLS with var/certs; PLAINTEXT=1 for a plaintext suite): ghz where installed, else the bundled generator; writes ghz's JSON report
 load: $(INSTALLED)

@@ -64,6 +64,11 @@ class AioServiceHealth:
         async with self._lock:
             await self._publish(self._book.set_serving(service_name, serving))
 
+    async def set_dependency_serving(self, service_name: str, serving: bool) -> None:
+        """Whether a service this one calls answers (`services.common.dependency_health`)."""
+        async with self._lock:
+            await self._publish(self._book.set_dependency_serving(service_name, serving))
+
     async def begin_shutdown(self) -> None:
         """Report NOT_SERVING for everything from now on, so clients move elsewhere."""
         await self.servicer.enter_graceful_shutdown()

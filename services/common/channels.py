@@ -30,12 +30,19 @@ from services.common.tls import TlsFiles, channel_credentials
 from services.common.tracing import traced_channel
 
 ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+# gRPC waits longer and longer between attempts to reconnect to a peer that is gone, up to two
+# minutes by default: a dependency back after a long outage would then be found only minutes
+# later. Five seconds at most keeps recovery prompt and the attempts cheap.
+RECONNECT_BACKOFF_MAX_MS = 5_000
 
 
 def client_channel(address: str, tls_files: TlsFiles | None) -> grpc.Channel:
     """A channel to `address` (host:port, or a gRPC target such as dns:///name:port): mutual
     TLS with `tls_files`, plaintext with None."""
-    options = [("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG)]
+    options = [
+        ("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG),
+        ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+    ]
     if tls_files is None:
         channel = grpc.insecure_channel(address, options=options)
     else:

@@ -41,6 +41,8 @@ from services.common.workers import PROMETHEUS_MULTIPROC_VARIABLE
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
 
 OVERALL_HEALTH = ""
+# What a dependency's status is reported under: "dependency:sesame.ledger.v1.LedgerService".
+DEPENDENCY_HEALTH_PREFIX = "dependency:"
 
 # What a servicer is added to: the synchronous server or the asyncio one.
 GrpcServer = grpc.Server | grpc.aio.Server
@@ -97,17 +99,29 @@ def _health_status(serving: bool) -> int:
     )
 
 
-class HealthBook:
-    """Which registered services are serving, and what the health service was told so far.
+def dependency_health_name(service_name: str) -> str:
+    """The name a dependency's status is reported under, beside the server's own services."""
+    return f"{DEPENDENCY_HEALTH_PREFIX}{service_name}"
 
-    Each runtime's health object hands what `take_changes` and `set_serving` return to its own
-    health servicer, in order: those are exactly the statuses that changed.
+
+class HealthBook:
+    """Which registered services are serving, which dependencies answer, and what the health
+    service was told so far.
+
+    Each runtime's health object hands what `take_changes`, `set_serving` and
+    `set_dependency_serving` return to its own health servicer, in order: those are exactly the
+    statuses that changed. A dependency's status (`dependency_health_name`) says whether the
+    service it calls answers its health check; it never changes the overall status, because
+    the server still answers: reads of its own data, and for the rest a quick UNAVAILABLE that
+    names the dependency. Taking every replica out of rotation while a dependency is down would
+    turn that partial outage into a total one.
     """
 
     def __init__(self, services: Sequence[ServiceRegistration]) -> None:
         self._serving = {
             registration.name: registration.initially_serving for registration in services
         }
+        self._dependencies: dict[str, bool] = {}
         self._reported: dict[str, int] = {}
 
     def set_serving(self, service_name: str, serving: bool) -> dict[str, int]:
@@ -117,9 +131,18 @@ class HealthBook:
         self._serving[service_name] = serving
         return self.take_changes()
 
+    def set_dependency_serving(self, service_name: str, serving: bool) -> dict[str, int]:
+        """Records whether a dependency answers; the statuses to publish because of it."""
+        self._dependencies[dependency_health_name(service_name)] = serving
+        return self.take_changes()
+
     def take_changes(self) -> dict[str, int]:
         """The statuses not published yet, from now on counted as published."""
         changes = health_changes(self._serving, self._reported)
+        for name, serving in self._dependencies.items():
+            status = _health_status(serving)
+            if self._reported.get(name) != status:
+                changes[name] = status
         self._reported.update(changes)
         return changes
 

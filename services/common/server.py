@@ -74,6 +74,11 @@ class ServiceHealth:
         with self._lock:
             self._publish(self._book.set_serving(service_name, serving))
 
+    def set_dependency_serving(self, service_name: str, serving: bool) -> None:
+        """Whether a service this one calls answers (`services.common.dependency_health`)."""
+        with self._lock:
+            self._publish(self._book.set_dependency_serving(service_name, serving))
+
     def begin_shutdown(self) -> None:
         """Report NOT_SERVING for everything from now on, so clients move elsewhere."""
         self.servicer.enter_graceful_shutdown()

@@ -95,6 +95,11 @@ class ServerSettings(BaseSettings):
     # The key of the user pseudonyms in logs (services/common/pseudonyms.py); empty: a random
     # key per process.
     pseudonym_key_file: str = ""
+    # How often a service checks that the services it calls answer their health checks (see
+    # services/common/dependency_health.py), and how long it waits for each answer; an interval
+    # of 0 turns the checks off. A server that calls no other service ignores both.
+    dependency_check_interval_s: float = 2.0
+    dependency_check_timeout_s: float = 1.0
 
     @property
     def metrics_enabled(self) -> bool:
@@ -141,12 +146,19 @@ class ServerSettings(BaseSettings):
             raise ValueError("must be greater than 0")
         return count
 
-    @field_validator("grace_period_s", "max_connection_age_s")
+    @field_validator("grace_period_s", "max_connection_age_s", "dependency_check_interval_s")
     @classmethod
     def _duration_is_not_negative(cls, duration_s: float) -> float:
         if duration_s < 0:
             raise ValueError("must not be negative")
         return duration_s
+
+    @field_validator("dependency_check_timeout_s")
+    @classmethod
+    def _check_timeout_is_positive(cls, timeout_s: float) -> float:
+        if timeout_s <= 0:
+            raise ValueError("must be greater than 0")
+        return timeout_s
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -10,15 +10,17 @@ no call reaches a worker that cannot score yet.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import grpc
 import structlog
 from prometheus_client import Gauge
+from sesame.ledger.v1 import ledger_service_pb2
 
 from services.common.aio_server import AioSesameServer, serve_aio
 from services.common.channels import client_channel
+from services.common.dependency_health import Dependency, DependencyWatch
 from services.common.logging import configure_logging
 from services.common.runtime import (
     ServiceRegistration,
@@ -51,6 +53,7 @@ MODEL_LOADED = Gauge(
 
 # What the score service's log lines are labelled with.
 SERVICE_LABEL = "score"
+LEDGER_SERVICE_NAME = ledger_service_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class Score:
     ledger_channel: grpc.Channel
     # Present in a worker process: follows the model swaps of its sibling workers.
     model_follower: ModelFollower | None = None
+    # The watch on the ledger's health, once serving (a list: the dataclass is frozen).
+    dependency_watches: list[DependencyWatch] = field(default_factory=list)
 
     def load(self) -> None:
         """Starts following the ledger and the sibling workers; loads and warms up the model."""
@@ -80,6 +85,28 @@ class Score:
         MODEL_LOADED.set(1)
         await server.health.set_serving(SERVICE_NAME, True)
         log.info("score_ready")
+        await self.watch_ledger(server)
+
+    async def watch_ledger(self, server: AioSesameServer) -> None:
+        """Reports on the health service whether the ledger answers. The watch runs on a
+        thread of its own and hands each change to the event loop."""
+        if self.settings.dependency_check_interval_s <= 0:
+            return
+        loop = asyncio.get_running_loop()
+
+        def report(service_name: str, serving: bool) -> None:
+            asyncio.run_coroutine_threadsafe(
+                server.health.set_dependency_serving(service_name, serving), loop
+            )
+
+        watch = DependencyWatch(
+            [Dependency(LEDGER_SERVICE_NAME, self.ledger_channel)],
+            report,
+            interval_s=self.settings.dependency_check_interval_s,
+            timeout_s=self.settings.dependency_check_timeout_s,
+        )
+        self.dependency_watches.append(watch)
+        await asyncio.to_thread(watch.start)
 
     async def start_serving(self, server: AioSesameServer) -> None:
         """Loads (on a worker thread), then reports SERVING: for a server already answering."""
@@ -87,6 +114,8 @@ class Score:
         await self.report_serving(server)
 
     def close(self) -> None:
+        for watch in self.dependency_watches:
+            watch.stop()
         if self.model_follower is not None:
             self.model_follower.stop()
         self.invalidator.stop()

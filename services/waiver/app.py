@@ -12,12 +12,15 @@ from pathlib import Path
 
 import grpc
 import structlog
+from sesame.ledger.v1 import ledger_service_pb2
+from sesame.score.v1 import score_service_pb2
 
 from services.common.channels import client_channel
 from services.common.clock import Clock, clock_from_setting
+from services.common.dependency_health import Dependency, DependencyWatch
 from services.common.periodic import PeriodicTask
 from services.common.runtime import ServiceRegistration, configure_service_tracing
-from services.common.server import serve
+from services.common.server import ServiceHealth, serve
 from services.waiver.adapters.ledger_client import LedgerClient
 from services.waiver.adapters.order_metrics import PrometheusOrderMetrics
 from services.waiver.adapters.score_client import ScoreClient
@@ -37,6 +40,8 @@ log: structlog.typing.FilteringBoundLogger = structlog.get_logger()
 SERVICE_LABEL = "waiver"
 SWEEP_BATCH = 200
 RECOVERY_BATCH = 100
+LEDGER_SERVICE_NAME = ledger_service_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
+SCORE_SERVICE_NAME = score_service_pb2.DESCRIPTOR.services_by_name["ScoreService"].full_name
 
 
 @dataclass
@@ -49,7 +54,9 @@ class Waiver:
     registration: ServiceRegistration
     storage: SqlWaiverStorage
     channels: tuple[grpc.Channel, ...]
+    dependencies: tuple[Dependency, ...] = ()
     tasks: list[PeriodicTask] = field(default_factory=list)
+    dependency_watch: DependencyWatch | None = None
 
     def start(self) -> None:
         """Stores the seed policies, finishes what a crash left half done, starts the passes."""
@@ -80,7 +87,21 @@ class Waiver:
         for task in self.tasks:
             task.start()
 
+    def watch_dependencies(self, health: ServiceHealth) -> None:
+        """Reports on the health service whether the ledger and the score service answer."""
+        if self.settings.dependency_check_interval_s <= 0:
+            return
+        self.dependency_watch = DependencyWatch(
+            self.dependencies,
+            health.set_dependency_serving,
+            interval_s=self.settings.dependency_check_interval_s,
+            timeout_s=self.settings.dependency_check_timeout_s,
+        )
+        self.dependency_watch.start()
+
     def close(self) -> None:
+        if self.dependency_watch is not None:
+            self.dependency_watch.stop()
         for task in self.tasks:
             task.stop()
         for channel in self.channels:
@@ -125,6 +146,10 @@ def build_waiver(settings: WaiverSettings, clock: Clock | None = None) -> Waiver
         ServiceRegistration(SERVICE_NAME, servicer.add_to_server),
         storage,
         (ledger_channel, score_channel),
+        (
+            Dependency(LEDGER_SERVICE_NAME, ledger_channel),
+            Dependency(SCORE_SERVICE_NAME, score_channel),
+        ),
     )
 
 
@@ -138,6 +163,7 @@ def run(settings: WaiverSettings) -> int:
         [waiver.registration],
         service_name=SERVICE_LABEL,
         before_start=waiver.start,
+        on_started=lambda created: waiver.watch_dependencies(created.health),
         on_stop=waiver.close,
     )
     return 0

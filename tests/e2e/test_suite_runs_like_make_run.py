@@ -286,7 +286,7 @@ def test_the_readme_denied_car_order_runs_as_written_in_python(
 
 
 # Every sh block of the README with a grpcurl line is one of these, each run by a test below.
-GRPCURL_EXAMPLES = ("calling-grpcurl", "hold-grpcurl", "waiver-grpcurl")
+GRPCURL_EXAMPLES = ("calling-grpcurl", "hold-grpcurl", "waiver-grpcurl", "health-grpcurl")
 
 
 def run_shell(script: str) -> subprocess.CompletedProcess[str]:
@@ -369,6 +369,14 @@ def test_the_readme_grpcurl_calls_run_as_written(running_suite: dict[str, str]) 
     assert "grpc.reflection.v1.ServerReflection" in listed
     assert '"account"' in completed.stdout
     assert '"score"' in completed.stdout
+
+
+def test_the_readme_health_check_of_a_dependency_runs_as_written(
+    running_suite: dict[str, str],
+) -> None:
+    completed = run_shell(readme_example("health-grpcurl", running_suite))
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout) == {"status": "SERVING"}
 
 
 def test_the_readme_inline_grpcurl_lines_run_as_written(running_suite: dict[str, str]) -> None:

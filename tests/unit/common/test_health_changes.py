@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from grpc_health.v1 import health_pb2
 
-from services.common.runtime import OVERALL_HEALTH, HealthBook, ServiceRegistration, health_changes
+from services.common.runtime import (
+    OVERALL_HEALTH,
+    HealthBook,
+    ServiceRegistration,
+    dependency_health_name,
+    health_changes,
+)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -45,3 +51,24 @@ def test_the_book_refuses_a_service_it_does_not_serve() -> None:
 
     with pytest.raises(KeyError):
         book.set_serving("typo", True)
+
+
+def test_a_dependency_is_reported_under_its_own_name_and_never_changes_the_overall_status() -> None:
+    book = HealthBook([registration("a")])
+    book.take_changes()
+
+    assert book.set_dependency_serving("b.Ledger", False) == {
+        dependency_health_name("b.Ledger"): NOT_SERVING
+    }
+    assert book.set_dependency_serving("b.Ledger", False) == {}
+    assert book.set_dependency_serving("b.Ledger", True) == {
+        dependency_health_name("b.Ledger"): SERVING
+    }
+    assert dependency_health_name("b.Ledger") == "dependency:b.Ledger"
+
+
+def test_a_service_not_serving_still_turns_the_overall_status_with_dependencies_known() -> None:
+    book = HealthBook([registration("a")])
+    book.set_dependency_serving("b.Ledger", True)
+
+    assert book.set_serving("a", False) == {"a": NOT_SERVING, OVERALL_HEALTH: NOT_SERVING}
