@@ -10,10 +10,12 @@ call: SQLAlchemy then builds each expression and computes its cache key once, no
 
 On PostgreSQL a step's round trips to the database are kept few. Under READ COMMITTED
 (`services.common.database`) a statement sees the rows committed when it starts, whether or not
-it runs inside a transaction, so reads need no transaction of their own: reads outside a
-transaction run in autocommit (one round trip each instead of BEGIN, the read and ROLLBACK), and
-a transaction begins at its first write, the reads before it running on their own, as they
-would have seen the same rows inside it; a transaction that only reads never begins. Plain
+it runs inside a transaction, so reads need no transaction of their own: every connection stays
+in autocommit for as long as it lives (none is switched in and out of it per use, which costs
+the service CPU on every checkout and return), reads run on their own (one round trip each
+instead of BEGIN, the read and ROLLBACK), and a transaction sends its own BEGIN at its first
+write, the reads before it running on their own, as they would have seen the same rows inside
+it; a transaction that only reads never begins. Plain
 reads take no locks a transaction would keep; a read that must lock rows belongs after a write
 or goes through `_write`. SQLite keeps `BEGIN IMMEDIATE` first: there, the transaction's write
 lock is what keeps other writers out between its reads and its writes. An insert that may find
@@ -26,8 +28,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import (
     Connection,
     CursorResult,
@@ -66,6 +70,7 @@ from services.waiver.storage.tables import (
 )
 
 _CONNECTION_SQLSTATE_PREFIXES = ("08", "57P")
+_BEGIN = f"BEGIN ISOLATION LEVEL {POSTGRESQL_ISOLATION_LEVEL}"
 RecordT = TypeVar("RecordT", RequestRecord, CapacityRecord)
 
 
@@ -140,10 +145,13 @@ class SqlWaiverStorage:
     def __init__(
         self, database_url: str, *, pool_size: int = 10, pool_timeout_s: float = 10.0
     ) -> None:
+        # See the module's docstring: on PostgreSQL, connections live in autocommit.
         self._engine = create_service_engine(
-            database_url, pool_size=pool_size, pool_timeout_s=pool_timeout_s
+            database_url,
+            pool_size=pool_size,
+            pool_timeout_s=pool_timeout_s,
+            postgresql_isolation_level="AUTOCOMMIT",
         )
-        # See the module's docstring: on PostgreSQL, reads need no transaction.
         self._reads_in_autocommit = self._engine.dialect.name == "postgresql"
 
     @contextmanager
@@ -153,10 +161,10 @@ class SqlWaiverStorage:
                 with connection.begin():
                     yield SqlWaiverTransaction(connection, begin_at_first_write=False)
                 return
-            connection.execution_options(isolation_level="AUTOCOMMIT")
             try:
                 yield SqlWaiverTransaction(connection, begin_at_first_write=True)
             except BaseException:
+                # psycopg sends ROLLBACK, or COMMIT below, only when a transaction is open.
                 connection.rollback()
                 raise
             connection.commit()
@@ -176,8 +184,6 @@ class SqlWaiverStorage:
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
         with _translated_errors(), self._engine.connect() as connection:
-            if self._reads_in_autocommit:
-                connection.execution_options(isolation_level="AUTOCOMMIT")
             yield connection
 
     def get_order(self, merchant_id: str, out_order_no: str) -> StoredOrder | None:
@@ -290,11 +296,12 @@ class SqlWaiverTransaction:
 
     def _write(self, statement: Executable, parameters: dict[str, Any]) -> CursorResult[Any]:
         if self._begin_at_first_write:
-            # Ends the reads' autocommit (no round trip: nothing is open on the server), then
-            # the next statement begins the transaction.
-            self._connection.commit()
-            self._connection.execution_options(isolation_level=POSTGRESQL_ISOLATION_LEVEL)
-            self._connection.begin()
+            # The connection is in autocommit: the transaction is begun here, by the driver
+            # itself (through SQLAlchemy, a BEGIN costs as much CPU as a statement), and psycopg
+            # commits or rolls back the one it finds open.
+            driver_connection = self._connection.connection.driver_connection
+            assert isinstance(driver_connection, psycopg.Connection), "PostgreSQL via psycopg 3"
+            driver_connection.execute(_BEGIN)
             self._begin_at_first_write = False
         return self._connection.execute(statement, parameters)
 
@@ -404,11 +411,21 @@ def _get_order(
     return None if row is None else _stored_order(row._asdict())
 
 
+@cache
+def _labels(prefix: str, table: Table) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """A table's key column as labelled in a joined row, and each column with its label."""
+    primary_key = next(iter(table.primary_key.columns)).name
+    return f"{prefix}{primary_key}", tuple(
+        (column.name, f"{prefix}{column.name}") for column in table.c
+    )
+
+
 def _part(row: dict[str, Any], prefix: str, table: Table) -> dict[str, Any] | None:
     """One table's columns of a joined row, or None when its key is NULL (no such row)."""
-    values = {column.name: row[f"{prefix}{column.name}"] for column in table.c}
-    primary_key = next(iter(table.primary_key.columns)).name
-    return None if values[primary_key] is None else values
+    key_label, labels = _labels(prefix, table)
+    if row[key_label] is None:
+        return None
+    return {name: row[label] for name, label in labels}
 
 
 def _record(kind: type[RecordT], values: dict[str, Any] | None) -> RecordT | None:
@@ -459,6 +476,9 @@ def _translated_errors() -> Iterator[None]:
             raise _unavailable() from error
         raise
     except PoolTimeoutError as error:
+        raise _unavailable() from error
+    except psycopg.OperationalError as error:
+        # From a statement sent to the driver itself (a transaction's BEGIN).
         raise _unavailable() from error
 
 
