@@ -29,8 +29,15 @@ def is_sqlite(url: str | URL) -> bool:
 
 
 def create_service_engine(
-    database_url: str, *, pool_size: int = 5, pool_timeout_s: float = 30.0, pooled: bool = True
+    database_url: str,
+    *,
+    pool_size: int = 5,
+    pool_timeout_s: float = 30.0,
+    pooled: bool = True,
+    postgresql_isolation_level: str = POSTGRESQL_ISOLATION_LEVEL,
 ) -> Engine:
+    """`postgresql_isolation_level` is every PostgreSQL connection's level for as long as it
+    lives: "AUTOCOMMIT" for a service that begins its transactions itself."""
     url = make_url(database_url)
     pool_options: dict[str, Any] = (
         {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": pool_timeout_s}
@@ -43,7 +50,7 @@ def create_service_engine(
     if backend == "postgresql":
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
-        return create_engine(url, isolation_level=POSTGRESQL_ISOLATION_LEVEL, **pool_options)
+        return create_engine(url, isolation_level=postgresql_isolation_level, **pool_options)
     raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 

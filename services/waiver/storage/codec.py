@@ -17,7 +17,7 @@ import json
 import types
 import typing
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 from services.waiver.domain import lifecycle
@@ -60,7 +60,10 @@ def policy_json(policy: ScenarioPolicy) -> str:
     return dumps(policy)
 
 
+@lru_cache(maxsize=1024)
 def policy_from_json(text: str) -> ScenarioPolicy:
+    """Decoded once per distinct document: every order step reads its scenario's policy, which
+    changes rarely, and a policy is frozen, so one decoded value serves every reader."""
     return loads(text, ScenarioPolicy)
 
 

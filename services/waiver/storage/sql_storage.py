@@ -10,15 +10,24 @@ call: SQLAlchemy then builds each expression and computes its cache key once, no
 
 On PostgreSQL a step's round trips to the database are kept few. Under READ COMMITTED
 (`services.common.database`) a statement sees the rows committed when it starts, whether or not
-it runs inside a transaction, so reads need no transaction of their own: reads outside a
-transaction run in autocommit (one round trip each instead of BEGIN, the read and ROLLBACK), and
-a transaction begins at its first write, the reads before it running on their own, as they
-would have seen the same rows inside it; a transaction that only reads never begins. Plain
+it runs inside a transaction, so reads need no transaction of their own: every connection stays
+in autocommit for as long as it lives (none is switched in and out of it per use, which costs
+the service CPU on every checkout and return), reads run on their own (one round trip each
+instead of BEGIN, the read and ROLLBACK), and a transaction sends its own BEGIN at its first
+write, the reads before it running on their own, as they would have seen the same rows inside
+it; a transaction that only reads never begins. Plain
 reads take no locks a transaction would keep; a read that must lock rows belongs after a write
 or goes through `_write`. SQLite keeps `BEGIN IMMEDIATE` first: there, the transaction's write
 lock is what keeps other writers out between its reads and its writes. An insert that may find
 its key taken skips it (ON CONFLICT DO NOTHING) and says so by its row count, on either
 database, instead of failing in a savepoint.
+
+On PostgreSQL the statements of every order step (the step's read, and the order's and the
+request record's writes) go to psycopg directly, as SQLAlchemy compiled them once for it
+(`_driver_sql`): run through SQLAlchemy, each would cost the service about as much CPU again in
+SQLAlchemy's execution machinery as in the driver. Their parameters and columns need no
+conversion on this dialect (strings, integers and booleans). Statements sent this way are not
+seen by SQLAlchemy's transaction, so a transaction is committed or rolled back by the driver.
 """
 
 from __future__ import annotations
@@ -26,8 +35,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, TypeVar, cast
 
+import psycopg
 from sqlalchemy import (
     Connection,
     CursorResult,
@@ -44,6 +56,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeoutError
+from sqlalchemy.sql import ClauseElement
 
 from services.common.database import POSTGRESQL_ISOLATION_LEVEL, create_service_engine
 from services.common.errors import Unavailable
@@ -66,6 +79,7 @@ from services.waiver.storage.tables import (
 )
 
 _CONNECTION_SQLSTATE_PREFIXES = ("08", "57P")
+_BEGIN = f"BEGIN ISOLATION LEVEL {POSTGRESQL_ISOLATION_LEVEL}"
 RecordT = TypeVar("RecordT", RequestRecord, CapacityRecord)
 
 
@@ -136,14 +150,50 @@ _UPDATE_CAPACITY = update(capacity_table).where(
 )
 
 
+@dataclass(frozen=True)
+class _DriverStatement:
+    """A statement as psycopg takes it: its text, and the values of parameters bound in it."""
+
+    sql: str
+    bound: dict[str, Any]
+
+
+_POSTGRESQL_DIALECT = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+
+
+@cache
+def _driver_sql(statement: Executable) -> _DriverStatement:
+    compiled = cast(ClauseElement, statement).compile(dialect=_POSTGRESQL_DIALECT)
+    bound = {name: value for name, value in compiled.params.items() if value is not None}
+    return _DriverStatement(compiled.string, bound)
+
+
+def _driver(connection: Connection) -> psycopg.Connection[Any]:
+    driver_connection = connection.connection.driver_connection
+    assert isinstance(driver_connection, psycopg.Connection), "PostgreSQL through psycopg 3"
+    return driver_connection
+
+
+def _driver_execute(
+    connection: Connection, statement: Executable, parameters: dict[str, Any]
+) -> psycopg.Cursor[Any]:
+    """Runs one of the statements built once above through psycopg, on PostgreSQL."""
+    driver_statement = _driver_sql(statement)
+    values = {**driver_statement.bound, **parameters} if driver_statement.bound else parameters
+    return _driver(connection).execute(driver_statement.sql, values)
+
+
 class SqlWaiverStorage:
     def __init__(
         self, database_url: str, *, pool_size: int = 10, pool_timeout_s: float = 10.0
     ) -> None:
+        # See the module's docstring: on PostgreSQL, connections live in autocommit.
         self._engine = create_service_engine(
-            database_url, pool_size=pool_size, pool_timeout_s=pool_timeout_s
+            database_url,
+            pool_size=pool_size,
+            pool_timeout_s=pool_timeout_s,
+            postgresql_isolation_level="AUTOCOMMIT",
         )
-        # See the module's docstring: on PostgreSQL, reads need no transaction.
         self._reads_in_autocommit = self._engine.dialect.name == "postgresql"
 
     @contextmanager
@@ -153,12 +203,14 @@ class SqlWaiverStorage:
                 with connection.begin():
                     yield SqlWaiverTransaction(connection, begin_at_first_write=False)
                 return
-            connection.execution_options(isolation_level="AUTOCOMMIT")
             try:
                 yield SqlWaiverTransaction(connection, begin_at_first_write=True)
             except BaseException:
+                # psycopg sends ROLLBACK, or COMMIT below, only when a transaction is open.
+                _driver(connection).rollback()
                 connection.rollback()
                 raise
+            _driver(connection).commit()
             connection.commit()
 
     def update_order(self, stored: StoredOrder, expected_version: int) -> None:
@@ -176,8 +228,6 @@ class SqlWaiverStorage:
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
         with _translated_errors(), self._engine.connect() as connection:
-            if self._reads_in_autocommit:
-                connection.execution_options(isolation_level="AUTOCOMMIT")
             yield connection
 
     def get_order(self, merchant_id: str, out_order_no: str) -> StoredOrder | None:
@@ -201,7 +251,13 @@ class SqlWaiverStorage:
             "key_user_id": user_id,
         }
         with self._reading() as connection:
-            row = connection.execute(_SELECT_CONTEXT, parameters).one()._asdict()
+            if self._reads_in_autocommit:
+                cursor = _driver_execute(connection, _SELECT_CONTEXT, parameters)
+                found = cursor.fetchone()
+                assert found is not None and cursor.description is not None
+                row = dict(zip([column.name for column in cursor.description], found, strict=True))
+            else:
+                row = connection.execute(_SELECT_CONTEXT, parameters).one()._asdict()
         return OrderContext(
             stored=_stored_order(_part(row, "order_", order_table)),
             request=_record(RequestRecord, _part(row, "request_", request_table)),
@@ -290,13 +346,22 @@ class SqlWaiverTransaction:
 
     def _write(self, statement: Executable, parameters: dict[str, Any]) -> CursorResult[Any]:
         if self._begin_at_first_write:
-            # Ends the reads' autocommit (no round trip: nothing is open on the server), then
-            # the next statement begins the transaction.
-            self._connection.commit()
-            self._connection.execution_options(isolation_level=POSTGRESQL_ISOLATION_LEVEL)
-            self._connection.begin()
+            # The connection is in autocommit: the transaction is begun here, by the driver
+            # itself (through SQLAlchemy, a BEGIN costs as much CPU as a statement), and psycopg
+            # commits or rolls back the one it finds open.
+            _driver(self._connection).execute(_BEGIN)
             self._begin_at_first_write = False
         return self._connection.execute(statement, parameters)
+
+    def _write_count(self, statement: Executable, parameters: dict[str, Any]) -> int:
+        """Runs one of the statements built once at the top (see the module's docstring); the
+        number of rows it wrote."""
+        if self._connection.dialect.name != "postgresql":
+            return self._write(statement, parameters).rowcount
+        if self._begin_at_first_write:
+            _driver(self._connection).execute(_BEGIN)
+            self._begin_at_first_write = False
+        return _driver_execute(self._connection, statement, parameters).rowcount
 
     def _read(self, statement: Executable, parameters: dict[str, Any]) -> CursorResult[Any]:
         # A read may run before the transaction begins: it must change nothing.
@@ -308,13 +373,13 @@ class SqlWaiverTransaction:
 
     def insert_order(self, stored: StoredOrder) -> None:
         statement = _INSERT_ORDER_IF_NEW[self._connection.dialect.name]
-        if self._write(statement, _order_values(stored)).rowcount != 1:
+        if self._write_count(statement, _order_values(stored)) != 1:
             raise OrderConflict(f"{stored.merchant_id}/{stored.out_order_no} exists")
 
     def update_order(self, stored: StoredOrder, expected_version: int) -> None:
         assert stored.version == expected_version + 1
         values = _order_values(stored)
-        result = self._write(
+        written = self._write_count(
             _UPDATE_ORDER,
             {
                 **values,
@@ -323,7 +388,7 @@ class SqlWaiverTransaction:
                 "expected_version": expected_version,
             },
         )
-        if result.rowcount != 1:
+        if written != 1:
             raise OrderConflict(f"{stored.merchant_id}/{stored.out_order_no} moved on")
 
     def find_request(self, merchant_id: str, request_id: str) -> RequestRecord | None:
@@ -337,7 +402,7 @@ class SqlWaiverTransaction:
         another request (its method, hash or order differ) is `OrderConflict`: callers look for
         that first, so a call that got there first recorded it meanwhile."""
         statement = _INSERT_REQUEST_IF_NEW[self._connection.dialect.name]
-        if self._write(statement, record.__dict__).rowcount == 1:
+        if self._write_count(statement, record.__dict__) == 1:
             return
         found = self.find_request(record.merchant_id, record.request_id)
         assert found is not None
@@ -404,11 +469,21 @@ def _get_order(
     return None if row is None else _stored_order(row._asdict())
 
 
+@cache
+def _labels(prefix: str, table: Table) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """A table's key column as labelled in a joined row, and each column with its label."""
+    primary_key = next(iter(table.primary_key.columns)).name
+    return f"{prefix}{primary_key}", tuple(
+        (column.name, f"{prefix}{column.name}") for column in table.c
+    )
+
+
 def _part(row: dict[str, Any], prefix: str, table: Table) -> dict[str, Any] | None:
     """One table's columns of a joined row, or None when its key is NULL (no such row)."""
-    values = {column.name: row[f"{prefix}{column.name}"] for column in table.c}
-    primary_key = next(iter(table.primary_key.columns)).name
-    return None if values[primary_key] is None else values
+    key_label, labels = _labels(prefix, table)
+    if row[key_label] is None:
+        return None
+    return {name: row[label] for name, label in labels}
 
 
 def _record(kind: type[RecordT], values: dict[str, Any] | None) -> RecordT | None:
@@ -459,6 +534,9 @@ def _translated_errors() -> Iterator[None]:
             raise _unavailable() from error
         raise
     except PoolTimeoutError as error:
+        raise _unavailable() from error
+    except psycopg.OperationalError as error:
+        # From a statement sent to the driver itself (a transaction's BEGIN).
         raise _unavailable() from error
 
 
