@@ -662,9 +662,7 @@ def _credit_histories(channel: grpc.Channel, run_id: str, count: int) -> list[di
     return [{"user_id": user_id} for user_id in users]
 
 
-def _checkpointed_histories(
-    channel: grpc.Channel, run_id: str, count: int
-) -> list[dict[str, Any]]:
+def _checkpointed_histories(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
     """Such users once a signed checkpoint covers them (GetCheckpointProof): the ledger signs
     one every SESAME_LEDGER_CHECKPOINT_INTERVAL_S (a minute under `make run`), so this waits
     for the next."""

@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from services.common.money import MAX_AMOUNT_MINOR
 from services.score.domain.fulfilment import (
     CountedObligation,
     SesameRecord,
@@ -49,6 +50,7 @@ from services.score.domain.fulfilment import (
     due_month,
 )
 from services.score.domain.history import (
+    MONTHS_LATE_MAX,
     CreditHistory,
     MonthPeriod,
     RepaymentStatus,
@@ -61,6 +63,10 @@ PAYMENT_PAIRS = WINDOW_MONTHS - 1
 PAYMENT_RATIO_CAP = 1.0
 # What a feature read against the credit line is when there is no line: missing.
 MISSING = math.nan
+# The ledger's bound on any amount (minor units): every amount lies strictly between -AMOUNT_MAX
+# and AMOUNT_MAX, and a credit line is at least one minor unit, so no share of the line exceeds
+# it either.
+AMOUNT_MAX = float(MAX_AMOUNT_MINOR)
 
 # +1: a larger value never lowers the probability of default; -1: never raises it; 0: free.
 Monotonicity = Literal[-1, 0, 1]
@@ -131,8 +137,29 @@ class Feature:
     compute: Callable[[Window], float]
     # Enforced in training as a LightGBM monotone constraint.
     monotonicity: Monotonicity
+    # The values a history can give the feature (both ends included): what `compute` returns
+    # for any history the ledger can hold, and so what a row sent for scoring may carry.
+    low: float = -math.inf
+    high: float = math.inf
+    # Whether every value is a whole number (a count of months or statements).
+    whole: bool = False
     # Read against the credit line, so missing (NaN) when there is none.
     reads_credit_line: bool = False
+
+    def range_text(self) -> str:
+        """The feature's values in words, for an error naming a value outside them."""
+        kind = "a whole number" if self.whole else "a number"
+        return f"{kind} from {_bound_text(self.low)} to {_bound_text(self.high)}"
+
+    def holds(self, value: float) -> bool:
+        """Whether `value` is one the feature can take (NaN only when it may be missing)."""
+        if math.isnan(value):
+            return self.reads_credit_line
+        return self.low <= value <= self.high and (not self.whole or value == math.floor(value))
+
+
+def _bound_text(bound: float) -> str:
+    return f"{bound:g}" if bound != int(bound) or abs(bound) >= 1e6 else str(int(bound))
 
 
 def _late(window: Window) -> list[int]:
@@ -194,36 +221,54 @@ FEATURES: tuple[Feature, ...] = (
         "Months late on the newest statement (0 when it was not late).",
         lambda window: float(_late(window)[0]),
         1,
+        low=0,
+        high=MONTHS_LATE_MAX,
+        whole=True,
     ),
     Feature(
         "months_late_previous",
         "Months late on the statement before the newest (0 when it was not late).",
         lambda window: float(_late(window)[1]),
         1,
+        low=0,
+        high=MONTHS_LATE_MAX,
+        whole=True,
     ),
     Feature(
         "months_late_worst",
         "The most months late on any statement of the six-month window.",
         lambda window: float(max(_late(window))),
         1,
+        low=0,
+        high=MONTHS_LATE_MAX,
+        whole=True,
     ),
     Feature(
         "months_late_total",
         "Months late added up over the window (two statements two months late count 4).",
         lambda window: float(sum(_late(window))),
         1,
+        low=0,
+        high=MONTHS_LATE_MAX * WINDOW_MONTHS,
+        whole=True,
     ),
     Feature(
         "late_statement_count",
         "How many statements of the window were paid late.",
         lambda window: float(sum(1 for months_late in _late(window) if months_late > 0)),
         1,
+        low=0,
+        high=WINDOW_MONTHS,
+        whole=True,
     ),
     Feature(
         "months_since_late",
         "Statements since the newest late one (0: the newest was late; 6: none in the window).",
         _months_since_late,
         -1,
+        low=0,
+        high=WINDOW_MONTHS,
+        whole=True,
     ),
     # The credit line and how much of it is used. Utilisation is left free: in the data both
     # ends carry risk (a line barely used as well as one used to the limit), and the reasons
@@ -234,6 +279,9 @@ FEATURES: tuple[Feature, ...] = (
         "The credit line, in minor units (missing when none was reported).",
         _credit_line,
         -1,
+        low=1,
+        high=AMOUNT_MAX,
+        whole=True,
         reads_credit_line=True,
     ),
     Feature(
@@ -241,6 +289,8 @@ FEATURES: tuple[Feature, ...] = (
         "The newest statement's balance as a share of the credit line.",
         lambda window: _utilisations(window)[0],
         0,
+        low=-AMOUNT_MAX,
+        high=AMOUNT_MAX,
         reads_credit_line=True,
     ),
     Feature(
@@ -248,6 +298,8 @@ FEATURES: tuple[Feature, ...] = (
         "The window's average balance as a share of the credit line.",
         lambda window: sum(_utilisations(window)) / WINDOW_MONTHS,
         0,
+        low=-AMOUNT_MAX,
+        high=AMOUNT_MAX,
         reads_credit_line=True,
     ),
     Feature(
@@ -255,6 +307,8 @@ FEATURES: tuple[Feature, ...] = (
         "The window's highest balance as a share of the credit line.",
         lambda window: max(_utilisations(window)),
         0,
+        low=-AMOUNT_MAX,
+        high=AMOUNT_MAX,
         reads_credit_line=True,
     ),
     Feature(
@@ -262,6 +316,8 @@ FEATURES: tuple[Feature, ...] = (
         "Newest minus oldest balance of the window, as a share of the credit line (the trend).",
         lambda window: _utilisations(window)[0] - _utilisations(window)[-1],
         0,
+        low=-2 * AMOUNT_MAX,
+        high=2 * AMOUNT_MAX,
         reads_credit_line=True,
     ),
     Feature(
@@ -269,6 +325,8 @@ FEATURES: tuple[Feature, ...] = (
         "What was charged in the newest month, as a share of the credit line.",
         _new_spending_ratio,
         0,
+        low=-2 * AMOUNT_MAX,
+        high=3 * AMOUNT_MAX,
         reads_credit_line=True,
     ),
     # Payments, of partner statements and Sesame obligations alike.
@@ -277,30 +335,41 @@ FEATURES: tuple[Feature, ...] = (
         "Share of the previous month's bill paid in the newest month (1 when nothing was owed).",
         lambda window: _payment_ratios(window)[0],
         -1,
+        low=0,
+        high=PAYMENT_RATIO_CAP,
     ),
     Feature(
         "payment_ratio_previous",
         "Share of the bill before that paid in the month before the newest.",
         lambda window: _payment_ratios(window)[1],
         -1,
+        low=0,
+        high=PAYMENT_RATIO_CAP,
     ),
     Feature(
         "payment_ratio_overall",
         "Everything paid over the window as a share of everything owed.",
         _overall_payment_ratio,
         -1,
+        low=0,
+        high=PAYMENT_RATIO_CAP,
     ),
     Feature(
         "payment_ratio_lowest",
         "The smallest monthly payment ratio of the window.",
         lambda window: min(_payment_ratios(window)),
         -1,
+        low=0,
+        high=PAYMENT_RATIO_CAP,
     ),
     Feature(
         "months_paid_nothing",
         "Months of the window in which nothing was paid although a bill was owed.",
         _months_paid_nothing,
         1,
+        low=0,
+        high=PAYMENT_PAIRS,
+        whole=True,
     ),
     Feature(
         "payments_to_line",
@@ -310,6 +379,8 @@ FEATURES: tuple[Feature, ...] = (
             / WINDOW_MONTHS
         ),
         0,
+        low=0,
+        high=AMOUNT_MAX,
         reads_credit_line=True,
     ),
 )

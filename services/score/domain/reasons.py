@@ -40,6 +40,11 @@ from services.score.domain.features import FEATURE_NAMES, WINDOW_MONTHS
 from services.score.domain.fulfilment import CountedObligation, Fulfilment, SesameRecord
 
 REASONS_MAX = 4
+# The largest numbers a sentence may carry: counts are months or statements of a six-month
+# window (a feature's range keeps them far below), and a share of the credit line above 999% is
+# said as "more than 999%".
+COUNT_SHOWN_MAX = 999
+PERCENT_SHOWN_MAX = 999
 # A contribution this small (0.007 score points) is arithmetic, not a reason.
 REASON_CONTRIBUTION_MIN = 1e-4
 # Shares of the credit line below which use, new purchases and payments count as "little": the
@@ -262,7 +267,7 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
         ReasonTemplate(
             code="HIGH_UTILISATION",
             message_en="Your most recent balance uses {percent}% of your credit line.",
-            message_zh="您最近一期账单余额占授信额度的{percent}%。",
+            message_zh="您最近一期账单余额占授信额度的{percent_zh}%。",
             advice_en=(
                 "Pay your balance down to a small part of your credit line and keep it there for "
                 "three months."
@@ -286,7 +291,7 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
                 "Over the last six months your balances used {percent}% of your credit line on "
                 "average."
             ),
-            message_zh="最近六个月，您的账单余额平均占授信额度的{percent}%。",
+            message_zh="最近六个月，您的账单余额平均占授信额度的{percent_zh}%。",
             advice_en=(
                 "Pay more than the minimum each month so that your balance comes down over the "
                 "next six months."
@@ -311,7 +316,7 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
             message_en=(
                 "In the last six months your balance reached {percent}% of your credit line."
             ),
-            message_zh="最近六个月，您的账单余额最高达到授信额度的{percent}%。",
+            message_zh="最近六个月，您的账单余额最高达到授信额度的{percent_zh}%。",
             advice_en=(
                 "Keep your balance well below your credit line every month, even your busiest one."
             ),
@@ -327,7 +332,7 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
             message_en=(
                 "Over the last six months your balance grew by {percent}% of your credit line."
             ),
-            message_zh="最近六个月，您的账单余额增加了相当于授信额度{percent}%的金额。",
+            message_zh="最近六个月，您的账单余额增加了相当于授信额度{percent_zh}%的金额。",
             advice_en=(
                 "Repay more than you spend each month until your balance is back where it was."
             ),
@@ -352,7 +357,7 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
         ReasonTemplate(
             code="LOW_RECENT_PAYMENT",
             message_en="In your most recent month you paid {percent}% of the balance you owed.",
-            message_zh="最近一个月，您只还了所欠余额的{percent}%。",
+            message_zh="最近一个月，您只还了所欠余额的{percent_zh}%。",
             advice_en=_PAY_IN_FULL_EN,
             advice_zh=_PAY_IN_FULL_ZH,
             applies=_below_one,
@@ -362,7 +367,7 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
         ReasonTemplate(
             code="LOW_PREVIOUS_PAYMENT",
             message_en="The month before that, you paid {percent}% of the balance you owed.",
-            message_zh="再往前一个月，您只还了当时所欠余额的{percent}%。",
+            message_zh="再往前一个月，您只还了当时所欠余额的{percent_zh}%。",
             advice_en=_PAY_IN_FULL_EN,
             advice_zh=_PAY_IN_FULL_ZH,
             applies=_below_one,
@@ -372,7 +377,7 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
         ReasonTemplate(
             code="LOW_PAYMENTS_OVERALL",
             message_en="Over the last six months you paid {percent}% of the balances you owed.",
-            message_zh="最近六个月，您的还款只占所欠余额的{percent}%。",
+            message_zh="最近六个月，您的还款只占所欠余额的{percent_zh}%。",
             advice_en=(
                 "Pay more than the minimum every month, and pay statements in full whenever you "
                 "can."
@@ -387,7 +392,7 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
             message_en=(
                 "In one of the last six months you paid only {percent}% of the balance you owed."
             ),
-            message_zh="最近六个月中，有一个月您只还了所欠余额的{percent}%。",
+            message_zh="最近六个月中，有一个月您只还了所欠余额的{percent_zh}%。",
             advice_en="Pay a steady share of your balance every month, and never skip a month.",
             advice_zh="每个月都稳定地还款，不要有哪个月少还或不还。",
             applies=_below_one,
@@ -506,15 +511,31 @@ def _reason(feature: str, value: float, contribution: float) -> Reason:
 
 
 def _placeholders(value: float) -> dict[str, object]:
+    """What a template may say of a value: bounded whatever the value (a count at most
+    `COUNT_SHOWN_MAX`, a percentage at most `PERCENT_SHOWN_MAX` and "more than" beyond it), so
+    no sentence ever carries a number longer than three digits."""
     if not math.isfinite(value):
-        return {"count": None, "percent": None, "percent_text": "", "percent_text_zh": ""}
-    percent = round(100 * value)
+        return {
+            "count": None,
+            "percent": None,
+            "percent_zh": None,
+            "percent_text": "",
+            "percent_text_zh": "",
+        }
+    count = round(min(max(value, 0.0), COUNT_SHOWN_MAX))
+    share = min(max(value, 0.0), 2 * PERCENT_SHOWN_MAX / 100)
+    percent = round(100 * share)
     tiny = percent == 0 and value > 0
+    if percent > PERCENT_SHOWN_MAX:
+        percent_en, percent_zh = f"more than {PERCENT_SHOWN_MAX}", f"超过{PERCENT_SHOWN_MAX}"
+    else:
+        percent_en = percent_zh = str(percent)
     return {
-        "count": round(value),
-        "percent": percent,
-        "percent_text": "less than 1" if tiny else str(percent),
-        "percent_text_zh": "不到1" if tiny else str(percent),
+        "count": count,
+        "percent": percent_en,
+        "percent_zh": percent_zh,
+        "percent_text": "less than 1" if tiny else percent_en,
+        "percent_text_zh": "不到1" if tiny else percent_zh,
     }
 
 

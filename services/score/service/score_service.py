@@ -41,6 +41,10 @@ HISTORY_FETCH_THREADS_DEFAULT = 16
 # Which values of a feature row may be NaN: the features read against a credit line, which are
 # missing when there is none.
 _MAY_BE_MISSING = np.array([feature.reads_credit_line for feature in FEATURES])
+# The values each feature can take (`Feature.low`, `high`, `whole`), column by column.
+_LOWEST = np.array([feature.low for feature in FEATURES], dtype=np.float64)
+_HIGHEST = np.array([feature.high for feature in FEATURES], dtype=np.float64)
+_WHOLE = np.array([feature.whole for feature in FEATURES])
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,12 @@ class UserFeatures:
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """A score with its explanation; `score` is 0 and reasons empty for a thin file."""
+    """A score with its explanation; for a thin file `score` is 0, there is no probability of
+    default (None) and no reason."""
 
     user_id: str
     score: int
-    probability_of_default: float
+    probability_of_default: float | None
     reasons: tuple[Reason, ...]
     model_version: str
     data_as_of: datetime | None
@@ -256,15 +261,17 @@ def _matrix(rows: Sequence[Sequence[float]]) -> NDArray[np.float64]:
 
 def _checked_matrix(feature_values: Sequence[float] | NDArray[np.float64]) -> NDArray[np.float64]:
     """The flat values as rows; raises one INVALID_ARGUMENT naming every problem otherwise: no
-    values, a length that is no whole number of rows, too many rows, and each value that is not
-    finite (`feature_values[i]`, as many as a BadRequest reports), but for a NaN (missing) in a
-    feature read against the credit line."""
+    values, a length that is no whole number of rows, too many rows, each value that is not
+    finite (but for a NaN, missing, in a feature read against the credit line), and each value
+    no history can give its feature (`feature_values[i]`, as many as a BadRequest reports)."""
     values = np.asarray(feature_values, dtype=np.float64)
     rows, remainder = divmod(len(values), FEATURE_COUNT)
     finite = np.isfinite(values)
+    in_range = np.zeros(len(values), dtype=np.bool_)
     if not remainder:
         finite |= np.isnan(values) & np.tile(_MAY_BE_MISSING, rows)
-    if not remainder and 1 <= rows <= FEATURE_ROWS_MAX and finite.all():
+        in_range = _in_range(values.reshape(rows, FEATURE_COUNT)).reshape(-1)
+    if not remainder and 1 <= rows <= FEATURE_ROWS_MAX and finite.all() and in_range.all():
         return values.reshape(rows, FEATURE_COUNT)
     violations = Violations()
     if not len(values):
@@ -287,8 +294,25 @@ def _checked_matrix(feature_values: Sequence[float] | NDArray[np.float64]) -> ND
             error_reasons.FEATURE_VALUE_NOT_FINITE,
             "must be finite (NaN only where the feature may be missing)",
         )
+    if not remainder:
+        for index in np.flatnonzero(finite & ~in_range)[:VIOLATIONS_REPORTED_MAX].tolist():
+            feature = FEATURES[index % FEATURE_COUNT]
+            violations.add(
+                f"feature_values[{index}]",
+                error_reasons.FEATURE_VALUE_OUT_OF_RANGE,
+                f"{feature.name} must be {feature.range_text()}",
+            )
     violations.raise_if_any()
     raise AssertionError("unreachable: a refused matrix has a violation")
+
+
+def _in_range(matrix: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which values are ones their feature can take (`Feature.holds`, column by column)."""
+    with np.errstate(invalid="ignore"):
+        inside: NDArray[np.bool_] = (matrix >= _LOWEST) & (matrix <= _HIGHEST)
+        inside &= ~_WHOLE | (matrix == np.floor(matrix))
+    missing_allowed: NDArray[np.bool_] = np.isnan(matrix) & _MAY_BE_MISSING
+    return inside | missing_allowed
 
 
 def scores_from_log_odds(log_odds: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -329,7 +353,7 @@ def _thin_file_result(user_id: str, user_features: UserFeatures, version: str) -
     return ScoreResult(
         user_id=user_id,
         score=0,
-        probability_of_default=0.0,
+        probability_of_default=None,
         reasons=(),
         model_version=version,
         data_as_of=user_features.data_as_of,

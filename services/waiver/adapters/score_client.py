@@ -44,6 +44,6 @@ def score_view(score: score_service_pb2.Score) -> ScoreView:
         )
         for reason in score.reasons
     )
-    if score.thin_file:
+    if score.thin_file or not score.HasField("probability_of_default"):
         return ScoreView(None, None, reasons_given, score.model_version)
     return ScoreView(score.score, score.probability_of_default, reasons_given, score.model_version)

@@ -150,12 +150,15 @@ class Score(_message.Message):
     score: _builtins.int
     """The score, 350 to 950; 0 when thin_file is set."""
     probability_of_default: _builtins.float
-    """The model's probability of default, 0 to 1; 0 when thin_file is set."""
+    """The model's probability of default, 0 to 1. Unset when thin_file is set: a thin file has
+    no probability of default (which is not the same as a probability of 0), so a client reads
+    it only when present.
+    """
     model_version: _builtins.str
     """The version of the model that produced the score."""
     thin_file: _builtins.bool
-    """True when the user has too little history for a score; score, probability_of_default and
-    reasons are then empty.
+    """True when the user has too little history for a score; score is then 0, and
+    probability_of_default and reasons are unset.
     """
     thin_file_reason: Global___ThinFileReason.ValueType
     """Why the file is thin; unspecified when thin_file is false."""
@@ -185,7 +188,7 @@ class Score(_message.Message):
         *,
         user_id: _builtins.str = ...,
         score: _builtins.int = ...,
-        probability_of_default: _builtins.float = ...,
+        probability_of_default: _builtins.float | None = ...,
         reasons: _abc.Iterable[Global___Reason] | None = ...,
         model_version: _builtins.str = ...,
         data_as_of_time: _timestamp_pb2.Timestamp | None = ...,
@@ -194,11 +197,13 @@ class Score(_message.Message):
         sesame_obligation_count: _builtins.int = ...,
         partner_statement_count: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data_as_of_time", b"data_as_of_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_probability_of_default", b"_probability_of_default", "data_as_of_time", b"data_as_of_time", "probability_of_default", b"probability_of_default"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_as_of_time", b"data_as_of_time", "model_version", b"model_version", "partner_statement_count", b"partner_statement_count", "probability_of_default", b"probability_of_default", "reasons", b"reasons", "score", b"score", "sesame_obligation_count", b"sesame_obligation_count", "thin_file", b"thin_file", "thin_file_reason", b"thin_file_reason", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_probability_of_default", b"_probability_of_default", "data_as_of_time", b"data_as_of_time", "model_version", b"model_version", "partner_statement_count", b"partner_statement_count", "probability_of_default", b"probability_of_default", "reasons", b"reasons", "score", b"score", "sesame_obligation_count", b"sesame_obligation_count", "thin_file", b"thin_file", "thin_file_reason", b"thin_file_reason", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__probability_of_default: _TypeAlias = _typing.Literal["probability_of_default"]  # noqa: Y015
+    _WhichOneofArgType__probability_of_default: _TypeAlias = _typing.Literal["_probability_of_default", b"_probability_of_default"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__probability_of_default) -> _WhichOneofReturnType__probability_of_default | None: ...
 
 Global___Score: _TypeAlias = Score  # noqa: Y015
 
