@@ -76,6 +76,15 @@ def score_message(result: ScoreResult) -> pb.Score:
         thin_file_reason=_THIN_FILE_REASONS[result.thin_file_reason],
         sesame_obligation_count=result.sesame_obligation_count,
         partner_statement_count=result.partner_statement_count,
+        actions=[
+            pb.Action(
+                code=action.code,
+                description_en=action.description_en,
+                description_zh=action.description_zh,
+                score=action.score,
+            )
+            for action in result.actions
+        ],
     )
     if result.data_as_of is not None:
         message.data_as_of_time.CopyFrom(timestamp(result.data_as_of))

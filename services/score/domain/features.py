@@ -30,6 +30,18 @@ Payment ratios. The amount paid during month k pays (part of) the bill of month 
 card: `payment_ratio` of month k is paid(k) / billed(k+1), capped at `PAYMENT_RATIO_CAP`; when
 nothing was owed (billed(k+1) <= 0) it is 1: nothing was left unpaid.
 
+Monotone where a person can act. With everything else held, paying more never lowers a score,
+a late month never raises it and a larger credit line never lowers it: every feature moves one
+way under each of these (a payment raises the payment ratios and lowers the balances after it,
+a line raised lowers every share of it, a late month raises the lateness features), and every
+feature carries a LightGBM monotone constraint in that direction. Features that could move
+either way (a balance's six-month change, new purchases or payments as shares of the line) are
+not features: what was paid counts as an amount; a credit balance (negative) counts as 0 in the
+utilisation.
+
+Ranges. Each feature declares the values a history the ledger can hold gives it (`low`, `high`,
+`whole`); a row sent for scoring with any other value is refused.
+
 Amounts are minor units of the reporting currency (the model was trained on New Taiwan dollar
 cents; see the model card).
 """
@@ -174,7 +186,9 @@ def _months_since_late(window: Window) -> float:
 
 
 def _utilisations(window: Window) -> list[float]:
-    return [window.line_ratio(month.balance_minor) for month in window.months]
+    # A credit balance (negative) uses none of the line: it counts as 0, so that a lower balance
+    # or a larger line never gives a larger share.
+    return [window.line_ratio(max(month.balance_minor, 0)) for month in window.months]
 
 
 def _payment_ratios(window: Window) -> list[float]:
@@ -199,11 +213,17 @@ def _months_paid_nothing(window: Window) -> float:
     )
 
 
-def _new_spending_ratio(window: Window) -> float:
-    # What was charged in the newest month: its balance minus what was left of the previous one.
-    newest, previous = window.months[0], window.months[1]
-    carried_minor = previous.balance_minor - newest.amount_paid_minor
-    return window.line_ratio(newest.balance_minor - carried_minor)
+def _partner_paid(window: Window, months: int) -> float:
+    # What was paid on the partner's statements of the newest `months` months, a month's mean
+    # (Sesame's obligations are not drawn on the line): more paid never raises the risk, and
+    # the line does not change it.
+    if window.credit_line_minor is None or window.credit_line_minor <= 0:
+        return MISSING
+    return sum(month.amount_paid_minor for month in window.months[:months]) / months
+
+
+def _partner_payments_mean(window: Window) -> float:
+    return _partner_paid(window, months=WINDOW_MONTHS)
 
 
 def _credit_line(window: Window) -> float:
@@ -270,10 +290,11 @@ FEATURES: tuple[Feature, ...] = (
         high=WINDOW_MONTHS,
         whole=True,
     ),
-    # The credit line and how much of it is used. Utilisation is left free: in the data both
-    # ends carry risk (a line barely used as well as one used to the limit), and the reasons
-    # tell the two apart.
-    # A larger line, granted by a lender who watched the account, never raises the risk.
+    # The credit line and how much of it is used. A larger line, granted by a lender who watched
+    # the account, never raises the risk; a larger share of it used never lowers the risk. So
+    # paying a balance down, or a line raised, never lowers a score. (In the data a line barely
+    # used carries risk too; the model is not allowed to learn it, because the only way a person
+    # could act on it is to borrow more.)
     Feature(
         "credit_line",
         "The credit line, in minor units (missing when none was reported).",
@@ -286,10 +307,10 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         "utilisation_latest",
-        "The newest statement's balance as a share of the credit line.",
+        "The newest statement's balance as a share of the credit line (a credit balance: 0).",
         lambda window: _utilisations(window)[0],
-        0,
-        low=-AMOUNT_MAX,
+        1,
+        low=0,
         high=AMOUNT_MAX,
         reads_credit_line=True,
     ),
@@ -297,8 +318,8 @@ FEATURES: tuple[Feature, ...] = (
         "utilisation_mean",
         "The window's average balance as a share of the credit line.",
         lambda window: sum(_utilisations(window)) / WINDOW_MONTHS,
-        0,
-        low=-AMOUNT_MAX,
+        1,
+        low=0,
         high=AMOUNT_MAX,
         reads_credit_line=True,
     ),
@@ -306,27 +327,9 @@ FEATURES: tuple[Feature, ...] = (
         "utilisation_max",
         "The window's highest balance as a share of the credit line.",
         lambda window: max(_utilisations(window)),
-        0,
-        low=-AMOUNT_MAX,
+        1,
+        low=0,
         high=AMOUNT_MAX,
-        reads_credit_line=True,
-    ),
-    Feature(
-        "utilisation_change",
-        "Newest minus oldest balance of the window, as a share of the credit line (the trend).",
-        lambda window: _utilisations(window)[0] - _utilisations(window)[-1],
-        0,
-        low=-2 * AMOUNT_MAX,
-        high=2 * AMOUNT_MAX,
-        reads_credit_line=True,
-    ),
-    Feature(
-        "new_spending_latest",
-        "What was charged in the newest month, as a share of the credit line.",
-        _new_spending_ratio,
-        0,
-        low=-2 * AMOUNT_MAX,
-        high=3 * AMOUNT_MAX,
         reads_credit_line=True,
     ),
     # Payments, of partner statements and Sesame obligations alike.
@@ -363,6 +366,36 @@ FEATURES: tuple[Feature, ...] = (
         high=PAYMENT_RATIO_CAP,
     ),
     Feature(
+        "months_paid_in_full",
+        "Months of the window whose payment covered the previous month's bill (or nothing was "
+        "owed): payment ratios of 1.",
+        lambda window: float(sum(1 for ratio in _payment_ratios(window) if ratio >= 1.0)),
+        -1,
+        low=0,
+        high=PAYMENT_PAIRS,
+        whole=True,
+    ),
+    Feature(
+        "partner_payment_latest",
+        "What was paid to the lending partner in the newest month, in minor units (missing "
+        "without a credit line).",
+        lambda window: _partner_paid(window, months=1),
+        -1,
+        low=0,
+        high=AMOUNT_MAX,
+        reads_credit_line=True,
+    ),
+    Feature(
+        "partner_payments_mean",
+        "The window's average monthly payment to the lending partner, in minor units (missing "
+        "without a credit line).",
+        _partner_payments_mean,
+        -1,
+        low=0,
+        high=AMOUNT_MAX,
+        reads_credit_line=True,
+    ),
+    Feature(
         "months_paid_nothing",
         "Months of the window in which nothing was paid although a bill was owed.",
         _months_paid_nothing,
@@ -370,18 +403,6 @@ FEATURES: tuple[Feature, ...] = (
         low=0,
         high=PAYMENT_PAIRS,
         whole=True,
-    ),
-    Feature(
-        "payments_to_line",
-        "The window's average monthly payment as a share of the credit line.",
-        lambda window: (
-            window.line_ratio(sum(month.amount_paid_minor for month in window.months))
-            / WINDOW_MONTHS
-        ),
-        0,
-        low=0,
-        high=AMOUNT_MAX,
-        reads_credit_line=True,
     ),
 )
 

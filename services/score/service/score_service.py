@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from services.common.errors import SesameError
 from services.common.validation import VIOLATIONS_REPORTED_MAX, Violations, id_problem
 from services.score.domain import error_reasons, scoring
+from services.score.domain.actions import Action, OfferedAction, applicable_actions, offered_actions
 from services.score.domain.features import (
     FEATURE_COUNT,
     FEATURES,
@@ -31,6 +32,7 @@ from services.score.domain.history import CreditHistory
 from services.score.domain.reasons import Reason, principal_reasons
 from services.score.domain.scoring import score_from_log_odds
 from services.score.domain.thin_file import ThinFileReason, thin_file_reason_of_window
+from services.score.service.drift_watch import DriftWatch
 from services.score.service.feature_cache import FeatureCache
 from services.score.service.model_registry import ModelRegistry
 from services.score.service.ports import CreditHistorySource, Model
@@ -59,6 +61,8 @@ class UserFeatures:
     sesame_obligation_count: int = 0
     # Sesame's own record, for the reasons; None for a thin file.
     record: SesameRecord | None = None
+    # The actions that apply to the history, each with the features it would leave.
+    action_rows: tuple[tuple[Action, tuple[float, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class ScoreResult:
     # How many partner statements and Sesame obligations of the window the score rests on.
     partner_statement_count: int = 0
     sesame_obligation_count: int = 0
+    # What would help: the actions that raise this score, each with the score it reaches.
+    actions: tuple[OfferedAction, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,10 @@ class ScoreService:
         models: ModelRegistry,
         *,
         history_fetch_threads: int = HISTORY_FETCH_THREADS_DEFAULT,
+        drift: DriftWatch | None = None,
     ) -> None:
         self._histories = histories
+        self._drift = drift
         self._cache = cache
         self._models = models
         self._fetch_pool = ThreadPoolExecutor(
@@ -200,14 +208,16 @@ class ScoreService:
         if cached is not None:
             if cached.scored_by == model.loaded_at:
                 return cached.score
-            return _score_user(model, user_id, cached.features)  # the model was swapped
+            return score_user(model, user_id, cached.features)  # the model was swapped
         epoch = self._cache.epoch()
         read = self._histories.get_credit_history(user_id, as_of)
-        features = _user_features(read.history, read.data_as_of)
-        score = _score_user(model, user_id, features)
+        features = user_features_of(read.history, read.data_as_of)
+        score = score_user(model, user_id, features)
         shadow = self._models.shadow
         if shadow is not None and features.features is not None:
             shadow.offer(features.features, score.score)
+        if self._drift is not None and features.features is not None:
+            self._drift.observe(model, features.features, score.score)
         cached = CachedUser(features, score, model.loaded_at)
         self._cache.put(key, cached, read.last_global_sequence, epoch)
         return score
@@ -321,7 +331,9 @@ def scores_from_log_odds(log_odds: NDArray[np.float64]) -> NDArray[np.int64]:
     return np.clip(np.floor(unclamped + 0.5), scoring.SCORE_MIN, scoring.SCORE_MAX).astype(np.int64)
 
 
-def _user_features(history: CreditHistory, data_as_of: datetime | None) -> UserFeatures:
+def user_features_of(history: CreditHistory, data_as_of: datetime | None) -> UserFeatures:
+    """What scoring needs of a history just read: its features (none for a thin file), what
+    they rest on, Sesame's record and the feature rows the applicable actions would leave."""
     window = feature_window(history)
     reason = thin_file_reason_of_window(history, window)
     scored = reason is None
@@ -332,13 +344,22 @@ def _user_features(history: CreditHistory, data_as_of: datetime | None) -> UserF
         partner_statement_count=window.statement_count,
         sesame_obligation_count=len(window.obligations),
         record=sesame_record(history, window) if scored else None,
+        action_rows=tuple(
+            (action, features_of_window(after)) for action, after in applicable_actions(window)
+        )
+        if scored
+        else (),
     )
 
 
-def _score_user(model: Model, user_id: str, user_features: UserFeatures) -> ScoreResult:
+def score_user(model: Model, user_id: str, user_features: UserFeatures) -> ScoreResult:
+    """The user's score and reasons, and each applicable action checked by the same model in
+    the same run: the user's row and the rows the actions would leave, scored together."""
     if user_features.features is None:
         return _thin_file_result(user_id, user_features, model.version)
-    outputs = model.score_rows(_matrix([user_features.features]))
+    action_rows = user_features.action_rows
+    outputs = model.score_rows(_matrix([user_features.features, *(row for _, row in action_rows)]))
+    action_scores = scores_from_log_odds(outputs.log_odds_of_default[1:]).tolist()
     return _scored_result(
         user_id,
         user_features,
@@ -346,6 +367,10 @@ def _score_user(model: Model, user_id: str, user_features: UserFeatures) -> Scor
         float(outputs.log_odds_of_default[0]),
         outputs.contributions[0],
         model.version,
+        [
+            (action, reached)
+            for (action, _), reached in zip(action_rows, action_scores, strict=True)
+        ],
     )
 
 
@@ -370,12 +395,14 @@ def _scored_result(
     log_odds_of_default: float,
     contributions: NDArray[np.float64],
     version: str,
+    checked_actions: Sequence[tuple[Action, int]],
 ) -> ScoreResult:
     assert math.isfinite(log_odds_of_default)
     assert user_features.features is not None
+    score = score_from_log_odds(log_odds_of_default)
     return ScoreResult(
         user_id=user_id,
-        score=score_from_log_odds(log_odds_of_default),
+        score=score,
         probability_of_default=probability_of_default,
         reasons=principal_reasons(
             user_features.features, contributions.tolist(), user_features.record
@@ -385,4 +412,5 @@ def _scored_result(
         thin_file_reason=None,
         partner_statement_count=user_features.partner_statement_count,
         sesame_obligation_count=user_features.sesame_obligation_count,
+        actions=offered_actions(score, checked_actions),
     )

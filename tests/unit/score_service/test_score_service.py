@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from services.common.errors import InvalidArgument, Unavailable
-from services.score.adapters.model_files import MODELS_ROOT
+from services.score.adapters.model_files import MODELS_ROOT, newest_model_directory
 from services.score.adapters.onnx_model import OnnxModelLoader
 from services.score.domain import error_reasons, scoring
 from services.score.domain.features import (
@@ -290,7 +290,7 @@ def test_a_cached_user_is_scored_by_the_model_serving_now(
     ledger: FakeLedger, tmp_path: Path
 ) -> None:
     for version in ("1.0.0", "1.0.1"):
-        shutil.copytree(MODELS_ROOT / "1.0.0", tmp_path / version)
+        shutil.copytree(newest_model_directory(MODELS_ROOT), tmp_path / version)
     models = models_from(tmp_path)
     models.load_initial("1.0.0")
     service = ScoreService(ledger, FeatureCache[CachedUser](), models)
