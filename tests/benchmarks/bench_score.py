@@ -78,7 +78,6 @@ from services.datasets import taiwan  # noqa: E402
 from services.datasets.replayer import replay_csv  # noqa: E402
 from services.score.adapters.model_files import newest_model_directory  # noqa: E402
 from services.score.adapters.onnx_model import OnnxModelLoader  # noqa: E402
-from services.score.domain.features import FEATURE_COUNT  # noqa: E402
 from services.score.service import score_service  # noqa: E402
 from services.score.settings import ScoreSettings  # noqa: E402
 from services.score.training.dataset import TRAINING_DATA, history_for_row  # noqa: E402
@@ -91,6 +90,7 @@ from tests.benchmarks.loadgen import (  # noqa: E402
     OperationOutcome,
     run_load,
 )
+from tests.support.feature_rows import valid_rows  # noqa: E402
 
 HOST = "127.0.0.1"
 SCORE_SERVICE = "sesame.score.v1.ScoreService"
@@ -159,9 +159,10 @@ async def batch_get_scores(context: OperationContext) -> Operation:
 
 
 async def score_feature_batch(context: OperationContext) -> Operation:
-    """One ScoreFeatures call of BATCH_ROWS random rows; a unit is a row."""
+    """One ScoreFeatures call of BATCH_ROWS random rows, each value within its feature's range;
+    a unit is a row."""
     stub = score_service_pb2_grpc.ScoreServiceStub(context.channel)
-    rows = np.random.default_rng(context.slot_index).uniform(0, 2, (BATCH_ROWS, FEATURE_COUNT))
+    rows = valid_rows(np.random.default_rng(context.slot_index), BATCH_ROWS)
     request = score_service_pb2.ScoreFeaturesRequest(feature_values=rows.ravel().tolist())
 
     async def operation() -> OperationOutcome:

@@ -137,7 +137,13 @@ def _train_booster_text(model_card_path: Path) -> str:
     if config.sha256() != card["training"]["config_sha256"]:
         raise RuntimeError("the model card's training configuration does not hash as recorded")
     data = dataset.load_labelled_features(TRAINING_DATA)
-    booster = train.train_final(data, config, card["training"]["boosting_rounds"])
+    withheld = train.withheld_rows(len(data.labels), config)
+    booster = train.train_final(
+        train.training_features(data, withheld),
+        data.labels,
+        config,
+        card["training"]["boosting_rounds"],
+    )
     text: str = booster.model_to_string()
     return text
 
