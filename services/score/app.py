@@ -29,11 +29,13 @@ from services.common.runtime import (
 )
 from services.common.settings import SettingsError, load_settings
 from services.common.workers import SharedText, run_workers, worker_count
+from services.score.adapters.drift_metrics import PrometheusDriftRecorder
 from services.score.adapters.ledger_client import LedgerClient
 from services.score.adapters.onnx_model import OnnxModelLoader
 from services.score.adapters.shadow_metrics import PrometheusShadowRecorder
 from services.score.api.servicer import SERVICE_NAME, ScoreServicer
 from services.score.service.cache_invalidation import CacheInvalidator
+from services.score.service.drift_watch import DriftWatch
 from services.score.service.feature_cache import FeatureCache
 from services.score.service.model_registry import ModelRegistry
 from services.score.service.model_sync import ModelFollower
@@ -132,8 +134,9 @@ def build_score(settings: ScoreSettings, model_choice: ModelChoice | None = None
         settings.cache_max_entries, settings.cache_max_age_s
     )
     models = ModelRegistry(OnnxModelLoader(settings.models_directory), model_choice=model_choice)
+    drift = DriftWatch(PrometheusDriftRecorder(), window_rows=settings.drift_window_rows)
     scores = ScoreService(
-        ledger, cache, models, history_fetch_threads=settings.history_fetch_threads
+        ledger, cache, models, history_fetch_threads=settings.history_fetch_threads, drift=drift
     )
     servicer = ScoreServicer(scores, models)
     registration = ServiceRegistration(

@@ -31,6 +31,9 @@ class ScoreSettings(ServerSettings):
     cache_max_entries: int = 100_000
     cache_max_age_s: float = 60.0
     history_fetch_threads: int = 16
+    # Drift: how many of the last scored users the population stability indices rest on (see
+    # service/drift_watch.py; Prometheus metrics sesame_score_feature_psi, sesame_score_psi).
+    drift_window_rows: int = 5_000
     # Worker processes sharing the port: N, or 0 for one per CPU of the container's quota
     # (see services/common/workers.py). Scoring is CPU-bound and Python uses one core per
     # process, so this is how the service uses more than one core.
@@ -59,7 +62,7 @@ class ScoreSettings(ServerSettings):
             raise ValueError("must not be negative (0 means one per CPU of the quota)")
         return workers
 
-    @field_validator("history_fetch_threads")
+    @field_validator("history_fetch_threads", "drift_window_rows")
     @classmethod
     def _threads_are_positive(cls, threads: int) -> int:
         if threads <= 0:

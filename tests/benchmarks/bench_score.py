@@ -25,14 +25,22 @@ connection per slot (so that worker processes sharing a port all get work), in o
    the load generator on this machine); MLServer; the echo on either runtime. Ratios are taken
    within a round, so that drift in the machine's speed between rounds cancels, and every
    round figure printed is the median over the rounds.
-3. Once: BatchGetScores of all USERS users per call and ScoreFeatures of BATCH_ROWS rows per
+3. Once, in this process: what the advice costs. Each of the USERS histories is scored as the
+   score service scores a history it has just read (reasons and every applicable action checked
+   by the model in the same run) and without its actions, alternately, ADVICE_REPEATS times;
+   `advice_cost_us` is the median extra time per score, `score_with_advice_us` and
+   `score_without_advice_us` the medians, and `advice_share_of_p99_target` the extra time as a
+   share of the 5 ms p99 target (a warm GetScore answers from the cache, where the checked
+   actions are kept with the score, so only a score computed afresh pays it).
+4. Once: BatchGetScores of all USERS users per call and ScoreFeatures of BATCH_ROWS rows per
    call (what-if, offline batch), in rows per second per server process; then cold GetScore,
    a score server with its cache off so that every call reads the ledger.
 
 The machine may be small, shared and noisy, so what counts are the ratios between figures of
 the same run: `getscore_vs_echo` (target >= 0.85), `getscore_vs_mlserver` (>= 2),
 `getscore_p99_ms_half_load` (<= 5 ms) and `batch_rows_per_s` (ScoreFeatures rows per second
-per server process, >= 100,000). The last lines printed are `RESULT <name> <value>`. Exit
+per server process, >= 100,000), and `advice_share_of_p99_target` (<= 0.2). The last lines
+printed are `RESULT <name> <value>`. Exit
 status 1 when a figure is not valid (any failed call, or nothing measured).
 
     python -m tests.benchmarks.bench_score [--duration-s 6] [--rounds 3] [--workers N]
@@ -41,12 +49,14 @@ status 1 when a figure is not valid (any failed call, or nothing measured).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import itertools
 import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -67,9 +77,10 @@ from services.common.workers import worker_count  # noqa: E402
 from services.datasets import taiwan  # noqa: E402
 from services.datasets.replayer import replay_csv  # noqa: E402
 from services.score.adapters.model_files import newest_model_directory  # noqa: E402
-from services.score.domain.features import FEATURE_COUNT  # noqa: E402
+from services.score.adapters.onnx_model import OnnxModelLoader  # noqa: E402
+from services.score.service import score_service  # noqa: E402
 from services.score.settings import ScoreSettings  # noqa: E402
-from services.score.training.dataset import TRAINING_DATA  # noqa: E402
+from services.score.training.dataset import TRAINING_DATA, history_for_row  # noqa: E402
 from services.suite.launch import free_port, stop_all, wait_until_serving  # noqa: E402
 from tests.benchmarks import echo_servers, mlserver_peer  # noqa: E402
 from tests.benchmarks.loadgen import (  # noqa: E402
@@ -79,6 +90,7 @@ from tests.benchmarks.loadgen import (  # noqa: E402
     OperationOutcome,
     run_load,
 )
+from tests.support.feature_rows import valid_rows  # noqa: E402
 
 HOST = "127.0.0.1"
 SCORE_SERVICE = "sesame.score.v1.ScoreService"
@@ -91,6 +103,8 @@ BATCH_ROWS = 1000
 # Long enough that no cached history expires while the warm server is measured.
 WARM_CACHE_MAX_AGE_S = 3600
 WARMUP_S_MAX = 3.0
+ADVICE_REPEATS = 5
+P99_TARGET_MS = 5.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,9 +159,10 @@ async def batch_get_scores(context: OperationContext) -> Operation:
 
 
 async def score_feature_batch(context: OperationContext) -> Operation:
-    """One ScoreFeatures call of BATCH_ROWS random rows; a unit is a row."""
+    """One ScoreFeatures call of BATCH_ROWS random rows, each value within its feature's range;
+    a unit is a row."""
     stub = score_service_pb2_grpc.ScoreServiceStub(context.channel)
-    rows = np.random.default_rng(context.slot_index).uniform(0, 2, (BATCH_ROWS, FEATURE_COUNT))
+    rows = valid_rows(np.random.default_rng(context.slot_index), BATCH_ROWS)
     request = score_service_pb2.ScoreFeaturesRequest(feature_values=rows.ravel().tolist())
 
     async def operation() -> OperationOutcome:
@@ -469,6 +484,7 @@ def main() -> int:
     shape = LoadShape(client_processes=arguments.client_processes, duration_s=arguments.duration_s)
     environment = {**_quiet_environment(), "SESAME_SCORE_WORKERS": str(workers)}
     user_ids = _users()
+    advice = measure_advice_cost()
     peer = prepare_mlserver()
     with tempfile.TemporaryDirectory(prefix="sesame-bench-score-") as directory:
         rounds, batch, features, cold = measure_score_service(
@@ -478,6 +494,7 @@ def main() -> int:
     print(f"RESULT score_workers {workers}")
     _print_round_results(rounds)
     _print_batch_results(batch, features, cold, workers)
+    _print_advice_results(advice)
     measured = [batch, features, cold]
     measured += [result for measured_round in rounds for result in measured_round.results()]
     return 0 if all(result.valid for result in measured) else 1
@@ -557,6 +574,39 @@ def _print_batch_results(
     print(f"RESULT cold_get_score_p99_ms {cold.latency_ms(0.99):.2f}")
     print(f"RESULT batch_get_scores_rows_per_s {batch.units_per_s / workers:.0f}")
     print(f"RESULT batch_rows_per_s {features.units_per_s / workers:.0f}")
+
+
+def measure_advice_cost() -> dict[str, float]:
+    """Scoring a freshly read history with its actions checked against without, in this
+    process, alternately (see the module docstring, step 3)."""
+    loader = OnnxModelLoader(newest_model_directory().parent)
+    model = loader.load(newest_model_directory().name)
+    histories = [
+        history_for_row(row) for row in itertools.islice(taiwan.read_rows(TRAINING_DATA), USERS)
+    ]
+    with_actions = [score_service.user_features_of(history, None) for history in histories]
+    scored = [features for features in with_actions if features.features is not None]
+    without_actions = [dataclasses.replace(features, action_rows=()) for features in scored]
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    for _ in range(ADVICE_REPEATS):
+        for name, users in (("with", scored), ("without", without_actions)):
+            started = time.perf_counter()
+            for features in users:
+                score_service.score_user(model, "bench", features)
+            times[name].append((time.perf_counter() - started) / len(users) * 1e6)
+    with_us, without_us = _median(times["with"]), _median(times["without"])
+    return {
+        "score_with_advice_us": with_us,
+        "score_without_advice_us": without_us,
+        "advice_cost_us": with_us - without_us,
+        "advice_share_of_p99_target": (with_us - without_us) / (P99_TARGET_MS * 1000),
+        "actions_checked_per_score": sum(len(f.action_rows) for f in scored) / len(scored),
+    }
+
+
+def _print_advice_results(advice: dict[str, float]) -> None:
+    for name, value in advice.items():
+        print(f"RESULT {name} {value:.3f}")
 
 
 if __name__ == "__main__":

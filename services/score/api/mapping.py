@@ -21,6 +21,12 @@ from services.score.domain.thin_file import ThinFileReason
 from services.score.service.ports import Model
 from services.score.service.score_service import RowScores, ScoreResult, UserScoreResult
 
+# The range google.protobuf.Timestamp defines: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z,
+# and nanos within one second.
+TIMESTAMP_SECONDS_MIN = -62_135_596_800
+TIMESTAMP_SECONDS_MAX = 253_402_300_799
+NANOS_MAX = 999_999_999
+
 _THIN_FILE_REASONS = {
     None: pb.THIN_FILE_REASON_UNSPECIFIED,
     ThinFileReason.NO_HISTORY: pb.THIN_FILE_REASON_NO_HISTORY,
@@ -39,16 +45,20 @@ def as_of_time(
     a Timestamp allows (None when there is nothing to say)."""
     if not request.HasField("as_of_time"):
         return None, None
-    try:
-        return request.as_of_time.ToDatetime(tzinfo=UTC), None
-    except ValueError:  # protobuf's own range check: seconds and nanos within the contract
-        violations = Violations()
-        violations.add(
-            "as_of_time",
-            error_reasons.TIMESTAMP_INVALID,
-            "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z",
-        )
-        return None, violations
+    moment = request.as_of_time
+    if (
+        TIMESTAMP_SECONDS_MIN <= moment.seconds <= TIMESTAMP_SECONDS_MAX
+        and 0 <= moment.nanos <= NANOS_MAX
+    ):
+        return moment.ToDatetime(tzinfo=UTC), None
+    violations = Violations()
+    violations.add(
+        "as_of_time",
+        error_reasons.TIMESTAMP_INVALID,
+        "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z, "
+        "with nanos from 0 to 999999999",
+    )
+    return None, violations
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,13 +69,22 @@ def score_message(result: ScoreResult) -> pb.Score:
     message = pb.Score(
         user_id=result.user_id,
         score=result.score,
-        probability_of_default=result.probability_of_default,
+        probability_of_default=result.probability_of_default,  # None (unset) for a thin file
         reasons=[reason_message(reason) for reason in result.reasons],
         model_version=result.model_version,
         thin_file=result.thin_file_reason is not None,
         thin_file_reason=_THIN_FILE_REASONS[result.thin_file_reason],
         sesame_obligation_count=result.sesame_obligation_count,
         partner_statement_count=result.partner_statement_count,
+        actions=[
+            pb.Action(
+                code=action.code,
+                description_en=action.description_en,
+                description_zh=action.description_zh,
+                score=action.score,
+            )
+            for action in result.actions
+        ],
     )
     if result.data_as_of is not None:
         message.data_as_of_time.CopyFrom(timestamp(result.data_as_of))

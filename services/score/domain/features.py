@@ -30,6 +30,18 @@ Payment ratios. The amount paid during month k pays (part of) the bill of month 
 card: `payment_ratio` of month k is paid(k) / billed(k+1), capped at `PAYMENT_RATIO_CAP`; when
 nothing was owed (billed(k+1) <= 0) it is 1: nothing was left unpaid.
 
+Monotone where a person can act. With everything else held, paying more never lowers a score,
+a late month never raises it and a larger credit line never lowers it: every feature moves one
+way under each of these (a payment raises the payment ratios and lowers the balances after it,
+a line raised lowers every share of it, a late month raises the lateness features), and every
+feature carries a LightGBM monotone constraint in that direction. Features that could move
+either way (a balance's six-month change, new purchases or payments as shares of the line) are
+not features: what was paid counts as an amount; a credit balance (negative) counts as 0 in the
+utilisation.
+
+Ranges. Each feature declares the values a history the ledger can hold gives it (`low`, `high`,
+`whole`); a row sent for scoring with any other value is refused.
+
 Amounts are minor units of the reporting currency (the model was trained on New Taiwan dollar
 cents; see the model card).
 """
@@ -42,6 +54,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from services.common.money import MAX_AMOUNT_MINOR
 from services.score.domain.fulfilment import (
     CountedObligation,
     SesameRecord,
@@ -49,6 +62,7 @@ from services.score.domain.fulfilment import (
     due_month,
 )
 from services.score.domain.history import (
+    MONTHS_LATE_MAX,
     CreditHistory,
     MonthPeriod,
     RepaymentStatus,
@@ -61,6 +75,10 @@ PAYMENT_PAIRS = WINDOW_MONTHS - 1
 PAYMENT_RATIO_CAP = 1.0
 # What a feature read against the credit line is when there is no line: missing.
 MISSING = math.nan
+# The ledger's bound on any amount (minor units): every amount lies strictly between -AMOUNT_MAX
+# and AMOUNT_MAX, and a credit line is at least one minor unit, so no share of the line exceeds
+# it either.
+AMOUNT_MAX = float(MAX_AMOUNT_MINOR)
 
 # +1: a larger value never lowers the probability of default; -1: never raises it; 0: free.
 Monotonicity = Literal[-1, 0, 1]
@@ -131,8 +149,29 @@ class Feature:
     compute: Callable[[Window], float]
     # Enforced in training as a LightGBM monotone constraint.
     monotonicity: Monotonicity
+    # The values a history can give the feature (both ends included): what `compute` returns
+    # for any history the ledger can hold, and so what a row sent for scoring may carry.
+    low: float = -math.inf
+    high: float = math.inf
+    # Whether every value is a whole number (a count of months or statements).
+    whole: bool = False
     # Read against the credit line, so missing (NaN) when there is none.
     reads_credit_line: bool = False
+
+    def range_text(self) -> str:
+        """The feature's values in words, for an error naming a value outside them."""
+        kind = "a whole number" if self.whole else "a number"
+        return f"{kind} from {_bound_text(self.low)} to {_bound_text(self.high)}"
+
+    def holds(self, value: float) -> bool:
+        """Whether `value` is one the feature can take (NaN only when it may be missing)."""
+        if math.isnan(value):
+            return self.reads_credit_line
+        return self.low <= value <= self.high and (not self.whole or value == math.floor(value))
+
+
+def _bound_text(bound: float) -> str:
+    return f"{bound:g}" if bound != int(bound) or abs(bound) >= 1e6 else str(int(bound))
 
 
 def _late(window: Window) -> list[int]:
@@ -147,7 +186,9 @@ def _months_since_late(window: Window) -> float:
 
 
 def _utilisations(window: Window) -> list[float]:
-    return [window.line_ratio(month.balance_minor) for month in window.months]
+    # A credit balance (negative) uses none of the line: it counts as 0, so that a lower balance
+    # or a larger line never gives a larger share.
+    return [window.line_ratio(max(month.balance_minor, 0)) for month in window.months]
 
 
 def _payment_ratios(window: Window) -> list[float]:
@@ -172,11 +213,17 @@ def _months_paid_nothing(window: Window) -> float:
     )
 
 
-def _new_spending_ratio(window: Window) -> float:
-    # What was charged in the newest month: its balance minus what was left of the previous one.
-    newest, previous = window.months[0], window.months[1]
-    carried_minor = previous.balance_minor - newest.amount_paid_minor
-    return window.line_ratio(newest.balance_minor - carried_minor)
+def _partner_paid(window: Window, months: int) -> float:
+    # What was paid on the partner's statements of the newest `months` months, a month's mean
+    # (Sesame's obligations are not drawn on the line): more paid never raises the risk, and
+    # the line does not change it.
+    if window.credit_line_minor is None or window.credit_line_minor <= 0:
+        return MISSING
+    return sum(month.amount_paid_minor for month in window.months[:months]) / months
+
+
+def _partner_payments_mean(window: Window) -> float:
+    return _partner_paid(window, months=WINDOW_MONTHS)
 
 
 def _credit_line(window: Window) -> float:
@@ -194,81 +241,95 @@ FEATURES: tuple[Feature, ...] = (
         "Months late on the newest statement (0 when it was not late).",
         lambda window: float(_late(window)[0]),
         1,
+        low=0,
+        high=MONTHS_LATE_MAX,
+        whole=True,
     ),
     Feature(
         "months_late_previous",
         "Months late on the statement before the newest (0 when it was not late).",
         lambda window: float(_late(window)[1]),
         1,
+        low=0,
+        high=MONTHS_LATE_MAX,
+        whole=True,
     ),
     Feature(
         "months_late_worst",
         "The most months late on any statement of the six-month window.",
         lambda window: float(max(_late(window))),
         1,
+        low=0,
+        high=MONTHS_LATE_MAX,
+        whole=True,
     ),
     Feature(
         "months_late_total",
         "Months late added up over the window (two statements two months late count 4).",
         lambda window: float(sum(_late(window))),
         1,
+        low=0,
+        high=MONTHS_LATE_MAX * WINDOW_MONTHS,
+        whole=True,
     ),
     Feature(
         "late_statement_count",
         "How many statements of the window were paid late.",
         lambda window: float(sum(1 for months_late in _late(window) if months_late > 0)),
         1,
+        low=0,
+        high=WINDOW_MONTHS,
+        whole=True,
     ),
     Feature(
         "months_since_late",
         "Statements since the newest late one (0: the newest was late; 6: none in the window).",
         _months_since_late,
         -1,
+        low=0,
+        high=WINDOW_MONTHS,
+        whole=True,
     ),
-    # The credit line and how much of it is used. Utilisation is left free: in the data both
-    # ends carry risk (a line barely used as well as one used to the limit), and the reasons
-    # tell the two apart.
-    # A larger line, granted by a lender who watched the account, never raises the risk.
+    # The credit line and how much of it is used. A larger line, granted by a lender who watched
+    # the account, never raises the risk; a larger share of it used never lowers the risk. So
+    # paying a balance down, or a line raised, never lowers a score. (In the data a line barely
+    # used carries risk too; the model is not allowed to learn it, because the only way a person
+    # could act on it is to borrow more.)
     Feature(
         "credit_line",
         "The credit line, in minor units (missing when none was reported).",
         _credit_line,
         -1,
+        low=1,
+        high=AMOUNT_MAX,
+        whole=True,
         reads_credit_line=True,
     ),
     Feature(
         "utilisation_latest",
-        "The newest statement's balance as a share of the credit line.",
+        "The newest statement's balance as a share of the credit line (a credit balance: 0).",
         lambda window: _utilisations(window)[0],
-        0,
+        1,
+        low=0,
+        high=AMOUNT_MAX,
         reads_credit_line=True,
     ),
     Feature(
         "utilisation_mean",
         "The window's average balance as a share of the credit line.",
         lambda window: sum(_utilisations(window)) / WINDOW_MONTHS,
-        0,
+        1,
+        low=0,
+        high=AMOUNT_MAX,
         reads_credit_line=True,
     ),
     Feature(
         "utilisation_max",
         "The window's highest balance as a share of the credit line.",
         lambda window: max(_utilisations(window)),
-        0,
-        reads_credit_line=True,
-    ),
-    Feature(
-        "utilisation_change",
-        "Newest minus oldest balance of the window, as a share of the credit line (the trend).",
-        lambda window: _utilisations(window)[0] - _utilisations(window)[-1],
-        0,
-        reads_credit_line=True,
-    ),
-    Feature(
-        "new_spending_latest",
-        "What was charged in the newest month, as a share of the credit line.",
-        _new_spending_ratio,
-        0,
+        1,
+        low=0,
+        high=AMOUNT_MAX,
         reads_credit_line=True,
     ),
     # Payments, of partner statements and Sesame obligations alike.
@@ -277,40 +338,71 @@ FEATURES: tuple[Feature, ...] = (
         "Share of the previous month's bill paid in the newest month (1 when nothing was owed).",
         lambda window: _payment_ratios(window)[0],
         -1,
+        low=0,
+        high=PAYMENT_RATIO_CAP,
     ),
     Feature(
         "payment_ratio_previous",
         "Share of the bill before that paid in the month before the newest.",
         lambda window: _payment_ratios(window)[1],
         -1,
+        low=0,
+        high=PAYMENT_RATIO_CAP,
     ),
     Feature(
         "payment_ratio_overall",
         "Everything paid over the window as a share of everything owed.",
         _overall_payment_ratio,
         -1,
+        low=0,
+        high=PAYMENT_RATIO_CAP,
     ),
     Feature(
         "payment_ratio_lowest",
         "The smallest monthly payment ratio of the window.",
         lambda window: min(_payment_ratios(window)),
         -1,
+        low=0,
+        high=PAYMENT_RATIO_CAP,
+    ),
+    Feature(
+        "months_paid_in_full",
+        "Months of the window whose payment covered the previous month's bill (or nothing was "
+        "owed): payment ratios of 1.",
+        lambda window: float(sum(1 for ratio in _payment_ratios(window) if ratio >= 1.0)),
+        -1,
+        low=0,
+        high=PAYMENT_PAIRS,
+        whole=True,
+    ),
+    Feature(
+        "partner_payment_latest",
+        "What was paid to the lending partner in the newest month, in minor units (missing "
+        "without a credit line).",
+        lambda window: _partner_paid(window, months=1),
+        -1,
+        low=0,
+        high=AMOUNT_MAX,
+        reads_credit_line=True,
+    ),
+    Feature(
+        "partner_payments_mean",
+        "The window's average monthly payment to the lending partner, in minor units (missing "
+        "without a credit line).",
+        _partner_payments_mean,
+        -1,
+        low=0,
+        high=AMOUNT_MAX,
+        reads_credit_line=True,
     ),
     Feature(
         "months_paid_nothing",
         "Months of the window in which nothing was paid although a bill was owed.",
         _months_paid_nothing,
         1,
-    ),
-    Feature(
-        "payments_to_line",
-        "The window's average monthly payment as a share of the credit line.",
-        lambda window: (
-            window.line_ratio(sum(month.amount_paid_minor for month in window.months))
-            / WINDOW_MONTHS
-        ),
-        0,
-        reads_credit_line=True,
+        low=0,
+        high=PAYMENT_PAIRS,
+        whole=True,
     ),
 )
 

@@ -15,11 +15,14 @@ The graph takes one input and gives four outputs, all float64, computed in one i
   1.1.0) routes it as the model learnt; any other feature reads it as 0, as LightGBM does.
 * `probability_of_default` [N, 1]: the logistic function of `log_odds_of_default`.
 * `log_odds_of_default` [N, 1]: the model's raw score, the sum of its trees' leaves.
-* `contributions` [N, FEATURE_COUNT]: each feature's share of the log-odds (positive raises the
-  probability of default, so lowers the score). Path attributions of each tree (Saabas): the
-  change in the node's expected value at every split on the feature along the row's path.
-* `bias` [N, 1]: the part of the log-odds no feature explains (the trees' root values); the same
-  for every row. `bias + sum(contributions) == log_odds_of_default` to within 1e-5 (in fact to
+* `contributions` [N, FEATURE_COUNT]: each feature's share of the log-odds, measured from a
+  reference profile (from model 1.2.0: the training rows scoring 600 or more, the model card's
+  `reasons.reference_point`; before, the trees' average output): positive raises the
+  probability of default above the reference's, so lowers the score. Path attributions of each
+  tree (Saabas): the change in the node's expected value at every split on the feature along
+  the row's path, minus the reference's.
+* `bias` [N, 1]: the part of the log-odds no feature explains, the reference's log-odds; the
+  same for every row. `bias + sum(contributions) == log_odds_of_default` to within 1e-5 (in fact to
   float32 rounding), so reasons always agree with the score.
 
 Versions are dotted numbers ("1.0.0"); the newest is the largest, compared number by number.

@@ -1,24 +1,26 @@
 # ruff: noqa: RUF001  (Chinese sentences use full-width punctuation, as they should)
 """Reasons: the principal factors that lowered a score, in English and Chinese, with advice.
 
-The model's graph gives every feature's exact contribution to the log-odds of default (see
-`model_contract`); a positive contribution raised the probability of default and so lowered the
-score. The reasons are the features with the largest positive contributions, at most four, most
-important first. A feature that lowered the risk is never named.
+The model's graph gives every feature's exact contribution to the log-odds of default, measured
+from a reference profile: the training histories that score 600 or more, the best band (see
+`model_contract`; the model card states the reference, whose log-odds scores 600 or more). A
+positive contribution moved the log-odds above the reference's, so it lowered the score below
+where that profile's feature would have put it. The reasons are the features with the largest
+positive contributions, at most four, most important first; a feature that raised the score is
+never named. The contributions add up to the row's log-odds minus the reference's, so every
+score below 600 has a positive contribution, and so at least one reason.
 
 Each sentence states the fact behind the feature with the person's own value ("Your most recent
-statement was paid 2 months late."), and each advice says what would help, concretely.
+statement was paid 2 months late."), and each advice says what would help, concretely. Every
+feature is monotone (see `features`), so a feature's contribution is positive because its value
+lies on the riskier side; every feature has a sentence for every value it can take. A value at
+the best end of its feature's range (no late payment, a balance paid in full) cannot itself be
+improved; when the tree paths still give it a positive share (per-path attributions, see the
+model card, spread the effect of the rest of the record over the features on the path) its
+sentence says so plainly rather than blame the value.
 
-A feature's contribution says that its value raised the risk, not which way the value would have
-to move; for the features the model is free to shape (utilisation, new purchases, payments
-against the line) both a line barely used and one used to the limit can raise it. So a feature
-has one or more templates, each for a range of values with its own sentence and advice ("little
-or no use of your credit line" below 5% of it, "uses 97% of your credit line" above), and the
-first template whose range holds the value explains it. A value no template covers is not
-offered as a reason, though it still counts in the score: a value that is not adverse in itself
-(no late payment, a balance paid in full) that carries a small positive contribution through a
-tree's path arithmetic, and two things Sesame never blames on anyone: paying a balance down and
-paying a lot.
+Numbers in sentences are bounded: counts come from features with small ranges, and a share of
+the credit line above 999% is said as "more than 999%".
 
 Sesame's own record. When Sesame's obligations are what made a feature's value riskier (the
 caller passes the `SesameRecord` of the history: the obligations the window counted and the
@@ -40,14 +42,13 @@ from services.score.domain.features import FEATURE_NAMES, WINDOW_MONTHS
 from services.score.domain.fulfilment import CountedObligation, Fulfilment, SesameRecord
 
 REASONS_MAX = 4
+# The largest numbers a sentence may carry: counts are months or statements of a six-month
+# window (a feature's range keeps them far below), and a share of the credit line above 999% is
+# said as "more than 999%".
+COUNT_SHOWN_MAX = 999
+PERCENT_SHOWN_MAX = 999
 # A contribution this small (0.007 score points) is arithmetic, not a reason.
 REASON_CONTRIBUTION_MIN = 1e-4
-# Shares of the credit line below which use, new purchases and payments count as "little": the
-# ranges where the trained model raises the risk for lack of activity rather than for debt (the
-# model card's "contributions_by_value" shows where that is).
-LITTLE_USE_SHARE = 0.05
-FEW_PURCHASES_SHARE = 0.02
-SMALL_PAYMENTS_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -100,33 +101,13 @@ def _inside_window(value: float) -> bool:
     return value < WINDOW_MONTHS
 
 
-def _little_use(value: float) -> bool:
-    return value < LITTLE_USE_SHARE
-
-
-def _not_little_use(value: float) -> bool:
-    return value >= LITTLE_USE_SHARE
-
-
-def _few_purchases(value: float) -> bool:
-    return value < FEW_PURCHASES_SHARE
-
-
-def _small_payments(value: float) -> bool:
-    return value < SMALL_PAYMENTS_SHARE
-
-
 _PAY_IN_FULL_EN = "Pay your statements in full for three months."
 _PAY_IN_FULL_ZH = "连续三个月全额还清账单。"
-_USE_AND_REPAY_EN = (
-    "Use your credit line for a few planned purchases each month and pay them in full."
-)
-_USE_AND_REPAY_ZH = "每月用授信额度做几笔计划内的消费，并按时全额还清。"
 _AUTOPAY_EN = "Set up automatic payment of at least the minimum due so no statement is late again."
 _AUTOPAY_ZH = "设置自动还款（至少还最低还款额），避免任何一期账单再次逾期。"
 
 # Each feature's templates, tried in order: the first whose `applies` holds explains the value;
-# when none does, the feature is not offered as a reason.
+# a value none applies to lies at the best end of its feature's range (`BEST_VALUE_FACTS`).
 CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
     "months_late_latest": (
         ReasonTemplate(
@@ -252,107 +233,54 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
     ),
     "utilisation_latest": (
         ReasonTemplate(
-            code="LITTLE_RECENT_USE",
-            message_en="Your most recent statement shows little or no use of your credit line.",
-            message_zh="您最近一期账单显示授信额度几乎没有使用。",
-            advice_en=_USE_AND_REPAY_EN,
-            advice_zh=_USE_AND_REPAY_ZH,
-            applies=_little_use,
-        ),
-        ReasonTemplate(
             code="HIGH_UTILISATION",
-            message_en="Your most recent balance uses {percent}% of your credit line.",
-            message_zh="您最近一期账单余额占授信额度的{percent}%。",
+            message_en="Your most recent balance uses {percent_text}% of your credit line.",
+            message_zh="您最近一期账单余额占授信额度的{percent_text_zh}%。",
             advice_en=(
                 "Pay your balance down to a small part of your credit line and keep it there for "
                 "three months."
             ),
             advice_zh="把欠款降到授信额度的一小部分，并保持三个月。",
-            applies=_not_little_use,
+            applies=_positive,
         ),
     ),
     "utilisation_mean": (
         ReasonTemplate(
-            code="LITTLE_USE",
-            message_en="Over the last six months you used little or none of your credit line.",
-            message_zh="最近六个月，您几乎没有使用授信额度。",
-            advice_en=_USE_AND_REPAY_EN,
-            advice_zh=_USE_AND_REPAY_ZH,
-            applies=_little_use,
-        ),
-        ReasonTemplate(
             code="HIGH_AVERAGE_UTILISATION",
             message_en=(
-                "Over the last six months your balances used {percent}% of your credit line on "
-                "average."
+                "Over the last six months your balances used {percent_text}% of your credit line "
+                "on average."
             ),
-            message_zh="最近六个月，您的账单余额平均占授信额度的{percent}%。",
+            message_zh="最近六个月，您的账单余额平均占授信额度的{percent_text_zh}%。",
             advice_en=(
                 "Pay more than the minimum each month so that your balance comes down over the "
                 "next six months."
             ),
             advice_zh="每月还款多于最低还款额，让欠款在接下来六个月里逐步下降。",
-            applies=_not_little_use,
+            applies=_positive,
         ),
     ),
     "utilisation_max": (
         ReasonTemplate(
-            code="LITTLE_PEAK_USE",
-            message_en=(
-                "In none of the last six months did your balance reach 5% of your credit line."
-            ),
-            message_zh="最近六个月，您的账单余额从未达到授信额度的5%。",
-            advice_en=_USE_AND_REPAY_EN,
-            advice_zh=_USE_AND_REPAY_ZH,
-            applies=_little_use,
-        ),
-        ReasonTemplate(
             code="BALANCE_NEAR_LIMIT",
             message_en=(
-                "In the last six months your balance reached {percent}% of your credit line."
+                "In the last six months your balance reached {percent_text}% of your credit line."
             ),
-            message_zh="最近六个月，您的账单余额最高达到授信额度的{percent}%。",
+            message_zh="最近六个月，您的账单余额最高达到授信额度的{percent_text_zh}%。",
             advice_en=(
                 "Keep your balance well below your credit line every month, even your busiest one."
             ),
             advice_zh="每个月都让欠款远低于授信额度，包括消费最多的月份。",
-            applies=_not_little_use,
-        ),
-    ),
-    # A falling balance can carry risk in the data (accounts wound down before a default), but
-    # Sesame never tells anyone that paying down debt counted against them: only a rise is named.
-    "utilisation_change": (
-        ReasonTemplate(
-            code="RISING_BALANCE",
-            message_en=(
-                "Over the last six months your balance grew by {percent}% of your credit line."
-            ),
-            message_zh="最近六个月，您的账单余额增加了相当于授信额度{percent}%的金额。",
-            advice_en=(
-                "Repay more than you spend each month until your balance is back where it was."
-            ),
-            advice_zh="每月还款多于新增消费，直到欠款回落到之前的水平。",
             applies=_positive,
-        ),
-    ),
-    # Heavy spending is not what the data penalises here; a month without purchases is.
-    "new_spending_latest": (
-        ReasonTemplate(
-            code="NO_RECENT_PURCHASES",
-            message_en=(
-                "You made few or no new purchases on your credit line in your most recent month."
-            ),
-            message_zh="最近一个月，您几乎没有用授信额度进行新的消费。",
-            advice_en=_USE_AND_REPAY_EN,
-            advice_zh=_USE_AND_REPAY_ZH,
-            applies=_few_purchases,
         ),
     ),
     "payment_ratio_latest": (
         ReasonTemplate(
             code="LOW_RECENT_PAYMENT",
-            message_en="In your most recent month you paid {percent}% of the balance you owed.",
-            message_zh="最近一个月，您只还了所欠余额的{percent}%。",
+            message_en=(
+                "In your most recent month you paid {percent_text}% of the balance you owed."
+            ),
+            message_zh="最近一个月，您只还了所欠余额的{percent_text_zh}%。",
             advice_en=_PAY_IN_FULL_EN,
             advice_zh=_PAY_IN_FULL_ZH,
             applies=_below_one,
@@ -361,8 +289,8 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
     "payment_ratio_previous": (
         ReasonTemplate(
             code="LOW_PREVIOUS_PAYMENT",
-            message_en="The month before that, you paid {percent}% of the balance you owed.",
-            message_zh="再往前一个月，您只还了当时所欠余额的{percent}%。",
+            message_en="The month before that, you paid {percent_text}% of the balance you owed.",
+            message_zh="再往前一个月，您只还了当时所欠余额的{percent_text_zh}%。",
             advice_en=_PAY_IN_FULL_EN,
             advice_zh=_PAY_IN_FULL_ZH,
             applies=_below_one,
@@ -371,8 +299,10 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
     "payment_ratio_overall": (
         ReasonTemplate(
             code="LOW_PAYMENTS_OVERALL",
-            message_en="Over the last six months you paid {percent}% of the balances you owed.",
-            message_zh="最近六个月，您的还款只占所欠余额的{percent}%。",
+            message_en=(
+                "Over the last six months you paid {percent_text}% of the balances you owed."
+            ),
+            message_zh="最近六个月，您的还款只占所欠余额的{percent_text_zh}%。",
             advice_en=(
                 "Pay more than the minimum every month, and pay statements in full whenever you "
                 "can."
@@ -385,12 +315,55 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
         ReasonTemplate(
             code="LOW_PAYMENT_MONTH",
             message_en=(
-                "In one of the last six months you paid only {percent}% of the balance you owed."
+                "In one of the last six months you paid only {percent_text}% of the balance you "
+                "owed."
             ),
-            message_zh="最近六个月中，有一个月您只还了所欠余额的{percent}%。",
+            message_zh="最近六个月中，有一个月您只还了所欠余额的{percent_text_zh}%。",
             advice_en="Pay a steady share of your balance every month, and never skip a month.",
             advice_zh="每个月都稳定地还款，不要有哪个月少还或不还。",
             applies=_below_one,
+        ),
+    ),
+    "months_paid_in_full": (
+        ReasonTemplate(
+            code="FEW_MONTHS_PAID_IN_FULL",
+            message_en=(
+                "In only {count} of the last five months did you pay what you owed in full."
+            ),
+            message_en_zero="In none of the last five months did you pay what you owed in full.",
+            message_zh="最近五个月中，您只有{count}个月全额还清了欠款。",
+            message_zh_zero="最近五个月中，您没有一个月全额还清欠款。",
+            advice_en=_PAY_IN_FULL_EN,
+            advice_zh=_PAY_IN_FULL_ZH,
+            applies=lambda value: value < 5,
+        ),
+    ),
+    "partner_payment_latest": (
+        ReasonTemplate(
+            code="SMALL_RECENT_PAYMENT",
+            message_en=(
+                "Your payment to your lender in your most recent month was smaller than in "
+                "histories that score well."
+            ),
+            message_zh="最近一个月，您向授信机构的还款金额低于评分良好的记录。",
+            advice_en="Pay your latest statement in full this month.",
+            advice_zh="本月全额还清最近一期账单。",
+            applies=lambda value: True,
+        ),
+    ),
+    "partner_payments_mean": (
+        ReasonTemplate(
+            code="SMALL_PAYMENTS",
+            message_en=(
+                "Over the last six months your payments to your lender were smaller than in "
+                "histories that score well."
+            ),
+            message_zh="最近六个月，您向授信机构的还款金额低于评分良好的记录。",
+            advice_en=(
+                "Pay more than the minimum each month, and pay statements in full whenever you can."
+            ),
+            advice_zh="每月还款多于最低还款额，能全额还清时就全额还清。",
+            applies=lambda value: True,
         ),
     ),
     "months_paid_nothing": (
@@ -408,21 +381,69 @@ CATALOGUE: Mapping[str, tuple[ReasonTemplate, ...]] = {
             applies=_at_least_one,
         ),
     ),
-    # Large payments are never blamed: only small ones are named.
-    "payments_to_line": (
-        ReasonTemplate(
-            code="LOW_REPAYMENT_ACTIVITY",
-            message_en=(
-                "Over the last six months your payments averaged {percent_text}% of your credit "
-                "line a month."
-            ),
-            message_zh="最近六个月，您每月的还款平均仅相当于授信额度的{percent_text_zh}%。",
-            advice_en=_USE_AND_REPAY_EN,
-            advice_zh=_USE_AND_REPAY_ZH,
-            applies=_small_payments,
-        ),
+}
+
+# What a value at the best end of its feature's range says, for the rare reason that names
+# one: the tree paths gave it a positive share because of the rest of the record.
+_NONE_LATE_EN = "None of your statements of the last six months was paid late"
+_NONE_LATE_ZH = "最近六个月您没有任何一期账单逾期"
+_PAID_IN_FULL_EN = "Over the last six months you paid what you owed in full"
+_PAID_IN_FULL_ZH = "最近六个月您都全额还清了欠款"
+_NO_BALANCE_EN = "In the last six months your balance used none of your credit line"
+_NO_BALANCE_ZH = "最近六个月您的账单余额没有占用授信额度"
+BEST_VALUE_FACTS: Mapping[str, tuple[str, str]] = {
+    "months_late_latest": (
+        "Your most recent statement was paid on time",
+        "您最近一期账单按时还款",
+    ),
+    "months_late_previous": (
+        "The statement before your most recent one was paid on time",
+        "您倒数第二期账单按时还款",
+    ),
+    "months_late_worst": (_NONE_LATE_EN, _NONE_LATE_ZH),
+    "months_late_total": (_NONE_LATE_EN, _NONE_LATE_ZH),
+    "late_statement_count": (_NONE_LATE_EN, _NONE_LATE_ZH),
+    "months_since_late": (_NONE_LATE_EN, _NONE_LATE_ZH),
+    "utilisation_latest": (
+        "Your most recent statement shows no balance on your credit line",
+        "您最近一期账单没有欠款",
+    ),
+    "utilisation_mean": (_NO_BALANCE_EN, _NO_BALANCE_ZH),
+    "utilisation_max": (_NO_BALANCE_EN, _NO_BALANCE_ZH),
+    "payment_ratio_latest": (
+        "In your most recent month you paid what you owed in full",
+        "最近一个月您全额还清了欠款",
+    ),
+    "payment_ratio_previous": (
+        "The month before that, you paid what you owed in full",
+        "再往前一个月您也全额还清了欠款",
+    ),
+    "payment_ratio_overall": (_PAID_IN_FULL_EN, _PAID_IN_FULL_ZH),
+    "payment_ratio_lowest": (_PAID_IN_FULL_EN, _PAID_IN_FULL_ZH),
+    "months_paid_in_full": (_PAID_IN_FULL_EN, _PAID_IN_FULL_ZH),
+    "months_paid_nothing": (
+        "In every month you owed a balance, you paid something",
+        "每个有欠款的月份您都有还款",
     ),
 }
+STRONG_POINT_CODE = "STRONG_POINT_COUNTS_LESS"
+_NO_CREDIT_LINE = CATALOGUE["credit_line"][0]
+
+
+def _strong_point_template(feature: str) -> ReasonTemplate:
+    fact_en, fact_zh = BEST_VALUE_FACTS[feature]
+    return ReasonTemplate(
+        code=STRONG_POINT_CODE,
+        message_en=(
+            f"{fact_en}, but with the rest of your record it counts for less than in a typical "
+            "history scoring 600 or more."
+        ),
+        message_zh=f"{fact_zh}，但结合您的其他记录，它的加分少于评分600及以上的典型记录。",
+        advice_en="Keep it up; the other reasons say what would raise your score most.",
+        advice_zh="请继续保持；其他原因说明了什么最能提高您的评分。",
+        applies=lambda value: True,
+    )
+
 
 if tuple(CATALOGUE) != FEATURE_NAMES:
     raise AssertionError("the reason catalogue must cover every feature, in feature order")
@@ -433,8 +454,9 @@ def principal_reasons(
     contributions: Sequence[float],
     record: SesameRecord | None = None,
 ) -> tuple[Reason, ...]:
-    """At most four reasons, the features that raised the log-odds of default most, largest first;
-    where Sesame's own record made a feature riskier, the reason speaks of the record.
+    """At most four reasons, the features that raised the log-odds of default most (from the
+    reference profile's), largest first; where Sesame's own record made a feature riskier, the
+    reason speaks of the record.
 
     Ties are broken by feature order so the answer is the same on every call.
     """
@@ -446,10 +468,9 @@ def principal_reasons(
             continue
         feature, value = FEATURE_NAMES[index], float(feature_values[index])
         reason = _sesame_reason(feature, float(contribution), record)
-        if reason is None and _template(feature, value) is not None:
+        if reason is None:
             reason = _reason(feature, value, float(contribution))
-        if reason is not None:
-            reasons.append(reason)
+        reasons.append(reason)
     merged = _merged(reasons)
     ranked = sorted(
         range(len(merged)), key=lambda order: (-merged[order].log_odds_contribution, order)
@@ -475,16 +496,21 @@ def _merged(reasons: Sequence[Reason]) -> list[Reason]:
     return list(by_sentence.values())
 
 
-def _template(feature: str, value: float) -> ReasonTemplate | None:
+def _template(feature: str, value: float) -> ReasonTemplate:
+    """The template that explains the value: for a missing value (a feature read against a
+    credit line, without one) the missing line's, so that they make one reason; else the first
+    of the feature's whose range holds it, else (a value at the best end of the range) the one
+    saying so."""
+    if math.isnan(value):
+        return _NO_CREDIT_LINE
     for template in CATALOGUE[feature]:
         if template.applies(value):
             return template
-    return None
+    return _strong_point_template(feature)
 
 
 def _reason(feature: str, value: float, contribution: float) -> Reason:
     template = _template(feature, value)
-    assert template is not None
     placeholders = _placeholders(value)
     count = placeholders["count"]
     message_en, message_zh = template.message_en, template.message_zh
@@ -506,15 +532,31 @@ def _reason(feature: str, value: float, contribution: float) -> Reason:
 
 
 def _placeholders(value: float) -> dict[str, object]:
+    """What a template may say of a value: bounded whatever the value (a count at most
+    `COUNT_SHOWN_MAX`, a percentage at most `PERCENT_SHOWN_MAX` and "more than" beyond it), so
+    no sentence ever carries a number longer than three digits."""
     if not math.isfinite(value):
-        return {"count": None, "percent": None, "percent_text": "", "percent_text_zh": ""}
-    percent = round(100 * value)
+        return {
+            "count": None,
+            "percent": None,
+            "percent_zh": None,
+            "percent_text": "",
+            "percent_text_zh": "",
+        }
+    count = round(min(max(value, 0.0), COUNT_SHOWN_MAX))
+    share = min(max(value, 0.0), 2 * PERCENT_SHOWN_MAX / 100)
+    percent = round(100 * share)
     tiny = percent == 0 and value > 0
+    if percent > PERCENT_SHOWN_MAX:
+        percent_en, percent_zh = f"more than {PERCENT_SHOWN_MAX}", f"超过{PERCENT_SHOWN_MAX}"
+    else:
+        percent_en = percent_zh = str(percent)
     return {
-        "count": round(value),
-        "percent": percent,
-        "percent_text": "less than 1" if tiny else str(percent),
-        "percent_text_zh": "不到1" if tiny else str(percent),
+        "count": count,
+        "percent": percent_en,
+        "percent_zh": percent_zh,
+        "percent_text": "less than 1" if tiny else percent_en,
+        "percent_text_zh": "不到1" if tiny else percent_zh,
     }
 
 

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from services.common.errors import SesameError
 from services.common.validation import VIOLATIONS_REPORTED_MAX, Violations, id_problem
 from services.score.domain import error_reasons, scoring
+from services.score.domain.actions import Action, OfferedAction, applicable_actions, offered_actions
 from services.score.domain.features import (
     FEATURE_COUNT,
     FEATURES,
@@ -32,6 +33,7 @@ from services.score.domain.reasons import Reason, principal_reasons
 from services.score.domain.record_age import without_expired_negative_records
 from services.score.domain.scoring import score_from_log_odds
 from services.score.domain.thin_file import ThinFileReason, thin_file_reason_of_window
+from services.score.service.drift_watch import DriftWatch
 from services.score.service.feature_cache import FeatureCache
 from services.score.service.model_registry import ModelRegistry
 from services.score.service.ports import CreditHistorySource, Model
@@ -42,6 +44,10 @@ HISTORY_FETCH_THREADS_DEFAULT = 16
 # Which values of a feature row may be NaN: the features read against a credit line, which are
 # missing when there is none.
 _MAY_BE_MISSING = np.array([feature.reads_credit_line for feature in FEATURES])
+# The values each feature can take (`Feature.low`, `high`, `whole`), column by column.
+_LOWEST = np.array([feature.low for feature in FEATURES], dtype=np.float64)
+_HIGHEST = np.array([feature.high for feature in FEATURES], dtype=np.float64)
+_WHOLE = np.array([feature.whole for feature in FEATURES])
 
 
 @dataclass(frozen=True)
@@ -56,15 +62,18 @@ class UserFeatures:
     sesame_obligation_count: int = 0
     # Sesame's own record, for the reasons; None for a thin file.
     record: SesameRecord | None = None
+    # The actions that apply to the history, each with the features it would leave.
+    action_rows: tuple[tuple[Action, tuple[float, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """A score with its explanation; `score` is 0 and reasons empty for a thin file."""
+    """A score with its explanation; for a thin file `score` is 0, there is no probability of
+    default (None) and no reason."""
 
     user_id: str
     score: int
-    probability_of_default: float
+    probability_of_default: float | None
     reasons: tuple[Reason, ...]
     model_version: str
     data_as_of: datetime | None
@@ -72,6 +81,8 @@ class ScoreResult:
     # How many partner statements and Sesame obligations of the window the score rests on.
     partner_statement_count: int = 0
     sesame_obligation_count: int = 0
+    # What would help: the actions that raise this score, each with the score it reaches.
+    actions: tuple[OfferedAction, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,8 +124,10 @@ class ScoreService:
         models: ModelRegistry,
         *,
         history_fetch_threads: int = HISTORY_FETCH_THREADS_DEFAULT,
+        drift: DriftWatch | None = None,
     ) -> None:
         self._histories = histories
+        self._drift = drift
         self._cache = cache
         self._models = models
         self._fetch_pool = ThreadPoolExecutor(
@@ -196,14 +209,16 @@ class ScoreService:
         if cached is not None:
             if cached.scored_by == model.loaded_at:
                 return cached.score
-            return _score_user(model, user_id, cached.features)  # the model was swapped
+            return score_user(model, user_id, cached.features)  # the model was swapped
         epoch = self._cache.epoch()
         read = self._histories.get_credit_history(user_id, as_of)
-        features = _user_features(read.history, read.data_as_of)
-        score = _score_user(model, user_id, features)
+        features = user_features_of(read.history, read.data_as_of)
+        score = score_user(model, user_id, features)
         shadow = self._models.shadow
         if shadow is not None and features.features is not None:
             shadow.offer(features.features, score.score)
+        if self._drift is not None and features.features is not None:
+            self._drift.observe(model, features.features, score.score)
         cached = CachedUser(features, score, model.loaded_at)
         self._cache.put(key, cached, read.last_global_sequence, epoch)
         return score
@@ -257,15 +272,17 @@ def _matrix(rows: Sequence[Sequence[float]]) -> NDArray[np.float64]:
 
 def _checked_matrix(feature_values: Sequence[float] | NDArray[np.float64]) -> NDArray[np.float64]:
     """The flat values as rows; raises one INVALID_ARGUMENT naming every problem otherwise: no
-    values, a length that is no whole number of rows, too many rows, and each value that is not
-    finite (`feature_values[i]`, as many as a BadRequest reports), but for a NaN (missing) in a
-    feature read against the credit line."""
+    values, a length that is no whole number of rows, too many rows, each value that is not
+    finite (but for a NaN, missing, in a feature read against the credit line), and each value
+    no history can give its feature (`feature_values[i]`, as many as a BadRequest reports)."""
     values = np.asarray(feature_values, dtype=np.float64)
     rows, remainder = divmod(len(values), FEATURE_COUNT)
     finite = np.isfinite(values)
+    in_range = np.zeros(len(values), dtype=np.bool_)
     if not remainder:
         finite |= np.isnan(values) & np.tile(_MAY_BE_MISSING, rows)
-    if not remainder and 1 <= rows <= FEATURE_ROWS_MAX and finite.all():
+        in_range = _in_range(values.reshape(rows, FEATURE_COUNT)).reshape(-1)
+    if not remainder and 1 <= rows <= FEATURE_ROWS_MAX and finite.all() and in_range.all():
         return values.reshape(rows, FEATURE_COUNT)
     violations = Violations()
     if not len(values):
@@ -288,8 +305,25 @@ def _checked_matrix(feature_values: Sequence[float] | NDArray[np.float64]) -> ND
             error_reasons.FEATURE_VALUE_NOT_FINITE,
             "must be finite (NaN only where the feature may be missing)",
         )
+    if not remainder:
+        for index in np.flatnonzero(finite & ~in_range)[:VIOLATIONS_REPORTED_MAX].tolist():
+            feature = FEATURES[index % FEATURE_COUNT]
+            violations.add(
+                f"feature_values[{index}]",
+                error_reasons.FEATURE_VALUE_OUT_OF_RANGE,
+                f"{feature.name} must be {feature.range_text()}",
+            )
     violations.raise_if_any()
     raise AssertionError("unreachable: a refused matrix has a violation")
+
+
+def _in_range(matrix: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which values are ones their feature can take (`Feature.holds`, column by column)."""
+    with np.errstate(invalid="ignore"):
+        inside: NDArray[np.bool_] = (matrix >= _LOWEST) & (matrix <= _HIGHEST)
+        inside &= ~_WHOLE | (matrix == np.floor(matrix))
+    missing_allowed: NDArray[np.bool_] = np.isnan(matrix) & _MAY_BE_MISSING
+    return inside | missing_allowed
 
 
 def scores_from_log_odds(log_odds: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -298,7 +332,9 @@ def scores_from_log_odds(log_odds: NDArray[np.float64]) -> NDArray[np.int64]:
     return np.clip(np.floor(unclamped + 0.5), scoring.SCORE_MIN, scoring.SCORE_MAX).astype(np.int64)
 
 
-def _user_features(history: CreditHistory, data_as_of: datetime | None) -> UserFeatures:
+def user_features_of(history: CreditHistory, data_as_of: datetime | None) -> UserFeatures:
+    """What scoring needs of a history just read: its features (none for a thin file), what
+    they rest on, Sesame's record and the feature rows the applicable actions would leave."""
     history = without_expired_negative_records(history)
     window = feature_window(history)
     reason = thin_file_reason_of_window(history, window)
@@ -310,13 +346,22 @@ def _user_features(history: CreditHistory, data_as_of: datetime | None) -> UserF
         partner_statement_count=window.statement_count,
         sesame_obligation_count=len(window.obligations),
         record=sesame_record(history, window) if scored else None,
+        action_rows=tuple(
+            (action, features_of_window(after)) for action, after in applicable_actions(window)
+        )
+        if scored
+        else (),
     )
 
 
-def _score_user(model: Model, user_id: str, user_features: UserFeatures) -> ScoreResult:
+def score_user(model: Model, user_id: str, user_features: UserFeatures) -> ScoreResult:
+    """The user's score and reasons, and each applicable action checked by the same model in
+    the same run: the user's row and the rows the actions would leave, scored together."""
     if user_features.features is None:
         return _thin_file_result(user_id, user_features, model.version)
-    outputs = model.score_rows(_matrix([user_features.features]))
+    action_rows = user_features.action_rows
+    outputs = model.score_rows(_matrix([user_features.features, *(row for _, row in action_rows)]))
+    action_scores = scores_from_log_odds(outputs.log_odds_of_default[1:]).tolist()
     return _scored_result(
         user_id,
         user_features,
@@ -324,6 +369,10 @@ def _score_user(model: Model, user_id: str, user_features: UserFeatures) -> Scor
         float(outputs.log_odds_of_default[0]),
         outputs.contributions[0],
         model.version,
+        [
+            (action, reached)
+            for (action, _), reached in zip(action_rows, action_scores, strict=True)
+        ],
     )
 
 
@@ -331,7 +380,7 @@ def _thin_file_result(user_id: str, user_features: UserFeatures, version: str) -
     return ScoreResult(
         user_id=user_id,
         score=0,
-        probability_of_default=0.0,
+        probability_of_default=None,
         reasons=(),
         model_version=version,
         data_as_of=user_features.data_as_of,
@@ -348,12 +397,14 @@ def _scored_result(
     log_odds_of_default: float,
     contributions: NDArray[np.float64],
     version: str,
+    checked_actions: Sequence[tuple[Action, int]],
 ) -> ScoreResult:
     assert math.isfinite(log_odds_of_default)
     assert user_features.features is not None
+    score = score_from_log_odds(log_odds_of_default)
     return ScoreResult(
         user_id=user_id,
-        score=score_from_log_odds(log_odds_of_default),
+        score=score,
         probability_of_default=probability_of_default,
         reasons=principal_reasons(
             user_features.features, contributions.tolist(), user_features.record
@@ -363,4 +414,5 @@ def _scored_result(
         thin_file_reason=None,
         partner_statement_count=user_features.partner_statement_count,
         sesame_obligation_count=user_features.sesame_obligation_count,
+        actions=offered_actions(score, checked_actions),
     )

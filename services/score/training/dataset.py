@@ -50,10 +50,13 @@ class LabelledFeatures:
 
 @dataclass(frozen=True)
 class ProtectedGroups:
-    """Each client's sex code and age, aligned with a `LabelledFeatures`; for fairness only."""
+    """Each client's sex, education and marriage codes and age, aligned with a
+    `LabelledFeatures`; for fairness only."""
 
     sex: NDArray[np.int64]
     age: NDArray[np.int64]
+    education: NDArray[np.int64]
+    marriage: NDArray[np.int64]
 
 
 def history_for_row(row: taiwan.TaiwanRow) -> CreditHistory:
@@ -100,6 +103,12 @@ def load_protected_groups(path: Path, client_ids: NDArray[np.int64]) -> Protecte
     return ProtectedGroups(
         sex=np.array([by_client[int(client)].sex for client in client_ids], dtype=np.int64),
         age=np.array([by_client[int(client)].age for client in client_ids], dtype=np.int64),
+        education=np.array(
+            [by_client[int(client)].education for client in client_ids], dtype=np.int64
+        ),
+        marriage=np.array(
+            [by_client[int(client)].marriage for client in client_ids], dtype=np.int64
+        ),
     )
 
 

@@ -19,13 +19,23 @@ from services.score.training import metrics
 
 # Score bands for calibration, distribution and stability: [lower, upper) in points.
 SCORE_BAND_EDGES: tuple[int, ...] = (350, 400, 450, 500, 525, 550, 575, 600, 625, 650, 700, 951)
-# 600 and 650 are what most merchants use; 550 (some hotels) shows the audit where more people
-# are approved.
-FAIRNESS_THRESHOLDS: tuple[int, ...] = (550, 600, 650)
+# The waiver's own minimum scores (services/waiver/policies/seed.toml: 400 bike and power bank,
+# 450 hotel, 575 apartment, 600 car rental) and the flat rules the simulation compares with
+# (550, 600, 650).
+FAIRNESS_THRESHOLDS: tuple[int, ...] = (400, 450, 550, 575, 600, 650)
 FOUR_FIFTHS = 0.8
 # Age groups for the fairness audit: [lower, upper) in years.
 AGE_GROUP_EDGES: tuple[int, ...] = (0, 25, 35, 45, 55, 200)
 SEX_GROUP_NAMES = {1: "male", 2: "female"}
+# The data set's codes (its documentation leaves 0, 5 and 6 of EDUCATION and 0 of MARRIAGE
+# undocumented: they are reported as unknown).
+EDUCATION_GROUP_NAMES = {
+    1: "graduate school",
+    2: "university",
+    3: "high school",
+    4: "other",
+}
+MARRIAGE_GROUP_NAMES = {1: "married", 2: "single", 3: "other"}
 
 
 def scores_from_log_odds(log_odds: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -193,33 +203,81 @@ def age_groups(ages: NDArray[np.int64]) -> NDArray[np.int64]:
     return (np.searchsorted(np.asarray(AGE_GROUP_EDGES), ages, side="right") - 1).astype(np.int64)
 
 
+def group_names(codes: NDArray[np.int64], names: dict[int, str]) -> NDArray[np.str_]:
+    """Each row's group name; codes the data set does not document are "unknown"."""
+    return np.array([names.get(int(code), "unknown") for code in codes])
+
+
+def age_group_names(ages: NDArray[np.int64]) -> NDArray[np.str_]:
+    labels = age_group_labels()
+    return np.array([labels[index] for index in age_groups(ages)])
+
+
 def fairness_audit(
     log_odds: NDArray[np.float64],
     labels: NDArray[np.int64],
-    sex: NDArray[np.int64],
-    age: NDArray[np.int64],
+    groups: dict[str, NDArray[np.str_]],
 ) -> dict[str, Any]:
-    """Approval rates (score at or above each threshold) by sex and by age group, each group's
-    ratio to the most approved group, and whether every ratio meets the four-fifths rule."""
+    """For each protected attribute (sex, age band, education, marriage), each group's approval
+    rate (score at or above each cut-off), its ratio to the most approved group and whether every
+    ratio meets the four-fifths rule, and its calibration: the mean predicted probability of
+    default against the observed default rate."""
     scores = scores_from_log_odds(log_odds)
-    sex_names = [SEX_GROUP_NAMES.get(int(code), f"code {int(code)}") for code in sex]
-    age_names_by_index = age_group_labels()
-    age_names = [age_names_by_index[index] for index in age_groups(age)]
-    return {
+    probabilities = probabilities_from_log_odds(log_odds)
+    audit: dict[str, Any] = {
         "thresholds": list(FAIRNESS_THRESHOLDS),
         "rule": "each group's approval rate at least 0.8 times the highest group's (four-fifths)",
-        "sex": _audit_attribute(scores, labels, np.array(sex_names), sorted(set(sex_names))),
-        "age": _audit_attribute(
-            scores,
-            labels,
-            np.array(age_names),
-            [name for name in age_names_by_index if name in set(age_names)],
-        ),
+    }
+    for attribute, group_of_row in groups.items():
+        present = set(group_of_row.tolist())
+        order = [name for name in _group_order(attribute) if name in present]
+        order += sorted(present - set(order))
+        audit[attribute] = _audit_attribute(scores, probabilities, labels, group_of_row, order)
+    return audit
+
+
+def _group_order(attribute: str) -> list[str]:
+    if attribute == "age":
+        return age_group_labels()
+    names = {"sex": SEX_GROUP_NAMES, "education": EDUCATION_GROUP_NAMES}.get(
+        attribute, MARRIAGE_GROUP_NAMES
+    )
+    return [*names.values(), "unknown"]
+
+
+def credit_line_as_age_proxy(
+    log_odds: NDArray[np.float64],
+    log_odds_without_line: NDArray[np.float64],
+    labels: NDArray[np.int64],
+    credit_lines: NDArray[np.float64],
+    age_of_row: NDArray[np.str_],
+) -> dict[str, Any]:
+    """How much the credit line stands in for age: each age band's median line, and the approval
+    ratios by age band of the same fold models scoring the same rows with the line and without
+    it (a missing line, which the model learnt)."""
+    scores = scores_from_log_odds(log_odds)
+    scores_without = scores_from_log_odds(log_odds_without_line)
+    probabilities = probabilities_from_log_odds(log_odds)
+    probabilities_without = probabilities_from_log_odds(log_odds_without_line)
+    order = [name for name in age_group_labels() if name in set(age_of_row.tolist())]
+    return {
+        "median_credit_line_minor": {
+            name: float(np.median(credit_lines[age_of_row == name])) for name in order
+        },
+        "with_credit_line": _audit_attribute(scores, probabilities, labels, age_of_row, order)[
+            "approval_ratios"
+        ],
+        "without_credit_line": _audit_attribute(
+            scores_without, probabilities_without, labels, age_of_row, order
+        )["approval_ratios"],
+        "auc_with_credit_line": metrics.auc(log_odds, labels),
+        "auc_without_credit_line": metrics.auc(log_odds_without_line, labels),
     }
 
 
 def _audit_attribute(
     scores: NDArray[np.int64],
+    probabilities: NDArray[np.float64],
     labels: NDArray[np.int64],
     group_of_row: NDArray[np.str_],
     group_names: Sequence[str],
@@ -232,6 +290,7 @@ def _audit_attribute(
                 "group": name,
                 "rows": int(in_group.sum()),
                 "observed_default_rate": float(labels[in_group].mean()),
+                "mean_predicted_default_rate": float(probabilities[in_group].mean()),
                 "mean_score": float(scores[in_group].mean()),
                 "auc": _auc_or_none(scores[in_group], labels[in_group]),
                 "approval_rate": {

@@ -20,6 +20,12 @@ tree's bias. Per leaf this is a fixed vector, so it is precomputed and stored as
 weights. The expected values are recomputed here in float64 from the leaves rather than read from
 the dump's `internal_value`, which LightGBM prints with six significant digits only.
 
+The reference point. Contributions measured from the trees' average output say how a row
+differs from an average row, a point nobody chose. Given the contributions of a reference
+profile, the graph subtracts them from every row's and adds their sum to the bias: each
+contribution then says how much the feature moved the log-odds away from the reference's (as a
+scorecard counts points below a reference), and the bias is the reference's log-odds.
+
 Targets of the tree node: 0 .. F-1 the feature contributions, F the bias, F+1 the log-odds (each
 tree's leaf value, independently of the attributions, so the identity
 bias + sum(contributions) == log-odds is a real check, not a tautology).
@@ -48,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
 from services.score.domain import model_contract
@@ -111,10 +118,20 @@ def export_booster(
     *,
     model_version: str,
     description: str,
+    reference_contributions: Sequence[float] | None = None,
 ) -> ExportedModel:
-    """The ONNX graph of a dumped LightGBM binary model (see the module docstring)."""
+    """The ONNX graph of a dumped LightGBM binary model (see the module docstring).
+
+    `reference_contributions`: each feature's contribution at the reference profile (see
+    "The reference point" above); the graph's contributions are then measured from it, and its
+    bias is the reference's log-odds. None measures them from the trees' average output."""
     _check_dump(dump, feature_names)
     feature_count = len(feature_names)
+    reference = np.zeros(feature_count)
+    if reference_contributions is not None:
+        reference = np.asarray(reference_contributions, dtype=np.float64)
+        if reference.shape != (feature_count,) or not np.isfinite(reference).all():
+            raise ValueError(f"expected {feature_count} finite reference contributions")
     trees: list[_Tree] = []
     splits: list[TreeSplit] = []
     for tree_info in dump["tree_info"]:
@@ -125,7 +142,7 @@ def export_booster(
         bias = expected_values[id(root)]
         _add_subtree(tree, root, expected_values, bias, np.zeros(feature_count), splits, depth=0)
         trees.append(tree)
-    graph = _graph(trees, feature_count, description)
+    graph = _graph(trees, feature_count, description, reference)
     metadata = {
         model_contract.METADATA_CONTRACT: model_contract.CONTRACT_VERSION,
         model_contract.METADATA_FEATURE_NAMES: json.dumps(list(feature_names)),
@@ -254,10 +271,20 @@ def _missing_goes_left(node: Mapping[str, Any], threshold: float) -> bool:
     return bool(node["default_left"])
 
 
-def _graph(trees: Sequence[_Tree], feature_count: int, description: str) -> onnx.GraphProto:
+def _graph(
+    trees: Sequence[_Tree],
+    feature_count: int,
+    description: str,
+    reference: NDArray[np.float64],
+) -> onnx.GraphProto:
     target_count = feature_count + 2
     ensemble = _tree_ensemble_node(trees, target_count)
     constants = {
+        # Contributions are measured from the reference profile's: the tree's path
+        # attributions minus the reference's, and the bias plus their sum, so that
+        # bias + sum(contributions) is still the log-odds.
+        "reference_contributions": -reference.reshape(1, feature_count),
+        "reference_shift": np.array([[float(reference.sum())]], dtype=np.float64),
         "zero": np.array(0.0, dtype=np.float64),
         "zero_threshold": np.array(LIGHTGBM_ZERO_THRESHOLD, dtype=np.float64),
         "contributions_start": np.array([0], dtype=np.int64),
@@ -279,13 +306,19 @@ def _graph(trees: Sequence[_Tree], feature_count: int, description: str) -> onnx
         helper.make_node(
             "Slice",
             ["tree_output", "contributions_start", "contributions_end", "column_axis"],
+            ["path_contributions"],
+        ),
+        helper.make_node(
+            "Add",
+            ["path_contributions", "reference_contributions"],
             [model_contract.OUTPUT_CONTRIBUTIONS],
         ),
         helper.make_node(
             "Slice",
             ["tree_output", "contributions_end", "bias_end", "column_axis"],
-            [model_contract.OUTPUT_BIAS],
+            ["trees_bias"],
         ),
+        helper.make_node("Add", ["trees_bias", "reference_shift"], [model_contract.OUTPUT_BIAS]),
         helper.make_node(
             "Slice",
             ["tree_output", "bias_end", "log_odds_end", "column_axis"],

@@ -27,6 +27,7 @@ Values = NDArray[np.float64]
 Card = dict[str, Any]
 
 DOTS_PER_INCH = 100
+FAIRNESS_ATTRIBUTES = ("sex", "age", "education", "marriage")
 FIGURE_SIZE = (7.0, 4.5)
 MODEL_COLOUR = "#1f5f8b"
 BASELINE_COLOUR = "#c2571a"
@@ -187,7 +188,7 @@ def _fairness(axes: Axes, card: Card) -> None:
     ratios: dict[str, list[float]] = {
         str(threshold): [] for threshold in evidence.FAIRNESS_THRESHOLDS
     }
-    for attribute in ("sex", "age"):
+    for attribute in FAIRNESS_ATTRIBUTES:
         audit = card["fairness"][attribute]
         for group in audit["groups"]:
             names.append(f"{attribute}: {group['group']}")
@@ -258,6 +259,9 @@ def markdown(card: dict[str, Any], plots: Sequence[str]) -> str:
         "",
         "![KS](ks.png)",
         "",
+        *_intended_use(card),
+        *_monotone_section(card),
+        *_reasons_section(card),
         *_without_credit_line(card),
         *_sesame_record(card),
         "## Features",
@@ -286,9 +290,10 @@ def markdown(card: dict[str, Any], plots: Sequence[str]) -> str:
         "",
         "![Feature importance](feature_importance.png)",
         "",
-        "How the model shaped the features it was left free to shape (mean contribution to "
-        "the log-odds of default by value, training rows in ten groups; positive raises the "
-        "risk). The reasons tell both ends apart: little use of the line, and heavy use.",
+        "How the model shaped each feature (mean contribution to the log-odds of default by "
+        "value, measured from the reference profile at 600, training rows in ten groups; "
+        "positive raises the risk). Every feature is monotone, so each row of the table moves "
+        "one way.",
         "",
         *_profile_tables(card),
         f"Monotonicity on real histories: {card['monotonicity']['variants']} variants "
@@ -337,8 +342,10 @@ def markdown(card: dict[str, Any], plots: Sequence[str]) -> str:
         f"Approval means a score at or above the threshold. Rule: {card['fairness']['rule']}.",
         "",
         *_fairness_tables(card["fairness"]),
+        *_age_proxy(card["fairness"]["credit_line_as_age_proxy"]),
         "![Approval-rate ratios](fairness.png)",
         "",
+        *_drift_section(card),
         "## Parity of the ONNX graph with LightGBM",
         "",
         f"Tolerance {parity['tolerance']:g}; passed: {'yes' if parity['passed'] else 'NO'}.",
@@ -439,9 +446,8 @@ def _sesame_record(card: Card) -> list[str]:
 
 
 def _profile_tables(card: dict[str, Any]) -> list[str]:
-    free = [feature["name"] for feature in card["features"] if feature["monotone_constraint"] == 0]
     lines = ["| feature | value range: mean contribution |", "|---|---|"]
-    for name in free:
+    for name in (feature["name"] for feature in card["features"]):
         groups = card["contributions_by_value"]["features"][name]
         cells = ", ".join(
             f"{group['lowest_value']:.3g} to {group['highest_value']:.3g}: "
@@ -452,18 +458,117 @@ def _profile_tables(card: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _intended_use(card: Card) -> list[str]:
+    scale = card["score_scale"]
+    return [
+        "## Intended use and where the scale sits",
+        "",
+        card["intended_use"] + ".",
+        "",
+        f"On held-out rows ({scale['rows']}): scores from {scale['lowest_score']} to "
+        f"{scale['highest_score']}; {scale['share_clamped_at_min']:.2%} clamped at 350; "
+        + "; ".join(
+            f"{share:.1%} at or above {cut_off}"
+            for cut_off, share in scale["share_at_or_above"].items()
+        )
+        + ".",
+        "",
+    ]
+
+
+def _monotone_section(card: Card) -> list[str]:
+    section = card["monotone_where_a_person_can_act"]
+    before, after = section["before"], section["after"]
+    return [
+        "## Monotone where a person can act",
+        "",
+        section["what"].capitalize()
+        + ". Dropped: "
+        + ", ".join(f"`{name}`" for name in section["dropped_features"])
+        + ".",
+        "",
+        "| cross-validated AUC (5-fold mean) | with the credit line | without it |",
+        "|---|---|---|",
+        f"| before ({before['model_version']}) | {before['auc_with_credit_line']:.4f} | "
+        f"{before['auc_without_credit_line']:.4f} |",
+        f"| after ({after['model_version']}) | {after['auc_with_credit_line']:.4f} | "
+        f"{after['auc_without_credit_line']:.4f} |",
+        f"| change | {section['auc_change_with_credit_line']:+.4f} | "
+        f"{section['auc_change_without_credit_line']:+.4f} |",
+        "",
+        f"Accepted cost: at most {section['accepted_auc_cost']} of AUC.",
+        "",
+    ]
+
+
+def _reasons_section(card: Card) -> list[str]:
+    reasons = card["reasons"]
+    reference = reasons["reference_point"]
+    return [
+        "## Reasons and their reference point",
+        "",
+        f"Reference: {reference['what']}.",
+        "",
+        f"Attribution: {reasons['attribution']}.",
+        "",
+        f"Reasons given: {reasons['reasons_given']}.",
+        "",
+    ]
+
+
+def _age_proxy(proxy: dict[str, Any]) -> list[str]:
+    thresholds = list(proxy["with_credit_line"])
+    lines = [
+        "The credit line as a proxy for age (the same fold models, every held-out row scored "
+        "with and without its line):",
+        "",
+        "| age band | median credit line | "
+        + " | ".join(f"ratio at {t} with / without the line" for t in thresholds)
+        + " |",
+        "|---|---|" + "---|" * len(thresholds),
+    ]
+    for band, median in proxy["median_credit_line_minor"].items():
+        cells = []
+        for threshold in thresholds:
+            ratios = [
+                proxy[side][threshold]["ratio_to_highest"][band]
+                for side in ("with_credit_line", "without_credit_line")
+            ]
+            cells.append(" / ".join("n/a" if r is None else f"{r:.2f}" for r in ratios))
+        lines.append(f"| {band} | {median / 100:,.0f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"AUC {proxy['auc_with_credit_line']:.4f} with the line, "
+        f"{proxy['auc_without_credit_line']:.4f} without (pooled out of fold). " + proxy["choice"],
+        "",
+    ]
+    return lines
+
+
+def _drift_section(card: Card) -> list[str]:
+    drift = card["drift_reference"]
+    return [
+        "## Drift",
+        "",
+        "The score service compares the features and scores of the users it scores with the "
+        f"training rows ({drift['rows']}): {drift['reading']}. The bins and shares are in "
+        "`model_card.json` (`drift_reference`).",
+        "",
+    ]
+
+
 def _fairness_tables(fairness: dict[str, Any]) -> list[str]:
     thresholds = [str(threshold) for threshold in fairness["thresholds"]]
     lines: list[str] = []
-    for attribute in ("sex", "age"):
+    for attribute in FAIRNESS_ATTRIBUTES:
         audit = fairness[attribute]
         lines += [
             f"By {attribute}:",
             "",
-            "| group | rows | observed default rate | mean score | AUC | "
+            "| group | rows | observed default rate | mean predicted | mean score | AUC | "
             + " | ".join(f"approved at {threshold} | ratio" for threshold in thresholds)
             + " |",
-            "|---|---|---|---|---|" + "---|---|" * len(thresholds),
+            "|---|---|---|---|---|---|" + "---|---|" * len(thresholds),
         ]
         for group in audit["groups"]:
             cells = []
@@ -475,7 +580,7 @@ def _fairness_tables(fairness: dict[str, Any]) -> list[str]:
                 )
             lines.append(
                 f"| {group['group']} | {group['rows']} | {group['observed_default_rate']:.1%} | "
-                f"{group['mean_score']:.0f} | "
+                f"{group['mean_predicted_default_rate']:.1%} | {group['mean_score']:.0f} | "
                 + ("n/a" if group["auc"] is None else f"{group['auc']:.3f}")
                 + " | "
                 + " | ".join(cells)
@@ -504,7 +609,7 @@ def _fairness_findings(fairness: dict[str, Any]) -> list[str]:
     """One sentence per failed check, with both groups' approval and observed default rates, so
     a reader can tell a difference in behaviour from a difference in treatment."""
     findings = []
-    for attribute in ("sex", "age"):
+    for attribute in FAIRNESS_ATTRIBUTES:
         audit = fairness[attribute]
         by_name = {group["group"]: group for group in audit["groups"]}
         for threshold, result in audit["approval_ratios"].items():

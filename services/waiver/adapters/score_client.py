@@ -11,7 +11,7 @@ from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc
 
 from services.common.deadline import Deadline
 from services.waiver.domain import reasons
-from services.waiver.domain.decision import ScoreView, UserReason
+from services.waiver.domain.decision import ProvenAction, ScoreView, UserReason
 from services.waiver.service.ports import ScoreUnavailable
 
 SCORE_DEADLINE_S_DEFAULT = 1.0
@@ -44,6 +44,16 @@ def score_view(score: score_service_pb2.Score) -> ScoreView:
         )
         for reason in score.reasons
     )
-    if score.thin_file:
+    if score.thin_file or not score.HasField("probability_of_default"):
         return ScoreView(None, None, reasons_given, score.model_version)
-    return ScoreView(score.score, score.probability_of_default, reasons_given, score.model_version)
+    actions = tuple(
+        ProvenAction(action.code, action.description_en, action.description_zh)
+        for action in score.actions
+    )
+    return ScoreView(
+        score.score,
+        score.probability_of_default,
+        reasons_given,
+        score.model_version,
+        actions,
+    )

@@ -13,7 +13,9 @@ score service did not answer) is never a waiver.
 
 A partial or denied decision carries at most four reasons a person can read, in English and in
 Chinese, each with what would help: what limited the waiver, and the score's own reasons when
-the user's credit is what limited it. Never the score or the probability: merchants relay these.
+the user's credit is what limited it, with, after the first, the action the score's model says
+would raise this user's score most (proven on the user's own history). Never the score or the
+probability: merchants relay these.
 """
 
 from __future__ import annotations
@@ -63,15 +65,27 @@ class UserReason:
 
 
 @dataclass(frozen=True)
+class ProvenAction:
+    """Something the user can do that the score's model says would raise their score (the
+    score it would reach stays inside Sesame)."""
+
+    code: str
+    description_en: str
+    description_zh: str
+
+
+@dataclass(frozen=True)
 class ScoreView:
     """What the waiver knows of a user's credit: kept inside Sesame, never given to merchants.
 
-    `score` and `probability_of_default` are None for a thin file."""
+    `score` and `probability_of_default` are None for a thin file. `actions`: what would raise
+    the score, most first, each checked by the score's model on the user's own history."""
 
     score: int | None
     probability_of_default: float | None
     reasons: tuple[UserReason, ...]
     model_version: str
+    actions: tuple[ProvenAction, ...] = ()
 
     @property
     def thin_file(self) -> bool:
@@ -162,7 +176,20 @@ def _first_distinct(reasons: tuple[UserReason, ...]) -> tuple[UserReason, ...]:
 
 
 def _credit_reasons(score: ScoreView) -> tuple[UserReason, ...]:
-    return score.reasons or (_CREDIT_HISTORY,)
+    """The score's reasons, with what would help most right after the first: the action the
+    score's model says would raise this user's score most, as proven advice."""
+    reasons = score.reasons or (_CREDIT_HISTORY,)
+    if not score.actions:
+        return reasons
+    best = score.actions[0]
+    proven = UserReason(
+        best.code,
+        "Sesame checked this against your own record: it would raise your credit.",
+        "芝麻已根据您自己的记录核实：这样做会提升您的信用。",
+        best.description_en,
+        best.description_zh,
+    )
+    return (reasons[0], proven, *reasons[1:])
 
 
 def _limit_reasons(

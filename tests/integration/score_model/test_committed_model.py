@@ -203,3 +203,38 @@ def test_scores_and_reasons_come_from_one_pass(outputs, training_features) -> No
         assert scoring.SCORE_MIN <= score <= scoring.SCORE_MAX
         assert len(reasons) <= 4
         assert all(reason.log_odds_contribution > 0 for reason in reasons)
+
+
+def test_the_card_shows_monotone_features_at_an_accepted_auc_cost(card: dict[str, Any]) -> None:
+    section = card["monotone_where_a_person_can_act"]
+
+    assert all(feature["monotone_constraint"] != 0 for feature in card["features"])
+    assert section["after"]["auc_with_credit_line"] == card["cross_validation"]["auc"]["mean"]
+    assert section["auc_change_with_credit_line"] == pytest.approx(
+        section["after"]["auc_with_credit_line"] - section["before"]["auc_with_credit_line"],
+        abs=1e-5,
+    )
+    assert section["auc_change_with_credit_line"] >= -section["accepted_auc_cost"]
+
+
+def test_the_card_states_the_reference_point_and_the_attribution(card: dict[str, Any]) -> None:
+    reasons = card["reasons"]
+
+    assert reasons["reference_point"]["score"] == 600
+    assert set(reasons["reference_point"]["contributions"]) == set(card["onnx"]["feature_names"])
+    assert "Saabas" in reasons["attribution"] and "not SHAP" in reasons["attribution"]
+
+
+def test_the_card_audits_fairness_in_full_and_watches_drift(card: dict[str, Any]) -> None:
+    fairness = card["fairness"]
+
+    assert set(fairness) >= {"sex", "age", "education", "marriage", "credit_line_as_age_proxy"}
+    for attribute in ("sex", "age", "education", "marriage"):
+        for group in fairness[attribute]["groups"]:
+            assert 0 <= group["mean_predicted_default_rate"] <= 1
+    assert {400, 450, 575, 600} <= set(fairness["thresholds"])
+    assert fairness["credit_line_as_age_proxy"]["choice"]
+    drift = card["drift_reference"]
+    assert set(drift["features"]) == set(card["onnx"]["feature_names"])
+    assert drift["alert_threshold"] > 0
+    assert card["intended_use"] and card["score_scale"]["highest_score"] <= 950

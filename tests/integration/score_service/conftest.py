@@ -25,7 +25,7 @@ from services.score.settings import ScoreSettings
 from tests.support.aio import AioServerThread
 
 TAIWAN_SAMPLE = REPOSITORY_ROOT / "tests" / "fixtures" / "taiwan_sample.csv"
-SERVING_MODEL_VERSION = "1.1.0"
+SERVING_MODEL_VERSION = "1.2.0"
 CALL_TIMEOUT_S = 10.0
 
 

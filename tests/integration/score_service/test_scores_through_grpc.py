@@ -15,6 +15,7 @@ from services.score.adapters.model_files import MODELS_ROOT, onnx_session, run_m
 from services.score.domain.features import FEATURE_COUNT, FEATURE_NAMES
 from services.score.domain.scoring import score_from_log_odds
 from services.score.training import dataset
+from tests.support.feature_rows import valid_row, valid_rows
 
 from .conftest import (
     CALL_TIMEOUT_S,
@@ -164,9 +165,7 @@ def test_values_that_are_no_whole_number_of_rows_are_refused_naming_the_field(
 def test_streamed_batches_are_answered_batch_by_batch(score_server: ScoreServer) -> None:
     rng = np.random.default_rng(7)
     batches = [
-        pb.StreamScoreFeaturesRequest(
-            feature_values=rng.uniform(0, 2, FEATURE_COUNT * size).tolist()
-        )
+        pb.StreamScoreFeaturesRequest(feature_values=valid_rows(rng, size).reshape(-1).tolist())
         for size in (1, 5000, 3)
     ]
 
@@ -178,8 +177,8 @@ def test_streamed_batches_are_answered_batch_by_batch(score_server: ScoreServer)
 
 def test_a_bad_batch_in_a_stream_ends_it_naming_the_field(score_server: ScoreServer) -> None:
     batches = [
-        pb.StreamScoreFeaturesRequest(feature_values=[0.5] * FEATURE_COUNT),
-        pb.StreamScoreFeaturesRequest(feature_values=[0.5] * (FEATURE_COUNT + 1)),
+        pb.StreamScoreFeaturesRequest(feature_values=valid_row()),
+        pb.StreamScoreFeaturesRequest(feature_values=[*valid_row(), 0.5]),
     ]
     answers: list[pb.StreamScoreFeaturesResponse] = []
 

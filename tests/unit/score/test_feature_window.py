@@ -115,7 +115,7 @@ def test_without_a_credit_line_what_is_read_against_it_is_missing_and_the_rest_f
 
         missing = {name for name, value in values.items() if math.isnan(value)}
         assert missing == set(FEATURES_READING_CREDIT_LINE)
-        assert missing >= {"credit_line", "utilisation_latest", "payments_to_line"}
+        assert missing >= {"credit_line", "utilisation_latest", "utilisation_max"}
         assert all(math.isfinite(values[name]) for name in set(values) - missing)
 
 

@@ -63,19 +63,19 @@ def expected_from_raw(raw: dict[str, int]) -> dict[str, float]:
         "late_statement_count": sum(1 for months in late if months > 0),
         "months_since_late": next((index for index, months in enumerate(late) if months), 6),
         "credit_line": line * 100,
-        "utilisation_latest": bills[0] / line,
-        "utilisation_mean": sum(bills) / 6 / line,
-        "utilisation_max": max(bills) / line,
-        "utilisation_change": (bills[0] - bills[5]) / line,
-        "new_spending_latest": (bills[0] - (bills[1] - paid[0])) / line,
+        "utilisation_latest": max(bills[0], 0) / line,
+        "utilisation_mean": sum(max(bill, 0) for bill in bills) / 6 / line,
+        "utilisation_max": max(max(bill, 0) for bill in bills) / line,
         "payment_ratio_latest": paid_share(0),
         "payment_ratio_previous": paid_share(1),
         "payment_ratio_overall": 1.0 if owed_total <= 0 else min(sum(paid[:5]) / owed_total, 1.0),
         "payment_ratio_lowest": min(paid_share(month) for month in range(5)),
+        "months_paid_in_full": sum(1 for month in range(5) if paid_share(month) >= 1.0),
+        "partner_payment_latest": paid[0] * 100,
+        "partner_payments_mean": sum(paid) * 100 / 6,
         "months_paid_nothing": sum(
             1 for month in range(5) if bills[month + 1] > 0 and paid[month] == 0
         ),
-        "payments_to_line": sum(paid) / 6 / line,
     }
 
 

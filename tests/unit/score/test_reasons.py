@@ -8,10 +8,11 @@ import re
 
 import pytest
 
-from services.score.domain.features import FEATURE_COUNT, FEATURE_NAMES
+from services.score.domain.features import FEATURE_COUNT, FEATURE_NAMES, FEATURES
 from services.score.domain.reasons import (
     CATALOGUE,
     REASONS_MAX,
+    STRONG_POINT_CODE,
     principal_reasons,
 )
 
@@ -28,7 +29,6 @@ def vector(**values: float) -> list[float]:
         payment_ratio_previous=1.0,
         payment_ratio_overall=1.0,
         payment_ratio_lowest=1.0,
-        payments_to_line=0.05,
     )
     unknown = set(values) - set(FEATURE_NAMES)
     assert not unknown, unknown
@@ -93,12 +93,25 @@ def test_a_contribution_too_small_to_matter_is_not_a_reason() -> None:
     assert principal_reasons(values, contributions(months_late_latest=1e-6)) == ()
 
 
-def test_a_value_that_is_not_adverse_is_not_blamed_even_with_a_positive_contribution() -> None:
-    # No late payment at all, and the balance paid in full: no true sentence blames these.
+def test_a_value_at_its_best_with_a_positive_contribution_is_named_without_blame() -> None:
+    # No late payment at all, and the balance paid in full: the sentences say so, and that the
+    # rest of the record makes them count for less, never that they lowered the score.
     values = vector(months_late_latest=0, payment_ratio_latest=1.0, months_since_late=6)
     pushes = contributions(months_late_latest=0.2, payment_ratio_latest=0.1, months_since_late=0.1)
 
-    assert principal_reasons(values, pushes) == ()
+    reasons = principal_reasons(values, pushes)
+
+    assert [reason.feature for reason in reasons] == [
+        "months_late_latest",
+        "months_since_late",  # a tie with the payment ratio: feature order decides
+        "payment_ratio_latest",
+    ]
+    assert {reason.code for reason in reasons} == {STRONG_POINT_CODE}
+    assert reasons[0].message_en == (
+        "Your most recent statement was paid on time, but with the rest of your record it "
+        "counts for less than in a typical history scoring 600 or more."
+    )
+    assert all(CHINESE.search(reason.message_zh) for reason in reasons)
 
 
 def test_each_reason_states_the_persons_own_value_in_english_and_chinese() -> None:
@@ -151,20 +164,17 @@ SAMPLE_VALUES = {
     "RECENT_DELINQUENCY": 1.0,
     "NO_CREDIT_LINE": math.nan,
     "SMALL_CREDIT_LINE": 2_000_000.0,
-    "LITTLE_RECENT_USE": 0.01,
     "HIGH_UTILISATION": 0.95,
-    "LITTLE_USE": 0.0,
     "HIGH_AVERAGE_UTILISATION": 0.8,
-    "LITTLE_PEAK_USE": -0.01,
     "BALANCE_NEAR_LIMIT": 1.02,
-    "RISING_BALANCE": 0.4,
-    "NO_RECENT_PURCHASES": 0.0,
     "LOW_RECENT_PAYMENT": 0.1,
     "LOW_PREVIOUS_PAYMENT": 0.05,
     "LOW_PAYMENTS_OVERALL": 0.3,
     "LOW_PAYMENT_MONTH": 0.0,
     "MISSED_PAYMENTS": 2.0,
-    "LOW_REPAYMENT_ACTIVITY": 0.001,
+    "SMALL_PAYMENTS": 1_000.0,
+    "FEW_MONTHS_PAID_IN_FULL": 2.0,
+    "SMALL_RECENT_PAYMENT": 500.0,
 }
 TEMPLATES = [
     (feature, template.code) for feature, templates in CATALOGUE.items() for template in templates
@@ -193,32 +203,49 @@ def test_every_reason_has_a_sentence_and_advice_in_both_languages(feature: str, 
         assert CHINESE.search(chinese) and chinese.endswith("。") and "{" not in chinese
 
 
-def test_little_use_and_heavy_use_are_told_apart() -> None:
-    little, heavy = (
-        principal_reasons(vector(utilisation_latest=value), contributions(utilisation_latest=0.3))
-        for value in (0.01, 0.97)
+def test_use_of_the_line_is_stated_with_its_share() -> None:
+    (heavy,) = principal_reasons(
+        vector(utilisation_latest=0.97), contributions(utilisation_latest=0.3)
     )
 
-    assert little[0].code == "LITTLE_RECENT_USE"
-    assert "Use your credit line" in little[0].advice_en
-    assert heavy[0].message_en == "Your most recent balance uses 97% of your credit line."
-    assert heavy[0].advice_en.startswith("Pay your balance down")
-
-
-def test_paying_down_a_balance_or_paying_a_lot_is_never_blamed() -> None:
-    values = vector(utilisation_change=-0.4, payments_to_line=0.3, new_spending_latest=0.5)
-    pushes = contributions(utilisation_change=0.2, payments_to_line=0.2, new_spending_latest=0.2)
-
-    assert principal_reasons(values, pushes) == ()
+    assert heavy.message_en == "Your most recent balance uses 97% of your credit line."
+    assert heavy.advice_en.startswith("Pay your balance down")
 
 
 def test_a_tiny_share_is_not_rounded_down_to_nothing() -> None:
     (reason,) = principal_reasons(
-        vector(payments_to_line=0.001), contributions(payments_to_line=0.3)
+        vector(utilisation_latest=0.001), contributions(utilisation_latest=0.3)
     )
 
-    assert "averaged less than 1% of your credit line" in reason.message_en
+    assert "uses less than 1% of your credit line" in reason.message_en
     assert "不到1%" in reason.message_zh
+
+
+@pytest.mark.parametrize("share", [12.34, 1e6, 1e15])
+def test_a_share_beyond_999_percent_is_said_in_three_digits(share: float) -> None:
+    (reason,) = principal_reasons(
+        vector(utilisation_latest=share), contributions(utilisation_latest=0.3)
+    )
+
+    assert "uses more than 999% of your credit line" in reason.message_en
+    assert "超过999%" in reason.message_zh
+
+
+@pytest.mark.parametrize("feature", FEATURE_NAMES)
+def test_every_feature_has_a_sentence_for_every_value_it_can_take(feature: str) -> None:
+    described = FEATURES[FEATURE_NAMES.index(feature)]
+    low, high = described.low, described.high
+    values = {low, high, (low + high) / 2, min(low + 1, high), min(low + 0.5, high)}
+    if described.reads_credit_line:
+        values.add(math.nan)
+    for value in values:
+        if not described.holds(value):
+            continue
+        (reason,) = principal_reasons(vector(**{feature: value}), contributions(**{feature: 0.3}))
+
+        assert reason.message_en and reason.advice_en, (feature, value)
+        assert CHINESE.search(reason.message_zh) and CHINESE.search(reason.advice_zh)
+        assert not re.search(r"\d{4,}", reason.message_en + reason.message_zh), reason
 
 
 def test_vectors_of_the_wrong_length_are_refused() -> None:

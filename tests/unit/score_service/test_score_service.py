@@ -11,10 +11,14 @@ import numpy as np
 import pytest
 
 from services.common.errors import InvalidArgument, Unavailable
-from services.score.adapters.model_files import MODELS_ROOT
+from services.score.adapters.model_files import MODELS_ROOT, newest_model_directory
 from services.score.adapters.onnx_model import OnnxModelLoader
 from services.score.domain import error_reasons, scoring
-from services.score.domain.features import FEATURE_NAMES, FEATURES_READING_CREDIT_LINE
+from services.score.domain.features import (
+    FEATURE_COUNT,
+    FEATURE_NAMES,
+    FEATURES_READING_CREDIT_LINE,
+)
 from services.score.domain.history import (
     CreditHistory,
     ObligationOutcome,
@@ -31,6 +35,7 @@ from services.score.service.score_service import (
     ScoreService,
     scores_from_log_odds,
 )
+from tests.support.feature_rows import valid_row, valid_rows
 
 AS_OF = datetime(2005, 10, 1, tzinfo=UTC)
 
@@ -190,15 +195,16 @@ def test_no_model_means_unavailable(ledger: FakeLedger) -> None:
 
 
 def test_every_non_finite_feature_value_is_refused_by_name(service: ScoreService) -> None:
-    values = [0.0] * 18 + [1.0] * 3 + [float("nan")] * 14 + [float("inf")]
+    count = FEATURE_COUNT
+    values = [*valid_row(), 1.0, 1.0, 1.0, *[float("nan")] * (count - 4), float("inf")]
     # NaN means missing, which only the features read against a credit line may be.
-    may_be_missing = {18 + FEATURE_NAMES.index(name) for name in FEATURES_READING_CREDIT_LINE}
+    may_be_missing = {count + FEATURE_NAMES.index(name) for name in FEATURES_READING_CREDIT_LINE}
 
     with pytest.raises(InvalidArgument) as raised:
         service.score_features(values, include_reasons=False)
     assert [violation.field for violation in raised.value.field_violations] == [
         f"feature_values[{index}]"
-        for index in range(21, 36)
+        for index in range(count + 3, 2 * count)
         if index not in may_be_missing or math.isinf(values[index])
     ]
     assert {violation.reason for violation in raised.value.field_violations} == {
@@ -210,11 +216,11 @@ def test_every_non_finite_feature_value_is_refused_by_name(service: ScoreService
     ("value_count", "reasons"),
     [
         (0, [error_reasons.FIELD_REQUIRED]),
-        (17, [error_reasons.FEATURE_VALUES_NOT_WHOLE_ROWS]),
-        (19, [error_reasons.FEATURE_VALUES_NOT_WHOLE_ROWS]),
-        (18 * 100_001, [error_reasons.TOO_MANY_FEATURE_ROWS]),
+        (FEATURE_COUNT - 1, [error_reasons.FEATURE_VALUES_NOT_WHOLE_ROWS]),
+        (FEATURE_COUNT + 1, [error_reasons.FEATURE_VALUES_NOT_WHOLE_ROWS]),
+        (FEATURE_COUNT * 100_001, [error_reasons.TOO_MANY_FEATURE_ROWS]),
         (
-            18 * 100_001 + 1,
+            FEATURE_COUNT * 100_001 + 1,
             [error_reasons.FEATURE_VALUES_NOT_WHOLE_ROWS, error_reasons.TOO_MANY_FEATURE_ROWS],
         ),
     ],
@@ -223,7 +229,7 @@ def test_values_that_are_no_whole_number_of_rows_or_too_many_are_refused(
     service: ScoreService, value_count: int, reasons: list[str]
 ) -> None:
     with pytest.raises(InvalidArgument) as raised:
-        service.score_features([0.5] * value_count, include_reasons=False)
+        service.score_features((valid_row() * 100_002)[:value_count], include_reasons=False)
     violations = raised.value.field_violations
     assert [(violation.field, violation.reason) for violation in violations] == [
         ("feature_values", reason) for reason in reasons
@@ -233,7 +239,7 @@ def test_values_that_are_no_whole_number_of_rows_or_too_many_are_refused(
 def test_a_row_without_a_credit_line_is_scored_with_the_line_features_missing(
     service: ScoreService,
 ) -> None:
-    row = [0.0] * 18
+    row = [0.0] * FEATURE_COUNT
     for index, name in enumerate(FEATURE_NAMES):
         if name in FEATURES_READING_CREDIT_LINE:
             row[index] = float("nan")
@@ -244,19 +250,19 @@ def test_a_row_without_a_credit_line_is_scored_with_the_line_features_missing(
 
 
 def test_a_bad_length_and_bad_values_are_refused_together(service: ScoreService) -> None:
-    values = [0.5] * 18 + [float("nan")]
+    values = [*valid_row(), float("nan")]
 
     with pytest.raises(InvalidArgument) as raised:
         service.score_features(values, include_reasons=True)
     assert [violation.field for violation in raised.value.field_violations] == [
         "feature_values",
-        "feature_values[18]",
+        f"feature_values[{FEATURE_COUNT}]",
     ]
 
 
 def test_scores_without_reasons_equal_those_with_reasons(service: ScoreService) -> None:
     """The fast path (a log-odds-only graph, scores computed over arrays) changes nothing."""
-    rows = np.random.default_rng(11).uniform(0, 3, (2000, 18))
+    rows = valid_rows(np.random.default_rng(11), 2000)
     rows[::4] = np.round(rows[::4])  # whole numbers sit exactly on many split thresholds
 
     fast = service.score_features(rows.ravel(), include_reasons=False)
@@ -284,7 +290,7 @@ def test_a_cached_user_is_scored_by_the_model_serving_now(
     ledger: FakeLedger, tmp_path: Path
 ) -> None:
     for version in ("1.0.0", "1.0.1"):
-        shutil.copytree(MODELS_ROOT / "1.0.0", tmp_path / version)
+        shutil.copytree(newest_model_directory(MODELS_ROOT), tmp_path / version)
     models = models_from(tmp_path)
     models.load_initial("1.0.0")
     service = ScoreService(ledger, FeatureCache[CachedUser](), models)

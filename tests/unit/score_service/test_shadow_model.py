@@ -11,8 +11,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from services.score.adapters.model_files import MODELS_ROOT
+from services.score.adapters.model_files import MODELS_ROOT, newest_model_directory
 from services.score.adapters.onnx_model import load_onnx_model
+from services.score.domain.features import FEATURE_COUNT
 from services.score.domain.scoring import FACTOR
 from services.score.service.feature_cache import FeatureCache
 from services.score.service.score_service import CachedUser, ScoreService
@@ -41,7 +42,7 @@ def write_riskier_model(models_root: Path, version: str) -> None:
     """A copy of the served model whose first tree adds LOG_ODDS_SHIFT to the bias and the
     log-odds targets, so its contributions still add up and it passes warm-up."""
     directory = models_root / version
-    shutil.copytree(MODELS_ROOT / "1.0.0", directory)
+    shutil.copytree(newest_model_directory(MODELS_ROOT), directory)
     model = onnx.load(str(directory / "model.onnx"))
     ensemble = next(node for node in model.graph.node if node.op_type == "TreeEnsembleRegressor")
     attributes = {attribute.name: attribute for attribute in ensemble.attribute}
@@ -60,7 +61,7 @@ def write_riskier_model(models_root: Path, version: str) -> None:
 
 @pytest.fixture
 def models_root(tmp_path: Path) -> Path:
-    shutil.copytree(MODELS_ROOT / "1.0.0", tmp_path / "1.0.0")
+    shutil.copytree(newest_model_directory(MODELS_ROOT), tmp_path / "1.0.0")
     write_riskier_model(tmp_path, "1.1.0")
     return tmp_path
 
@@ -108,8 +109,10 @@ def test_a_shadow_that_cannot_load_leaves_serving_alone(models_root: Path) -> No
 
 def test_a_shadow_that_falls_behind_drops_comparisons_instead_of_slowing_calls() -> None:
     recorder = ListRecorder()
-    shadow = ShadowScorer(load_onnx_model(MODELS_ROOT / "1.0.0"), recorder, queue_size=1)
-    features = tuple(np.ones(18).tolist())
+    shadow = ShadowScorer(
+        load_onnx_model(newest_model_directory(MODELS_ROOT)), recorder, queue_size=1
+    )
+    features = tuple(np.ones(FEATURE_COUNT).tolist())
 
     for _ in range(200):
         shadow.offer(features, 600)

@@ -7,7 +7,7 @@ import math
 
 from hypothesis import given, strategies as st
 
-from services.waiver.domain.decision import Limit, WaiverOutcome, decide
+from services.waiver.domain.decision import Limit, ProvenAction, WaiverOutcome, decide
 
 from .conftest import YUAN, make_policy, make_score
 
@@ -55,6 +55,24 @@ def test_below_the_minimum_score_nothing_is_waived_and_the_scores_reasons_say_wh
     assert made.outcome is WaiverOutcome.DENIED
     assert made.waived_minor == 0 and made.deposit_minor == 99 * YUAN
     assert [reason.code for reason in made.reasons] == ["RECENT_LATE_PAYMENT"]
+
+
+def test_what_the_scores_model_proved_would_help_follows_the_first_reason():
+    actions = (
+        ProvenAction("ON_TIME_THREE_MONTHS", "Pay on time for three months.", "按时还款三个月。"),
+        ProvenAction("PAY_LATEST_IN_FULL", "Pay in full.", "全额还清。"),
+    )
+
+    made = decision(score=make_score(score=449, pd=0.01, actions=actions))
+
+    assert [reason.code for reason in made.reasons] == [
+        "RECENT_LATE_PAYMENT",
+        "ON_TIME_THREE_MONTHS",
+    ]
+    proven = made.reasons[1]
+    assert proven.advice("en") == "Pay on time for three months."
+    assert proven.advice("zh") == "按时还款三个月。"
+    assert "449" not in proven.message("en") + proven.message("zh")
 
 
 def test_the_merchants_cap_limits_the_waiver_and_says_so():

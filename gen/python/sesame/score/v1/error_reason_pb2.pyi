@@ -42,7 +42,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     TIMESTAMP_INVALID: _ErrorReason.ValueType  # 4
     """INVALID_ARGUMENT: the score's own checks.
 
-    as_of_time lies outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+    as_of_time lies outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z, or its
+    nanos lie outside 0 to 999999999.
     """
     TOO_MANY_USERS: _ErrorReason.ValueType  # 5
     """BatchGetScoresRequest.user_ids lists more than 1000 users."""
@@ -53,6 +54,13 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     FEATURE_VALUE_NOT_FINITE: _ErrorReason.ValueType  # 8
     """A value of feature_values is infinite, or NaN for a feature that cannot be missing; the field
     is named feature_values[i].
+    """
+    FEATURE_VALUE_OUT_OF_RANGE: _ErrorReason.ValueType  # 15
+    """A finite value of feature_values that no credit history can give its feature: below or
+    above the feature's range, or not a whole number where the feature counts months or
+    statements (the model card lists every feature's range; a negative months_since_late or
+    credit_line, say). The field is named feature_values[i] and the description names the
+    feature and its range, never the value.
     """
     MODEL_VERSION_INVALID: _ErrorReason.ValueType  # 9
     """ReloadModelRequest.model_version is not empty and not dotted numbers such as "1.0.0"."""
@@ -100,7 +108,8 @@ wire format, a string that is not UTF-8). No field can be named.
 TIMESTAMP_INVALID: ErrorReason.ValueType  # 4
 """INVALID_ARGUMENT: the score's own checks.
 
-as_of_time lies outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+as_of_time lies outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z, or its
+nanos lie outside 0 to 999999999.
 """
 TOO_MANY_USERS: ErrorReason.ValueType  # 5
 """BatchGetScoresRequest.user_ids lists more than 1000 users."""
@@ -111,6 +120,13 @@ TOO_MANY_FEATURE_ROWS: ErrorReason.ValueType  # 7
 FEATURE_VALUE_NOT_FINITE: ErrorReason.ValueType  # 8
 """A value of feature_values is infinite, or NaN for a feature that cannot be missing; the field
 is named feature_values[i].
+"""
+FEATURE_VALUE_OUT_OF_RANGE: ErrorReason.ValueType  # 15
+"""A finite value of feature_values that no credit history can give its feature: below or
+above the feature's range, or not a whole number where the feature counts months or
+statements (the model card lists every feature's range; a negative months_since_late or
+credit_line, say). The field is named feature_values[i] and the description names the
+feature and its range, never the value.
 """
 MODEL_VERSION_INVALID: ErrorReason.ValueType  # 9
 """ReloadModelRequest.model_version is not empty and not dotted numbers such as "1.0.0"."""

@@ -78,7 +78,14 @@ Global___ThinFileReason: _TypeAlias = ThinFileReason  # noqa: Y015
 
 @_typing.final
 class Reason(_message.Message):
-    """Reason is one principal factor that lowered the score."""
+    """Reason is one principal factor that lowered the score. Contributions are measured from a
+    reference profile, the training histories that score 600 or more (the best band, from its
+    cut-off at 19:1 good:bad odds; the model card's reasons.reference_point, whose log-odds scores
+    600 or more): a reason's log_odds_contribution is
+    how much its feature moved the log-odds of default above that profile's, and the
+    contributions of all features add up to the score's log-odds minus the reference's. So every
+    score below 600 has at least one reason, and a score of 600 or more may have none.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -94,7 +101,9 @@ class Reason(_message.Message):
     feature: _builtins.str
     """The model feature behind the reason."""
     log_odds_contribution: _builtins.float
-    """How much the feature moved the log-odds of default (positive lowers the score)."""
+    """How much the feature moved the log-odds of default from the reference profile's (positive
+    lowers the score). Per-path (Saabas) attributions of the model's trees.
+    """
     message_en: _builtins.str
     """The reason in English, a specific sentence."""
     message_zh: _builtins.str
@@ -123,6 +132,44 @@ class Reason(_message.Message):
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
 @_typing.final
+class Action(_message.Message):
+    """Action is something the user can do that the model itself says would raise their score: the
+    user's history changed as the action describes, scored by the same model in the same call.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_EN_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_ZH_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """Stable code, for example "PAY_LATEST_IN_FULL", "ON_TIME_THREE_MONTHS",
+    "BALANCE_BELOW_HALF_LINE".
+    """
+    description_en: _builtins.str
+    """The action in English, for example "Pay your latest statement in full this month, on time." """
+    description_zh: _builtins.str
+    """The action in Chinese."""
+    score: _builtins.int
+    """The score the history would have after the action, higher than Score.score."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        description_en: _builtins.str = ...,
+        description_zh: _builtins.str = ...,
+        score: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "description_en", b"description_en", "description_zh", b"description_zh", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Action: _TypeAlias = Action  # noqa: Y015
+
+@_typing.final
 class Score(_message.Message):
     """Score is a user's credit score with its explanation. A user's score reads the feature window
     (the six calendar months, UTC, before the month as_of_time falls in; see ThinFileReason):
@@ -145,17 +192,21 @@ class Score(_message.Message):
     THIN_FILE_REASON_FIELD_NUMBER: _builtins.int
     SESAME_OBLIGATION_COUNT_FIELD_NUMBER: _builtins.int
     PARTNER_STATEMENT_COUNT_FIELD_NUMBER: _builtins.int
+    ACTIONS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user; empty for a score of an explicit feature vector."""
     score: _builtins.int
     """The score, 350 to 950; 0 when thin_file is set."""
     probability_of_default: _builtins.float
-    """The model's probability of default, 0 to 1; 0 when thin_file is set."""
+    """The model's probability of default, 0 to 1. Unset when thin_file is set: a thin file has
+    no probability of default (which is not the same as a probability of 0), so a client reads
+    it only when present.
+    """
     model_version: _builtins.str
     """The version of the model that produced the score."""
     thin_file: _builtins.bool
-    """True when the user has too little history for a score; score, probability_of_default and
-    reasons are then empty.
+    """True when the user has too little history for a score; score is then 0, and
+    probability_of_default and reasons are unset.
     """
     thin_file_reason: Global___ThinFileReason.ValueType
     """Why the file is thin; unspecified when thin_file is false."""
@@ -180,12 +231,23 @@ class Score(_message.Message):
         the ledger was read when it was unset. Unset for a score of an explicit feature vector.
         """
 
+    @_builtins.property
+    def actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Action]:
+        """What would help: the actions (of a small fixed set: pay the latest statement in full, pay
+        on time for three months, bring the balance below half the credit line) that apply to this
+        user's history and that raise this score, each with the score it would reach, the largest
+        first; each is checked by scoring the history as the action would leave it (the months it
+        describes added as the newest, nothing else changed: no new spending, the same line) with
+        the same model in the same call. Empty for a thin file and for a score of an explicit
+        feature vector.
+        """
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         score: _builtins.int = ...,
-        probability_of_default: _builtins.float = ...,
+        probability_of_default: _builtins.float | None = ...,
         reasons: _abc.Iterable[Global___Reason] | None = ...,
         model_version: _builtins.str = ...,
         data_as_of_time: _timestamp_pb2.Timestamp | None = ...,
@@ -193,12 +255,15 @@ class Score(_message.Message):
         thin_file_reason: Global___ThinFileReason.ValueType = ...,
         sesame_obligation_count: _builtins.int = ...,
         partner_statement_count: _builtins.int = ...,
+        actions: _abc.Iterable[Global___Action] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data_as_of_time", b"data_as_of_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_probability_of_default", b"_probability_of_default", "data_as_of_time", b"data_as_of_time", "probability_of_default", b"probability_of_default"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_as_of_time", b"data_as_of_time", "model_version", b"model_version", "partner_statement_count", b"partner_statement_count", "probability_of_default", b"probability_of_default", "reasons", b"reasons", "score", b"score", "sesame_obligation_count", b"sesame_obligation_count", "thin_file", b"thin_file", "thin_file_reason", b"thin_file_reason", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_probability_of_default", b"_probability_of_default", "actions", b"actions", "data_as_of_time", b"data_as_of_time", "model_version", b"model_version", "partner_statement_count", b"partner_statement_count", "probability_of_default", b"probability_of_default", "reasons", b"reasons", "score", b"score", "sesame_obligation_count", b"sesame_obligation_count", "thin_file", b"thin_file", "thin_file_reason", b"thin_file_reason", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__probability_of_default: _TypeAlias = _typing.Literal["probability_of_default"]  # noqa: Y015
+    _WhichOneofArgType__probability_of_default: _TypeAlias = _typing.Literal["_probability_of_default", b"_probability_of_default"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__probability_of_default) -> _WhichOneofReturnType__probability_of_default | None: ...
 
 Global___Score: _TypeAlias = Score  # noqa: Y015
 
