@@ -6,6 +6,7 @@ manifests wire them, and SIGTERM stops each pod within its terminationGracePerio
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,8 @@ from sesame.type.v1.time_range_pb2 import TimeRange
 from sesame.waiver.v1 import waiver_service_pb2 as waiver, waiver_service_pb2_grpc
 
 from tests.support.manifests import LocalPods, probe_budget_s, render
+
+CREATE_RETRY_S = 30.0
 
 PROBES_TIMEOUT_S = 180.0
 
@@ -58,24 +61,29 @@ def test_an_order_goes_through_the_services_as_the_manifests_wire_them(
     start.FromDatetime(now)
     end.FromDatetime(now + timedelta(hours=2))
     waiver_port = local_pods.pods["sesame-waiver"].local_port("grpc")
+    request = waiver.CreateOrderRequest(
+        request_id="pod-bike-1-create",
+        merchant_id="sesame-demo",
+        out_order_no="pod-bike-1",
+        user_id="pod-user-1",
+        scenario_id="bike",
+        risk_fund_type=waiver.RISK_FUND_TYPE_DEPOSIT,
+        risk_amount=Money(currency_code="CNY", amount_minor=9900),
+        time_range=TimeRange(start_time=start, end_time=end),
+    )
     with grpc.insecure_channel(f"127.0.0.1:{waiver_port}") as channel:
-        order = (
-            waiver_service_pb2_grpc.WaiverServiceStub(channel)
-            .CreateOrder(
-                waiver.CreateOrderRequest(
-                    request_id="pod-bike-1-create",
-                    merchant_id="sesame-demo",
-                    out_order_no="pod-bike-1",
-                    user_id="pod-user-1",
-                    scenario_id="bike",
-                    risk_fund_type=waiver.RISK_FUND_TYPE_DEPOSIT,
-                    risk_amount=Money(currency_code="CNY", amount_minor=9900),
-                    time_range=TimeRange(start_time=start, end_time=end),
-                ),
-                timeout=10,
-            )
-            .order
-        )
+        stub = waiver_service_pb2_grpc.WaiverServiceStub(channel)
+        # The pods start together, as in a cluster: until the waiver has reached the score
+        # service it answers UNAVAILABLE, which a client retries with the same request id.
+        deadline = time.monotonic() + CREATE_RETRY_S
+        while True:
+            try:
+                order = stub.CreateOrder(request, timeout=10).order
+                break
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
     assert order.decision.outcome == waiver.WAIVER_OUTCOME_FULL
     assert order.state == waiver.ORDER_STATE_DOING
 

@@ -28,7 +28,10 @@ NEGATIVE_RECORD_YEARS = 5
 
 
 def forgotten_before(as_of: datetime) -> datetime:
-    """The moment five years before `as_of`: negative records before it no longer count."""
+    """The moment five years before `as_of`: negative records before it no longer count. In
+    the first five years of the calendar nothing is that old."""
+    if as_of.year <= NEGATIVE_RECORD_YEARS:
+        return datetime.min.replace(tzinfo=as_of.tzinfo)
     try:
         return as_of.replace(year=as_of.year - NEGATIVE_RECORD_YEARS)
     except ValueError:  # 29 February, in a year five years earlier that has none

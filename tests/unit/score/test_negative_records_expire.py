@@ -77,3 +77,17 @@ def test_five_years_before_a_leap_day_is_the_last_of_february() -> None:
 def test_a_history_without_a_moment_is_read_as_it_is() -> None:
     undated = CreditHistory(None, (late_statement(2001, 1),))
     assert without_expired_negative_records(undated) is undated
+
+
+def test_in_the_first_five_years_of_the_calendar_nothing_has_expired() -> None:
+    """A score as of year 3 (protobuf's Timestamp reaches back to year 1) is answered, not
+    failed: no record is five years old yet."""
+    as_of = datetime(3, 2, 1, tzinfo=UTC)
+    assert forgotten_before(as_of) == datetime.min.replace(tzinfo=UTC)
+    early = CreditHistory(
+        credit_line_minor=None,
+        statements=(late_statement(2, 5),),
+        obligations=(),
+        as_of=as_of,
+    )
+    assert without_expired_negative_records(early) == early
