@@ -6,26 +6,17 @@ PostgreSQL, that a test can kill and restart on the same database and port.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 
 from services.suite.launch import free_port
+from tests.support.service_process import ServiceProcess, clean_environment
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
-SERVICE_NAME = "sesame.ledger.v1.LedgerService"
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
 # Channels reconnect quickly, so that a client notices a restarted ledger within a second.
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -34,93 +25,15 @@ CHANNEL_OPTIONS = (
 )
 
 
-def clean_environment() -> dict[str, str]:
-    """This process's environment without any SESAME_ setting, so only ours apply."""
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("SESAME_")}
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [str(REPOSITORY_ROOT), *filter(None, [environment.get("PYTHONPATH")])]
+def ledger_process(database_url: str, port: int, log_path: Path, **settings: str) -> ServiceProcess:
+    """`python -m services.ledger` on a given database and port, creating its schema, with a
+    short grace period: start, kill, start again."""
+    return ServiceProcess(
+        "ledger",
+        port,
+        log_path,
+        {"database_url": database_url, "create_schema": "true", "grace_period_s": "1", **settings},
     )
-    environment["PYTHONUNBUFFERED"] = "1"
-    environment["SESAME_LEDGER_PLAINTEXT"] = "true"
-    return environment
-
-
-class LedgerProcess:
-    """`python -m services.ledger` on a given database and port; start, kill, start again."""
-
-    def __init__(self, database_url: str, port: int, log_path: Path, **settings: str) -> None:
-        self.database_url = database_url
-        self.port = port
-        self.log_path = log_path
-        self.settings = settings
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        assert self.process is None or self.process.poll() is not None, "already running"
-        environment = clean_environment()
-        environment.update(
-            SESAME_LEDGER_PORT=str(self.port),
-            SESAME_LEDGER_DATABASE_URL=self.database_url,
-            SESAME_LEDGER_CREATE_SCHEMA="true",
-            SESAME_LEDGER_GRACE_PERIOD_S="1",
-            SESAME_LEDGER_LOG_LEVEL="WARNING",
-        )
-        environment.update({f"SESAME_LEDGER_{k.upper()}": v for k, v in self.settings.items()})
-        with self.log_path.open("ab") as log:
-            log.write(f"--- start {self.starts + 1}\n".encode())
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.ledger"],
-                cwd=REPOSITORY_ROOT,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.starts += 1
-        self._wait_until_serving()
-
-    def _wait_until_serving(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        with grpc.insecure_channel(self.address) as channel:
-            health: Any = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    pytest.fail(f"the ledger exited with {self.process.returncode}:\n{self.log()}")
-                try:
-                    response = health.Check(
-                        health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1.0
-                    )
-                    if response.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.1)
-        pytest.fail(f"the ledger did not report SERVING within {START_TIMEOUT_S} s:\n{self.log()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no graceful shutdown, no flushing, the way a crash or an OOM kill ends it."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(STOP_TIMEOUT_S)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT_S)
-
-    def log(self) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return text[-4000:]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -134,12 +47,12 @@ def resilience_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> s
 
 
 @pytest.fixture
-def start_ledger(tmp_path: Path) -> Iterator[Callable[..., LedgerProcess]]:
+def start_ledger(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     """Starts a ledger process on a database and a free port; every one is stopped at the end."""
-    started: list[LedgerProcess] = []
+    started: list[ServiceProcess] = []
 
-    def start(database_url: str, **settings: str) -> LedgerProcess:
-        ledger = LedgerProcess(
+    def start(database_url: str, **settings: str) -> ServiceProcess:
+        ledger = ledger_process(
             database_url, free_port(), tmp_path / f"ledger-{len(started)}.log", **settings
         )
         started.append(ledger)
