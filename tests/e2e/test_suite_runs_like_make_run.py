@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from sesame.waiver.v1 import waiver_service_pb2, waiver_service_pb2_grpc
 
 from services.common.grpc_errors import error_details
 from services.common.tls import TlsFiles, channel_credentials
-from services.suite.launch import free_port
+from tests.support.suite import launched_suite
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {
@@ -34,60 +32,15 @@ SERVICES = {
     "score": "sesame.score.v1.ScoreService",
     "waiver": "sesame.waiver.v1.WaiverService",
 }
-STARTUP_TIMEOUT_S = 90.0
-STOP_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
 def running_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The suite as `make run` starts it, which must also stop cleanly on Ctrl-C."""
     work_directory = tmp_path_factory.mktemp("suite")
-    ports = {name: free_port() for name in SERVICES}
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = str(REPOSITORY_ROOT)
-    for name, port in ports.items():
-        environment[f"SESAME_{name.upper()}_PORT"] = str(port)
     # Checkpoints every second instead of make run's every minute; the key is made as by it.
-    environment["SESAME_LEDGER_CHECKPOINT_INTERVAL_S"] = "1"
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "services.suite.launch"],
-        cwd=work_directory,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, so that nothing outlives a failure
-    )
-    assert launcher.stdout is not None
-    output: list[str] = []
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        line = launcher.stdout.readline()
-        if not line and launcher.poll() is not None:
-            break
-        output.append(line)
-        if line.startswith("Press Ctrl-C"):
-            break
-    if not any(line.startswith("Press Ctrl-C") for line in output):
-        os.killpg(launcher.pid, signal.SIGKILL)
-        pytest.fail("the suite did not start:\n" + "".join(output))
-    # The services log to the launcher's output, as to a terminal under make run: read it all
-    # the time, or a full pipe would stall every service at its next log line.
-    reader = threading.Thread(target=lambda: output.extend(launcher.stdout), daemon=True)
-    reader.start()
-    addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
-    addresses["directory"] = str(work_directory)
-    try:
-        yield addresses
-    finally:
-        launcher.send_signal(signal.SIGINT)
-        try:
-            launcher.wait(timeout=STOP_TIMEOUT_S)
-        finally:
-            if launcher.poll() is None:
-                os.killpg(launcher.pid, signal.SIGKILL)
-        reader.join(timeout=STOP_TIMEOUT_S)
-        assert launcher.returncode == 0, "".join(output)
-        assert "Sesame stopped." in "".join(output)
+    with launched_suite(work_directory, {"SESAME_LEDGER_CHECKPOINT_INTERVAL_S": "1"}) as addresses:
+        yield {**addresses, "directory": str(work_directory)}
 
 
 def channel_as(running_suite: dict[str, str], service: str, identity: str) -> grpc.Channel:

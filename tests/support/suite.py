@@ -71,3 +71,6 @@ def launched_suite(
             if launcher.poll() is None:
                 os.killpg(launcher.pid, signal.SIGKILL)
             drain.join(timeout=STOP_TIMEOUT_S)
+    # Only reached when the block using the suite ended without an error of its own.
+    if launcher.returncode != 0 or "Sesame stopped." not in "".join(output):
+        raise RuntimeError("the suite did not stop cleanly:\n" + "".join(output))
