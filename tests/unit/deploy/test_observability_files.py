@@ -71,9 +71,9 @@ def test_the_scrape_configuration_keeps_the_port_the_manifests_name_metrics() ->
     assert config["rule_files"] == ["alerts.yaml"]
 
 
-def test_the_dashboard_shows_calls_errors_latency_decisions_and_loss() -> None:
+def test_the_dashboard_shows_calls_errors_latency_decisions_loss_and_drift() -> None:
     dashboard = json.loads((OBSERVABILITY / "grafana-dashboard.json").read_text())
     titles = " ".join(panel["title"].lower() for panel in dashboard["panels"])
-    for topic in ("calls", "error", "latency", "decisions", "lost"):
+    for topic in ("calls", "error", "latency", "decisions", "lost", "drift"):
         assert topic in titles, topic
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
