@@ -66,6 +66,7 @@ from services.ledger.service.page_tokens import (
     encode_page_token,
 )
 from services.ledger.service.ports import CheckpointVerifier, LedgerStorage, ReadTransaction
+from services.ledger.service.recent_entries import RecentEntries
 from services.ledger.service.retry import RetryPolicy, with_retries
 from services.ledger.service.typed_entries import TypedEntry, typed_entries
 from services.ledger.service.write_unit import RequestScope, WriteUnit
@@ -117,6 +118,9 @@ class LedgerService:
         self._retry = retry or RetryPolicy()
         self.notifier = notifier or EntryNotifier()
         self._watch_poll_interval_s = watch_poll_interval_s
+        self._recent_entries = RecentEntries(
+            storage, capacity=2 * WATCH_PAGE_SIZE, poll_interval_s=watch_poll_interval_s
+        )
         self._writer = BatchWriter(
             storage,
             clock,
@@ -460,8 +464,10 @@ class LedgerService:
                 )
             # Taken before reading, so a commit between the read and the wait is not missed.
             publications_seen = self.notifier.publications
-            with self._storage.read() as reader:
-                entries = typed_entries(reader.entries_after(cursor, WATCH_PAGE_SIZE), reader)
+            entries = self._recent_entries.after(cursor, publications_seen, WATCH_PAGE_SIZE)
+            if entries is None:  # behind the recent entries: a backlog, read from the journal
+                with self._storage.read() as reader:
+                    entries = typed_entries(reader.entries_after(cursor, WATCH_PAGE_SIZE), reader)
             if entries:
                 assert entries[0].entry.global_sequence > cursor
                 yield from entries

@@ -8,9 +8,14 @@ import time
 
 import grpc
 import pytest
-from sesame.ledger.v1 import ledger_service_pb2 as pb
+from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
+from sesame.type.v1.money_pb2 import Money
 
 from services.common.grpc_errors import error_details
+from services.common.server import create_server
+from services.ledger.app import build_ledger
+from services.ledger.service.recent_entries import RecentEntries
+from services.ledger.storage.sql_storage import open_ledger_storage
 
 RECEIVE_TIMEOUT_S = 5.0
 
@@ -105,3 +110,78 @@ def test_streams_end_with_unavailable_when_the_ledger_shuts_down(client, watch, 
 
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert error_details(error).reason == "SHUTTING_DOWN"
+
+
+def test_every_stream_receives_every_entry_once_and_in_order_while_writes_go_on(client, watch):
+    client.set_capacity("user-0", 1_000)
+    watchers = [watch() for _ in range(3)]
+    writes_per_thread = 15
+    writers = [
+        threading.Thread(
+            target=lambda user=f"user-{index}": [
+                client.set_capacity(user, 1_000 + n) for n in range(writes_per_thread)
+            ]
+        )
+        for index in range(4)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+
+    written = 1 + 4 * writes_per_thread
+    for watcher in watchers:
+        sequences = [watcher.next_entry().global_sequence for _ in range(written)]
+        assert sequences == list(range(1, written + 1))
+        assert watcher.received.empty()
+
+
+def test_a_stream_receives_what_another_ledger_process_commits(
+    client, watch, ledger_settings, clock
+):
+    client.set_capacity("user-a", 1_000)
+    watcher = watch()
+    assert watcher.next_entry().global_sequence == 1
+    other = build_ledger(ledger_settings, clock=clock)
+    other_server = create_server(ledger_settings, [other.registration])
+    other_server.server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{other_server.port}") as channel:
+            ledger_service_pb2_grpc.LedgerServiceStub(channel).SetWaiverCapacity(
+                pb.SetWaiverCapacityRequest(
+                    request_id="from-the-other-process",
+                    user_id="user-b",
+                    capacity=Money(currency_code="CNY", amount_minor=2_000),
+                    reason="test",
+                ),
+                timeout=RECEIVE_TIMEOUT_S,
+            )
+
+        entry = watcher.next_entry()
+    finally:
+        other.service.begin_shutdown()
+        other_server.server.stop(0).wait()
+        other.close()
+
+    assert (entry.global_sequence, entry.user_id) == (2, "user-b")
+
+
+def test_more_entries_than_the_recent_tail_holds_all_reach_a_reader(client, ledger_settings):
+    storage = open_ledger_storage(ledger_settings.database_url)
+    recent = RecentEntries(storage, capacity=3, poll_interval_s=60)
+    try:
+        assert recent.after(0, publications=0, limit=10) == []  # the journal is empty
+        for amount in range(8):
+            client.set_capacity("user-a", 1_000 + amount)
+
+        # A reader that keeps up: each call may find more committed than the tail holds.
+        received: list[int] = []
+        for publications in range(1, 6):
+            page = recent.after(received[-1] if received else 0, publications, limit=3)
+            assert page is not None, "a reader that keeps up never falls behind the tail"
+            received += [typed.entry.global_sequence for typed in page]
+
+        assert received == list(range(1, 9))
+        assert recent.after(0, publications=20, limit=10) is None  # older than the tail
+    finally:
+        storage.close()
