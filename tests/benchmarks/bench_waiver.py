@@ -26,7 +26,10 @@ One run:
    * the ledger's PlaceHold alone offered the same rate: `place_hold_p99_ms_same_rate`, and
      `create_p99_vs_place_hold_p99`.
    Ratios are taken within a round, so that the machine's drift between rounds cancels, and
-   every figure printed is the median over the rounds.
+   every figure printed is the median over the rounds. Every phase starts with a VACUUM
+   (ANALYZE) of both databases, as pgbench starts its runs: CI's PostgreSQL runs with
+   autovacuum off, and without it the dead row versions each step leaves behind (an order is
+   updated at every step) slowed each round more than the last.
 
 Every phase uses the load generator (`loadgen.py`) with the same processes and concurrency. Each
 slot of the load generator has users of its own (slot i takes users i, i + concurrency, ...), so
@@ -501,6 +504,8 @@ def measure(
     rate_per_s: float | None = None,
     **arguments: object,
 ) -> Phase:
+    # Every phase starts from vacuumed databases, as pgbench does (see PostgresServer.vacuum).
+    suite.server.vacuum(list(suite.databases.values()))
     cpu_s: dict[str, float] = {}
     with cpu_used(suite, cpu_s):
         result = run_load(

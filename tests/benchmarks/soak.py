@@ -6,7 +6,10 @@ One run:
 
 1. starts ledger, score and waiver as `make run` starts them (`services.suite.launch`, signed
    checkpoints every minute included), each of ledger and waiver on a database of its own
-   created on the local PostgreSQL server (dropped at the end, even on failure);
+   created on the local PostgreSQL server (dropped at the end, even on failure). Where that
+   server runs with autovacuum off (CI's does), the soak vacuums both databases every minute
+   from the calibration on, as autovacuum would in production: without it, dead row versions
+   pile up and the run measures the missing vacuum, not the services;
 2. measures the most the suite does with the mix (closed loop, `--calibrate-s`), and offers
    half of it from then on (open loop: latency counts from each operation's scheduled time),
    after a warm-up of 30 s at that rate;
@@ -76,6 +79,7 @@ from tests.benchmarks.bench_ledger import (  # noqa: E402
     PostgresServer,
     set_waiver_capacities,
     temporary_databases,
+    vacuumed_while_running,
 )
 from tests.benchmarks.bench_waiver import (  # noqa: E402
     MERCHANT_ID,
@@ -338,6 +342,7 @@ def soak(plan: Plan, server: PostgresServer) -> dict[str, float]:
         print(f"  {suite.addresses}", flush=True)
         set_waiver_capacities([suite.addresses["ledger"]], LEDGER_USERS, f"{tag}-ledger")
 
+        stack.enter_context(vacuumed_while_running(server, [ledger_database, waiver_database]))
         print(f"== the most the suite does with the mix ({plan.calibrate_s} s, closed loop)")
         calibration = load(
             suite, plan, tag, "calibrate", duration_s=plan.calibrate_s, warmup_s=WARMUP_S
