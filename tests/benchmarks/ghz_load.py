@@ -35,6 +35,7 @@ the bundled generator alike. See deploy/ghz/README.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import itertools
 import json
@@ -130,6 +131,10 @@ PREPARE_DEADLINE_S = 30.0
 # How long a preparation waits for the ledger's next signed checkpoint.
 CHECKPOINT_WAIT_S = 150.0
 PREPARED_OBJECTS_MAX = 100_000
+# How long a streamed call whose write found it over waits for the server's status, and how
+# often it looks (see `streamed_call`).
+SERVER_STATUS_WAIT_S = 1.0
+SERVER_STATUS_POLL_S = 0.005
 RANDOM_STRING_LENGTH_MIN, RANDOM_STRING_LENGTH_MAX = 2, 16
 
 _TEMPLATE_ACTION = re.compile(r"\{\{\s*(.*?)\s*\}\}")
@@ -433,10 +438,11 @@ async def ghz_call(context: OperationContext) -> Operation:
         requests = request_messages(method, data, next(request_numbers), worker_id, context.random)
         timeout = context.call_timeout_s
         if method.client_streaming and method.server_streaming:
-            async for _ in stream_stream(iter(requests), timeout=timeout, metadata=metadata):
-                pass
+            call = stream_stream(timeout=timeout, metadata=metadata)
+            await streamed_call(call, requests, server_streaming=True)
         elif method.client_streaming:
-            await stream_unary(iter(requests), timeout=timeout, metadata=metadata)
+            call = stream_unary(timeout=timeout, metadata=metadata)
+            await streamed_call(call, requests, server_streaming=False)
         elif method.server_streaming:
             async for _ in unary_stream(requests[0], timeout=timeout, metadata=metadata):
                 pass
@@ -444,6 +450,76 @@ async def ghz_call(context: OperationContext) -> Operation:
             await unary_unary(requests[0], timeout=timeout, metadata=metadata)
 
     return operation
+
+
+async def streamed_call(call: Any, requests: Sequence[Message], *, server_streaming: bool) -> None:
+    """A call that streams `requests`: writes them while it reads what comes back, and raises
+    the status the server ended the call with.
+
+    The requests are written here, not handed to gRPC as an iterator, for the case of a server
+    that ends the call while requests are still being written (a bad batch ends
+    StreamScoreFeatures). The write that finds the call over makes gRPC's asyncio client give
+    the call the status INTERNAL ("Internal error from Core") until the server's own status
+    arrives, and a read that ends in between reports that INTERNAL, an artefact of the client.
+    ghz (Go's client) stops writing and reports the server's status; so does this: writing
+    stops at the first write that fails, and a read that ends with INTERNAL after such a write
+    waits for the server's status to replace it.
+    """
+    writing = asyncio.create_task(_write_requests(call, requests))
+    try:
+        try:
+            if server_streaming:
+                async for _ in call:
+                    pass
+            else:
+                await call
+        except grpc.aio.AioRpcError as error:
+            write_failure = await writing
+            if write_failure is None or error.code() != grpc.StatusCode.INTERNAL:
+                raise
+            server_error = await _status_the_server_sent(call, error)
+            if server_error is not None:
+                raise server_error from None
+        await writing
+    finally:
+        if not writing.done():
+            writing.cancel()
+
+
+async def _write_requests(call: Any, requests: Sequence[Message]) -> Exception | None:
+    """Writes every request and half-closes; what stopped the writing early (the call had
+    ended), or None."""
+    try:
+        for request in requests:
+            await call.write(request)
+        await call.done_writing()
+    except Exception as error:  # the call is over: its status, read elsewhere, says why
+        return error
+    return None
+
+
+async def _status_the_server_sent(
+    call: Any, client_error: grpc.aio.AioRpcError
+) -> grpc.aio.AioRpcError | None:
+    """The call's error once the server's status has replaced the one the client set (None
+    when the server ended the call with OK); the client's own if none comes in time."""
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + SERVER_STATUS_WAIT_S
+    client_status = (client_error.code(), client_error.details())
+    while (await call.code(), await call.details()) == client_status:
+        if loop.time() >= give_up_at:
+            return client_error
+        await asyncio.sleep(SERVER_STATUS_POLL_S)
+    code = await call.code()
+    if code == grpc.StatusCode.OK:
+        return None
+    return grpc.aio.AioRpcError(
+        code,
+        await call.initial_metadata(),
+        await call.trailing_metadata(),
+        await call.details(),
+        await call.debug_error_string(),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
