@@ -74,9 +74,7 @@ def client_channel(
     if tls_files is None:
         return traced_channel(grpc.insecure_channel(address, options=options))
     return traced_channel(
-        ReloadingChannel(
-            address, tls_files, options, check_interval_s=certificate_check_interval_s
-        )
+        ReloadingChannel(address, tls_files, options, check_interval_s=certificate_check_interval_s)
     )
 
 
@@ -271,7 +269,7 @@ class ReloadingChannel(grpc.Channel):
         return self._open_channel(self._address, credentials, self._options)
 
     def _reload_if_changed(self) -> None:
-        if not self._checking.acquire(blocking=False):
+        if self._closed or not self._checking.acquire(blocking=False):
             return
         try:
             self._next_check_s = self._clock() + self._check_interval_s

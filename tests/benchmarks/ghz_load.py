@@ -458,13 +458,16 @@ async def streamed_call(call: Any, requests: Sequence[Message], *, server_stream
 
     The requests are written here, not handed to gRPC as an iterator, for the case of a server
     that ends the call while requests are still being written (a bad batch ends
-    StreamScoreFeatures). The write that finds the call over makes gRPC's asyncio client give
-    the call the status INTERNAL ("Internal error from Core") until the server's own status
-    arrives, and a read that ends in between reports that INTERNAL, an artefact of the client.
-    ghz (Go's client) stops writing and reports the server's status; so does this: writing
-    stops at the first write that fails, and a read that ends with INTERNAL after such a write
-    waits for the server's status to replace it.
+    StreamScoreFeatures). A write in flight when the server's status arrives fails, and gRPC's
+    asyncio client then gives the call the status INTERNAL ("Internal error from Core"): over
+    the server's status when that came first, so that the call reports it no more, or until it
+    comes. ghz (Go's client) stops writing and reports the server's status; so does this:
+    writing stops at the first write that fails, the status is noted the moment the call ends
+    (a done callback), and a call that ends with INTERNAL after a failed write reports the
+    server's status instead, the one noted or the one that comes after.
     """
+    noted: list[CallStatus] = []
+    call.add_done_callback(lambda ended: noted.extend(_status_now(ended)))
     writing = asyncio.create_task(_write_requests(call, requests))
     try:
         try:
@@ -477,13 +480,58 @@ async def streamed_call(call: Any, requests: Sequence[Message], *, server_stream
             write_failure = await writing
             if write_failure is None or error.code() != grpc.StatusCode.INTERNAL:
                 raise
-            server_error = await _status_the_server_sent(call, error)
-            if server_error is not None:
-                raise server_error from None
+            server_status = await _status_the_server_sent(call, error, noted)
+            if server_status is None:
+                raise
+            if server_status.code != grpc.StatusCode.OK:
+                raise server_status.error() from None
         await writing
     finally:
         if not writing.done():
             writing.cancel()
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    """How a call ended, as the client saw it at one moment."""
+
+    code: grpc.StatusCode
+    details: str
+    initial_metadata: Any
+    trailing_metadata: Any
+    debug_error_string: str
+
+    def error(self) -> grpc.aio.AioRpcError:
+        return grpc.aio.AioRpcError(
+            self.code,
+            self.initial_metadata,
+            self.trailing_metadata,
+            self.details,
+            self.debug_error_string,
+        )
+
+
+def _status_now(call: Any) -> list[CallStatus]:
+    """The ended call's status, read at once (in a done callback): gRPC's asyncio call offers
+    its status only through coroutines, which return without waiting once the status is set,
+    as it is when done callbacks run. Empty should one of them wait after all."""
+    parts = []
+    for read in (
+        call.code,
+        call.details,
+        call.initial_metadata,
+        call.trailing_metadata,
+        call.debug_error_string,
+    ):
+        coroutine = read()
+        try:
+            coroutine.send(None)
+        except StopIteration as finished:
+            parts.append(finished.value)
+            continue
+        coroutine.close()
+        return []
+    return [CallStatus(*parts)]
 
 
 async def _write_requests(call: Any, requests: Sequence[Message]) -> Exception | None:
@@ -499,27 +547,23 @@ async def _write_requests(call: Any, requests: Sequence[Message]) -> Exception |
 
 
 async def _status_the_server_sent(
-    call: Any, client_error: grpc.aio.AioRpcError
-) -> grpc.aio.AioRpcError | None:
-    """The call's error once the server's status has replaced the one the client set (None
-    when the server ended the call with OK); the client's own if none comes in time."""
+    call: Any, client_error: grpc.aio.AioRpcError, noted: Sequence[CallStatus]
+) -> CallStatus | None:
+    """The status the server ended the call with: the one noted when the call ended, unless
+    that was the client's own INTERNAL, in which case the server's replaces it when it comes.
+    None when it does not come in time."""
+    client_status = (client_error.code(), client_error.details())
+    for status in noted:
+        if (status.code, status.details) != client_status:
+            return status
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + SERVER_STATUS_WAIT_S
-    client_status = (client_error.code(), client_error.details())
-    while (await call.code(), await call.details()) == client_status:
-        if loop.time() >= give_up_at:
-            return client_error
+    while loop.time() < give_up_at:
         await asyncio.sleep(SERVER_STATUS_POLL_S)
-    code = await call.code()
-    if code == grpc.StatusCode.OK:
-        return None
-    return grpc.aio.AioRpcError(
-        code,
-        await call.initial_metadata(),
-        await call.trailing_metadata(),
-        await call.details(),
-        await call.debug_error_string(),
-    )
+        now = _status_now(call)
+        if now and (now[0].code, now[0].details) != client_status:
+            return now[0]
+    return None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -181,7 +181,10 @@ def test_the_call_in_flight_finishes_on_the_old_channel_which_is_closed_after_it
 
     first = serial_in(certificates / "waiver.pem")
     with ReloadingChannel(
-        peer.address, tls_files(certificates, "waiver"), check_interval_s=0, open_channel=open_channel
+        peer.address,
+        tls_files(certificates, "waiver"),
+        check_interval_s=0,
+        open_channel=open_channel,
     ) as channel:
         stream = channel.unary_stream("/test.Peer/Hold")(b"", timeout=TIMEOUT_S)
         assert peer.holding.wait(WAIT_S)
@@ -222,6 +225,8 @@ def test_a_certificate_not_matching_its_key_is_logged_and_the_previous_one_kept(
         renewed = serial()
 
     assert kept == [first, first]
-    refusals = [line for line in captured if line["event"] == "tls_client_certificates_not_reloaded"]
+    refusals = [
+        line for line in captured if line["event"] == "tls_client_certificates_not_reloaded"
+    ]
     assert [line["error_type"] for line in refusals] == ["ValueError"]  # logged once
     assert renewed == second != first
