@@ -142,6 +142,8 @@ class ReloadingChannel(grpc.Channel):
         self._lock = threading.Lock()
         # One call at a time looks at the files; the others go on with the current channel.
         self._checking = threading.Lock()
+        # Guards the making of each channel's multicallables.
+        self._making = threading.Lock()
         stamp = files.stamp()
         self._current = _Generation(self._open(channel_credentials(files)), stamp)
         self._retired: list[_Generation] = []
@@ -252,15 +254,20 @@ class ReloadingChannel(grpc.Channel):
 
     def _multicallable(self, generation: _Generation, method: _Method) -> Any:
         multicallable = generation.multicallables.get(method)
-        if multicallable is None:
-            # Two calls may both make it the first time; either one serves.
-            multicallable = getattr(generation.channel, method.kind)(
-                method.path,
-                method.request_serializer,
-                method.response_deserializer,
-                _registered_method=method.registered,
-            )
-            generation.multicallables[method] = multicallable
+        if multicallable is not None:
+            return multicallable
+        # Made once per channel, by one thread at a time, as a stub makes its multicallables
+        # once: a registered method is registered with the channel when it is made.
+        with self._making:
+            multicallable = generation.multicallables.get(method)
+            if multicallable is None:
+                multicallable = getattr(generation.channel, method.kind)(
+                    method.path,
+                    method.request_serializer,
+                    method.response_deserializer,
+                    _registered_method=method.registered,
+                )
+                generation.multicallables[method] = multicallable
         return multicallable
 
     # The files
