@@ -10,8 +10,9 @@ Rotation without a restart: the server asks `ReloadingCertificates` before each 
 connection's handshake, and it reads the three files again whenever one of them changed (its
 modification time or size). A certificate that does not match its key, or a file that cannot be
 read, is logged and the previous ones stay in use. Connections already open keep the
-certificates they were made with. A channel to another service reads its files when it is
-made, which is when the service starts.
+certificates they were made with. A channel to another service follows its files the same way
+(`services.common.channels.ReloadingChannel`): the calls after a renewal present the new
+certificate.
 """
 
 from __future__ import annotations

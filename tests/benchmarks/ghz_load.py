@@ -35,6 +35,7 @@ the bundled generator alike. See deploy/ghz/README.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import itertools
 import json
@@ -130,6 +131,10 @@ PREPARE_DEADLINE_S = 30.0
 # How long a preparation waits for the ledger's next signed checkpoint.
 CHECKPOINT_WAIT_S = 150.0
 PREPARED_OBJECTS_MAX = 100_000
+# How long a streamed call whose write found it over waits for the server's status, and how
+# often it looks (see `streamed_call`).
+SERVER_STATUS_WAIT_S = 1.0
+SERVER_STATUS_POLL_S = 0.005
 RANDOM_STRING_LENGTH_MIN, RANDOM_STRING_LENGTH_MAX = 2, 16
 
 _TEMPLATE_ACTION = re.compile(r"\{\{\s*(.*?)\s*\}\}")
@@ -433,10 +438,11 @@ async def ghz_call(context: OperationContext) -> Operation:
         requests = request_messages(method, data, next(request_numbers), worker_id, context.random)
         timeout = context.call_timeout_s
         if method.client_streaming and method.server_streaming:
-            async for _ in stream_stream(iter(requests), timeout=timeout, metadata=metadata):
-                pass
+            call = stream_stream(timeout=timeout, metadata=metadata)
+            await streamed_call(call, requests, server_streaming=True)
         elif method.client_streaming:
-            await stream_unary(iter(requests), timeout=timeout, metadata=metadata)
+            call = stream_unary(timeout=timeout, metadata=metadata)
+            await streamed_call(call, requests, server_streaming=False)
         elif method.server_streaming:
             async for _ in unary_stream(requests[0], timeout=timeout, metadata=metadata):
                 pass
@@ -444,6 +450,120 @@ async def ghz_call(context: OperationContext) -> Operation:
             await unary_unary(requests[0], timeout=timeout, metadata=metadata)
 
     return operation
+
+
+async def streamed_call(call: Any, requests: Sequence[Message], *, server_streaming: bool) -> None:
+    """A call that streams `requests`: writes them while it reads what comes back, and raises
+    the status the server ended the call with.
+
+    The requests are written here, not handed to gRPC as an iterator, for the case of a server
+    that ends the call while requests are still being written (a bad batch ends
+    StreamScoreFeatures). A write in flight when the server's status arrives fails, and gRPC's
+    asyncio client then gives the call the status INTERNAL ("Internal error from Core"): over
+    the server's status when that came first, so that the call reports it no more, or until it
+    comes. ghz (Go's client) stops writing and reports the server's status; so does this:
+    writing stops at the first write that fails, the status is noted the moment the call ends
+    (a done callback), and a call that ends with INTERNAL after a failed write reports the
+    server's status instead, the one noted or the one that comes after.
+    """
+    noted: list[CallStatus] = []
+    call.add_done_callback(lambda ended: noted.extend(_status_now(ended)))
+    writing = asyncio.create_task(_write_requests(call, requests))
+    try:
+        try:
+            if server_streaming:
+                async for _ in call:
+                    pass
+            else:
+                await call
+        except grpc.aio.AioRpcError as error:
+            write_failure = await writing
+            if write_failure is None or error.code() != grpc.StatusCode.INTERNAL:
+                raise
+            server_status = await _status_the_server_sent(call, error, noted)
+            if server_status is None:
+                raise
+            if server_status.code != grpc.StatusCode.OK:
+                raise server_status.error() from None
+        await writing
+    finally:
+        if not writing.done():
+            writing.cancel()
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    """How a call ended, as the client saw it at one moment."""
+
+    code: grpc.StatusCode
+    details: str
+    initial_metadata: Any
+    trailing_metadata: Any
+    debug_error_string: str
+
+    def error(self) -> grpc.aio.AioRpcError:
+        return grpc.aio.AioRpcError(
+            self.code,
+            self.initial_metadata,
+            self.trailing_metadata,
+            self.details,
+            self.debug_error_string,
+        )
+
+
+def _status_now(call: Any) -> list[CallStatus]:
+    """The ended call's status, read at once (in a done callback): gRPC's asyncio call offers
+    its status only through coroutines, which return without waiting once the status is set,
+    as it is when done callbacks run. Empty should one of them wait after all."""
+    parts = []
+    for read in (
+        call.code,
+        call.details,
+        call.initial_metadata,
+        call.trailing_metadata,
+        call.debug_error_string,
+    ):
+        coroutine = read()
+        try:
+            coroutine.send(None)
+        except StopIteration as finished:
+            parts.append(finished.value)
+            continue
+        coroutine.close()
+        return []
+    return [CallStatus(*parts)]
+
+
+async def _write_requests(call: Any, requests: Sequence[Message]) -> Exception | None:
+    """Writes every request and half-closes; what stopped the writing early (the call had
+    ended), or None."""
+    try:
+        for request in requests:
+            await call.write(request)
+        await call.done_writing()
+    except Exception as error:  # the call is over: its status, read elsewhere, says why
+        return error
+    return None
+
+
+async def _status_the_server_sent(
+    call: Any, client_error: grpc.aio.AioRpcError, noted: Sequence[CallStatus]
+) -> CallStatus | None:
+    """The status the server ended the call with: the one noted when the call ended, unless
+    that was the client's own INTERNAL, in which case the server's replaces it when it comes.
+    None when it does not come in time."""
+    client_status = (client_error.code(), client_error.details())
+    for status in noted:
+        if (status.code, status.details) != client_status:
+            return status
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + SERVER_STATUS_WAIT_S
+    while loop.time() < give_up_at:
+        await asyncio.sleep(SERVER_STATUS_POLL_S)
+        now = _status_now(call)
+        if now and (now[0].code, now[0].details) != client_status:
+            return now[0]
+    return None
 
 
 # ----------------------------------------------------------------------------------------------

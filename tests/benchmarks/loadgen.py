@@ -8,7 +8,8 @@ not threads, so that the client's own Python never becomes the bottleneck being 
 many-core machine; asyncio, not a thread per slot, because on a small machine the client shares
 the cores with the server and must stay cheap.
 
-The operation factory is named as "module:function" so that spawned processes can import it::
+The operation factory is named as "module:function" so that spawned processes can import it
+(they are given the repository on their path, whoever started the run: see `run_load`)::
 
     async def place_and_release(context: OperationContext) -> Operation:
         stub = LedgerServiceStub(context.channel)
@@ -61,10 +62,12 @@ import math
 import multiprocessing
 import queue
 import random
+import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +85,8 @@ START_MARGIN_S = 0.2
 # Error descriptions kept per worker, to show what went wrong without flooding the report.
 ERROR_EXAMPLES_MAX = 5
 CHANNEL_READY_TIMEOUT_S = 15.0
+# Where the `tests` package is: the directory spawned workers must import it from.
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -321,8 +326,9 @@ def run_load(
         )
         for plan in plans
     ]
-    for worker in workers:
-        worker.start()
+    with _repository_importable_in_workers():
+        for worker in workers:
+            worker.start()
     try:
         collected = _coordinate(workers, ready, reports, start_at, go, warmup_s, duration_s)
     finally:
@@ -334,6 +340,28 @@ def run_load(
     result = _merge(collected, duration_s, concurrency, processes, address_list)
     result.offered_per_s = rate_per_s
     return result
+
+
+@contextmanager
+def _repository_importable_in_workers() -> Iterator[None]:
+    """Puts the repository on the path the workers start with, while they are started.
+
+    A spawned worker imports this module and the operation factory by name, and begins with
+    the sys.path of the process that started it (multiprocessing hands it over). That path
+    holds the repository when it was started as `python -m tests.…` from the repository, but
+    not under pytest's importlib mode, which imports `tests` without touching sys.path: a
+    worker would then fail to import `tests` unless something else had put the repository
+    there first.
+    """
+    root = str(REPOSITORY_ROOT)
+    if root in sys.path:
+        yield
+        return
+    sys.path.insert(0, root)
+    try:
+        yield
+    finally:
+        sys.path.remove(root)
 
 
 def _coordinate(

@@ -21,7 +21,9 @@ from services.score.service.ports import EntryNotice, LedgerHistory
 LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE"
 HISTORY_DEADLINE_S_DEFAULT = 2.0
 # A watch is a long call; its deadline makes it end and resume now and then, so a connection
-# that died silently is noticed within this time.
+# that died silently is noticed within this time. Reaching it is the watch's planned end, not a
+# failure: `watch_entries` then simply ends, and the consumer resumes at once after the last
+# entry it processed (`services.score.service.cache_invalidation`).
 WATCH_DEADLINE_S_DEFAULT = 300.0
 
 
@@ -59,7 +61,9 @@ class LedgerClient:
         )
 
     def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice]:
-        """Every entry after the given sequence, as they come."""
+        """Every entry after the given sequence, as they come, until the watch's deadline: the
+        iterator then ends. Any other end (the ledger gone, shutting down, the call cancelled)
+        raises."""
         request = ledger_service_pb2.WatchEntriesRequest(
             after_global_sequence=after_global_sequence
         )
@@ -74,9 +78,16 @@ class LedgerClient:
                     entry.user_id,
                     entry.type not in _ENTRIES_OUTSIDE_THE_CREDIT_HISTORY,
                 )
+        except grpc.RpcError as error:
+            if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return  # the watch's own deadline: its planned end
+            raise
         finally:
             with self._watch_lock:
                 self._watch_call = None
+        # The ledger never ends a watch with OK; should it, the consumer must not take it for
+        # the planned end and resume in a tight loop.
+        raise Unavailable("the ledger ended the entry stream", reason=LEDGER_UNAVAILABLE)
 
     def cancel_watch(self) -> None:
         with self._watch_lock:

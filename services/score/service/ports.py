@@ -43,7 +43,10 @@ class EntryNotice:
 class EntryStream(Protocol):
     """The ledger's entry stream: every entry after a sequence, as they come."""
 
-    def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice]: ...
+    def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice]:
+        """Ends (without an error) when the watch has lasted as long as it was meant to, which
+        is the consumer's cue to resume at once; raises when it was interrupted."""
+        ...
 
     def cancel_watch(self) -> None:
         """Ends the stream being read, so a consumer blocked on it wakes up."""

@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+import structlog
+
 from services.score.service.cache_invalidation import CacheInvalidator
 from services.score.service.ports import EntryNotice
 
@@ -74,3 +76,97 @@ def test_an_entry_outside_the_credit_history_keeps_the_users_cached_values() -> 
 
     assert invalidated == [("u-2", 2)]
     assert invalidator.last_global_sequence == 2
+
+
+class RenewingStream:
+    """Each watch delivers at most two entries after the sequence it starts from, then ends
+    without an error, as a watch does when it reaches its deadline."""
+
+    def __init__(self) -> None:
+        self.resumed_after: list[int] = []
+        self.entries = [EntryNotice(sequence, f"u-{sequence}", True) for sequence in range(1, 8)]
+        self._stop = threading.Event()
+
+    def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice]:
+        self.resumed_after.append(after_global_sequence)
+        pending = [entry for entry in self.entries if entry.global_sequence > after_global_sequence]
+        if not pending:
+            self._stop.wait()  # an idle watch, until `stop` cancels it
+        yield from pending[:2]
+
+    def cancel_watch(self) -> None:
+        self._stop.set()
+
+
+def test_a_watch_that_reached_its_deadline_is_resumed_at_once_where_it_stopped() -> None:
+    stream = RenewingStream()
+    invalidated: list[tuple[str, int]] = []
+    invalidator = CacheInvalidator(
+        stream,
+        lambda user_id, sequence: invalidated.append((user_id, sequence)),
+        # A pause after a renewal would outlast the wait below.
+        backoff_initial_s=WAIT_S * 10,
+    )
+
+    with structlog.testing.capture_logs() as captured:
+        invalidator.start()
+        deadline = time.monotonic() + WAIT_S
+        # Until the watch after the last entry has started (and waits for more).
+        while len(stream.resumed_after) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        invalidator.stop()
+
+    assert stream.resumed_after == [0, 2, 4, 6, 7]
+    assert invalidated == [(f"u-{sequence}", sequence) for sequence in range(1, 8)]
+    assert invalidator.renewals == 4
+    assert invalidator.interruptions == 0
+    assert [line for line in captured if line["log_level"] == "warning"] == []
+
+
+class AgedOutStream:
+    """The first watch delivers two entries and, a minute later, is cut (as a ledger ageing its
+    connections out cuts the calls on an old one); the next delivers the rest."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+        self.resumed_after: list[int] = []
+        self.entries = [EntryNotice(sequence, f"u-{sequence}", True) for sequence in range(1, 5)]
+        self._stop = threading.Event()
+
+    def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice]:
+        self.resumed_after.append(after_global_sequence)
+        pending = [entry for entry in self.entries if entry.global_sequence > after_global_sequence]
+        if len(self.resumed_after) == 1:
+            yield from pending[:2]
+            self.now_s += 60.0
+            raise ConnectionError("the connection was aged out")
+        yield from pending
+        self._stop.wait()
+
+    def cancel_watch(self) -> None:
+        self._stop.set()
+
+
+def test_a_watch_cut_after_it_had_been_running_is_resumed_at_once_without_a_warning() -> None:
+    stream = AgedOutStream()
+    invalidated: list[tuple[str, int]] = []
+    invalidator = CacheInvalidator(
+        stream,
+        lambda user_id, sequence: invalidated.append((user_id, sequence)),
+        backoff_initial_s=WAIT_S * 10,
+        clock=lambda: stream.now_s,
+    )
+
+    with structlog.testing.capture_logs() as captured:
+        invalidator.start()
+        deadline = time.monotonic() + WAIT_S
+        while len(invalidated) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        invalidator.stop()
+
+    assert stream.resumed_after == [0, 2]
+    assert invalidated == [(f"u-{sequence}", sequence) for sequence in range(1, 5)]
+    assert (invalidator.resumptions, invalidator.interruptions) == (1, 0)
+    assert [line["event"] for line in captured if line["log_level"] != "debug"] == [
+        "entry_stream_resumed"
+    ]
