@@ -240,12 +240,10 @@ class OrderService:
             # Nothing to hold (a denial): the order is settled as it is written.
             fresh = replace(fresh, order=change.order, pending=None)
         try:
-            with self._storage.transaction() as transaction:
-                if stored is None:
-                    transaction.insert_order(fresh)
-                else:
-                    transaction.update_order(fresh, stored.version)
-                transaction.save_request(record)
+            if stored is None:
+                self._storage.insert_order(fresh, record)
+            else:
+                self._storage.update_order(fresh, stored.version, record)
         except OrderConflict:
             # Another call created the same order meanwhile: answer as a retry would.
             raise _busy() from None
@@ -500,10 +498,7 @@ class OrderService:
             version=stored.version + 1,
             create_attempt=stored.create_attempt if create_attempt is None else create_attempt,
         )
-        with self._storage.transaction() as transaction:
-            transaction.update_order(updated, stored.version)
-            if record is not None:
-                transaction.save_request(record)
+        self._storage.save_pending(updated, stored.version, record)
         return updated
 
     def _run_pending(

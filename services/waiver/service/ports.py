@@ -229,6 +229,11 @@ class WaiverTransaction(Protocol):
         the row's version is no longer `expected_version`."""
         ...
 
+    def save_pending(self, stored: StoredOrder, expected_version: int) -> None:
+        """`update_order` of a row whose settled order is the one read at `expected_version`:
+        writes only its change in flight, version and create attempt."""
+        ...
+
     def find_request(self, merchant_id: str, request_id: str) -> RequestRecord | None: ...
 
     def save_request(self, record: RequestRecord) -> None: ...
@@ -265,8 +270,24 @@ class WaiverStorage(Protocol):
         record, in one read."""
         ...
 
-    def update_order(self, stored: StoredOrder, expected_version: int) -> None:
-        """`WaiverTransaction.update_order` as a transaction of its own."""
+    def insert_order(self, stored: StoredOrder, request: RequestRecord) -> None:
+        """`WaiverTransaction.insert_order` and `save_request` as a transaction of their own:
+        a new order's row and the record of the request that creates it, or, with
+        `OrderConflict`, neither."""
+        ...
+
+    def update_order(
+        self, stored: StoredOrder, expected_version: int, request: RequestRecord | None = None
+    ) -> None:
+        """`WaiverTransaction.update_order`, and `save_request` of `request` when given, as a
+        transaction of their own."""
+        ...
+
+    def save_pending(
+        self, stored: StoredOrder, expected_version: int, request: RequestRecord | None = None
+    ) -> None:
+        """`WaiverTransaction.save_pending`, and `save_request` of `request` when given, as a
+        transaction of their own."""
         ...
 
     def list_orders(

@@ -22,6 +22,13 @@ lock is what keeps other writers out between its reads and its writes. An insert
 its key taken skips it (ON CONFLICT DO NOTHING) and says so by its row count, on either
 database, instead of failing in a savepoint.
 
+An order step's writes need no transaction on PostgreSQL either (`SqlWaiverStorage._write_order`):
+the order's row and the record of the request that changes it are one statement, the record
+inserted for the row the write returns (`_recording_request`), so that a single statement in
+autocommit writes both or neither, and commits them as durably as COMMIT would. A step that
+records a change in flight leaves the settled order as it is (`save_pending`) rather than
+writing it again unchanged.
+
 On PostgreSQL the statements of every order step (the step's read, and the order's and the
 request record's writes) go to psycopg directly, as SQLAlchemy compiled them once for it
 (`_driver_sql`): run through SQLAlchemy, each would cost the service about as much CPU again in
@@ -44,7 +51,9 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     Executable,
+    Insert,
     Table,
+    Update,
     and_,
     bindparam,
     delete,
@@ -106,6 +115,16 @@ _INSERT_ORDER_IF_NEW = _inserts_if_new(order_table)
 _UPDATE_ORDER = update(order_table).where(
     _ORDER_KEY & (order_table.c.version == bindparam("expected_version"))
 )
+# The row's change in flight alone (`SqlWaiverStorage.save_pending`): the settled order, and the
+# columns that follow from it, stay as they are. Its parameters are the columns' names after
+# `_NEW`.
+_PENDING_COLUMNS = ("pending_since_us", "pending_json", "version", "create_attempt")
+_NEW = "new_"
+_UPDATE_PENDING = (
+    update(order_table)
+    .where(_ORDER_KEY & (order_table.c.version == bindparam("expected_version")))
+    .values({name: bindparam(f"{_NEW}{name}") for name in _PENDING_COLUMNS})
+)
 _SELECT_REQUEST = select(request_table).where(
     (request_table.c.merchant_id == bindparam("key_merchant_id"))
     & (request_table.c.request_id == bindparam("key_request_id"))
@@ -119,6 +138,32 @@ _SELECT_CAPACITY = select(capacity_table).where(
     capacity_table.c.user_id == bindparam("key_user_id")
 )
 _INSERT_CAPACITY_IF_NEW = _inserts_if_new(capacity_table)
+# The parameters of a request's record written with an order's row: its columns' names after
+# `_REQUEST`.
+_REQUEST = "request_"
+
+
+def _recording_request(order_write: Insert | Update) -> Executable:
+    """`order_write` (one order's row) and the insert of a request's record in one statement,
+    on PostgreSQL: the record is inserted for the row the write returns, so both are written or,
+    when the key is taken or the row has moved on, neither. A record whose id is taken fails the
+    whole statement (a unique violation), the order's write with it."""
+    written = order_write.returning(order_table.c.version).cte("written_order")
+    record = select(
+        *(bindparam(f"{_REQUEST}{column.name}", type_=column.type) for column in request_table.c)
+    ).select_from(written)
+    return (
+        insert(request_table)
+        .from_select([column.name for column in request_table.c], record)
+        .add_cte(written)
+    )
+
+
+_INSERT_ORDER_RECORDING_REQUEST = _recording_request(
+    postgresql.insert(order_table).on_conflict_do_nothing()
+)
+_UPDATE_ORDER_RECORDING_REQUEST = _recording_request(_UPDATE_ORDER)
+_UPDATE_PENDING_RECORDING_REQUEST = _recording_request(_UPDATE_PENDING)
 
 
 def _prefixed(table: Table, prefix: str) -> list[Any]:
@@ -143,6 +188,9 @@ _SELECT_CONTEXT = select(
     .outerjoin(policy_table, _POLICY_KEY)
     .outerjoin(capacity_table, capacity_table.c.user_id == bindparam("key_user_id"))
 )
+# Its columns' names in the order it selects them: a row from the driver is named by these, not by
+# the cursor's description, which psycopg builds anew for every result.
+_CONTEXT_COLUMN_NAMES = tuple(column.name for column in _SELECT_CONTEXT.selected_columns)
 _UPDATE_CAPACITY = update(capacity_table).where(
     (capacity_table.c.user_id == bindparam("key_user_id"))
     & (capacity_table.c.change_number == bindparam("previous_change_number"))
@@ -213,17 +261,80 @@ class SqlWaiverStorage:
             _driver(connection).commit()
             connection.commit()
 
-    def update_order(self, stored: StoredOrder, expected_version: int) -> None:
-        """One write, a transaction of its own. On PostgreSQL it runs in autocommit: committed
-        as durably as by COMMIT before the statement answers, without BEGIN and COMMIT around
-        it (two round trips fewer)."""
-        if not self._reads_in_autocommit:
-            with self.transaction() as transaction:
-                transaction.update_order(stored, expected_version)
-            return
-        with self._reading() as connection:  # in autocommit: each statement commits
-            writer = SqlWaiverTransaction(connection, begin_at_first_write=False)
-            writer.update_order(stored, expected_version)
+    def insert_order(self, stored: StoredOrder, request: RequestRecord) -> None:
+        """A new order's row and the record of the request that creates it, together, in a
+        transaction of their own (see `_write_order`)."""
+        self._write_order(
+            lambda transaction: transaction.insert_order(stored),
+            _INSERT_ORDER_IF_NEW["postgresql"],
+            _INSERT_ORDER_RECORDING_REQUEST,
+            lambda: _order_values(stored),
+            request,
+        )
+
+    def update_order(
+        self, stored: StoredOrder, expected_version: int, request: RequestRecord | None = None
+    ) -> None:
+        """Writes `stored` over the row at `expected_version`, with the request's record if one
+        is given, in a transaction of their own (see `_write_order`)."""
+        self._write_order(
+            lambda transaction: transaction.update_order(stored, expected_version),
+            _UPDATE_ORDER,
+            _UPDATE_ORDER_RECORDING_REQUEST,
+            lambda: _update_values(stored, expected_version),
+            request,
+        )
+
+    def save_pending(
+        self, stored: StoredOrder, expected_version: int, request: RequestRecord | None = None
+    ) -> None:
+        """`update_order` for a row whose settled order has not changed since it was read at
+        `expected_version`: only its change in flight, version and create attempt are written,
+        so the settled order is not encoded and sent again."""
+        assert stored.version == expected_version + 1
+        self._write_order(
+            lambda transaction: transaction.save_pending(stored, expected_version),
+            _UPDATE_PENDING,
+            _UPDATE_PENDING_RECORDING_REQUEST,
+            lambda: _pending_values(stored, expected_version),
+            request,
+        )
+
+    def _write_order(
+        self,
+        in_transaction: Callable[[SqlWaiverTransaction], None],
+        alone: Executable,
+        recording_request: Executable,
+        values: Callable[[], dict[str, Any]],
+        request: RequestRecord | None,
+    ) -> None:
+        """One write of an order's row (`in_transaction` as a transaction's step) and, when
+        `request` is given, the request's record: both or neither. `OrderConflict` when the key
+        is taken, the row has moved on, or the request id was recorded for another request.
+
+        On PostgreSQL this is one statement in autocommit (`alone`, or `recording_request` with
+        the record; `values` gives the parameters): committed as durably as by COMMIT before it
+        answers, without BEGIN and COMMIT around it or a statement for each row. A record whose
+        id is taken already fails that statement whole: then a transaction writes both, as
+        SQLite always does, and tells a retry of the same request (the creation of an order
+        undone meanwhile, whose retry creates it again) from another request's id."""
+        if self._reads_in_autocommit:
+            statement, parameters = alone, values()
+            if request is not None:
+                statement, parameters = recording_request, parameters | _request_values(request)
+            try:
+                with self._reading() as connection:  # in autocommit: each statement commits
+                    written = _driver_execute(connection, statement, parameters).rowcount
+            except psycopg.errors.UniqueViolation:
+                pass  # the request id is taken: written below, as on SQLite
+            else:
+                if written != 1:
+                    raise OrderConflict("the order's key is taken or its row moved on")
+                return
+        with self.transaction() as transaction:
+            in_transaction(transaction)
+            if request is not None:
+                transaction.save_request(request)
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -252,10 +363,9 @@ class SqlWaiverStorage:
         }
         with self._reading() as connection:
             if self._reads_in_autocommit:
-                cursor = _driver_execute(connection, _SELECT_CONTEXT, parameters)
-                found = cursor.fetchone()
-                assert found is not None and cursor.description is not None
-                row = dict(zip([column.name for column in cursor.description], found, strict=True))
+                found = _driver_execute(connection, _SELECT_CONTEXT, parameters).fetchone()
+                assert found is not None
+                row = dict(zip(_CONTEXT_COLUMN_NAMES, found, strict=True))
             else:
                 row = connection.execute(_SELECT_CONTEXT, parameters).one()._asdict()
         return OrderContext(
@@ -378,17 +488,13 @@ class SqlWaiverTransaction:
 
     def update_order(self, stored: StoredOrder, expected_version: int) -> None:
         assert stored.version == expected_version + 1
-        values = _order_values(stored)
-        written = self._write_count(
-            _UPDATE_ORDER,
-            {
-                **values,
-                "key_merchant_id": stored.merchant_id,
-                "key_out_order_no": stored.out_order_no,
-                "expected_version": expected_version,
-            },
-        )
-        if written != 1:
+        if self._write_count(_UPDATE_ORDER, _update_values(stored, expected_version)) != 1:
+            raise OrderConflict(f"{stored.merchant_id}/{stored.out_order_no} moved on")
+
+    def save_pending(self, stored: StoredOrder, expected_version: int) -> None:
+        """See `SqlWaiverStorage.save_pending`."""
+        assert stored.version == expected_version + 1
+        if self._write_count(_UPDATE_PENDING, _pending_values(stored, expected_version)) != 1:
             raise OrderConflict(f"{stored.merchant_id}/{stored.out_order_no} moved on")
 
     def find_request(self, merchant_id: str, request_id: str) -> RequestRecord | None:
@@ -523,6 +629,33 @@ def _order_values(stored: StoredOrder) -> dict[str, Any]:
         "order_json": None if order is None else codec.order_json(order),
         "pending_json": None if pending is None else codec.pending_json(pending),
     }
+
+
+def _key_values(stored: StoredOrder, expected_version: int) -> dict[str, Any]:
+    return {
+        "key_merchant_id": stored.merchant_id,
+        "key_out_order_no": stored.out_order_no,
+        "expected_version": expected_version,
+    }
+
+
+def _update_values(stored: StoredOrder, expected_version: int) -> dict[str, Any]:
+    return {**_order_values(stored), **_key_values(stored, expected_version)}
+
+
+def _pending_values(stored: StoredOrder, expected_version: int) -> dict[str, Any]:
+    pending = stored.pending
+    return {
+        f"{_NEW}pending_since_us": None if pending is None else pending.since_us,
+        f"{_NEW}pending_json": None if pending is None else codec.pending_json(pending),
+        f"{_NEW}version": stored.version,
+        f"{_NEW}create_attempt": stored.create_attempt,
+        **_key_values(stored, expected_version),
+    }
+
+
+def _request_values(record: RequestRecord) -> dict[str, Any]:
+    return {f"{_REQUEST}{name}": value for name, value in record.__dict__.items()}
 
 
 @contextmanager

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from services.waiver.domain.decision import Decision, Limit, WaiverOutcome
+from services.waiver.domain.lifecycle import Change, ReleaseHold
 from services.waiver.domain.order import Order, OrderRequest, OrderState, RiskFundType
 from services.waiver.domain.policy import OrderTerms
 from services.waiver.service.ports import (
     CapacityRecord,
     OrderConflict,
+    PendingChange,
     RequestOutcome,
     RequestRecord,
     StoredOrder,
@@ -75,10 +77,28 @@ def _stored(out_order_no: str, version: int = 1) -> StoredOrder:
     return StoredOrder("m-1", out_order_no, "fingerprint", _order(out_order_no), None, version, 1)
 
 
-def _request(request_id: str, out_order_no: str = "o-1") -> RequestRecord:
-    return RequestRecord(
-        "m-1", request_id, "CreateOrder", "hash", out_order_no, RequestOutcome.APPLIED
+def _request(
+    request_id: str, out_order_no: str = "o-1", method: str = "CreateOrder"
+) -> RequestRecord:
+    return RequestRecord("m-1", request_id, method, "hash", out_order_no, RequestOutcome.APPLIED)
+
+
+def _recorded(storage: SqlWaiverStorage, request_id: str) -> RequestRecord | None:
+    with storage.transaction() as transaction:
+        return transaction.find_request("m-1", request_id)
+
+
+def _pending(stored: StoredOrder, request_id: str) -> StoredOrder:
+    """`stored` with a completion in flight, as an order step records it."""
+    assert stored.order is not None
+    done = replace(stored.order, state=OrderState.DONE, total_minor=0)
+    pending = PendingChange(
+        Change(done, (ReleaseHold(fulfilled=True),)),
+        request_id,
+        NOW_US,
+        creating=False,
     )
+    return replace(stored, pending=pending, version=stored.version + 1)
 
 
 def test_a_transaction_that_read_first_writes_everything_or_nothing(
@@ -195,3 +215,75 @@ def test_a_connection_used_for_reads_alone_comes_back_ready_for_a_transaction(
     assert storage.get_order("m-1", "o-1") is None
     with storage.transaction() as transaction:
         assert transaction.find_request("m-1", "r-1") is None
+
+
+def test_an_order_and_the_request_creating_it_are_written_together(
+    storage: SqlWaiverStorage,
+) -> None:
+    storage.insert_order(_stored("o-1"), _request("r-1"))
+    assert storage.get_order("m-1", "o-1") == _stored("o-1")
+    assert _recorded(storage, "r-1") == _request("r-1")
+
+
+def test_an_order_key_taken_already_records_no_request(storage: SqlWaiverStorage) -> None:
+    storage.insert_order(_stored("o-1"), _request("r-1"))
+    with pytest.raises(OrderConflict):
+        storage.insert_order(replace(_stored("o-1"), fingerprint="another"), _request("r-2"))
+    assert storage.get_order("m-1", "o-1") == _stored("o-1")
+    assert _recorded(storage, "r-2") is None
+
+
+def test_an_order_that_moved_on_records_no_request(storage: SqlWaiverStorage) -> None:
+    storage.insert_order(_stored("o-1"), _request("r-1"))
+    storage.update_order(_stored("o-1", version=2), 1, _request("r-2", method="CompleteOrder"))
+    with pytest.raises(OrderConflict):
+        storage.update_order(_stored("o-1", version=2), 1, _request("r-3", method="CancelOrder"))
+    with pytest.raises(OrderConflict):
+        storage.save_pending(_pending(_stored("o-1"), "r-4"), 1, _request("r-4"))
+    assert storage.get_order("m-1", "o-1") == _stored("o-1", version=2)
+    assert _recorded(storage, "r-2") == _request("r-2", method="CompleteOrder")
+    assert _recorded(storage, "r-3") is None
+    assert _recorded(storage, "r-4") is None
+
+
+def test_a_request_id_recorded_for_another_request_writes_no_order(
+    storage: SqlWaiverStorage,
+) -> None:
+    storage.insert_order(_stored("o-1"), _request("r-1"))
+    with pytest.raises(OrderConflict):
+        storage.insert_order(_stored("o-2"), _request("r-1", out_order_no="o-2"))
+    with pytest.raises(OrderConflict):
+        storage.update_order(_stored("o-1", version=2), 1, _request("r-1", method="CancelOrder"))
+    with pytest.raises(OrderConflict):
+        storage.save_pending(_pending(_stored("o-1"), "r-1"), 1, _request("r-1", method="X"))
+    assert storage.get_order("m-1", "o-2") is None
+    assert storage.get_order("m-1", "o-1") == _stored("o-1")
+    assert _recorded(storage, "r-1") == _request("r-1")
+
+
+def test_a_request_recorded_already_for_the_same_request_lets_the_write_go_ahead(
+    storage: SqlWaiverStorage,
+) -> None:
+    """A creation undone and then retried writes its order again under the same request."""
+    storage.insert_order(_stored("o-1"), _request("r-1"))
+    forgotten = replace(_stored("o-1", version=2), order=None)
+    storage.update_order(forgotten, 1)
+    storage.update_order(_stored("o-1", version=3), 2, _request("r-1"))
+    assert storage.get_order("m-1", "o-1") == _stored("o-1", version=3)
+    assert _recorded(storage, "r-1") == _request("r-1")
+
+
+def test_a_change_in_flight_is_written_beside_the_settled_order(
+    storage: SqlWaiverStorage,
+) -> None:
+    storage.insert_order(_stored("o-1"), _request("r-1"))
+    in_flight = _pending(_stored("o-1"), "r-2")
+    storage.save_pending(in_flight, 1, _request("r-2", method="CompleteOrder"))
+    assert storage.get_order("m-1", "o-1") == in_flight
+    assert _recorded(storage, "r-2") == _request("r-2", method="CompleteOrder")
+    settled = replace(in_flight, pending=None, version=3)
+    storage.update_order(settled, 2)
+    assert storage.get_order("m-1", "o-1") == settled
+    with storage.transaction() as transaction:
+        transaction.save_pending(replace(_pending(settled, ""), pending=None), 3)
+    assert storage.get_order("m-1", "o-1") == replace(settled, version=4)
