@@ -68,7 +68,7 @@ def account_row(database):
         connection.execute(
             text(
                 "INSERT INTO account VALUES ('user-1', 'CNY', 100, 0, 0, 0, 0, 0, 0, 0, 0, 0,"
-                f" '{'0' * 64}')"
+                f" '{'0' * 64}', 'NOT_GIVEN', NULL)"
             )
         )
     return "user-1"

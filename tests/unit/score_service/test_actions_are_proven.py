@@ -17,6 +17,7 @@ from services.score.domain.actions import ACTIONS, applicable_actions
 from services.score.domain.features import feature_window, features_of_window
 from services.score.domain.history import CreditHistory, RepaymentStatus, StatementRecord
 from services.score.service.feature_cache import FeatureCache
+from services.score.domain.consent import ConsentState
 from services.score.service.model_registry import ModelRegistry
 from services.score.service.ports import LedgerHistory
 from services.score.service.score_service import CachedUser, ScoreService, scores_from_log_odds
@@ -29,7 +30,7 @@ class OneHistory:
     history: CreditHistory
 
     def get_credit_history(self, user_id: str, as_of: datetime | None) -> LedgerHistory:
-        return LedgerHistory(self.history, as_of)
+        return LedgerHistory(self.history, as_of, consent=ConsentState.GRANTED)
 
 
 @pytest.fixture(scope="module")
