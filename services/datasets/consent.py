@@ -20,11 +20,19 @@ from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 
 CONSENT_THREADS_DEFAULT = 16
 DEADLINE_S_DEFAULT = 10.0
-ATTEMPTS_MAX = 5
-BACKOFF_INITIAL_S = 0.2
+ATTEMPTS_MAX = 10
+BACKOFF_INITIAL_S = 0.1
+BACKOFF_MAX_S = 5.0
 # UNAVAILABLE and DEADLINE_EXCEEDED are safe to retry: the request id makes a retry change
-# nothing the first attempt changed.
-_RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# nothing the first attempt changed. RESOURCE_EXHAUSTED is an operator over its rate limit
+# (the access policy's, per server process): the import slows down to it.
+_RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
 
 RecordConsentCall = Callable[..., ledger_service_pb2.RecordConsentResponse]
 
@@ -74,7 +82,7 @@ def grant_consent(
                 code = error.code() if isinstance(error, grpc.Call) else None
                 if code not in _RETRYABLE_CODES or attempt == ATTEMPTS_MAX:
                     raise
-                sleep(BACKOFF_INITIAL_S * 2 ** (attempt - 1))
+                sleep(min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2 ** (attempt - 1)))
 
     if len(user_ids) <= 1 or threads <= 1:
         for user_id in user_ids:
