@@ -8,8 +8,9 @@ One run:
    PostgreSQL server (dropped at the end, even on failure); log level WARNING;
 2. prepares the users. Waiver users consent to be scored (RecordConsent, through the ledger,
    before anything else: the waiver refuses orders of users who did not) and have no ledger
-   history before the run, so the score service calls them thin files; the seed bike policy (merchant "sesame-demo", scenario "bike") waives
-   up to 99 CNY for a thin file, so their 99 CNY orders are FULL waivers. Each gets one flow
+   history before the run, so the score service calls them thin files; the seed bike policy
+   (merchant "sesame-demo", scenario "bike") waives up to 99 CNY for a thin file, so their 99 CNY
+   orders are FULL waivers. Each gets one flow
    before anything is measured, so that the waiver has set the user's capacity (from the
    thin-file band) in the ledger and the measured flows do not pay for it. Ledger users (for the
    ledger's own holds) get a large waiver capacity set directly;

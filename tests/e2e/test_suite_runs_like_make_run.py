@@ -14,13 +14,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc
-from google.protobuf import timestamp_pb2
 from sesame.type.v1 import money_pb2, time_range_pb2
 from sesame.waiver.v1 import waiver_service_pb2, waiver_service_pb2_grpc
 
@@ -196,7 +196,9 @@ def test_a_user_who_never_consented_is_not_scored_and_gets_no_order(
             waiver.CreateOrder(create, timeout=5)
         with pytest.raises(grpc.RpcError) as not_found:
             waiver.GetOrder(
-                waiver_service_pb2.GetOrderRequest(merchant_id="sesame-demo", out_order_no="never-1"),
+                waiver_service_pb2.GetOrderRequest(
+                    merchant_id="sesame-demo", out_order_no="never-1"
+                ),
                 timeout=5,
             )
     assert refused_score.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -177,7 +177,9 @@ def grant_flow_consents(ledger_address: str, clients: int) -> None:
     """Every user the flows of `clients` clients may name consents to be scored, as a user does
     before a merchant's first order (the waiver refuses orders of users who did not). Granted
     before the load begins, so that no fault stands between a user and their consent."""
-    users = sorted({flow_user(client, number) for client in range(clients) for number in range(FLOWS_MAX)})
+    users = sorted(
+        {flow_user(client, number) for client in range(clients) for number in range(FLOWS_MAX)}
+    )
     with grpc.insecure_channel(ledger_address) as channel:
         grant_consent(channel, users, request_id_prefix="crash-consent-")
 

@@ -12,8 +12,8 @@ from services.ledger.domain import commands, reasons
 from services.ledger.domain.checkpoints import RESERVED_USER_PREFIX
 from services.ledger.domain.records import (
     MICROSECONDS_PER_DAY,
-    ConsentState,
     MICROSECONDS_PER_SECOND,
+    ConsentState,
     ObligationOutcome,
     RepaymentStatus,
     StatementPeriod,
@@ -307,9 +307,7 @@ def check_attach_statement(violations: Violations, command: commands.AttachState
     violations.request_id(command.request_id)
     check_user_id(violations, "user_id", command.user_id)
     violations.identifier("obligation_id", command.obligation_id)
-    violations.text(
-        "text", command.text.strip(), ATTACHED_STATEMENT_LENGTH_MAX, required=True
-    )
+    violations.text("text", command.text.strip(), ATTACHED_STATEMENT_LENGTH_MAX, required=True)
 
 
 def check_credit_history_query(violations: Violations, user_id: str, max_statements: int) -> None:

@@ -280,9 +280,7 @@ class LedgerService:
 
         def decide(scope: RequestScope) -> ConsentStatus:
             state = scope.state(command.user_id)
-            scope.record(
-                command.user_id, rules.decide_record_consent(state, command, scope.now_us)
-            )
+            scope.record(command.user_id, rules.decide_record_consent(state, command, scope.now_us))
             return ConsentStatus.of(state.account)
 
         return self._write(

@@ -116,9 +116,7 @@ def test_a_retried_consent_request_is_answered_as_the_first_time(client):
     assert retried == first
     assert client.summary("user-1").consent.state == pb.CONSENT_STATE_WITHDRAWN
     code, reason, _ = client.rejection(
-        lambda: record_consent(
-            client, "user-1", pb.CONSENT_STATE_WITHDRAWN, request_id="consent-1"
-        )
+        lambda: record_consent(client, "user-1", pb.CONSENT_STATE_WITHDRAWN, request_id="consent-1")
     )
     assert (code, reason) == (grpc.StatusCode.ABORTED, "REQUEST_ID_REUSED")
 

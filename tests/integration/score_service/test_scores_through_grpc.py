@@ -21,6 +21,7 @@ from .conftest import (
     CALL_TIMEOUT_S,
     SERVING_MODEL_VERSION,
     TAIWAN_SAMPLE,
+    RunningLedger,
     ScoreServer,
     ScoreServerFactory,
 )

@@ -27,7 +27,6 @@ from .conftest import (
     yuan,
 )
 
-
 # How long the ledger's entry stream may take to carry a withdrawal to the score service.
 INVALIDATION_WAIT_S = 5.0
 

@@ -145,8 +145,7 @@ def test_a_replay_grants_each_replayed_users_consent_under_an_id_of_the_user() -
     replayed = {report.user_id for call in ledger.calls for report in call.request.reports}
     assert set(ledger.consents) == replayed
     assert all(
-        request_id == f"replay-consent-{user_id}"
-        for user_id, request_id in ledger.consents.items()
+        request_id == f"replay-consent-{user_id}" for user_id, request_id in ledger.consents.items()
     )
 
 

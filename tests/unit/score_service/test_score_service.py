@@ -14,12 +14,12 @@ from services.common.errors import FailedPrecondition, InvalidArgument, Unavaila
 from services.score.adapters.model_files import MODELS_ROOT, newest_model_directory
 from services.score.adapters.onnx_model import OnnxModelLoader
 from services.score.domain import error_reasons, scoring
+from services.score.domain.consent import ConsentState
 from services.score.domain.features import (
     FEATURE_COUNT,
     FEATURE_NAMES,
     FEATURES_READING_CREDIT_LINE,
 )
-from services.score.domain.consent import ConsentState
 from services.score.domain.history import (
     CreditHistory,
     ObligationOutcome,
