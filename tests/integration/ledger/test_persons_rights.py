@@ -294,3 +294,19 @@ def test_every_bad_field_of_a_statement_request_is_named_at_once(client):
 
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert set(fields) == {"request_id", "user_id", "obligation_id", "text"}
+
+
+def test_a_record_older_than_five_years_keeps_its_statement_in_the_journal_and_the_history(
+    client,
+):
+    # The score drops a negative record five years after its due time (the score's
+    # record_age); the ledger never does: the record and the person's words on it stay.
+    six_years_s = 6 * 365 * 86_400
+    obligation = client.create_obligation("user-1", 300, due_in_s=-six_years_s)
+    client.close_obligation(obligation.obligation_id, pb.OBLIGATION_OUTCOME_DEFAULTED)
+    attach(client, "user-1", obligation.obligation_id, "That was long ago.")
+
+    (listed,) = history(client, "user-1").obligations
+
+    assert listed.outcome == pb.OBLIGATION_OUTCOME_DEFAULTED
+    assert listed.attached_statement.text == "That was long ago."
