@@ -319,6 +319,11 @@ class FailingSecondCall:
             raise FakeRpcError(grpc.StatusCode.INTERNAL)
         return self.ledger.RecordPartnerStatements(request, timeout)
 
+    def RecordConsent(
+        self, request: ledger_service_pb2.RecordConsentRequest, timeout: float | None = None
+    ) -> ledger_service_pb2.RecordConsentResponse:
+        return self.ledger.RecordConsent(request, timeout)
+
 
 def test_results_for_other_users_than_sent_stop_the_replay() -> None:
     class Confused(FakeLedger):
