@@ -1,6 +1,7 @@
 """`sesame-replay`: replays a Taiwan credit data set file into a running ledger.
 
     sesame-replay --csv train.csv --ledger 127.0.0.1:50051 [--batch-size 500] [--deadline-s 30]
+                  [--without-consent]
 
 Prints a progress bar (rows) on stderr and one summary line on stdout. Exits 0 when every row
 is recorded, 1 with a message naming the cause when the file or the ledger stops the replay, and
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 batch_size=arguments.batch_size,
                 deadline_s=arguments.deadline_s,
                 progress=not arguments.no_progress,
+                grant_consents=not arguments.without_consent,
             )
     except (TaiwanDataError, ReplayError, OSError) as error:
         print(f"sesame-replay: {error}", file=sys.stderr)
@@ -83,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"deadline of each call in seconds (default {DEADLINE_S_DEFAULT:g})",
     )
     parser.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
+    parser.add_argument(
+        "--without-consent",
+        action="store_true",
+        help="replay the histories alone, without granting each user's consent to be scored"
+        " (the score service then refuses to score them until they grant it)",
+    )
     return parser
 
 

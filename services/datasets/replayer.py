@@ -7,6 +7,13 @@ running the same file again sends the same requests and changes nothing; with an
 the ids differ, and still nothing changes, because the ledger is idempotent per user and period.
 A replay that fails part way is therefore resumed by running it again.
 
+Each replayed user's consent to be scored is granted with the batch (RecordConsent, as an
+operator, under a request id derived from the user; see `services.datasets.consent`): the data
+set stands for people who agreed with their partner to be scored, and a replay is how the
+suite gets users it may score (`make score-csv`, `make simulate`, the tests and benchmarks).
+`grant_consents=False` (`sesame-replay --without-consent`) replays histories alone, which the
+score service then refuses to score (CONSENT_MISSING) until each user grants consent.
+
 The summary adds up what the ledger answered. A request it has seen before is answered with the
 response it stored the first time, so a rerun with the same batch size repeats the first run's
 counts ("recorded") even though it recorded nothing; a rerun with another batch size reports
@@ -28,6 +35,7 @@ from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 from tqdm import tqdm
 
 from services.common.grpc_errors import error_details
+from services.datasets.consent import ConsentRecorder, grant_consent
 from services.datasets.taiwan import TaiwanRow, read_rows, to_partner_report
 
 # The contract allows 1 to 1000 reports per batch.
@@ -35,6 +43,7 @@ BATCH_SIZE_MAX = 1000
 BATCH_SIZE_DEFAULT = 500
 DEADLINE_S_DEFAULT = 30.0
 REQUEST_ID_PREFIX = "replay-"
+CONSENT_REQUEST_ID_PREFIX = "replay-consent-"
 # 40 hex digits (160 bits) of SHA-256: no two different batches will ever share an id.
 REQUEST_ID_HEX_DIGITS = 40
 
@@ -47,8 +56,8 @@ _REPORT_FIELD = re.compile(r"reports\[(\d+)\]")
 RecordPartnerStatementsCall = Callable[..., ledger_service_pb2.RecordPartnerStatementsResponse]
 
 
-class PartnerStatementsRecorder(Protocol):
-    """The one call of the ledger the replay needs (a `LedgerServiceStub`, or a fake in tests)."""
+class PartnerStatementsRecorder(ConsentRecorder, Protocol):
+    """The calls of the ledger the replay needs (a `LedgerServiceStub`, or a fake in tests)."""
 
     # Named after the gRPC method, as the generated stub names it.
     @property
@@ -105,6 +114,7 @@ def replay_csv(
     deadline_s: float = DEADLINE_S_DEFAULT,
     progress: bool = True,
     retry_policy: RetryPolicy | None = None,
+    grant_consents: bool = True,
 ) -> ReplaySummary:
     """Replays every row of a data set file (``.csv`` or ``.csv.gz``) into the ledger.
 
@@ -126,6 +136,8 @@ def replay_csv(
             request = batch_request(batch)
             response = _send(recorder, request, deadline_s, policy, totals)
             totals.add(request, response)
+            if grant_consents:
+                _grant_consents(recorder, request, deadline_s, totals)
             progress_bar.update(len(batch))
     return totals.summary(time.monotonic() - started)
 
@@ -237,6 +249,26 @@ def _send(
                 ) from None
             policy.sleep(policy.backoff_s(attempt))
     raise AssertionError("unreachable: the loop returns or raises on its last attempt")
+
+
+def _grant_consents(
+    recorder: PartnerStatementsRecorder,
+    request: ledger_service_pb2.RecordPartnerStatementsRequest,
+    deadline_s: float,
+    totals: _Totals,
+) -> None:
+    try:
+        grant_consent(
+            recorder,
+            [report.user_id for report in request.reports],
+            request_id_prefix=CONSENT_REQUEST_ID_PREFIX,
+            deadline_s=deadline_s,
+        )
+    except grpc.RpcError as error:
+        raise ReplayError(
+            f"the ledger refused the consent of a user of batch {request.request_id}:"
+            f" {_status_code(error).name}; {totals.progress_note()}"
+        ) from None
 
 
 def _status_code(error: grpc.RpcError) -> grpc.StatusCode:

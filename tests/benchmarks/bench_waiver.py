@@ -6,9 +6,11 @@ One run:
 1. starts ledger, score and waiver as processes, the way `services.suite.launch` starts them, on
    free ports, each of ledger and waiver on a database of its own created on the local
    PostgreSQL server (dropped at the end, even on failure); log level WARNING;
-2. prepares the users. Waiver users have no ledger history before the run, so the score service
-   calls them thin files; the seed bike policy (merchant "sesame-demo", scenario "bike") waives
-   up to 99 CNY for a thin file, so their 99 CNY orders are FULL waivers. Each gets one flow
+2. prepares the users. Waiver users consent to be scored (RecordConsent, through the ledger,
+   before anything else: the waiver refuses orders of users who did not) and have no ledger
+   history before the run, so the score service calls them thin files; the seed bike policy
+   (merchant "sesame-demo", scenario "bike") waives up to 99 CNY for a thin file, so their 99 CNY
+   orders are FULL waivers. Each gets one flow
    before anything is measured, so that the waiver has set the user's capacity (from the
    thin-file band) in the ledger and the measured flows do not pay for it. Ledger users (for the
    ledger's own holds) get a large waiver capacity set directly;
@@ -79,6 +81,7 @@ from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc  # noqa: E
 from sesame.type.v1 import money_pb2, time_range_pb2  # noqa: E402
 from sesame.waiver.v1 import waiver_service_pb2, waiver_service_pb2_grpc  # noqa: E402
 
+from services.datasets.consent import grant_consent  # noqa: E402
 from services.suite.launch import (  # noqa: E402
     SUITE,
     free_port,
@@ -774,6 +777,13 @@ def run(plan: Plan, server: PostgresServer) -> tuple[dict[str, float], bool]:
             f"  ledger {suite.ledger_address}, score {suite.score_address}, "
             f"waiver {suite.waiver_address}"
         )
+        print(f"== set-up: {plan.user_count} waiver users consent to be scored", flush=True)
+        with grpc.insecure_channel(suite.ledger_address) as channel:
+            grant_consent(
+                channel,
+                [waiver_user_id(number) for number in range(plan.user_count)],
+                request_id_prefix=f"{tag}-consent-",
+            )
         kind = describe_user(suite.score_address, waiver_user_id(0))
         print(
             f"== set-up: {plan.user_count} waiver users, each {kind} to the score service: the "

@@ -61,6 +61,7 @@ from google.protobuf.message import Message
 
 from services.common.access import ANY_CALLER, AccessPolicy
 from services.common.tls import TlsFiles, channel_credentials
+from services.datasets.consent import grant_consent
 from tests.benchmarks.loadgen import LoadResult, Operation, OperationContext, run_load
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -271,15 +272,15 @@ class LoadProfile:
         return LoadProfile(path, {**self.raw, "name": self.name, "data": data})
 
 
-# The local certificates (services.common.certificates) of the operator and the demo merchant,
-# whose orders the profiles make.
-_IDENTITY_FILES = {"operator": "operator", "merchant": "merchant-sesame-demo"}
+# The local certificates (services.common.certificates) of the operator, the demo merchant, whose
+# orders the profiles make, and the user u-7, whose own records the user's profiles act on.
+_IDENTITY_FILES = {"operator": "operator", "merchant": "merchant-sesame-demo", "user": "user-u-7"}
 
 
 def identity_file_for(call: str) -> str:
     """The local identity that may make `call` on the profiles' data: the first caller the
-    access policy admits for it that is a service (its own certificate), an operator or the
-    demo merchant."""
+    access policy admits for it that is a service (its own certificate), an operator, the demo
+    merchant or the user u-7."""
     service, _, name = call.rpartition(".")
     for rule in AccessPolicy.load().methods.get(f"{service}/{name}", ()):
         if rule.kind == "service" and rule.name:
@@ -699,8 +700,35 @@ def prepare(
     else:
         files = tls_files(certificates, PREPARER_IDENTITY_FILES[kind])
         channel = grpc.secure_channel(address, channel_credentials(files))
+    consent = consent_granter(target if calls_the_ledger else ledger_address, certificates)
     with channel:
-        return Preparation(preparer(channel, run_id, prepared_count(profile)))
+        return Preparation(preparer(channel, run_id, prepared_count(profile), consent))
+
+
+ConsentGranter = Callable[[Sequence[str]], None]
+
+
+def consent_granter(ledger_address: str, certificates: Path | None) -> ConsentGranter:
+    """Grants users' consent to be scored through the ledger, as the local operator under
+    mutual TLS: the users a profile's orders and scores are for consent first, or the score
+    service refuses them (CONSENT_MISSING) and the waiver their orders."""
+
+    def grant(user_ids: Sequence[str]) -> None:
+        if certificates is None:
+            channel = grpc.insecure_channel(ledger_address)
+        else:
+            files = tls_files(certificates, "operator")
+            channel = grpc.secure_channel(ledger_address, channel_credentials(files))
+        with channel:
+            grant_consent(
+                channel,
+                user_ids,
+                request_id_prefix="load-consent-",
+                deadline_s=PREPARE_DEADLINE_S,
+                threads=PREPARE_THREADS,
+            )
+
+    return grant
 
 
 def tls_files(directory: Path, file_stem: str) -> TlsFiles:
@@ -709,7 +737,9 @@ def tls_files(directory: Path, file_stem: str) -> TlsFiles:
     )
 
 
-def _order_window(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
+def _order_window(
+    channel: grpc.Channel, run_id: str, count: int, consent: ConsentGranter
+) -> list[dict[str, Any]]:
     """A time window from now on (CreateOrder): ghz's templates cannot add to a time, and the
     waiver takes only windows that end within the year."""
     now = datetime.now(UTC).replace(microsecond=0)
@@ -745,7 +775,9 @@ def _ledger(channel: grpc.Channel) -> Any:
     return ledger_service_pb2_grpc.LedgerServiceStub(channel)
 
 
-def _capacity_holders(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
+def _capacity_holders(
+    channel: grpc.Channel, run_id: str, count: int, consent: ConsentGranter
+) -> list[dict[str, Any]]:
     """Users with room for any number of small holds (PlaceHold)."""
     from sesame.ledger.v1 import ledger_service_pb2 as ledger
 
@@ -763,11 +795,13 @@ def _capacity_holders(channel: grpc.Channel, run_id: str, count: int) -> list[di
     return holders
 
 
-def _open_holds(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
+def _open_holds(
+    channel: grpc.Channel, run_id: str, count: int, consent: ConsentGranter
+) -> list[dict[str, Any]]:
     """Open holds (CaptureHold, ReleaseHold, GetHold)."""
     from sesame.ledger.v1 import ledger_service_pb2 as ledger
 
-    holders = _capacity_holders(channel, run_id, count)
+    holders = _capacity_holders(channel, run_id, count, consent)
     stub = _ledger(channel)
 
     def place(index: int) -> dict[str, Any]:
@@ -783,7 +817,9 @@ def _open_holds(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str
     return _in_parallel(place, count)
 
 
-def _open_obligations(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
+def _open_obligations(
+    channel: grpc.Channel, run_id: str, count: int, consent: ConsentGranter
+) -> list[dict[str, Any]]:
     """Open obligations with a large amount due (RecordPayment, ReduceObligation, CloseObligation,
     GetObligation)."""
     from sesame.ledger.v1 import ledger_service_pb2 as ledger
@@ -825,8 +861,11 @@ def _partner_report(user_id: str) -> Any:
     )
 
 
-def _credit_histories(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
-    """Users with six months of partner statements (the ledger's reads, GetScore)."""
+def _credit_histories(
+    channel: grpc.Channel, run_id: str, count: int, consent: ConsentGranter
+) -> list[dict[str, Any]]:
+    """Users with six months of partner statements who consent to be scored (the ledger's
+    reads, GetScore)."""
     from sesame.ledger.v1 import ledger_service_pb2 as ledger
 
     users = [f"{run_id}-user-{index}" for index in range(count)]
@@ -841,16 +880,19 @@ def _credit_histories(channel: grpc.Channel, run_id: str, count: int) -> list[di
             ),
             timeout=PREPARE_DEADLINE_S * 3,
         )
+    consent(users)
     return [{"user_id": user_id} for user_id in users]
 
 
-def _checkpointed_histories(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
+def _checkpointed_histories(
+    channel: grpc.Channel, run_id: str, count: int, consent: ConsentGranter
+) -> list[dict[str, Any]]:
     """Such users once a signed checkpoint covers them (GetCheckpointProof): the ledger signs
     one every SESAME_LEDGER_CHECKPOINT_INTERVAL_S (a minute under `make run`), so this waits
     for the next."""
     from sesame.ledger.v1 import ledger_service_pb2 as ledger
 
-    users = _credit_histories(channel, run_id, count)
+    users = _credit_histories(channel, run_id, count, consent)
     stub = _ledger(channel)
     last = ledger.GetCheckpointProofRequest(user_id=users[-1]["user_id"])
     deadline = time.monotonic() + CHECKPOINT_WAIT_S
@@ -864,9 +906,11 @@ def _checkpointed_histories(channel: grpc.Channel, run_id: str, count: int) -> l
         time.sleep(1.0)
 
 
-def _credit_history_batches(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
+def _credit_history_batches(
+    channel: grpc.Channel, run_id: str, count: int, consent: ConsentGranter
+) -> list[dict[str, Any]]:
     """Batches of ten such users (BatchGetScores)."""
-    users = [item["user_id"] for item in _credit_histories(channel, run_id, count * 10)]
+    users = [item["user_id"] for item in _credit_histories(channel, run_id, count * 10, consent)]
     return [{"user_ids": users[start : start + 10]} for start in range(0, len(users), 10)]
 
 
@@ -895,18 +939,39 @@ def _create_order(channel: grpc.Channel, run_id: str, index: int) -> dict[str, A
     return {"merchant_id": "sesame-demo", "out_order_no": out_order_no}
 
 
-def _orders(channel: grpc.Channel, run_id: str, count: int) -> list[dict[str, Any]]:
+def _riders(run_id: str, count: int) -> list[str]:
+    return [f"{run_id}-rider-{index}" for index in range(count)]
+
+
+def _consenting_riders(
+    channel: grpc.Channel, run_id: str, count: int, consent: ConsentGranter
+) -> list[dict[str, Any]]:
+    """Users who consent to be scored, each with a time window from now on (CreateOrder): the
+    waiver refuses an order for a user who did not consent. A timed run uses them round robin,
+    so a user's later orders meet the capacity the earlier ones hold (a partial or no waiver,
+    answered OK, as it would be in production)."""
+    riders = _riders(run_id, count)
+    consent(riders)
+    (window,) = _order_window(channel, run_id, count, consent)
+    return [{"user_id": rider, **window} for rider in riders]
+
+
+def _orders(
+    channel: grpc.Channel, run_id: str, count: int, consent: ConsentGranter
+) -> list[dict[str, Any]]:
     """Orders in progress (GetOrder, CompleteOrder, CancelOrder)."""
+    consent(_riders(run_id, count))
     return _in_parallel(lambda index: _create_order(channel, run_id, index), count)
 
 
 def _awaiting_payment_orders(
-    channel: grpc.Channel, run_id: str, count: int
+    channel: grpc.Channel, run_id: str, count: int, consent: ConsentGranter
 ) -> list[dict[str, Any]]:
     """Completed orders with 3 yuan to pay (SyncPayment, ModifyOrder)."""
     from sesame.waiver.v1 import waiver_service_pb2 as waiver, waiver_service_pb2_grpc
 
     stub = waiver_service_pb2_grpc.WaiverServiceStub(channel)
+    consent(_riders(run_id, count))
 
     def complete(index: int) -> dict[str, Any]:
         order = _create_order(channel, run_id, index)
@@ -924,11 +989,45 @@ def _awaiting_payment_orders(
     return _in_parallel(complete, count)
 
 
-Preparer = Callable[[grpc.Channel, str, int], list[dict[str, Any]]]
+def _negative_records(
+    channel: grpc.Channel, run_id: str, count: int, consent: ConsentGranter
+) -> list[dict[str, Any]]:
+    """Obligations of the user u-7 closed defaulted (AttachStatement): a statement is the
+    user's own, so the profile speaks on u-7's channel, the one local user certificate."""
+    from sesame.ledger.v1 import ledger_service_pb2 as ledger
+
+    stub = _ledger(channel)
+    due_time = _timestamp(datetime.now(UTC) - timedelta(days=1))
+
+    def default(index: int) -> dict[str, Any]:
+        created = ledger.CreateObligationRequest(
+            request_id=f"{run_id}-negative-{index}",
+            user_id=NEGATIVE_RECORDS_USER,
+            amount_due=_money(300),
+            due_time=due_time,
+            purpose="load test",
+        )
+        obligation = stub.CreateObligation(created, timeout=PREPARE_DEADLINE_S).obligation
+        stub.CloseObligation(
+            ledger.CloseObligationRequest(
+                request_id=f"{run_id}-negative-{index}-close",
+                obligation_id=obligation.obligation_id,
+                outcome=ledger.OBLIGATION_OUTCOME_DEFAULTED,
+            ),
+            timeout=PREPARE_DEADLINE_S,
+        )
+        return {"obligation_id": obligation.obligation_id}
+
+    return _in_parallel(default, count)
+
+
+NEGATIVE_RECORDS_USER = "u-7"
+Preparer = Callable[[grpc.Channel, str, int, ConsentGranter], list[dict[str, Any]]]
 # What each `sesame-prepare` tag makes, and through which service.
 # Who makes each kind of object when the suite runs with mutual TLS (the access policy).
 PREPARER_IDENTITY_FILES = {
-    "order-window": "merchant-sesame-demo",
+    "consenting-riders": "operator",
+    "negative-records": "waiver",
     "orders": "merchant-sesame-demo",
     "awaiting-payment-orders": "merchant-sesame-demo",
     "capacity-holders": "waiver",
@@ -939,7 +1038,8 @@ PREPARER_IDENTITY_FILES = {
     "checkpointed-histories": "operator",
 }
 PREPARERS: dict[str, tuple[str, Preparer]] = {
-    "order-window": ("waiver", _order_window),
+    "consenting-riders": ("ledger", _consenting_riders),
+    "negative-records": ("ledger", _negative_records),
     "capacity-holders": ("ledger", _capacity_holders),
     "open-holds": ("ledger", _open_holds),
     "open-obligations": ("ledger", _open_obligations),

@@ -24,8 +24,8 @@ The mix, per operation (each slot has users of its own, so that one user's steps
                credit (the hold captured into an obligation) -> SyncPayment of it (closed on time)
   nothing due  CreateOrder -> CompleteOrder with nothing to charge (the hold released)
   cancel       CreateOrder -> CancelOrder (the hold released)
-  score        GetScore of one of the slot's users (cached), or of a new one (read from the
-               ledger)
+  score        GetScore of one of the slot's users (cached), or of a new one, who never
+               consented (read from the ledger and refused, CONSENT_MISSING, as expected)
   expiry       the ledger's PlaceHold of a hold that expires in two seconds, for the ledger's
                sweeper to expire (the waiver's sweeper and recovery pass run all along too)
 
@@ -65,6 +65,8 @@ from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc  # noqa
 from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc  # noqa: E402
 from sesame.waiver.v1 import waiver_service_pb2, waiver_service_pb2_grpc  # noqa: E402
 
+from services.common.grpc_errors import error_details  # noqa: E402
+from services.datasets.consent import grant_consent  # noqa: E402
 from services.suite.launch import (  # noqa: E402
     SUITE,
     free_port,
@@ -119,8 +121,12 @@ TARGET_P99_DRIFT_PCT = 20.0
 # --- Workload, imported by name in the load generator's worker processes -----------------------
 
 
+def slot_user(run_tag: str, slot_index: int, number: int) -> str:
+    return f"soak-{run_tag}-s{slot_index}-u{number % USERS_PER_SLOT}"
+
+
 def _slot_user(context: OperationContext, number: int) -> str:
-    return f"soak-{context.arguments['run_tag']}-s{context.slot_index}-u{number % USERS_PER_SLOT}"
+    return slot_user(context.arguments["run_tag"], context.slot_index, number)
 
 
 def _check_state(order: waiver_service_pb2.Order, state: int, charge_minor: int) -> None:
@@ -199,15 +205,18 @@ async def soak_mix(context: OperationContext) -> Operation:
         number = next(numbers)
         kind = context.random.choice(kinds)
         if kind == "score":
-            user = (
-                _slot_user(context, number)
-                if context.random.random() < 0.8
-                else f"{prefix}-new-{number}"
-            )
+            new_user = f"{prefix}-new-{number}"
+            user = _slot_user(context, number) if context.random.random() < 0.8 else new_user
             began = time.perf_counter()
-            await scores.GetScore(
-                score_service_pb2.GetScoreRequest(user_id=user), timeout=timeout_s
-            )
+            try:
+                await scores.GetScore(
+                    score_service_pb2.GetScoreRequest(user_id=user), timeout=timeout_s
+                )
+            except grpc.aio.AioRpcError as error:
+                # A new user never consented: the score service reads the ledger and refuses,
+                # which is the answer expected of it.
+                if error_details(error).reason != "CONSENT_MISSING" or user != new_user:
+                    raise
             return OperationOutcome(step_latencies_s={"GetScore": time.perf_counter() - began})
         if kind == "expiry":
             began = time.perf_counter()
@@ -341,6 +350,17 @@ def soak(plan: Plan, server: PostgresServer) -> dict[str, float]:
         )
         print(f"  {suite.addresses}", flush=True)
         set_waiver_capacities([suite.addresses["ledger"]], LEDGER_USERS, f"{tag}-ledger")
+        # The slots' users consent to be scored, or the waiver would refuse their orders.
+        with grpc.insecure_channel(suite.addresses["ledger"]) as channel:
+            grant_consent(
+                channel,
+                [
+                    slot_user(tag, slot_index, number)
+                    for slot_index in range(plan.concurrency)
+                    for number in range(USERS_PER_SLOT)
+                ],
+                request_id_prefix=f"{tag}-consent-",
+            )
 
         stack.enter_context(vacuumed_while_running(server, [ledger_database, waiver_database]))
         print(f"== the most the suite does with the mix ({plan.calibrate_s} s, closed loop)")

@@ -19,6 +19,7 @@ from sesame.type.v1.money_pb2 import Money
 from sesame.type.v1.time_range_pb2 import TimeRange
 from sesame.waiver.v1 import waiver_service_pb2 as waiver, waiver_service_pb2_grpc
 
+from services.datasets.consent import grant_consent
 from tests.support.manifests import LocalPods, probe_budget_s, render
 
 CREATE_RETRY_S = 30.0
@@ -61,6 +62,10 @@ def test_an_order_goes_through_the_services_as_the_manifests_wire_them(
     start.FromDatetime(now)
     end.FromDatetime(now + timedelta(hours=2))
     waiver_port = local_pods.pods["sesame-waiver"].local_port("grpc")
+    # The user consents to be scored first, or the waiver refuses the order.
+    ledger_port = local_pods.pods["sesame-ledger"].local_port("grpc")
+    with grpc.insecure_channel(f"127.0.0.1:{ledger_port}") as channel:
+        grant_consent(channel, ["pod-user-1"], request_id_prefix="pod-consent-")
     request = waiver.CreateOrderRequest(
         request_id="pod-bike-1-create",
         merchant_id="sesame-demo",

@@ -194,6 +194,26 @@ def valid_requests(channels: dict[str, grpc.Channel]) -> dict[str, Message]:
         amount_due=_cny(10_000),
         due_time=_timestamp(86_400),
     ).obligation.obligation_id
+    defaulted_id = ledger(
+        "CreateObligation",
+        request_id=f"{user}-defaulted",
+        user_id=user,
+        amount_due=_cny(300),
+        due_time=_timestamp(0),
+    ).obligation.obligation_id
+    ledger(
+        "CloseObligation",
+        request_id=f"{user}-defaulted-close",
+        obligation_id=defaulted_id,
+        outcome="OBLIGATION_OUTCOME_DEFAULTED",
+    )
+    # The user consents to be scored, or the waiver would refuse the order.
+    ledger(
+        "RecordConsent",
+        request_id=f"{user}-consent",
+        user_id=user,
+        state="CONSENT_STATE_GRANTED",
+    )
     order_no = f"{user}-order"
     time_range = {"start_time": _timestamp(0), "end_time": _timestamp(HOUR_S)}
     create = {
@@ -269,6 +289,8 @@ def valid_requests(channels: dict[str, grpc.Channel]) -> dict[str, Message]:
         "VerifyChain": {"user_id": user},
         "GetCheckpointProof": {"user_id": user},
         "WatchEntries": {},
+        "RecordConsent": {"user_id": user, "state": "CONSENT_STATE_WITHDRAWN"},
+        "AttachStatement": {"user_id": user, "obligation_id": defaulted_id, "text": "fuzz"},
         # score
         "GetScore": {"user_id": user, "as_of_time": _timestamp(0)},
         "BatchGetScores": {"user_ids": [user, "u-1"], "as_of_time": _timestamp(0)},

@@ -18,6 +18,7 @@ from sesame.type.v1.money_pb2 import Money
 from sesame.type.v1.time_range_pb2 import TimeRange
 from sesame.waiver.v1 import waiver_service_pb2 as waiver, waiver_service_pb2_grpc
 
+from services.datasets.consent import grant_consent
 from services.suite.launch import plaintext_suite
 from tests.support.suite import launched_suite
 
@@ -101,19 +102,24 @@ def traced_suite(
         yield addresses
 
 
-def create_bike_order(address: str, out_order_no: str) -> waiver.Order:
+def create_bike_order(addresses: dict[str, str], out_order_no: str) -> waiver.Order:
+    """A bike order for a user of its own, who consents to be scored first (a trace of its own,
+    before the order's)."""
+    user_id = f"user-of-{out_order_no}"
+    with grpc.insecure_channel(addresses["ledger"]) as channel:
+        grant_consent(channel, [user_id], request_id_prefix="traced-consent-")
     now = datetime.now(UTC)
     start, end = Timestamp(), Timestamp()
     start.FromDatetime(now)
     end.FromDatetime(now + timedelta(hours=2))
-    with grpc.insecure_channel(address) as channel:
+    with grpc.insecure_channel(addresses["waiver"]) as channel:
         stub = waiver_service_pb2_grpc.WaiverServiceStub(channel)
         return stub.CreateOrder(
             waiver.CreateOrderRequest(
                 request_id=f"{out_order_no}-create",
                 merchant_id="sesame-demo",
                 out_order_no=out_order_no,
-                user_id=f"user-of-{out_order_no}",
+                user_id=user_id,
                 scenario_id="bike",
                 risk_fund_type=waiver.RISK_FUND_TYPE_DEPOSIT,
                 risk_amount=Money(currency_code="CNY", amount_minor=9900),
@@ -127,7 +133,7 @@ def test_one_create_order_is_one_trace_across_waiver_score_and_ledger(
     collector: tuple[Collector, int], traced_suite: dict[str, str]
 ) -> None:
     spans_collected, _ = collector
-    order = create_bike_order(traced_suite["waiver"], "traced-bike-1")
+    order = create_bike_order(traced_suite, "traced-bike-1")
     assert order.decision.outcome == waiver.WAIVER_OUTCOME_FULL
 
     create_span = None

@@ -9,17 +9,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc
-from sesame.type.v1 import money_pb2
+from sesame.type.v1 import money_pb2, time_range_pb2
 from sesame.waiver.v1 import waiver_service_pb2, waiver_service_pb2_grpc
 
 from services.common.grpc_errors import error_details
@@ -110,9 +112,29 @@ def test_a_merchant_reaches_only_its_own_orders_and_never_the_ledger(
     assert error_details(raised.value).reason == "CALLER_NOT_ADMITTED"
 
 
+def grant_consent_of_u_7(running_suite: dict[str, str]) -> None:
+    """u-7 consents to be scored on their own channel, as the README's examples do (under the
+    same request id, so whichever comes first, the other changes nothing)."""
+    with channel_as(running_suite, "ledger", "user-u-7") as channel:
+        consent = (
+            ledger_service_pb2_grpc.LedgerServiceStub(channel)
+            .RecordConsent(
+                ledger_service_pb2.RecordConsentRequest(
+                    request_id="u-7-consent-1",
+                    user_id="u-7",
+                    state=ledger_service_pb2.CONSENT_STATE_GRANTED,
+                ),
+                timeout=5,
+            )
+            .consent
+        )
+    assert consent.state == ledger_service_pb2.CONSENT_STATE_GRANTED
+
+
 def test_a_user_reads_their_own_score_and_the_facts_it_rests_on_and_no_one_elses(
     running_suite: dict[str, str],
 ) -> None:
+    grant_consent_of_u_7(running_suite)
     with channel_as(running_suite, "score", "user-u-7") as channel:
         score = score_service_pb2_grpc.ScoreServiceStub(channel)
         own = score.GetScore(score_service_pb2.GetScoreRequest(user_id="u-7"), timeout=5).score
@@ -128,6 +150,7 @@ def test_a_user_reads_their_own_score_and_the_facts_it_rests_on_and_no_one_elses
         with pytest.raises(grpc.RpcError) as raised:
             ledger.ListEntries(ledger_service_pb2.ListEntriesRequest(user_id="u-8"), timeout=5)
     assert facts.HasField("as_of_time")
+    assert facts.consent.state == ledger_service_pb2.CONSENT_STATE_GRANTED
     assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -147,10 +170,59 @@ def test_the_waiver_starts_with_the_seed_policies(running_suite: dict[str, str])
     }
 
 
-def test_an_unknown_user_gets_a_thin_file_score(running_suite: dict[str, str]) -> None:
+def test_a_user_who_never_consented_is_not_scored_and_gets_no_order(
+    running_suite: dict[str, str],
+) -> None:
     with channel_as(running_suite, "score", "waiver") as channel:
         score = score_service_pb2_grpc.ScoreServiceStub(channel)
-        reply = score.GetScore(score_service_pb2.GetScoreRequest(user_id="u-1"), timeout=5)
+        with pytest.raises(grpc.RpcError) as refused_score:
+            score.GetScore(score_service_pb2.GetScoreRequest(user_id="u-never"), timeout=5)
+    now = datetime.now(UTC)
+    create = waiver_service_pb2.CreateOrderRequest(
+        request_id="never-1-create",
+        merchant_id="sesame-demo",
+        out_order_no="never-1",
+        user_id="u-never",
+        scenario_id="bike",
+        risk_fund_type=waiver_service_pb2.RISK_FUND_TYPE_DEPOSIT,
+        risk_amount=money_pb2.Money(currency_code="CNY", amount_minor=9900),
+        time_range=time_range_pb2.TimeRange(
+            start_time=timestamp_of(now), end_time=timestamp_of(now + timedelta(hours=2))
+        ),
+    )
+    with channel_as(running_suite, "waiver", "merchant-sesame-demo") as channel:
+        waiver = waiver_service_pb2_grpc.WaiverServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused_order:
+            waiver.CreateOrder(create, timeout=5)
+        with pytest.raises(grpc.RpcError) as not_found:
+            waiver.GetOrder(
+                waiver_service_pb2.GetOrderRequest(
+                    merchant_id="sesame-demo", out_order_no="never-1"
+                ),
+                timeout=5,
+            )
+    assert refused_score.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_details(refused_score.value).reason == "CONSENT_MISSING"
+    assert refused_order.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_details(refused_order.value).reason == "CONSENT_MISSING"
+    assert not_found.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_an_unknown_user_who_consented_gets_a_thin_file_score(
+    running_suite: dict[str, str],
+) -> None:
+    with channel_as(running_suite, "ledger", "operator") as channel:
+        ledger_service_pb2_grpc.LedgerServiceStub(channel).RecordConsent(
+            ledger_service_pb2.RecordConsentRequest(
+                request_id="u-thin-consent",
+                user_id="u-thin",
+                state=ledger_service_pb2.CONSENT_STATE_GRANTED,
+            ),
+            timeout=5,
+        )
+    with channel_as(running_suite, "score", "waiver") as channel:
+        score = score_service_pb2_grpc.ScoreServiceStub(channel)
+        reply = score.GetScore(score_service_pb2.GetScoreRequest(user_id="u-thin"), timeout=5)
     assert reply.score.thin_file
     assert reply.score.thin_file_reason == score_service_pb2.THIN_FILE_REASON_NO_HISTORY
 
@@ -167,6 +239,12 @@ def test_a_malformed_ledger_request_names_the_field(running_suite: dict[str, str
     reason, fields = error_details(raised.value)
     assert reason == "REQUEST_ID_REQUIRED"
     assert "request_id" in fields
+
+
+def timestamp_of(moment: datetime) -> timestamp_pb2.Timestamp:
+    timestamp = timestamp_pb2.Timestamp()
+    timestamp.FromDatetime(moment)
+    return timestamp
 
 
 DEFAULT_ADDRESSES = {
@@ -221,6 +299,8 @@ def test_the_readme_bike_order_runs_as_written_with_grpcurl(running_suite: dict[
 def test_the_readme_denied_car_order_runs_as_written_in_python(
     running_suite: dict[str, str],
 ) -> None:
+    # The README's car order follows its bike order, after which u-7 has consented.
+    grant_consent_of_u_7(running_suite)
     script = readme_example("waiver-python", running_suite)
 
     completed = subprocess.run(

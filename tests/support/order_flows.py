@@ -46,6 +46,7 @@ from sesame.type.v1 import money_pb2, time_range_pb2
 from sesame.waiver.v1 import waiver_service_pb2 as pb, waiver_service_pb2_grpc
 
 from services.common.grpc_errors import error_details
+from services.datasets.consent import grant_consent
 
 CURRENCY = "CNY"
 UNIT = 100  # minor units per yuan
@@ -166,10 +167,25 @@ def until_answered(
     raise GaveUp(f"{type(request).__name__} {request.request_id}: {Counter(retried)}")
 
 
-def flow_plan(client: int, number: int, rng: random.Random) -> Flow:
+def flow_user(client: int, number: int) -> str:
     # A new user every second flow (a first order sets the user's capacity); every fourth order
     # is for the user all clients share.
-    user_id = SHARED_USER if number % 4 == 3 else f"crash-user-{client}-{number // 2}"
+    return SHARED_USER if number % 4 == 3 else f"crash-user-{client}-{number // 2}"
+
+
+def grant_flow_consents(ledger_address: str, clients: int) -> None:
+    """Every user the flows of `clients` clients may name consents to be scored, as a user does
+    before a merchant's first order (the waiver refuses orders of users who did not). Granted
+    before the load begins, so that no fault stands between a user and their consent."""
+    users = sorted(
+        {flow_user(client, number) for client in range(clients) for number in range(FLOWS_MAX)}
+    )
+    with grpc.insecure_channel(ledger_address) as channel:
+        grant_consent(channel, users, request_id_prefix="crash-consent-")
+
+
+def flow_plan(client: int, number: int, rng: random.Random) -> Flow:
+    user_id = flow_user(client, number)
     late = number % LATE_EVERY == LATE_EVERY - 1
     return Flow(
         client,

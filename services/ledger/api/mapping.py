@@ -22,6 +22,7 @@ from services.ledger.domain import commands, events, reasons, validation
 from services.ledger.domain.checkpoints import Checkpoint, CheckpointProof
 from services.ledger.domain.records import (
     MICROSECONDS_PER_SECOND,
+    ConsentState,
     CreditLine,
     Hold,
     HoldState,
@@ -35,6 +36,7 @@ from services.ledger.domain.records import (
 )
 from services.ledger.domain.results import (
     AccountSummary,
+    ConsentStatus,
     CreditHistory,
     PartnerReportResult,
 )
@@ -76,6 +78,14 @@ _REPAYMENT_STATUSES = {
 _REPAYMENT_STATUSES_BY_NUMBER: dict[int, RepaymentStatus] = {
     number: status for status, number in _REPAYMENT_STATUSES.items()
 }
+_CONSENT_STATES = {
+    ConsentState.NOT_GIVEN: pb.CONSENT_STATE_NOT_GIVEN,
+    ConsentState.GRANTED: pb.CONSENT_STATE_GRANTED,
+    ConsentState.WITHDRAWN: pb.CONSENT_STATE_WITHDRAWN,
+}
+_CONSENT_STATES_BY_NUMBER: dict[int, ConsentState] = {
+    number: state for state, number in _CONSENT_STATES.items()
+}
 EventMessage = (
     pb.CapacitySet
     | pb.HoldPlaced
@@ -89,6 +99,9 @@ EventMessage = (
     | pb.CreditLineReported
     | pb.StatementReported
     | pb.CheckpointSigned
+    | pb.ConsentGranted
+    | pb.ConsentWithdrawn
+    | pb.StatementAttached
 )
 _MISMATCH_KINDS = {
     MismatchKind.HASH: pb.CHAIN_MISMATCH_KIND_HASH,
@@ -153,6 +166,15 @@ class RequestReader:
             self._unread(field, reasons.ENUM_VALUE_INVALID, f"{number} is not a repayment status")
             return None
         return status
+
+    def consent_state(self, field: str, number: int) -> ConsentState | None:
+        if number == pb.CONSENT_STATE_UNSPECIFIED:
+            return None
+        state = _CONSENT_STATES_BY_NUMBER.get(number)
+        if state is None:
+            self._unread(field, reasons.ENUM_VALUE_INVALID, f"{number} is not a consent state")
+            return None
+        return state
 
     def finish(self, check: Callable[[Violations], None]) -> None:
         """Raises every problem of the request when a field could not be read; `check` is the
@@ -358,6 +380,26 @@ def _statement_report(
     )
 
 
+def record_consent_command(request: pb.RecordConsentRequest) -> commands.RecordConsent:
+    reader = RequestReader()
+    command = commands.RecordConsent(
+        request_id=request.request_id,
+        user_id=request.user_id,
+        state=reader.consent_state("state", request.state),
+    )
+    reader.finish(lambda violations: validation.check_record_consent(violations, command))
+    return command
+
+
+def attach_statement_command(request: pb.AttachStatementRequest) -> commands.AttachStatement:
+    return commands.AttachStatement(
+        request_id=request.request_id,
+        user_id=request.user_id,
+        obligation_id=request.obligation_id,
+        text=request.text,
+    )
+
+
 def verify_chain_checkpoint(request: pb.VerifyChainRequest) -> Checkpoint | None:
     """The request's checkpoint; an unreadable sign_time is CHECKPOINT_INVALID (the rest of its
     shape is the service's to check)."""
@@ -446,6 +488,23 @@ def obligation_message(obligation: Obligation) -> pb.Obligation:
         message.outcome = _OUTCOMES[obligation.outcome]
     if obligation.closed_at_us is not None:
         message.close_time.CopyFrom(timestamp(obligation.closed_at_us))
+    if obligation.attached_statement_at_us is not None:
+        message.attached_statement.CopyFrom(
+            _attached_statement_message(
+                obligation.attached_statement, obligation.attached_statement_at_us
+            )
+        )
+    return message
+
+
+def _attached_statement_message(text: str, attached_at_us: int) -> pb.AttachedStatement:
+    return pb.AttachedStatement(text=text, attach_time=timestamp(attached_at_us))
+
+
+def consent_message(consent: ConsentStatus) -> pb.Consent:
+    message = pb.Consent(state=_CONSENT_STATES[consent.state])
+    if consent.since_us is not None:
+        message.since_time.CopyFrom(timestamp(consent.since_us))
     return message
 
 
@@ -455,6 +514,7 @@ def account_summary_message(summary: AccountSummary) -> pb.AccountSummary:
         open_hold_count=summary.open_hold_count,
         outcomes=_outcome_counts_message(summary.outcomes),
         last_user_sequence=summary.last_user_sequence,
+        consent=consent_message(ConsentStatus(summary.consent, summary.consent_since_us)),
     )
     # An account that never had a currency has no amounts to report: the Money fields stay
     # unset, which reads as zero.
@@ -504,6 +564,7 @@ def credit_history_message(history: CreditHistory) -> pb.GetCreditHistoryRespons
         as_of_time=timestamp(history.as_of_us),
         last_user_sequence=history.last_user_sequence,
         last_global_sequence=history.last_global_sequence,
+        consent=consent_message(history.consent),
     )
     if history.credit_line is not None:
         message.credit_line.CopyFrom(_credit_line_money(history.credit_line))
@@ -613,6 +674,15 @@ def event_message(event: events.Event, currency_code: str) -> EventMessage:
                     repayment_status=_REPAYMENT_STATUSES[event.repayment_status],
                     months_late=event.months_late,
                 ),
+            )
+        case events.ConsentGranted():
+            return pb.ConsentGranted(grant_time=timestamp(event.granted_at_us))
+        case events.ConsentWithdrawn():
+            return pb.ConsentWithdrawn(withdraw_time=timestamp(event.withdrawn_at_us))
+        case events.StatementAttached():
+            return pb.StatementAttached(
+                obligation_id=event.obligation_id,
+                statement=_attached_statement_message(event.text, event.attached_at_us),
             )
         case events.CheckpointSigned():
             return pb.CheckpointSigned(

@@ -103,6 +103,20 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         obligation = self._service.get_obligation(request.obligation_id)
         return pb.GetObligationResponse(obligation=mapping.obligation_message(obligation))
 
+    # The person's rights: consent to be scored, and a statement on a negative record
+
+    def RecordConsent(
+        self, request: pb.RecordConsentRequest, context: grpc.ServicerContext
+    ) -> pb.RecordConsentResponse:
+        consent = self._service.record_consent(mapping.record_consent_command(request))
+        return pb.RecordConsentResponse(consent=mapping.consent_message(consent))
+
+    def AttachStatement(
+        self, request: pb.AttachStatementRequest, context: grpc.ServicerContext
+    ) -> pb.AttachStatementResponse:
+        obligation = self._service.attach_statement(mapping.attach_statement_command(request))
+        return pb.AttachStatementResponse(obligation=mapping.obligation_message(obligation))
+
     # Partner statements and reads
 
     def RecordPartnerStatements(

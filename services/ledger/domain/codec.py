@@ -149,3 +149,31 @@ def _dataclass_decoder(target: type) -> Decoder:
         return target(**arguments)
 
     return decode
+
+
+def with_defaults(target: Any, value: Plain) -> Plain:
+    """`value` with the keys it lacks of `target`'s fields that have defaults filled in, at any
+    depth. Stored answers are decoded through it: an answer stored before a field with a
+    default was added (the consent of an account summary, say) still decodes, as it would have
+    been answered then. The journal is never read through it: an entry lacking a key is a
+    finding."""
+    origin = get_origin(target)
+    if origin is typing.Union or origin is types.UnionType:
+        members = [member for member in get_args(target) if member is not type(None)]
+        return value if value is None or len(members) != 1 else with_defaults(members[0], value)
+    if origin is tuple and isinstance(value, list):
+        item_type = get_args(target)[0]
+        return [with_defaults(item_type, item) for item in value]
+    if not (isinstance(target, type) and dataclasses.is_dataclass(target)):
+        return value
+    if not isinstance(value, dict):
+        return value
+    hints = get_type_hints(target)
+    filled: dict[str, Plain] = {}
+    for field in dataclasses.fields(target):
+        if field.name in value:
+            filled[field.name] = with_defaults(hints[field.name], value[field.name])
+        elif field.default is not dataclasses.MISSING:
+            filled[field.name] = to_plain(field.default)
+    filled.update({key: item for key, item in value.items() if key not in filled})
+    return filled

@@ -10,7 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.money import Money
-from services.ledger.domain.records import ObligationOutcome, RepaymentStatus, StatementPeriod
+from services.ledger.domain.records import (
+    ConsentState,
+    ObligationOutcome,
+    RepaymentStatus,
+    StatementPeriod,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,23 @@ class RecordPartnerStatements:
     reports: tuple[PartnerReport, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class RecordConsent:
+    request_id: str
+    user_id: str
+    # GRANTED or WITHDRAWN; None when the request left it unspecified.
+    state: ConsentState | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttachStatement:
+    request_id: str
+    user_id: str
+    obligation_id: str
+    # As the request gave it; the ledger keeps it without leading and trailing white space.
+    text: str
+
+
 MutationCommand = (
     SetWaiverCapacity
     | PlaceHold
@@ -121,4 +143,6 @@ MutationCommand = (
     | CloseObligation
     | ReduceObligation
     | RecordPartnerStatements
+    | RecordConsent
+    | AttachStatement
 )

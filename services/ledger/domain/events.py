@@ -28,6 +28,9 @@ class EntryType(StrEnum):
     STATEMENT_REPORTED = "STATEMENT_REPORTED"
     OBLIGATION_REDUCED = "OBLIGATION_REDUCED"
     CHECKPOINT_SIGNED = "CHECKPOINT_SIGNED"
+    CONSENT_GRANTED = "CONSENT_GRANTED"
+    CONSENT_WITHDRAWN = "CONSENT_WITHDRAWN"
+    STATEMENT_ATTACHED = "STATEMENT_ATTACHED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,33 @@ class CheckpointSigned:
     signature: str
 
 
+@dataclass(frozen=True, slots=True)
+class ConsentGranted:
+    """The user granted consent to be scored."""
+
+    entry_type: ClassVar[EntryType] = EntryType.CONSENT_GRANTED
+    granted_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentWithdrawn:
+    """The user withdrew the consent granted before."""
+
+    entry_type: ClassVar[EntryType] = EntryType.CONSENT_WITHDRAWN
+    withdrawn_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatementAttached:
+    """The user attached a statement to a negative record (an obligation closed late or
+    defaulted); it replaces the one attached before, which the journal keeps."""
+
+    entry_type: ClassVar[EntryType] = EntryType.STATEMENT_ATTACHED
+    obligation_id: str
+    text: str
+    attached_at_us: int
+
+
 Event = (
     CapacitySet
     | HoldPlaced
@@ -173,6 +203,9 @@ Event = (
     | CreditLineReported
     | StatementReported
     | CheckpointSigned
+    | ConsentGranted
+    | ConsentWithdrawn
+    | StatementAttached
 )
 
 EVENT_CLASS_BY_TYPE: dict[EntryType, type[Event]] = {
@@ -190,6 +223,9 @@ EVENT_CLASS_BY_TYPE: dict[EntryType, type[Event]] = {
         CreditLineReported,
         StatementReported,
         CheckpointSigned,
+        ConsentGranted,
+        ConsentWithdrawn,
+        StatementAttached,
     )
 }
 assert set(EVENT_CLASS_BY_TYPE) == set(EntryType), "every entry type has exactly one event class"

@@ -17,6 +17,8 @@ from services.ledger.domain.checkpoints import LEDGER_USER_ID
 from services.ledger.domain.events import (
     CapacitySet,
     CheckpointSigned,
+    ConsentGranted,
+    ConsentWithdrawn,
     CreditLineReported,
     Event,
     HoldCaptured,
@@ -27,10 +29,12 @@ from services.ledger.domain.events import (
     ObligationCreated,
     ObligationReduced,
     PaymentRecorded,
+    StatementAttached,
     StatementReported,
 )
 from services.ledger.domain.records import (
     LATE_SHORT_DAYS_MAX,
+    ConsentState,
     CreditLine,
     Hold,
     HoldState,
@@ -109,6 +113,26 @@ def apply(state: UserState, event: Event) -> None:
         case CheckpointSigned():
             # A checkpoint changes no projection; it belongs on the ledger's own chain only.
             _require(state.user_id == LEDGER_USER_ID, "a checkpoint is on the ledger's chain")
+        case ConsentGranted():
+            _require(
+                state.account.consent is not ConsentState.GRANTED,
+                "consent is granted only when it is not granted already",
+            )
+            state.account = replace(
+                state.account, consent=ConsentState.GRANTED, consent_since_us=event.granted_at_us
+            )
+        case ConsentWithdrawn():
+            _require(
+                state.account.consent is ConsentState.GRANTED,
+                "only consent granted is withdrawn",
+            )
+            state.account = replace(
+                state.account,
+                consent=ConsentState.WITHDRAWN,
+                consent_since_us=event.withdrawn_at_us,
+            )
+        case StatementAttached():
+            _apply_statement_attached(state, event)
 
 
 def _apply_capacity_set(state: UserState, event: CapacitySet) -> None:
@@ -247,6 +271,23 @@ def _apply_obligation_reduced(state: UserState, event: ObligationReduced) -> Non
     reduction_minor = obligation.amount_due_minor - event.amount_due_minor
     account = state.account
     state.account = replace(account, outstanding_minor=account.outstanding_minor - reduction_minor)
+
+
+def _apply_statement_attached(state: UserState, event: StatementAttached) -> None:
+    obligation = state.obligations.get(event.obligation_id)
+    _require(obligation is not None, f"obligation {event.obligation_id} is unknown")
+    assert obligation is not None
+    _require(
+        obligation.is_negative_record,
+        f"obligation {event.obligation_id} is no negative record (closed late or defaulted)",
+    )
+    _require(
+        event.text == event.text.strip() and event.text != "",
+        "a statement is trimmed and not empty",
+    )
+    state.obligations[event.obligation_id] = replace(
+        obligation, attached_statement=event.text, attached_statement_at_us=event.attached_at_us
+    )
 
 
 def _counted(outcomes: OutcomeCounts, event: ObligationClosed) -> OutcomeCounts:

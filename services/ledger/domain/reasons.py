@@ -60,6 +60,9 @@ OBLIGATION_NOT_PAID_IN_FULL: Final = "OBLIGATION_NOT_PAID_IN_FULL"
 # them), so these are refusals, stored, not invalid input.
 AMOUNT_DUE_NOT_LOWER: Final = "AMOUNT_DUE_NOT_LOWER"
 AMOUNT_DUE_BELOW_PAID: Final = "AMOUNT_DUE_BELOW_PAID"
+# A statement attached to a record that is no negative record (an open obligation, or one
+# closed on time): stored, because the obligation may still close late or defaulted.
+RECORD_NOT_NEGATIVE: Final = "RECORD_NOT_NEGATIVE"
 # A read that needs the checkpoint key when the ledger runs without one.
 CHECKPOINTS_NOT_CONFIGURED: Final = "CHECKPOINTS_NOT_CONFIGURED"
 

@@ -35,6 +35,14 @@ class ObligationOutcome(StrEnum):
     DEFAULTED = "DEFAULTED"
 
 
+class ConsentState(StrEnum):
+    """Whether the user consents to be scored."""
+
+    NOT_GIVEN = "NOT_GIVEN"
+    GRANTED = "GRANTED"
+    WITHDRAWN = "WITHDRAWN"
+
+
 class RepaymentStatus(StrEnum):
     NO_USE = "NO_USE"
     PAID_IN_FULL = "PAID_IN_FULL"
@@ -96,6 +104,9 @@ class Account:
     open_hold_count: int = 0
     outstanding_minor: int = 0
     outcomes: OutcomeCounts = OutcomeCounts()
+    # The consent to be scored and when it began (None while never given).
+    consent: ConsentState = ConsentState.NOT_GIVEN
+    consent_since_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,16 +151,36 @@ class Obligation:
     outcome: ObligationOutcome | None = None
     days_late: int = 0
     closed_at_us: int | None = None
+    # The user's own statement on the record, the latest attached; empty when none was.
+    attached_statement: str = ""
+    attached_statement_at_us: int | None = None
 
     @property
     def remaining_minor(self) -> int:
         return self.amount_due_minor - self.amount_paid_minor
 
+    @property
+    def is_negative_record(self) -> bool:
+        """Closed late or defaulted: a record that counts against the user, which the user may
+        answer with a statement of their own. An open obligation is not (yet): it can still be
+        paid, and its lateness is not decided."""
+        return self.state is ObligationState.CLOSED and self.outcome in (
+            ObligationOutcome.LATE,
+            ObligationOutcome.DEFAULTED,
+        )
+
     def as_of(self, as_of_us: int) -> Obligation:
-        """The obligation as it stood at `as_of_us`: an outcome decided later is not shown yet."""
+        """The obligation as it stood at `as_of_us`: an outcome decided later is not shown yet,
+        nor the statement attached to that outcome."""
         if self.closed_at_us is not None and self.closed_at_us > as_of_us:
             return replace(
-                self, state=ObligationState.OPEN, outcome=None, days_late=0, closed_at_us=None
+                self,
+                state=ObligationState.OPEN,
+                outcome=None,
+                days_late=0,
+                closed_at_us=None,
+                attached_statement="",
+                attached_statement_at_us=None,
             )
         return self
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from services.ledger.domain.records import (
     Account,
     ChainHead,
+    ConsentState,
     CreditLine,
     Hold,
     Obligation,
@@ -28,6 +29,10 @@ class AccountSummary:
     open_hold_count: int
     outcomes: OutcomeCounts
     last_user_sequence: int
+    # The consent to be scored, now. Defaults, because answers stored before consent existed
+    # are decoded into this type (see `batch_writer`).
+    consent: ConsentState = ConsentState.NOT_GIVEN
+    consent_since_us: int | None = None
 
     @classmethod
     def of(
@@ -48,7 +53,21 @@ class AccountSummary:
             open_hold_count=open_unexpired_hold_count,
             outcomes=account.outcomes,
             last_user_sequence=chain.user_sequence,
+            consent=account.consent,
+            consent_since_us=account.consent_since_us,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentStatus:
+    """A user's consent to be scored and since when (None while never given)."""
+
+    state: ConsentState
+    since_us: int | None
+
+    @classmethod
+    def of(cls, account: Account) -> ConsentStatus:
+        return cls(account.consent, account.consent_since_us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +106,5 @@ class CreditHistory:
     as_of_us: int
     last_user_sequence: int
     last_global_sequence: int
+    # The consent as it stands now, whatever `as_of_us` says.
+    consent: ConsentStatus = ConsentStatus(ConsentState.NOT_GIVEN, None)

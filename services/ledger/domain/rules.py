@@ -19,6 +19,8 @@ from services.common.money import Money
 from services.ledger.domain import commands, reasons
 from services.ledger.domain.events import (
     CapacitySet,
+    ConsentGranted,
+    ConsentWithdrawn,
     CreditLineReported,
     Event,
     HoldCaptured,
@@ -29,9 +31,11 @@ from services.ledger.domain.events import (
     ObligationCreated,
     ObligationReduced,
     PaymentRecorded,
+    StatementAttached,
     StatementReported,
 )
 from services.ledger.domain.records import (
+    ConsentState,
     CreditLine,
     Hold,
     HoldState,
@@ -278,6 +282,41 @@ def decide_reduce_obligation(
             amount_due_minor=amount_due.amount_minor,
             reason=command.reason,
             reduced_at_us=now_us,
+        )
+    ]
+
+
+def decide_record_consent(
+    state: UserState, command: commands.RecordConsent, now_us: int
+) -> list[Event]:
+    """Grants or withdraws consent. Asking for the state that holds already journals nothing:
+    consent granted twice began with the first grant, and consent never granted (or withdrawn
+    already) has nothing to withdraw."""
+    wanted = _given(command.state)
+    current = state.account.consent
+    if wanted is ConsentState.GRANTED and current is not ConsentState.GRANTED:
+        return [ConsentGranted(granted_at_us=now_us)]
+    if wanted is ConsentState.WITHDRAWN and current is ConsentState.GRANTED:
+        return [ConsentWithdrawn(withdrawn_at_us=now_us)]
+    return []
+
+
+def decide_attach_statement(
+    state: UserState, command: commands.AttachStatement, now_us: int
+) -> list[Event]:
+    """Attaches the user's statement to a negative record of theirs; the service layer has made
+    sure the obligation is the user's."""
+    obligation = state.obligations[command.obligation_id]
+    if not obligation.is_negative_record:
+        raise FailedPrecondition(
+            "a statement is attached only to an obligation closed late or defaulted",
+            reason=reasons.RECORD_NOT_NEGATIVE,
+        )
+    return [
+        StatementAttached(
+            obligation_id=obligation.obligation_id,
+            text=command.text.strip(),
+            attached_at_us=now_us,
         )
     ]
 

@@ -13,6 +13,7 @@ from services.ledger.domain.checkpoints import RESERVED_USER_PREFIX
 from services.ledger.domain.records import (
     MICROSECONDS_PER_DAY,
     MICROSECONDS_PER_SECOND,
+    ConsentState,
     ObligationOutcome,
     RepaymentStatus,
     StatementPeriod,
@@ -22,6 +23,9 @@ REFERENCE_LENGTH_MAX = 128
 PURPOSE_LENGTH_MAX = 256
 CAPACITY_REASON_LENGTH_MAX = 256
 REDUCTION_REASON_LENGTH_MAX = 256
+# A person's statement on a negative record: a few sentences, as much as a person reads beside
+# the record at a glance.
+ATTACHED_STATEMENT_LENGTH_MAX = 500
 HOLD_DURATION_MAX_US = 366 * MICROSECONDS_PER_DAY
 DAYS_LATE_MAX = 3650
 MONTHS_LATE_MAX = 99
@@ -277,6 +281,33 @@ def _check_statement(
         violations.add(
             f"{field}.months_late", reasons.MONTHS_LATE_INVALID, "must be zero unless LATE"
         )
+
+
+def validate_record_consent(command: commands.RecordConsent) -> None:
+    violations = Violations()
+    check_record_consent(violations, command)
+    violations.raise_if_any()
+
+
+def check_record_consent(violations: Violations, command: commands.RecordConsent) -> None:
+    violations.request_id(command.request_id)
+    check_user_id(violations, "user_id", command.user_id)
+    violations.required("state", command.state)
+    if command.state is ConsentState.NOT_GIVEN:
+        violations.add("state", reasons.ENUM_VALUE_INVALID, "must be GRANTED or WITHDRAWN")
+
+
+def validate_attach_statement(command: commands.AttachStatement) -> None:
+    violations = Violations()
+    check_attach_statement(violations, command)
+    violations.raise_if_any()
+
+
+def check_attach_statement(violations: Violations, command: commands.AttachStatement) -> None:
+    violations.request_id(command.request_id)
+    check_user_id(violations, "user_id", command.user_id)
+    violations.identifier("obligation_id", command.obligation_id)
+    violations.text("text", command.text.strip(), ATTACHED_STATEMENT_LENGTH_MAX, required=True)
 
 
 def check_credit_history_query(violations: Violations, user_id: str, max_statements: int) -> None:

@@ -35,7 +35,7 @@ from services.common.clock import Clock
 from services.common.errors import Conflict, FailedPrecondition, SesameError, Unavailable
 from services.ledger.domain import reasons
 from services.ledger.domain.canonical import parse_canonical_json, plain_canonical_json
-from services.ledger.domain.codec import from_plain, to_plain
+from services.ledger.domain.codec import from_plain, to_plain, with_defaults
 from services.ledger.service.notifier import EntryNotifier
 from services.ledger.service.ports import LedgerStorage, RequestOutcome, StoredRequest
 from services.ledger.service.retry import RetryPolicy, with_retries
@@ -285,7 +285,8 @@ def _replayed(stored: StoredRequest, job: WriteJob) -> Outcome:
         )
     if stored.outcome is RequestOutcome.FAILED:
         return Outcome(error=FailedPrecondition(stored.error_message, reason=stored.error_reason))
-    return Outcome(result=from_plain(job.result_type, parse_canonical_json(stored.response_json)))
+    stored_result = with_defaults(job.result_type, parse_canonical_json(stored.response_json))
+    return Outcome(result=from_plain(job.result_type, stored_result))
 
 
 def _success_record(job: WriteJob, result: Any, now_us: int, entry_count: int) -> StoredRequest:

@@ -43,6 +43,7 @@ from services.ledger.domain.records import ChainHead, Hold, Obligation, UserStat
 from services.ledger.domain.results import (
     AccountSummary,
     CaptureResult,
+    ConsentStatus,
     CreditHistory,
     PartnerStatementsResult,
     SweepResult,
@@ -278,6 +279,40 @@ class LedgerService:
             weight=len(user_ids),
         )
 
+    def record_consent(self, command: commands.RecordConsent) -> ConsentStatus:
+        validation.validate_record_consent(command)
+
+        def decide(scope: RequestScope) -> ConsentStatus:
+            state = scope.state(command.user_id)
+            scope.record(command.user_id, rules.decide_record_consent(state, command, scope.now_us))
+            return ConsentStatus.of(state.account)
+
+        return self._write(
+            "RecordConsent", command, ConsentStatus, decide, user_ids=(command.user_id,)
+        )
+
+    def attach_statement(self, command: commands.AttachStatement) -> Obligation:
+        validation.validate_attach_statement(command)
+
+        def decide(scope: RequestScope) -> Obligation:
+            # Another user's obligation is answered as one that does not exist, so that a user
+            # learns nothing of other users' records.
+            owner = _obligation_owner(scope, command.obligation_id)
+            if owner != command.user_id:
+                raise NotFound("no such obligation", reason=reasons.OBLIGATION_NOT_FOUND)
+            state = scope.state(owner)
+            events = rules.decide_attach_statement(state, command, scope.now_us)
+            scope.record(owner, events)
+            return state.obligations[command.obligation_id]
+
+        return self._write(
+            "AttachStatement",
+            command,
+            Obligation,
+            decide,
+            obligation_ids=(command.obligation_id,),
+        )
+
     def _write(
         self,
         method: str,
@@ -391,6 +426,11 @@ class LedgerService:
                 user_id, as_of_us, CREDIT_HISTORY_OBLIGATIONS_MAX
             )
             credit_line = reader.get_credit_line(user_id)
+            consent = (
+                ConsentStatus.of(UserState.empty(user_id).account)
+                if found is None
+                else ConsentStatus.of(found[0])
+            )
             last_global_sequence = (
                 reader.global_sequence_of(user_id, chain.user_sequence)
                 if chain.user_sequence
@@ -406,6 +446,7 @@ class LedgerService:
             as_of_us=as_of_us,
             last_user_sequence=chain.user_sequence,
             last_global_sequence=last_global_sequence,
+            consent=consent,
         )
 
     def list_entries(

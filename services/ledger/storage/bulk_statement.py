@@ -79,6 +79,8 @@ _ACCOUNT_UPDATES = _Part(
         "fulfilled_count",
         "last_user_sequence",
         "last_hash",
+        "consent_state",
+        "consent_since_us",
     ),
 )
 _NEW_HOLDS = _Part("new_holds", "hold")
@@ -94,7 +96,16 @@ _OBLIGATION_UPDATES = _Part(
     "obligation_updates",
     "obligation",
     ("obligation_id",),
-    ("amount_due_minor", "amount_paid_minor", "state", "outcome", "days_late", "closed_at_us"),
+    (
+        "amount_due_minor",
+        "amount_paid_minor",
+        "state",
+        "outcome",
+        "days_late",
+        "closed_at_us",
+        "attached_statement",
+        "attached_statement_at_us",
+    ),
 )
 _NEW_STATEMENTS = _Part("new_statements", "statement")
 _STATEMENT_UPDATES = _Part(

@@ -10,6 +10,7 @@ from services.ledger.domain.journal import JournalEntry, NewEntry
 from services.ledger.domain.records import (
     Account,
     ChainHead,
+    ConsentState,
     CreditLine,
     Hold,
     HoldState,
@@ -42,6 +43,8 @@ def account_values(account: Account, chain: ChainHead) -> Values:
         "fulfilled_count": outcomes.fulfilled,
         "last_user_sequence": chain.user_sequence,
         "last_hash": chain.hash,
+        "consent_state": account.consent.value,
+        "consent_since_us": account.consent_since_us,
     }
 
 
@@ -60,6 +63,8 @@ def account_from(row: Row[Any]) -> tuple[Account, ChainHead]:
             defaulted=row.defaulted_count,
             fulfilled=row.fulfilled_count,
         ),
+        consent=ConsentState(row.consent_state),
+        consent_since_us=row.consent_since_us,
     )
     return account, ChainHead(user_sequence=row.last_user_sequence, hash=row.last_hash)
 
@@ -122,6 +127,8 @@ def obligation_values(obligation: Obligation) -> Values:
         "outcome": None if obligation.outcome is None else obligation.outcome.value,
         "days_late": obligation.days_late,
         "closed_at_us": obligation.closed_at_us,
+        "attached_statement": obligation.attached_statement,
+        "attached_statement_at_us": obligation.attached_statement_at_us,
     }
 
 
@@ -141,6 +148,8 @@ def obligation_from(row: Row[Any]) -> Obligation:
         outcome=None if row.outcome is None else ObligationOutcome(row.outcome),
         days_late=row.days_late,
         closed_at_us=row.closed_at_us,
+        attached_statement=row.attached_statement,
+        attached_statement_at_us=row.attached_statement_at_us,
     )
 
 

@@ -128,6 +128,12 @@ class AccountRow(LedgerTable, table=True):
     fulfilled_count: int = _integer()
     last_user_sequence: int = _integer()
     last_hash: str = _string(HASH_LENGTH)
+    # The consent to be scored (NOT_GIVEN, GRANTED, WITHDRAWN) and when it began. Added by
+    # migration 0004, whose default stands for the accounts that existed then.
+    consent_state: str = Field(
+        sa_column=Column(String(16), nullable=False, server_default="NOT_GIVEN")
+    )
+    consent_since_us: int | None = _optional_integer()
 
 
 class HoldRow(LedgerTable, table=True):
@@ -212,6 +218,10 @@ class ObligationRow(LedgerTable, table=True):
     outcome: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
     days_late: int = Field(sa_column=Column(Integer, nullable=False))
     closed_at_us: int | None = _optional_integer()
+    # The user's own statement on the record, the latest attached (empty when none). Added by
+    # migration 0004, whose default stands for the obligations that existed then.
+    attached_statement: str = Field(sa_column=Column(Text, nullable=False, server_default=""))
+    attached_statement_at_us: int | None = _optional_integer()
 
 
 class StatementRow(LedgerTable, table=True):

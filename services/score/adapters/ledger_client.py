@@ -16,6 +16,7 @@ from sesame.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 
 from services.common.errors import Unavailable
 from services.score.adapters.ledger_history import credit_history_from_proto
+from services.score.domain.consent import ConsentState
 from services.score.service.ports import EntryNotice, LedgerHistory
 
 LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE"
@@ -57,7 +58,10 @@ class LedgerClient:
             response.as_of_time.ToDatetime(tzinfo=UTC) if response.HasField("as_of_time") else None
         )
         return LedgerHistory(
-            credit_history_from_proto(response), data_as_of, response.last_global_sequence
+            credit_history_from_proto(response),
+            data_as_of,
+            response.last_global_sequence,
+            _CONSENT_BY_PROTO.get(response.consent.state, ConsentState.NOT_GIVEN),
         )
 
     def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice]:
@@ -95,9 +99,17 @@ class LedgerClient:
                 self._watch_call.cancel()
 
 
+# A consent the ledger did not state (an older ledger) is no consent.
+_CONSENT_BY_PROTO = {
+    ledger_service_pb2.CONSENT_STATE_NOT_GIVEN: ConsentState.NOT_GIVEN,
+    ledger_service_pb2.CONSENT_STATE_GRANTED: ConsentState.GRANTED,
+    ledger_service_pb2.CONSENT_STATE_WITHDRAWN: ConsentState.WITHDRAWN,
+}
+
 # What GetCreditHistory does not answer: holds (a capture's obligation has an entry of its own
 # kind), the waiver capacity, and the ledger's signed checkpoints (on its own chain, "$ledger").
-# Any other kind, including one this code does not know yet, changes the history.
+# Any other kind, including one this code does not know yet, changes the history: a consent
+# granted or withdrawn above all, which must drop the user's cached scores at once.
 _ENTRIES_OUTSIDE_THE_CREDIT_HISTORY = frozenset(
     {
         ledger_service_pb2.ENTRY_TYPE_CAPACITY_SET,

@@ -29,6 +29,9 @@ MODEL_VERSION_NOT_FOUND: Final = "MODEL_VERSION_NOT_FOUND"
 
 # A model unfit to serve (FAILED_PRECONDITION); the previous model keeps serving.
 MODEL_REJECTED: Final = "MODEL_REJECTED"
+# A user without consent to be scored now (FAILED_PRECONDITION): never granted, or withdrawn.
+CONSENT_MISSING: Final = "CONSENT_MISSING"
+CONSENT_WITHDRAWN: Final = "CONSENT_WITHDRAWN"
 
 # Not ready or a dependency down (UNAVAILABLE; retrying later may succeed).
 MODEL_NOT_LOADED: Final = "MODEL_NOT_LOADED"

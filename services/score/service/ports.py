@@ -10,17 +10,20 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from services.score.domain.consent import ConsentState
 from services.score.domain.history import CreditHistory
 
 
 @dataclass(frozen=True)
 class LedgerHistory:
-    """A user's credit history, the moment the ledger read it as of, and the global sequence of
-    the user's newest entry it reflects (0 for a user without entries)."""
+    """A user's credit history, the moment the ledger read it as of, the global sequence of the
+    user's newest entry it reflects (0 for a user without entries), and the user's consent to be
+    scored as it stands now (whatever the history's as_of)."""
 
     history: CreditHistory
     data_as_of: datetime | None
     last_global_sequence: int = 0
+    consent: ConsentState = ConsentState.NOT_GIVEN
 
 
 class CreditHistorySource(Protocol):
@@ -33,7 +36,8 @@ class CreditHistorySource(Protocol):
 class EntryNotice:
     """One ledger entry as the score's cache needs it: where it is in the journal, whose it is,
     and whether it changes what GetCreditHistory answers for the user (a statement, a credit
-    line, an obligation and its payments and outcome do; a hold or a capacity change does not)."""
+    line, an obligation and its payments and outcome, a consent granted or withdrawn do; a hold
+    or a capacity change does not)."""
 
     global_sequence: int
     user_id: str

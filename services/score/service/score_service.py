@@ -20,6 +20,7 @@ from services.common.errors import SesameError
 from services.common.validation import VIOLATIONS_REPORTED_MAX, Violations, id_problem
 from services.score.domain import error_reasons, scoring
 from services.score.domain.actions import Action, OfferedAction, applicable_actions, offered_actions
+from services.score.domain.consent import require_consent
 from services.score.domain.features import (
     FEATURE_COUNT,
     FEATURES,
@@ -212,6 +213,10 @@ class ScoreService:
             return score_user(model, user_id, cached.features)  # the model was swapped
         epoch = self._cache.epoch()
         read = self._histories.get_credit_history(user_id, as_of)
+        # Only a user who consents now is scored; a refusal is not cached, so the user's next
+        # call reads the ledger again, and the cache holds scores of consenting users alone
+        # (a withdrawal, on the entry stream, drops them).
+        require_consent(read.consent)
         features = user_features_of(read.history, read.data_as_of)
         score = score_user(model, user_id, features)
         shadow = self._models.shadow

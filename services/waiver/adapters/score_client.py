@@ -1,7 +1,9 @@
 """The score service as the waiver reaches it: GetScore over gRPC, with a deadline.
 
 A score service that cannot answer in time, or at all, becomes `ScoreUnavailable`; its own
-message is never passed on.
+message is never passed on. A user without consent to be scored (the score's CONSENT_MISSING or
+CONSENT_WITHDRAWN) is no unavailable score: it becomes FAILED_PRECONDITION with the waiver's
+reason of the same name, which no scenario's fallback turns into an order.
 """
 
 from __future__ import annotations
@@ -10,11 +12,18 @@ import grpc
 from sesame.score.v1 import score_service_pb2, score_service_pb2_grpc
 
 from services.common.deadline import Deadline
+from services.common.errors import FailedPrecondition
+from services.common.grpc_errors import error_details
 from services.waiver.domain import reasons
 from services.waiver.domain.decision import ProvenAction, ScoreView, UserReason
 from services.waiver.service.ports import ScoreUnavailable
 
 SCORE_DEADLINE_S_DEFAULT = 1.0
+# The score's reasons for a user it may not score, and the waiver's for an order it refuses.
+_CONSENT_REASONS = {
+    "CONSENT_MISSING": reasons.CONSENT_MISSING,
+    "CONSENT_WITHDRAWN": reasons.CONSENT_WITHDRAWN,
+}
 
 
 class ScoreClient:
@@ -31,10 +40,23 @@ class ScoreClient:
                 score_service_pb2.GetScoreRequest(user_id=user_id), timeout=timeout_s
             )
         except grpc.RpcError as error:
+            consent_reason = _consent_reason(error)
+            if consent_reason is not None:
+                raise FailedPrecondition(
+                    "the user has not consented to be scored; the user grants consent on their"
+                    " own channel, then the order can be created",
+                    reason=consent_reason,
+                ) from None
             raise ScoreUnavailable(
                 "the score service could not be asked in time", reason=reasons.SCORE_UNAVAILABLE
             ) from error
         return score_view(response.score)
+
+
+def _consent_reason(error: grpc.RpcError) -> str | None:
+    if not isinstance(error, grpc.Call) or error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+        return None
+    return _CONSENT_REASONS.get(error_details(error).reason)
 
 
 def score_view(score: score_service_pb2.Score) -> ScoreView:

@@ -40,6 +40,9 @@ ORDER_ALREADY_EXISTS: Final = "ORDER_ALREADY_EXISTS"
 ORDER_STATE_INVALID: Final = "ORDER_STATE_INVALID"
 TOTAL_NOT_LOWER: Final = "TOTAL_NOT_LOWER"
 PAYMENT_EXCEEDS_DUE: Final = "PAYMENT_EXCEEDS_DUE"
+# The user has not consented to be scored (never, or withdrawn): no order is created.
+CONSENT_MISSING: Final = "CONSENT_MISSING"
+CONSENT_WITHDRAWN: Final = "CONSENT_WITHDRAWN"
 
 # Idempotency and concurrency (ABORTED).
 REQUEST_ID_REUSED: Final = "REQUEST_ID_REUSED"

@@ -32,6 +32,7 @@ from sesame.type.v1 import time_range_pb2
 from sesame.waiver.v1 import waiver_service_pb2 as pb, waiver_service_pb2_grpc
 
 from services.common.grpc_errors import error_details
+from services.datasets.consent import grant_consent
 from tests.support.faulty_suite import (
     FaultySuite,
     health_status as health_of,
@@ -68,6 +69,8 @@ IMPATIENT_DEADLINE_S = 1.0
 PATIENT_DEADLINE_S = 60.0
 # Several times the waiver's workers, so that workers held to their own deadline would run out.
 BURST = 6 * WAIVER_WORKERS
+# More users than the module's orders: each order is for a user of its own.
+NET_USERS = [f"net-user-{index}" for index in range(200)]
 # More connections than this from one waiver to one dependency would be a connection storm.
 CONNECTIONS_MAX = 3
 THREADS_GROWTH_MAX = 8
@@ -92,6 +95,10 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultySuite]:
             database_pool_size=str(WAIVER_WORKERS + 2),
         )
         put_policy(suite.waiver.address)
+        # Each order is for a user of its own, and every such user consents first (straight to
+        # the ledger, past the proxies), as a user does before a merchant's first order.
+        with grpc.insecure_channel(suite.ledger.address) as channel:
+            grant_consent(channel, NET_USERS, request_id_prefix="net-consent-")
         yield suite
     finally:
         for proxy in started:
@@ -119,7 +126,7 @@ def new_create(creates: list[pb.CreateOrderRequest]) -> pb.CreateOrderRequest:
         request_id=f"{out_order_no}-create",
         merchant_id=MERCHANT,
         out_order_no=out_order_no,
-        user_id=f"net-user-{uuid.uuid4().hex[:10]}",
+        user_id=NET_USERS[len(creates)],
         scenario_id=SCENARIO,
         risk_fund_type=pb.RISK_FUND_TYPE_DEPOSIT,
         risk_amount=money(99 * UNIT),
@@ -290,6 +297,10 @@ def test_a_stalled_ledger_link_of_the_score_service_degrades_it_and_heals(
     with grpc.insecure_channel(suite.score.address) as channel:
         scores = score_service_pb2_grpc.ScoreServiceStub(channel)
 
+        # A new user each time, one who never consented: no cache answers, the score service
+        # must read the ledger to refuse (CONSENT_MISSING), as it must to score anyone.
+        healthy = (grpc.StatusCode.FAILED_PRECONDITION, "CONSENT_MISSING")
+
         def score_of_a_new_user() -> tuple[grpc.StatusCode, str]:
             user = f"net-score-{uuid.uuid4().hex[:10]}"
             return outcome(
@@ -307,9 +318,9 @@ def test_a_stalled_ledger_link_of_the_score_service_degrades_it_and_heals(
             suite.score_to_ledger.heal()
         wait_for_health(suite.score.address, f"dependency:{LEDGER}", SERVING)
         deadline = time.monotonic() + RECOVERY_WAIT_S
-        while score_of_a_new_user() != (grpc.StatusCode.OK, "") and time.monotonic() < deadline:
+        while score_of_a_new_user() != healthy and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert score_of_a_new_user() == (grpc.StatusCode.OK, "")
+        assert score_of_a_new_user() == healthy
 
 
 def test_after_the_faults_every_order_and_the_ledger_agree(

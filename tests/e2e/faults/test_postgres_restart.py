@@ -31,6 +31,7 @@ from tests.support.order_flows import (
     Progress,
     check,
     client as run_client,
+    grant_flow_consents,
     put_policy,
     wait_until_nothing_is_pending,
 )
@@ -101,6 +102,7 @@ def test_the_services_recover_from_a_postgres_crash_by_themselves(
     postgres: PrivatePostgres, suite: FaultySuite
 ) -> None:
     put_policy(suite.waiver.address)
+    grant_flow_consents(suite.ledger.address, CLIENTS)
     starts = {name: service.starts for name, service in suite.services.items()}
     progress = Progress()
     deadline = time.monotonic() + LOAD_DEADLINE_S

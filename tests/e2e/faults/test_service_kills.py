@@ -29,6 +29,7 @@ from tests.support.order_flows import (
     Progress,
     check,
     client as run_client,
+    grant_flow_consents,
     put_policy,
     wait_until_nothing_is_pending,
 )
@@ -83,6 +84,7 @@ def test_no_acknowledged_write_is_lost_or_doubled_when_each_service_is_killed(
 ) -> None:
     suite = faulty_suite
     put_policy(suite.waiver.address)
+    grant_flow_consents(suite.ledger.address, CLIENTS)
     progress = Progress()
     deadline = time.monotonic() + LOAD_DEADLINE_S
     flows_by_client: dict[int, list[Flow]] = {number: [] for number in range(CLIENTS)}

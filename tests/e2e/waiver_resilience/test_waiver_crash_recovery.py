@@ -66,6 +66,7 @@ from tests.support.order_flows import (
     Progress,
     check,
     client as run_client,
+    grant_flow_consents,
     put_policy,
     released_unused,
     wait_until_nothing_is_pending,
@@ -254,6 +255,7 @@ def test_every_order_and_the_ledger_agree_exactly_once_across_waiver_crashes(
 ) -> None:
     waiver, proxy = suite.waiver, suite.proxy
     put_policy(waiver.address)
+    grant_flow_consents(suite.ledger_address, CLIENTS)
     progress = Progress()
     deadline = time.monotonic() + LOAD_DEADLINE_S
     flows_by_client: dict[int, list[Flow]] = {client: [] for client in range(CLIENTS)}

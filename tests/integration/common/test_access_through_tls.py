@@ -354,6 +354,40 @@ def test_a_merchant_or_user_is_refused_what_is_not_their_own(
     assert call(server, method, CALLERS[caller], empty) == grpc.StatusCode.PERMISSION_DENIED
 
 
+def test_a_user_records_their_own_consent_and_an_operator_may_record_it_for_them(
+    server: TlsServer,
+) -> None:
+    method = "sesame.ledger.v1.LedgerService/RecordConsent"
+    own = ledger_service_pb2.RecordConsentRequest(
+        request_id="consent-1", user_id="u-7", state=ledger_service_pb2.CONSENT_STATE_WITHDRAWN
+    )
+    someone_elses = ledger_service_pb2.RecordConsentRequest(
+        request_id="consent-2", user_id="u-8", state=ledger_service_pb2.CONSENT_STATE_GRANTED
+    )
+
+    assert call(server, method, "user-u-7", own) == grpc.StatusCode.OK
+    assert call(server, method, "user-u-7", someone_elses) == grpc.StatusCode.PERMISSION_DENIED
+    assert call(server, method, "operator", someone_elses) == grpc.StatusCode.OK
+    for caller_file in ("ledger", "score", "waiver", "merchant-sesame-demo"):
+        assert call(server, method, caller_file, own) == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_statement_on_a_record_is_attached_by_its_user_alone(server: TlsServer) -> None:
+    method = "sesame.ledger.v1.LedgerService/AttachStatement"
+    own = ledger_service_pb2.AttachStatementRequest(
+        request_id="statement-1", user_id="u-7", obligation_id="o-1", text="My words."
+    )
+    someone_elses = ledger_service_pb2.AttachStatementRequest(
+        request_id="statement-2", user_id="u-8", obligation_id="o-2", text="Not my words."
+    )
+
+    assert call(server, method, "user-u-7", own) == grpc.StatusCode.OK
+    assert call(server, method, "user-u-7", someone_elses) == grpc.StatusCode.PERMISSION_DENIED
+    # Nobody speaks for the user: not an operator, not a service, not a merchant.
+    for caller_file in ("operator", "ledger", "score", "waiver", "merchant-sesame-demo"):
+        assert call(server, method, caller_file, own) == grpc.StatusCode.PERMISSION_DENIED
+
+
 @pytest.mark.parametrize("caller", sorted(CALLERS))
 def test_health_and_reflection_answer_any_caller_with_an_identity(
     server: TlsServer, caller: str

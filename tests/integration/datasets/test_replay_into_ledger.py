@@ -34,8 +34,8 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_CSV = REPOSITORY_ROOT / "tests" / "fixtures" / "taiwan_sample.csv"
 SAMPLE_ROWS = 8
 STATEMENTS_PER_ROW = 6
-# One credit line and six statements per user.
-ENTRIES_PER_ROW = 1 + STATEMENTS_PER_ROW
+# One credit line, six statements and the consent to be scored per user.
+ENTRIES_PER_ROW = 1 + STATEMENTS_PER_ROW + 1
 
 TRAIN_CSV_VARIABLE = "SESAME_TAIWAN_TRAIN_CSV"
 TRAIN_CSV_CANDIDATES = (
@@ -48,7 +48,7 @@ HISTORY_READERS = 8
 CALL_DEADLINE_S = 30.0
 VERIFY_DEADLINE_S = 60.0
 ENTRY_PAGE_SIZE = 1000
-# Far above any journal these tests write (the full data set is 24,000 users x 7 entries).
+# Far above any journal these tests write (the full data set is 24,000 users x 8 entries).
 ENTRY_PAGES_MAX = 1000
 
 
@@ -165,6 +165,27 @@ def test_every_replayed_row_comes_back_exactly_from_its_credit_history(
     assert differences == []
     assert running_ledger.journal_entry_count() == SAMPLE_ROWS * ENTRIES_PER_ROW
     assert running_ledger.chain_is_intact()
+
+
+def test_every_replayed_user_consents_to_be_scored_unless_asked_not_to(
+    running_ledger: RunningLedger,
+) -> None:
+    rows = list(read_rows(SAMPLE_CSV))
+    replay_csv(SAMPLE_CSV, running_ledger.channel, progress=False, grant_consents=False)
+    assert {consent_of(running_ledger, row) for row in rows} == {
+        ledger_service_pb2.CONSENT_STATE_NOT_GIVEN
+    }
+
+    replay_csv(SAMPLE_CSV, running_ledger.channel, batch_size=3, progress=False)
+
+    assert {consent_of(running_ledger, row) for row in rows} == {
+        ledger_service_pb2.CONSENT_STATE_GRANTED
+    }
+    assert running_ledger.journal_entry_count() == SAMPLE_ROWS * ENTRIES_PER_ROW
+
+
+def consent_of(ledger: RunningLedger, row: TaiwanRow) -> int:
+    return ledger.credit_history(credit_history_request(user_id_for(row.client_id))).consent.state
 
 
 def test_replaying_the_same_file_again_sends_the_same_requests_and_changes_nothing(

@@ -114,6 +114,16 @@ def payload_from_event(entry: pb.Entry) -> dict[str, Any]:
                 ),
                 "months_late": statement.months_late,
             }
+        case "consent_granted":
+            return {"granted_at_us": microseconds(event.grant_time)}
+        case "consent_withdrawn":
+            return {"withdrawn_at_us": microseconds(event.withdraw_time)}
+        case "statement_attached":
+            return {
+                "obligation_id": event.obligation_id,
+                "text": event.statement.text,
+                "attached_at_us": microseconds(event.statement.attach_time),
+            }
         case "checkpoint_signed":
             checkpoint = event.checkpoint
             return {
@@ -151,6 +161,22 @@ def write_one_of_each(client: Any) -> dict[str, str]:
     )
     client.call("RecordPayment", paid)
     client.close_obligation(created.obligation_id, pb.OBLIGATION_OUTCOME_LATE, days_late=3)
+    client.call(
+        "AttachStatement",
+        pb.AttachStatementRequest(
+            request_id=client.new_request_id(),
+            user_id="user-a",
+            obligation_id=created.obligation_id,
+            text="Paid three days late: the bank was closed.",
+        ),
+    )
+    for state in (pb.CONSENT_STATE_GRANTED, pb.CONSENT_STATE_WITHDRAWN):
+        client.call(
+            "RecordConsent",
+            pb.RecordConsentRequest(
+                request_id=client.new_request_id(), user_id="user-a", state=state
+            ),
+        )
     client.reduce(capture.obligation.obligation_id, 10_000, reason="returned early")
     client.pay(capture.obligation.obligation_id, 10_000)
     client.close_obligation(capture.obligation.obligation_id, pb.OBLIGATION_OUTCOME_ON_TIME)

@@ -68,7 +68,7 @@ def account_row(database):
         connection.execute(
             text(
                 "INSERT INTO account VALUES ('user-1', 'CNY', 100, 0, 0, 0, 0, 0, 0, 0, 0, 0,"
-                f" '{'0' * 64}')"
+                f" '{'0' * 64}', 'NOT_GIVEN', NULL)"
             )
         )
     return "user-1"
@@ -219,4 +219,37 @@ def test_the_third_migration_counts_each_request_records_entries(empty_database_
         )
     engine.dispose()
     assert [tuple(row) for row in counts] == [("r-1", 1), ("r-2", 1), ("r-3", 0)]
+    assert differences == []
+
+
+def test_the_fourth_migration_gives_existing_accounts_no_consent_and_obligations_no_statement(
+    empty_database_url,
+):
+    upgrade(empty_database_url, "0003_request_entry_count")
+    engine = create_engine(empty_database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO account VALUES ('user-1', 'CNY', 100, 0, 0, 500, 0, 0, 0, 0, 0, 0,"
+                f" '{'0' * 64}')"
+            )
+        )
+    insert_obligation(engine, "o-1", 500)
+
+    upgrade(empty_database_url)
+
+    with engine.connect() as connection:
+        account = connection.execute(
+            text("SELECT consent_state, consent_since_us FROM account")
+        ).one()
+        obligation = connection.execute(
+            text("SELECT attached_statement, attached_statement_at_us FROM obligation")
+        ).one()
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "version_table": VERSION_TABLE}
+        )
+        differences = compare_metadata(context, ledger_metadata)
+    engine.dispose()
+    assert tuple(account) == ("NOT_GIVEN", None)
+    assert tuple(obligation) == ("", None)
     assert differences == []

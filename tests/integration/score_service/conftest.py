@@ -5,12 +5,14 @@ sample replayed into it, and a real score server on 127.0.0.1, both in this proc
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
+from sesame.ledger.v1 import ledger_service_pb2 as ledger_pb, ledger_service_pb2_grpc
 from sesame.score.v1 import score_service_pb2_grpc
 
 from services.common.aio_server import AioSesameServer, create_aio_server
@@ -33,6 +35,23 @@ CALL_TIMEOUT_S = 10.0
 class RunningLedger:
     address: str
     channel: grpc.Channel
+
+    def record_consent(self, user_id: str, state: int) -> ledger_pb.Consent:
+        """Grants (or withdraws) the user's consent to be scored: the replayed sample's users
+        have it; any other user a test scores needs it."""
+        return (
+            ledger_service_pb2_grpc.LedgerServiceStub(self.channel)
+            .RecordConsent(
+                ledger_pb.RecordConsentRequest(
+                    request_id=f"consent-{uuid.uuid4().hex}", user_id=user_id, state=state
+                ),
+                timeout=CALL_TIMEOUT_S,
+            )
+            .consent
+        )
+
+    def grant_consent(self, user_id: str) -> None:
+        self.record_consent(user_id, ledger_pb.CONSENT_STATE_GRANTED)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from sesame.score.v1 import score_service_pb2 as pb
 from services.common.grpc_errors import error_details
 from services.score.domain.features import FEATURE_COUNT, FEATURE_NAMES, FEATURES
 
-from .conftest import CALL_TIMEOUT_S, ScoreServer
+from .conftest import CALL_TIMEOUT_S, RunningLedger, ScoreServer
 
 # What a client may answer with; anything else (INTERNAL, UNKNOWN) is the service's fault.
 EXPECTED_CODES = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}
@@ -105,7 +105,10 @@ def test_a_feature_value_no_history_can_give_is_refused_naming_it_and_its_range(
     assert str(value) not in description
 
 
-def test_a_thin_file_has_no_probability_of_default(score_server: ScoreServer) -> None:
+def test_a_thin_file_has_no_probability_of_default(
+    ledger: RunningLedger, score_server: ScoreServer
+) -> None:
+    ledger.grant_consent("nobody-we-know")
     score = score_server.stub.GetScore(
         pb.GetScoreRequest(user_id="nobody-we-know"), timeout=CALL_TIMEOUT_S
     ).score
@@ -149,6 +152,10 @@ def test_any_get_score_is_answered_or_refused_never_failed(
     try:
         score = score_server.stub.GetScore(request, timeout=CALL_TIMEOUT_S).score
     except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            # A valid id of a user who never consented (the replayed users did).
+            assert error_details(error) == ("CONSENT_MISSING", ())
+            return
         assert error.code() in EXPECTED_CODES, error
         assert error_details(error).field_names
         return

@@ -49,6 +49,7 @@ class SesameRecord:
     def __init__(self, ledger: RunningLedger, user_id: str) -> None:
         self.stub = ledger_service_pb2_grpc.LedgerServiceStub(ledger.channel)
         self.user_id = user_id
+        ledger.grant_consent(user_id)
 
     def _obligation(self, key: str, due: datetime) -> str:
         created = self.stub.CreateObligation(

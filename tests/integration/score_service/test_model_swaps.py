@@ -15,7 +15,7 @@ from sesame.score.v1 import score_service_pb2 as pb
 from services.common.grpc_errors import error_details
 from services.score.domain.features import FEATURE_COUNT
 
-from .conftest import CALL_TIMEOUT_S, SERVING_MODEL_VERSION, ScoreServer
+from .conftest import CALL_TIMEOUT_S, SERVING_MODEL_VERSION, RunningLedger, ScoreServer
 from .test_scores_through_grpc import get_score
 
 CALLER_THREADS = 8
@@ -38,8 +38,13 @@ def serving_version(server: ScoreServer) -> str:
     return info.model_version
 
 
-def test_a_hot_swap_under_load_loses_no_call(score_server: ScoreServer, models_root: Path) -> None:
+def test_a_hot_swap_under_load_loses_no_call(
+    ledger: RunningLedger, score_server: ScoreServer, models_root: Path
+) -> None:
     copy_serving_model(models_root, "1.0.1")
+    # tw-2 and tw-3 are not in the sample: users who consented and are thin files.
+    for user_id in ("tw-2", "tw-3"):
+        ledger.grant_consent(user_id)
     errors: list[BaseException] = []
     versions_seen: set[str] = set()
     swapping = threading.Event()

@@ -21,6 +21,7 @@ from .conftest import (
     CALL_TIMEOUT_S,
     SERVING_MODEL_VERSION,
     TAIWAN_SAMPLE,
+    RunningLedger,
     ScoreServer,
     ScoreServerFactory,
 )
@@ -57,7 +58,10 @@ def test_a_score_through_grpc_equals_the_offline_pipeline(score_server: ScoreSer
         assert score.data_as_of_time.ToDatetime().year == 2005
 
 
-def test_an_unknown_user_gets_a_thin_file_not_a_guess(score_server: ScoreServer) -> None:
+def test_an_unknown_user_who_consented_gets_a_thin_file_not_a_guess(
+    ledger: RunningLedger, score_server: ScoreServer
+) -> None:
+    ledger.grant_consent("nobody-we-know")
     score = get_score(score_server, "nobody-we-know")
 
     assert score.thin_file
@@ -97,8 +101,24 @@ def test_a_batch_of_more_than_1000_users_is_refused(score_server: ScoreServer) -
     assert error_details(raised.value) == ("TOO_MANY_USERS", ("user_ids",))
 
 
-def test_a_batch_answers_every_user_in_order(score_server: ScoreServer) -> None:
-    user_ids = ["tw-1", "", "nobody-we-know", "tw-4"]
+def test_a_user_who_never_consented_is_refused_whatever_the_as_of(
+    score_server: ScoreServer,
+) -> None:
+    for request in (
+        pb.GetScoreRequest(user_id="never-asked"),
+        pb.GetScoreRequest(user_id="never-asked", as_of_time=statements_as_of()),
+    ):
+        with pytest.raises(grpc.RpcError) as raised:
+            score_server.stub.GetScore(request, timeout=CALL_TIMEOUT_S)
+        assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_details(raised.value) == ("CONSENT_MISSING", ())
+
+
+def test_a_batch_answers_every_user_in_order(
+    ledger: RunningLedger, score_server: ScoreServer
+) -> None:
+    ledger.grant_consent("nobody-we-know")
+    user_ids = ["tw-1", "", "nobody-we-know", "tw-4", "never-asked"]
     request = pb.BatchGetScoresRequest(user_ids=user_ids, as_of_time=statements_as_of())
 
     results = score_server.stub.BatchGetScores(request, timeout=CALL_TIMEOUT_S).results
@@ -109,6 +129,7 @@ def test_a_batch_answers_every_user_in_order(score_server: ScoreServer) -> None:
         "error",
         "score",
         "score",
+        "error",
     ]
     assert results[0].score.score == get_score(score_server, "tw-1").score
     assert results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -118,6 +139,8 @@ def test_a_batch_answers_every_user_in_order(score_server: ScoreServer) -> None:
         results[3].score.probability_of_default
         == get_score(score_server, "tw-4").probability_of_default
     )
+    assert results[4].error.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert status_details(results[4].error) == ("CONSENT_MISSING", ())
 
 
 def test_score_features_matches_get_score_for_the_same_features(

@@ -53,8 +53,9 @@ class Suite:
     ledger_address: str
     score_address: str
 
-    def new_user(self, like_client_id: int) -> str:
-        """A user of its own for one test, with the partner history of a row of the sample."""
+    def new_user(self, like_client_id: int, *, consents: bool = True) -> str:
+        """A user of its own for one test, with the partner history of a row of the sample, who
+        consents to be scored unless told otherwise."""
         row = next(
             row for row in taiwan.read_rows(TAIWAN_SAMPLE) if row.client_id == like_client_id
         )
@@ -64,7 +65,17 @@ class Suite:
             ledger_pb.RecordPartnerStatementsRequest(request_id=report.user_id, reports=[report]),
             timeout=CALL_TIMEOUT_S,
         )
+        if consents:
+            self.record_consent(report.user_id, ledger_pb.CONSENT_STATE_GRANTED)
         return report.user_id
+
+    def record_consent(self, user_id: str, state: int) -> ledger_pb.Consent:
+        return self.ledger.RecordConsent(
+            ledger_pb.RecordConsentRequest(
+                request_id=f"consent-{uuid.uuid4().hex}", user_id=user_id, state=state
+            ),
+            timeout=CALL_TIMEOUT_S,
+        ).consent
 
     def score_of(self, user_id: str) -> score_service_pb2.Score:
         return self.scores.GetScore(

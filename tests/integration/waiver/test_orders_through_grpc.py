@@ -3,6 +3,7 @@ PostgreSQL, with every step visible in the ledger."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import grpc
@@ -25,6 +26,9 @@ from .conftest import (
     timestamp,
     yuan,
 )
+
+# How long the ledger's entry stream may take to carry a withdrawal to the score service.
+INVALIDATION_WAIT_S = 5.0
 
 
 def order_no() -> str:
@@ -77,6 +81,78 @@ def test_a_bike_order_from_creation_to_payment(waiver):
     assert ledger_account.outcomes.on_time == 1
     assert ledger_account.held.amount_minor == 0
     assert ledger_account.outstanding.amount_minor == 0
+
+
+def ledger_entry_types(waiver, user_id):
+    entries = waiver.suite.ledger.ListEntries(
+        ledger_pb.ListEntriesRequest(user_id=user_id), timeout=CALL_TIMEOUT_S
+    ).entries
+    return [ledger_pb.EntryType.Name(entry.type) for entry in entries]
+
+
+def refused_create(waiver, number, user):
+    with pytest.raises(grpc.RpcError) as refused:
+        waiver.create(number, user)
+    return refused.value.code(), error_details(refused.value).reason
+
+
+def test_an_order_for_a_user_who_never_consented_is_refused_and_writes_nothing(waiver):
+    user = waiver.suite.new_user(RELIABLE, consents=False)
+    number = order_no()
+
+    assert refused_create(waiver, number, user) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "CONSENT_MISSING",
+    )
+
+    with pytest.raises(grpc.RpcError) as missing:
+        waiver.stub.GetOrder(
+            pb.GetOrderRequest(merchant_id=MERCHANT_ID, out_order_no=number),
+            timeout=CALL_TIMEOUT_S,
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    # The ledger holds the partner's statements and nothing the waiver wrote: no capacity, no hold.
+    assert set(ledger_entry_types(waiver, user)) == {
+        "ENTRY_TYPE_CREDIT_LINE_REPORTED",
+        "ENTRY_TYPE_STATEMENT_REPORTED",
+    }
+    # Once the user consents, the same request creates the order.
+    waiver.suite.record_consent(user, ledger_pb.CONSENT_STATE_GRANTED)
+    assert waiver.create(number, user).decision.outcome == pb.WAIVER_OUTCOME_FULL
+
+
+def test_an_order_after_the_user_withdrew_consent_is_refused_and_writes_nothing(waiver):
+    user = waiver.suite.new_user(RELIABLE)
+    assert waiver.create(order_no(), user).decision.outcome == pb.WAIVER_OUTCOME_FULL
+    entries_before = ledger_entry_types(waiver, user)
+
+    waiver.suite.record_consent(user, ledger_pb.CONSENT_STATE_WITHDRAWN)
+
+    # The withdrawal reaches the score service's cache through the ledger's entry stream.
+    number = order_no()
+    answer = refused_create_or_order(waiver, number, user)
+    deadline = time.monotonic() + INVALIDATION_WAIT_S
+    while answer[0] == grpc.StatusCode.OK and time.monotonic() < deadline:
+        time.sleep(0.05)
+        number = order_no()
+        answer = refused_create_or_order(waiver, number, user)
+    assert answer == (grpc.StatusCode.FAILED_PRECONDITION, "CONSENT_WITHDRAWN")
+    with pytest.raises(grpc.RpcError) as missing:
+        waiver.stub.GetOrder(
+            pb.GetOrderRequest(merchant_id=MERCHANT_ID, out_order_no=number),
+            timeout=CALL_TIMEOUT_S,
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    entries_after = ledger_entry_types(waiver, user)
+    assert entries_after[len(entries_before) :][:1] == ["ENTRY_TYPE_CONSENT_WITHDRAWN"]
+
+
+def refused_create_or_order(waiver, number, user):
+    try:
+        waiver.create(number, user)
+    except grpc.RpcError as error:
+        return error.code(), error_details(error).reason
+    return grpc.StatusCode.OK, ""
 
 
 def test_a_discount_after_completion_lowers_the_obligation_in_the_ledger(waiver):

@@ -78,6 +78,16 @@ class FakeLedger:
         self.statements: dict[tuple[str, int, int], bytes] = {}
         self.credit_lines: dict[str, bytes] = {}
         self.responses: dict[str, ledger_service_pb2.RecordPartnerStatementsResponse] = {}
+        self.consents: dict[str, str] = {}
+
+    def RecordConsent(
+        self, request: ledger_service_pb2.RecordConsentRequest, timeout: float | None = None
+    ) -> ledger_service_pb2.RecordConsentResponse:
+        assert request.state == ledger_service_pb2.CONSENT_STATE_GRANTED
+        self.consents.setdefault(request.user_id, request.request_id)
+        return ledger_service_pb2.RecordConsentResponse(
+            consent=ledger_service_pb2.Consent(state=ledger_service_pb2.CONSENT_STATE_GRANTED)
+        )
 
     def RecordPartnerStatements(
         self,
@@ -125,6 +135,26 @@ def policy(attempts_max: int = 5) -> tuple[RetryPolicy, NoSleep]:
 
 
 # Batching and idempotency
+
+
+def test_a_replay_grants_each_replayed_users_consent_under_an_id_of_the_user() -> None:
+    ledger = FakeLedger()
+
+    replay_csv(SAMPLE_CSV, ledger, batch_size=3, progress=False)
+
+    replayed = {report.user_id for call in ledger.calls for report in call.request.reports}
+    assert set(ledger.consents) == replayed
+    assert all(
+        request_id == f"replay-consent-{user_id}" for user_id, request_id in ledger.consents.items()
+    )
+
+
+def test_a_replay_without_consent_grants_none() -> None:
+    ledger = FakeLedger()
+
+    replay_csv(SAMPLE_CSV, ledger, batch_size=3, progress=False, grant_consents=False)
+
+    assert ledger.consents == {}
 
 
 def test_a_replay_records_every_row_and_sums_the_results() -> None:
@@ -288,6 +318,11 @@ class FailingSecondCall:
         if self.calls == 2:
             raise FakeRpcError(grpc.StatusCode.INTERNAL)
         return self.ledger.RecordPartnerStatements(request, timeout)
+
+    def RecordConsent(
+        self, request: ledger_service_pb2.RecordConsentRequest, timeout: float | None = None
+    ) -> ledger_service_pb2.RecordConsentResponse:
+        return self.ledger.RecordConsent(request, timeout)
 
 
 def test_results_for_other_users_than_sent_stop_the_replay() -> None:

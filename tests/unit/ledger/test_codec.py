@@ -6,7 +6,7 @@ import pytest
 
 from services.common.money import Money
 from services.ledger.domain import commands
-from services.ledger.domain.codec import DecodeError, from_plain, to_plain
+from services.ledger.domain.codec import DecodeError, from_plain, to_plain, with_defaults
 from services.ledger.domain.events import (
     HoldReleased,
     ObligationReduced,
@@ -16,6 +16,7 @@ from services.ledger.domain.events import (
 from services.ledger.domain.records import (
     Hold,
     HoldState,
+    Obligation,
     ObligationOutcome,
     RepaymentStatus,
     StatementPeriod,
@@ -93,3 +94,20 @@ def test_a_reduction_is_journaled_with_both_amounts_its_reason_and_its_time():
         "reduced_at_us": 5,
     }
     assert decode_event("OBLIGATION_REDUCED", payload) == reduction
+
+
+def test_an_answer_stored_before_a_field_with_a_default_existed_still_decodes():
+    # A capture's answer as stored before obligations carried a statement: the keys the
+    # obligation lacks are filled with their defaults; everything else stays strict.
+    obligation = Obligation("o-1", "user-1", "CNY", 300, 1, "fee", "ref", 2)
+    hold = Hold("h", "u", "CNY", 5, HoldState.CAPTURED, "", 1, 2, 5, 3, "o-1", False)
+    stored = to_plain(CaptureResult(hold=hold, obligation=obligation))
+    assert isinstance(stored, dict) and isinstance(stored["obligation"], dict)
+    del stored["obligation"]["attached_statement"]
+    del stored["obligation"]["attached_statement_at_us"]
+
+    with pytest.raises(DecodeError):
+        from_plain(CaptureResult, stored)
+    decoded = from_plain(CaptureResult, with_defaults(CaptureResult, stored))
+
+    assert decoded.obligation == obligation

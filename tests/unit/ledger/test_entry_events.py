@@ -38,6 +38,9 @@ ONE_OF_EACH: list[events.Event] = [
     events.CreditLineReported("bank-1", "TWD", 900_000),
     events.StatementReported("bank-1", 2005, 5, "TWD", 30_000, 1_000, RepaymentStatus.LATE, 2),
     events.CheckpointSigned(1, 10, 2, "a" * 64, NOW_US + 7, "b" * 16, "c" * 128),
+    events.ConsentGranted(NOW_US + 8),
+    events.ConsentWithdrawn(NOW_US + 9),
+    events.StatementAttached("obligation-1", "I was in hospital.", NOW_US + 10),
     events.ObligationReduced("obligation-1", 12_000, 10_000, "discount", NOW_US + 6),
 ]
 

@@ -6,6 +6,8 @@ import pytest
 
 from services.ledger.domain.events import (
     CapacitySet,
+    ConsentGranted,
+    ConsentWithdrawn,
     CreditLineReported,
     HoldCaptured,
     HoldExpired,
@@ -15,10 +17,12 @@ from services.ledger.domain.events import (
     ObligationCreated,
     ObligationReduced,
     PaymentRecorded,
+    StatementAttached,
     StatementReported,
 )
 from services.ledger.domain.projection import ProjectionError, apply
 from services.ledger.domain.records import (
+    ConsentState,
     CreditLine,
     HoldState,
     ObligationOutcome,
@@ -153,6 +157,21 @@ def test_partner_data_replaces_what_was_reported_before():
             ObligationReduced("o", 500, 0, "", 4),
         ],
         [ObligationReduced("missing", 500, 0, "", 4)],
+        [ConsentGranted(1), ConsentGranted(2)],
+        [ConsentWithdrawn(1)],
+        [created("o"), StatementAttached("o", "words", 3)],
+        [
+            created("o"),
+            PaymentRecorded("o", 500, 3),
+            ObligationClosed("o", ObligationOutcome.ON_TIME, 0, 3),
+            StatementAttached("o", "words", 4),
+        ],
+        [StatementAttached("missing", "words", 4)],
+        [
+            created("o"),
+            ObligationClosed("o", ObligationOutcome.DEFAULTED, 0, 3),
+            StatementAttached("o", " words ", 4),
+        ],
     ],
     ids=[
         "a hold placed twice",
@@ -170,6 +189,12 @@ def test_partner_data_replaces_what_was_reported_before():
         "a reduction from another amount than the one due",
         "reducing a closed obligation",
         "reducing an unknown obligation",
+        "consent granted twice",
+        "consent withdrawn never granted",
+        "a statement on an open obligation",
+        "a statement on an obligation closed on time",
+        "a statement on an unknown obligation",
+        "a statement not trimmed",
     ],
 )
 def test_an_event_that_cannot_follow_the_state_is_refused(events):
@@ -188,3 +213,28 @@ def test_a_snapshot_is_unaffected_by_later_events():
 
     assert snapshot.holds["a"].state is HoldState.OPEN
     assert snapshot.account.held_minor == 100
+
+
+def test_consent_granted_withdrawn_and_granted_again_keeps_when_each_began():
+    state = folded(ConsentGranted(1))
+    assert (state.account.consent, state.account.consent_since_us) == (ConsentState.GRANTED, 1)
+
+    apply(state, ConsentWithdrawn(5))
+    assert (state.account.consent, state.account.consent_since_us) == (ConsentState.WITHDRAWN, 5)
+
+    apply(state, ConsentGranted(9))
+    assert (state.account.consent, state.account.consent_since_us) == (ConsentState.GRANTED, 9)
+
+
+def test_a_later_statement_replaces_the_one_shown_on_a_defaulted_obligation():
+    state = folded(
+        created("o"),
+        ObligationClosed("o", ObligationOutcome.DEFAULTED, 0, 3),
+        StatementAttached("o", "first", 4),
+        StatementAttached("o", "second", 5),
+    )
+
+    obligation = state.obligations["o"]
+    assert (obligation.attached_statement, obligation.attached_statement_at_us) == ("second", 5)
+    assert obligation.as_of(2).attached_statement == ""
+    assert obligation.as_of(5).attached_statement == "second"

@@ -9,6 +9,8 @@ from services.common.money import Money
 from services.ledger.domain import commands, rules
 from services.ledger.domain.events import (
     CapacitySet,
+    ConsentGranted,
+    ConsentWithdrawn,
     HoldCaptured,
     HoldExpired,
     HoldPlaced,
@@ -17,10 +19,12 @@ from services.ledger.domain.events import (
     ObligationCreated,
     ObligationReduced,
     PaymentRecorded,
+    StatementAttached,
     StatementReported,
 )
 from services.ledger.domain.projection import apply
 from services.ledger.domain.records import (
+    ConsentState,
     ObligationOutcome,
     RepaymentStatus,
     StatementPeriod,
@@ -366,3 +370,44 @@ def test_the_capacity_currency_changes_only_while_nothing_is_held_or_outstanding
     assert rules.decide_set_waiver_capacity(state_with(capacity(1_000)), command) == [
         CapacitySet("USD", 5, "")
     ]
+
+
+@pytest.mark.parametrize(
+    ("before", "asked", "journaled"),
+    [
+        ([], ConsentState.GRANTED, [ConsentGranted(NOW_US)]),
+        ([ConsentGranted(1)], ConsentState.GRANTED, []),
+        ([ConsentGranted(1)], ConsentState.WITHDRAWN, [ConsentWithdrawn(NOW_US)]),
+        ([], ConsentState.WITHDRAWN, []),
+        ([ConsentGranted(1), ConsentWithdrawn(2)], ConsentState.WITHDRAWN, []),
+        ([ConsentGranted(1), ConsentWithdrawn(2)], ConsentState.GRANTED, [ConsentGranted(NOW_US)]),
+    ],
+    ids=[
+        "granted",
+        "granted again",
+        "withdrawn",
+        "withdrawn never granted",
+        "withdrawn again",
+        "granted after a withdrawal",
+    ],
+)
+def test_consent_is_journaled_only_when_it_changes(before, asked, journaled):
+    command = commands.RecordConsent("r-1", "user-1", asked)
+
+    assert rules.decide_record_consent(state_with(*before), command, NOW_US) == journaled
+
+
+def test_a_statement_is_attached_trimmed_to_a_defaulted_obligation_only():
+    defaulted = state_with(
+        ObligationCreated("o-1", "CNY", 300, 1, "fee", "", "", 1),
+        ObligationClosed("o-1", ObligationOutcome.DEFAULTED, 0, 2),
+    )
+    open_one = state_with(ObligationCreated("o-1", "CNY", 300, 1, "fee", "", "", 1))
+    command = commands.AttachStatement("r-1", "user-1", "o-1", "  my words ")
+
+    assert rules.decide_attach_statement(defaulted, command, NOW_US) == [
+        StatementAttached("o-1", "my words", NOW_US)
+    ]
+    with pytest.raises(FailedPrecondition) as refused:
+        rules.decide_attach_statement(open_one, command, NOW_US)
+    assert refused.value.reason == "RECORD_NOT_NEGATIVE"

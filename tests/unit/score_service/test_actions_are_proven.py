@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from services.score.adapters.model_files import MODELS_ROOT
 from services.score.adapters.onnx_model import OnnxModelLoader
 from services.score.domain.actions import ACTIONS, applicable_actions
+from services.score.domain.consent import ConsentState
 from services.score.domain.features import feature_window, features_of_window
 from services.score.domain.history import CreditHistory, RepaymentStatus, StatementRecord
 from services.score.service.feature_cache import FeatureCache
@@ -29,7 +30,7 @@ class OneHistory:
     history: CreditHistory
 
     def get_credit_history(self, user_id: str, as_of: datetime | None) -> LedgerHistory:
-        return LedgerHistory(self.history, as_of)
+        return LedgerHistory(self.history, as_of, consent=ConsentState.GRANTED)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.common.errors import InvalidArgument, Unavailable
+from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from services.score.adapters.model_files import MODELS_ROOT, newest_model_directory
 from services.score.adapters.onnx_model import OnnxModelLoader
 from services.score.domain import error_reasons, scoring
+from services.score.domain.consent import ConsentState
 from services.score.domain.features import (
     FEATURE_COUNT,
     FEATURE_NAMES,
@@ -52,13 +53,16 @@ class FakeLedger:
         self.histories = {"known": CreditHistory(2_000_000, six_paid_statements(), as_of=AS_OF)}
         self.down_for: set[str] = set()
         self.reads = 0
+        # Every user consents unless a test says otherwise.
+        self.consents: dict[str, ConsentState] = {}
 
     def get_credit_history(self, user_id: str, as_of: datetime | None) -> LedgerHistory:
         self.reads += 1
         if user_id in self.down_for:
             raise Unavailable("down", reason="LEDGER_UNAVAILABLE")
         history = self.histories.get(user_id, CreditHistory(None, (), as_of=as_of))
-        return LedgerHistory(history, as_of)
+        consent = self.consents.get(user_id, ConsentState.GRANTED)
+        return LedgerHistory(history, as_of, consent=consent)
 
 
 @pytest.fixture
@@ -141,6 +145,49 @@ def test_a_second_score_is_read_from_the_cache(service: ScoreService, ledger: Fa
     service.get_score("known", AS_OF)
 
     assert ledger.reads == 1
+
+
+@pytest.mark.parametrize(
+    ("consent", "reason"),
+    [
+        (ConsentState.NOT_GIVEN, error_reasons.CONSENT_MISSING),
+        (ConsentState.WITHDRAWN, error_reasons.CONSENT_WITHDRAWN),
+    ],
+)
+def test_a_user_without_consent_now_is_refused_whatever_the_as_of(
+    service: ScoreService, ledger: FakeLedger, consent: ConsentState, reason: str
+) -> None:
+    ledger.consents["known"] = consent
+
+    for as_of in (AS_OF, None):
+        with pytest.raises(FailedPrecondition) as raised:
+            service.get_score("known", as_of)
+        assert raised.value.reason == reason
+
+
+def test_a_refusal_is_not_cached_so_consent_granted_then_scores(
+    service: ScoreService, ledger: FakeLedger
+) -> None:
+    ledger.consents["known"] = ConsentState.NOT_GIVEN
+    with pytest.raises(FailedPrecondition):
+        service.get_score("known", AS_OF)
+    assert service.cached_score("known", AS_OF) is None
+
+    ledger.consents["known"] = ConsentState.GRANTED
+
+    assert service.get_score("known", AS_OF).score >= 350
+
+
+def test_a_batch_refuses_the_users_without_consent_alone(
+    service: ScoreService, ledger: FakeLedger
+) -> None:
+    ledger.consents["stranger"] = ConsentState.WITHDRAWN
+
+    results = service.batch_get_scores(["known", "stranger"], AS_OF)
+
+    assert results[0].score is not None
+    assert results[1].score is None and isinstance(results[1].error, FailedPrecondition)
+    assert results[1].error.reason == error_reasons.CONSENT_WITHDRAWN
 
 
 def test_a_batch_reports_a_ledger_failure_per_user(

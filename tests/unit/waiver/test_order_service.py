@@ -220,6 +220,37 @@ def test_without_a_score_an_enjoy_first_scenario_refuses_the_order_and_writes_no
         waiver.orders.get_order("m-1", "o-1")
 
 
+@pytest.mark.parametrize("reason", ["CONSENT_MISSING", "CONSENT_WITHDRAWN"])
+@pytest.mark.parametrize("scenario_id", ["bike", "car"])
+def test_a_user_without_consent_is_refused_and_nothing_is_written_whatever_the_fallback(
+    waiver, reason, scenario_id
+):
+    # The bike scenario refuses orders without a score, the car scenario asks for the whole
+    # deposit: neither fallback applies to a user who did not consent.
+    changes = (
+        {}
+        if scenario_id == "bike"
+        else {
+            "scenario_id": "car",
+            "risk_minor": 450 * YUAN,
+            "end_us": waiver.clock.now_us() + DAY_US,
+        }
+    )
+    waiver.scores.refused["u-1"] = reason
+
+    with pytest.raises(FailedPrecondition) as refused:
+        waiver.create(**changes)
+
+    assert refused.value.reason == reason
+    assert waiver.ledger.answered == {}
+    with pytest.raises(NotFound):
+        waiver.orders.get_order("m-1", "o-1")
+    # Once the user consents, the same request creates the order.
+    del waiver.scores.refused["u-1"]
+    made = waiver.create(**changes)
+    assert made.order.request.user_id == "u-1"
+
+
 def test_without_a_score_a_waive_first_scenario_asks_for_the_whole_deposit(waiver):
     waiver.scores.reachable = False
 

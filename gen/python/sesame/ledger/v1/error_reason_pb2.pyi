@@ -143,6 +143,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: a checkpoint was given to VerifyChain, but this ledger runs without a
     checkpoint key to check its signature with (not stored: it is a read).
     """
+    RECORD_NOT_NEGATIVE: _ErrorReason.ValueType  # 44
+    """FAILED_PRECONDITION: AttachStatement names an obligation that is no negative record: open,
+    or closed on time. Only an obligation closed LATE or DEFAULTED takes a statement.
+    """
     REQUEST_ID_REUSED: _ErrorReason.ValueType  # 32
     """ABORTED: the request_id was already used for a different request. Nothing was done."""
     STORAGE_CONTENDED: _ErrorReason.ValueType  # 33
@@ -291,6 +295,10 @@ paid towards the obligation.
 CHECKPOINTS_NOT_CONFIGURED: ErrorReason.ValueType  # 43
 """FAILED_PRECONDITION: a checkpoint was given to VerifyChain, but this ledger runs without a
 checkpoint key to check its signature with (not stored: it is a read).
+"""
+RECORD_NOT_NEGATIVE: ErrorReason.ValueType  # 44
+"""FAILED_PRECONDITION: AttachStatement names an obligation that is no negative record: open,
+or closed on time. Only an obligation closed LATE or DEFAULTED takes a statement.
 """
 REQUEST_ID_REUSED: ErrorReason.ValueType  # 32
 """ABORTED: the request_id was already used for a different request. Nothing was done."""

@@ -173,6 +173,12 @@ class _EntryTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntryType.V
     "$ledger", whose user_sequence is the checkpoint's sequence number. Its request_id is
     "checkpoint:<checkpoint_sequence>" and it has no request record.
     """
+    ENTRY_TYPE_CONSENT_GRANTED: _EntryType.ValueType  # 13
+    """The user granted consent to be scored (ConsentGranted)."""
+    ENTRY_TYPE_CONSENT_WITHDRAWN: _EntryType.ValueType  # 14
+    """The user withdrew consent to be scored (ConsentWithdrawn)."""
+    ENTRY_TYPE_STATEMENT_ATTACHED: _EntryType.ValueType  # 15
+    """The user attached a statement to a negative record of theirs (StatementAttached)."""
 
 class EntryType(_EntryType, metaclass=_EntryTypeEnumTypeWrapper):
     """EntryType is the kind of fact a journal entry records. Each has its event message, set in
@@ -208,7 +214,41 @@ ENTRY_TYPE_CHECKPOINT_SIGNED: EntryType.ValueType  # 12
 "$ledger", whose user_sequence is the checkpoint's sequence number. Its request_id is
 "checkpoint:<checkpoint_sequence>" and it has no request record.
 """
+ENTRY_TYPE_CONSENT_GRANTED: EntryType.ValueType  # 13
+"""The user granted consent to be scored (ConsentGranted)."""
+ENTRY_TYPE_CONSENT_WITHDRAWN: EntryType.ValueType  # 14
+"""The user withdrew consent to be scored (ConsentWithdrawn)."""
+ENTRY_TYPE_STATEMENT_ATTACHED: EntryType.ValueType  # 15
+"""The user attached a statement to a negative record of theirs (StatementAttached)."""
 Global___EntryType: _TypeAlias = EntryType  # noqa: Y015
+
+class _ConsentState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConsentStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ConsentState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONSENT_STATE_UNSPECIFIED: _ConsentState.ValueType  # 0
+    """Never used in an answer; in RecordConsentRequest it is a missing state (FIELD_REQUIRED)."""
+    CONSENT_STATE_NOT_GIVEN: _ConsentState.ValueType  # 1
+    """The user never granted consent. Not accepted by RecordConsent (ENUM_VALUE_INVALID)."""
+    CONSENT_STATE_GRANTED: _ConsentState.ValueType  # 2
+    """The user granted consent and has not withdrawn it since."""
+    CONSENT_STATE_WITHDRAWN: _ConsentState.ValueType  # 3
+    """The user withdrew consent granted before."""
+
+class ConsentState(_ConsentState, metaclass=_ConsentStateEnumTypeWrapper):
+    """ConsentState is whether the user consents to be scored."""
+
+CONSENT_STATE_UNSPECIFIED: ConsentState.ValueType  # 0
+"""Never used in an answer; in RecordConsentRequest it is a missing state (FIELD_REQUIRED)."""
+CONSENT_STATE_NOT_GIVEN: ConsentState.ValueType  # 1
+"""The user never granted consent. Not accepted by RecordConsent (ENUM_VALUE_INVALID)."""
+CONSENT_STATE_GRANTED: ConsentState.ValueType  # 2
+"""The user granted consent and has not withdrawn it since."""
+CONSENT_STATE_WITHDRAWN: ConsentState.ValueType  # 3
+"""The user withdrew consent granted before."""
+Global___ConsentState: _TypeAlias = ConsentState  # noqa: Y015
 
 class _ChainMismatchKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -367,6 +407,7 @@ class Obligation(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     CLOSE_TIME_FIELD_NUMBER: _builtins.int
     HOLD_ID_FIELD_NUMBER: _builtins.int
+    ATTACHED_STATEMENT_FIELD_NUMBER: _builtins.int
     obligation_id: _builtins.str
     """Server-assigned identifier."""
     user_id: _builtins.str
@@ -409,6 +450,12 @@ class Obligation(_message.Message):
         closing); unset while open.
         """
 
+    @_builtins.property
+    def attached_statement(self) -> Global___AttachedStatement:
+        """The user's own statement on this record (AttachStatement), the latest attached; unset when
+        none was, and, in a credit history as of a time before the obligation closed, unset too.
+        """
+
     def __init__(
         self,
         *,
@@ -425,14 +472,73 @@ class Obligation(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         close_time: _timestamp_pb2.Timestamp | None = ...,
         hold_id: _builtins.str = ...,
+        attached_statement: Global___AttachedStatement | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "amount_paid", b"amount_paid", "close_time", b"close_time", "create_time", b"create_time", "due_time", b"due_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "amount_paid", b"amount_paid", "attached_statement", b"attached_statement", "close_time", b"close_time", "create_time", b"create_time", "due_time", b"due_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "amount_paid", b"amount_paid", "close_time", b"close_time", "create_time", b"create_time", "days_late", b"days_late", "due_time", b"due_time", "hold_id", b"hold_id", "obligation_id", b"obligation_id", "outcome", b"outcome", "purpose", b"purpose", "reference", b"reference", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "amount_paid", b"amount_paid", "attached_statement", b"attached_statement", "close_time", b"close_time", "create_time", b"create_time", "days_late", b"days_late", "due_time", b"due_time", "hold_id", b"hold_id", "obligation_id", b"obligation_id", "outcome", b"outcome", "purpose", b"purpose", "reference", b"reference", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Obligation: _TypeAlias = Obligation  # noqa: Y015
+
+@_typing.final
+class AttachedStatement(_message.Message):
+    """AttachedStatement is what a user said about a negative record of theirs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    ATTACH_TIME_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """The statement as the user wrote it, without leading and trailing white space; 1 to 500
+    characters.
+    """
+    @_builtins.property
+    def attach_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was attached (the ledger's clock)."""
+
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        attach_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attach_time", b"attach_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attach_time", b"attach_time", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachedStatement: _TypeAlias = AttachedStatement  # noqa: Y015
+
+@_typing.final
+class Consent(_message.Message):
+    """Consent is the user's consent to be scored, as it stands now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    SINCE_TIME_FIELD_NUMBER: _builtins.int
+    state: Global___ConsentState.ValueType
+    """Granted, withdrawn, or never given."""
+    @_builtins.property
+    def since_time(self) -> _timestamp_pb2.Timestamp:
+        """When the state began (the ledger's clock when it was recorded); unset when never given."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___ConsentState.ValueType = ...,
+        since_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since_time", b"since_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since_time", b"since_time", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Consent: _TypeAlias = Consent  # noqa: Y015
 
 @_typing.final
 class StatementPeriod(_message.Message):
@@ -1391,6 +1497,7 @@ class AccountSummary(_message.Message):
     OPEN_HOLD_COUNT_FIELD_NUMBER: _builtins.int
     OUTCOMES_FIELD_NUMBER: _builtins.int
     LAST_USER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    CONSENT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user."""
     open_hold_count: _builtins.int
@@ -1417,6 +1524,10 @@ class AccountSummary(_message.Message):
     def outcomes(self) -> Global___OutcomeCounts:
         """Outcomes so far."""
 
+    @_builtins.property
+    def consent(self) -> Global___Consent:
+        """The user's consent to be scored, now."""
+
     def __init__(
         self,
         *,
@@ -1428,10 +1539,11 @@ class AccountSummary(_message.Message):
         open_hold_count: _builtins.int = ...,
         outcomes: Global___OutcomeCounts | None = ...,
         last_user_sequence: _builtins.int = ...,
+        consent: Global___Consent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "held", b"held", "outcomes", b"outcomes", "outstanding", b"outstanding", "waiver_capacity", b"waiver_capacity"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "consent", b"consent", "held", b"held", "outcomes", b"outcomes", "outstanding", b"outstanding", "waiver_capacity", b"waiver_capacity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "held", b"held", "last_user_sequence", b"last_user_sequence", "open_hold_count", b"open_hold_count", "outcomes", b"outcomes", "outstanding", b"outstanding", "user_id", b"user_id", "waiver_capacity", b"waiver_capacity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "consent", b"consent", "held", b"held", "last_user_sequence", b"last_user_sequence", "open_hold_count", b"open_hold_count", "outcomes", b"outcomes", "outstanding", b"outstanding", "user_id", b"user_id", "waiver_capacity", b"waiver_capacity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1530,6 +1642,7 @@ class GetCreditHistoryResponse(_message.Message):
     AS_OF_TIME_FIELD_NUMBER: _builtins.int
     LAST_USER_SEQUENCE_FIELD_NUMBER: _builtins.int
     LAST_GLOBAL_SEQUENCE_FIELD_NUMBER: _builtins.int
+    CONSENT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user."""
     last_user_sequence: _builtins.int
@@ -1554,6 +1667,12 @@ class GetCreditHistoryResponse(_message.Message):
     def as_of_time(self) -> _timestamp_pb2.Timestamp:
         """The time the history was read as of."""
 
+    @_builtins.property
+    def consent(self) -> Global___Consent:
+        """The user's consent to be scored as it stands now, whatever as_of_time says: a withdrawal
+        stops every score from the moment it is recorded, of the past included.
+        """
+
     def __init__(
         self,
         *,
@@ -1564,10 +1683,11 @@ class GetCreditHistoryResponse(_message.Message):
         as_of_time: _timestamp_pb2.Timestamp | None = ...,
         last_user_sequence: _builtins.int = ...,
         last_global_sequence: _builtins.int = ...,
+        consent: Global___Consent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "credit_line", b"credit_line"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "consent", b"consent", "credit_line", b"credit_line"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "credit_line", b"credit_line", "last_global_sequence", b"last_global_sequence", "last_user_sequence", b"last_user_sequence", "obligations", b"obligations", "statements", b"statements", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "consent", b"consent", "credit_line", b"credit_line", "last_global_sequence", b"last_global_sequence", "last_user_sequence", b"last_user_sequence", "obligations", b"obligations", "statements", b"statements", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1922,6 +2042,88 @@ class ObligationReduced(_message.Message):
 Global___ObligationReduced: _TypeAlias = ObligationReduced  # noqa: Y015
 
 @_typing.final
+class ConsentGranted(_message.Message):
+    """ConsentGranted is the fact of ENTRY_TYPE_CONSENT_GRANTED: the user granted consent to be
+    scored.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def grant_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was granted (the ledger's clock)."""
+
+    def __init__(
+        self,
+        *,
+        grant_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grant_time", b"grant_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_time", b"grant_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsentGranted: _TypeAlias = ConsentGranted  # noqa: Y015
+
+@_typing.final
+class ConsentWithdrawn(_message.Message):
+    """ConsentWithdrawn is the fact of ENTRY_TYPE_CONSENT_WITHDRAWN: the user withdrew consent to be
+    scored.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WITHDRAW_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def withdraw_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was withdrawn (the ledger's clock)."""
+
+    def __init__(
+        self,
+        *,
+        withdraw_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["withdraw_time", b"withdraw_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["withdraw_time", b"withdraw_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsentWithdrawn: _TypeAlias = ConsentWithdrawn  # noqa: Y015
+
+@_typing.final
+class StatementAttached(_message.Message):
+    """StatementAttached is the fact of ENTRY_TYPE_STATEMENT_ATTACHED: the user attached a statement
+    to a negative record, replacing any attached before.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBLIGATION_ID_FIELD_NUMBER: _builtins.int
+    STATEMENT_FIELD_NUMBER: _builtins.int
+    obligation_id: _builtins.str
+    """The obligation the statement is about."""
+    @_builtins.property
+    def statement(self) -> Global___AttachedStatement:
+        """The statement."""
+
+    def __init__(
+        self,
+        *,
+        obligation_id: _builtins.str = ...,
+        statement: Global___AttachedStatement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["statement", b"statement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["obligation_id", b"obligation_id", "statement", b"statement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementAttached: _TypeAlias = StatementAttached  # noqa: Y015
+
+@_typing.final
 class CreditLineReported(_message.Message):
     """CreditLineReported is the fact of ENTRY_TYPE_CREDIT_LINE_REPORTED: a partner reported the
     user's credit line, which replaces the one recorded before.
@@ -2022,6 +2224,9 @@ class Entry(_message.Message):
     STATEMENT_REPORTED_FIELD_NUMBER: _builtins.int
     OBLIGATION_REDUCED_FIELD_NUMBER: _builtins.int
     CHECKPOINT_SIGNED_FIELD_NUMBER: _builtins.int
+    CONSENT_GRANTED_FIELD_NUMBER: _builtins.int
+    CONSENT_WITHDRAWN_FIELD_NUMBER: _builtins.int
+    STATEMENT_ATTACHED_FIELD_NUMBER: _builtins.int
     global_sequence: _builtins.int
     """Position in the whole journal, strictly increasing from 1."""
     user_id: _builtins.str
@@ -2101,6 +2306,18 @@ class Entry(_message.Message):
     def checkpoint_signed(self) -> Global___CheckpointSigned:
         """Set when type is ENTRY_TYPE_CHECKPOINT_SIGNED."""
 
+    @_builtins.property
+    def consent_granted(self) -> Global___ConsentGranted:
+        """Set when type is ENTRY_TYPE_CONSENT_GRANTED."""
+
+    @_builtins.property
+    def consent_withdrawn(self) -> Global___ConsentWithdrawn:
+        """Set when type is ENTRY_TYPE_CONSENT_WITHDRAWN."""
+
+    @_builtins.property
+    def statement_attached(self) -> Global___StatementAttached:
+        """Set when type is ENTRY_TYPE_STATEMENT_ATTACHED."""
+
     def __init__(
         self,
         *,
@@ -2126,12 +2343,15 @@ class Entry(_message.Message):
         statement_reported: Global___StatementReported | None = ...,
         obligation_reduced: Global___ObligationReduced | None = ...,
         checkpoint_signed: Global___CheckpointSigned | None = ...,
+        consent_granted: Global___ConsentGranted | None = ...,
+        consent_withdrawn: Global___ConsentWithdrawn | None = ...,
+        statement_attached: Global___StatementAttached | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "checkpoint_signed", b"checkpoint_signed", "credit_line_reported", b"credit_line_reported", "event", b"event", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "obligation_reduced", b"obligation_reduced", "payment_recorded", b"payment_recorded", "record_time", b"record_time", "statement_reported", b"statement_reported"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "checkpoint_signed", b"checkpoint_signed", "consent_granted", b"consent_granted", "consent_withdrawn", b"consent_withdrawn", "credit_line_reported", b"credit_line_reported", "event", b"event", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "obligation_reduced", b"obligation_reduced", "payment_recorded", b"payment_recorded", "record_time", b"record_time", "statement_attached", b"statement_attached", "statement_reported", b"statement_reported"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "checkpoint_signed", b"checkpoint_signed", "credit_line_reported", b"credit_line_reported", "event", b"event", "global_sequence", b"global_sequence", "hash", b"hash", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "obligation_reduced", b"obligation_reduced", "payload_json", b"payload_json", "payment_recorded", b"payment_recorded", "previous_hash", b"previous_hash", "record_time", b"record_time", "request_hash", b"request_hash", "request_id", b"request_id", "statement_reported", b"statement_reported", "type", b"type", "user_id", b"user_id", "user_sequence", b"user_sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_set", b"capacity_set", "checkpoint_signed", b"checkpoint_signed", "consent_granted", b"consent_granted", "consent_withdrawn", b"consent_withdrawn", "credit_line_reported", b"credit_line_reported", "event", b"event", "global_sequence", b"global_sequence", "hash", b"hash", "hold_captured", b"hold_captured", "hold_expired", b"hold_expired", "hold_placed", b"hold_placed", "hold_released", b"hold_released", "obligation_closed", b"obligation_closed", "obligation_created", b"obligation_created", "obligation_reduced", b"obligation_reduced", "payload_json", b"payload_json", "payment_recorded", b"payment_recorded", "previous_hash", b"previous_hash", "record_time", b"record_time", "request_hash", b"request_hash", "request_id", b"request_id", "statement_attached", b"statement_attached", "statement_reported", b"statement_reported", "type", b"type", "user_id", b"user_id", "user_sequence", b"user_sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["capacity_set", "hold_placed", "hold_captured", "hold_released", "hold_expired", "obligation_created", "payment_recorded", "obligation_closed", "credit_line_reported", "statement_reported", "obligation_reduced", "checkpoint_signed"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["capacity_set", "hold_placed", "hold_captured", "hold_released", "hold_expired", "obligation_created", "payment_recorded", "obligation_closed", "credit_line_reported", "statement_reported", "obligation_reduced", "checkpoint_signed", "consent_granted", "consent_withdrawn", "statement_attached"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -2543,3 +2763,120 @@ class WatchEntriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchEntriesResponse: _TypeAlias = WatchEntriesResponse  # noqa: Y015
+
+@_typing.final
+class RecordConsentRequest(_message.Message):
+    """RecordConsentRequest grants or withdraws a user's consent to be scored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-generated idempotency key (REQUEST_ID_REQUIRED when empty)."""
+    user_id: _builtins.str
+    """The user whose consent it is."""
+    state: Global___ConsentState.ValueType
+    """CONSENT_STATE_GRANTED to grant, CONSENT_STATE_WITHDRAWN to withdraw; unspecified is
+    FIELD_REQUIRED, any other value ENUM_VALUE_INVALID.
+    """
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        state: Global___ConsentState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordConsentRequest: _TypeAlias = RecordConsentRequest  # noqa: Y015
+
+@_typing.final
+class RecordConsentResponse(_message.Message):
+    """RecordConsentResponse carries the consent after the request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def consent(self) -> Global___Consent:
+        """The user's consent as it stands after the request."""
+
+    def __init__(
+        self,
+        *,
+        consent: Global___Consent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consent", b"consent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent", b"consent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordConsentResponse: _TypeAlias = RecordConsentResponse  # noqa: Y015
+
+@_typing.final
+class AttachStatementRequest(_message.Message):
+    """AttachStatementRequest attaches a user's statement to a negative record of theirs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    OBLIGATION_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-generated idempotency key (REQUEST_ID_REQUIRED when empty)."""
+    user_id: _builtins.str
+    """The user whose record it is."""
+    obligation_id: _builtins.str
+    """The negative record: an obligation of the user closed LATE or DEFAULTED."""
+    text: _builtins.str
+    """What the user says about it: at most 500 characters (TEXT_TOO_LONG), no control characters
+    such as line breaks (TEXT_INVALID), and not only white space (FIELD_REQUIRED). Leading and
+    trailing white space is dropped.
+    """
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        obligation_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["obligation_id", b"obligation_id", "request_id", b"request_id", "text", b"text", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachStatementRequest: _TypeAlias = AttachStatementRequest  # noqa: Y015
+
+@_typing.final
+class AttachStatementResponse(_message.Message):
+    """AttachStatementResponse carries the obligation with its statement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBLIGATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def obligation(self) -> Global___Obligation:
+        """The obligation, its attached_statement the one just attached."""
+
+    def __init__(
+        self,
+        *,
+        obligation: Global___Obligation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["obligation", b"obligation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["obligation", b"obligation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachStatementResponse: _TypeAlias = AttachStatementResponse  # noqa: Y015

@@ -146,6 +146,16 @@ class LedgerServiceStub:
                 request_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.WatchEntriesRequest.SerializeToString,
                 response_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.WatchEntriesResponse.FromString,
                 _registered_method=True)
+        self.RecordConsent = channel.unary_unary(
+                '/sesame.ledger.v1.LedgerService/RecordConsent',
+                request_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.RecordConsentRequest.SerializeToString,
+                response_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.RecordConsentResponse.FromString,
+                _registered_method=True)
+        self.AttachStatement = channel.unary_unary(
+                '/sesame.ledger.v1.LedgerService/AttachStatement',
+                request_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.AttachStatementRequest.SerializeToString,
+                response_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.AttachStatementResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -364,6 +374,34 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordConsent(self, request, context):
+        """Records that the user grants or withdraws consent to be scored: a journaled fact on the
+        user's chain (ENTRY_TYPE_CONSENT_GRANTED, ENTRY_TYPE_CONSENT_WITHDRAWN). The score service
+        scores only a user whose consent is granted now. Granting consent already granted, or
+        withdrawing consent not granted, journals nothing and answers the consent as it stands (its
+        since_time unchanged). The user's own channel records it; an operator may too, for an
+        import whose consent was documented elsewhere (see the access policy).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttachStatement(self, request, context):
+        """Attaches the user's own statement to a negative record of theirs: an obligation closed
+        OBLIGATION_OUTCOME_LATE or OBLIGATION_OUTCOME_DEFAULTED. The statement is journaled
+        (ENTRY_TYPE_STATEMENT_ATTACHED) and shown with the obligation wherever it is shown
+        (GetObligation, GetCreditHistory, the typed entries of ListEntries and WatchEntries); a
+        later statement replaces the shown one, and the journal keeps both. An obligation that is
+        open or closed on time is no negative record: FAILED_PRECONDITION (RECORD_NOT_NEGATIVE). An
+        unknown obligation, or one of another user, is NOT_FOUND (OBLIGATION_NOT_FOUND): a user
+        cannot tell another's obligation from one that does not exist. A partner's late monthly
+        statement takes no attached statement here: it is the partner's record, corrected by the
+        partner (a correction replaces it in the ledger).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -456,6 +494,16 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.WatchEntries,
                     request_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.WatchEntriesRequest.FromString,
                     response_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.WatchEntriesResponse.SerializeToString,
+            ),
+            'RecordConsent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordConsent,
+                    request_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.RecordConsentRequest.FromString,
+                    response_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.RecordConsentResponse.SerializeToString,
+            ),
+            'AttachStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachStatement,
+                    request_deserializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.AttachStatementRequest.FromString,
+                    response_serializer=sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.AttachStatementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -966,6 +1014,60 @@ class LedgerService:
             '/sesame.ledger.v1.LedgerService/WatchEntries',
             sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.WatchEntriesRequest.SerializeToString,
             sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.WatchEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordConsent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sesame.ledger.v1.LedgerService/RecordConsent',
+            sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.RecordConsentRequest.SerializeToString,
+            sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.RecordConsentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sesame.ledger.v1.LedgerService/AttachStatement',
+            sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.AttachStatementRequest.SerializeToString,
+            sesame_dot_ledger_dot_v1_dot_ledger__service__pb2.AttachStatementResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -171,6 +171,26 @@ class LedgerServiceStub:
     in commit order, so resuming never skips an entry. When the ledger shuts down the stream ends
     with UNAVAILABLE (reason SHUTTING_DOWN): resume, against another instance if need be.
     """
+    RecordConsent: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.RecordConsentRequest, _ledger_service_pb2.RecordConsentResponse]
+    """Records that the user grants or withdraws consent to be scored: a journaled fact on the
+    user's chain (ENTRY_TYPE_CONSENT_GRANTED, ENTRY_TYPE_CONSENT_WITHDRAWN). The score service
+    scores only a user whose consent is granted now. Granting consent already granted, or
+    withdrawing consent not granted, journals nothing and answers the consent as it stands (its
+    since_time unchanged). The user's own channel records it; an operator may too, for an
+    import whose consent was documented elsewhere (see the access policy).
+    """
+    AttachStatement: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.AttachStatementRequest, _ledger_service_pb2.AttachStatementResponse]
+    """Attaches the user's own statement to a negative record of theirs: an obligation closed
+    OBLIGATION_OUTCOME_LATE or OBLIGATION_OUTCOME_DEFAULTED. The statement is journaled
+    (ENTRY_TYPE_STATEMENT_ATTACHED) and shown with the obligation wherever it is shown
+    (GetObligation, GetCreditHistory, the typed entries of ListEntries and WatchEntries); a
+    later statement replaces the shown one, and the journal keeps both. An obligation that is
+    open or closed on time is no negative record: FAILED_PRECONDITION (RECORD_NOT_NEGATIVE). An
+    unknown obligation, or one of another user, is NOT_FOUND (OBLIGATION_NOT_FOUND): a user
+    cannot tell another's obligation from one that does not exist. A partner's late monthly
+    statement takes no attached statement here: it is the partner's record, corrected by the
+    partner (a correction replaces it in the ledger).
+    """
 
 @_typing.type_check_only
 class LedgerServiceAsyncStub(LedgerServiceStub):
@@ -314,6 +334,26 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     disconnect by passing the last global_sequence it processed. Global sequences are allocated
     in commit order, so resuming never skips an entry. When the ledger shuts down the stream ends
     with UNAVAILABLE (reason SHUTTING_DOWN): resume, against another instance if need be.
+    """
+    RecordConsent: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.RecordConsentRequest, _ledger_service_pb2.RecordConsentResponse]  # type: ignore[assignment]
+    """Records that the user grants or withdraws consent to be scored: a journaled fact on the
+    user's chain (ENTRY_TYPE_CONSENT_GRANTED, ENTRY_TYPE_CONSENT_WITHDRAWN). The score service
+    scores only a user whose consent is granted now. Granting consent already granted, or
+    withdrawing consent not granted, journals nothing and answers the consent as it stands (its
+    since_time unchanged). The user's own channel records it; an operator may too, for an
+    import whose consent was documented elsewhere (see the access policy).
+    """
+    AttachStatement: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.AttachStatementRequest, _ledger_service_pb2.AttachStatementResponse]  # type: ignore[assignment]
+    """Attaches the user's own statement to a negative record of theirs: an obligation closed
+    OBLIGATION_OUTCOME_LATE or OBLIGATION_OUTCOME_DEFAULTED. The statement is journaled
+    (ENTRY_TYPE_STATEMENT_ATTACHED) and shown with the obligation wherever it is shown
+    (GetObligation, GetCreditHistory, the typed entries of ListEntries and WatchEntries); a
+    later statement replaces the shown one, and the journal keeps both. An obligation that is
+    open or closed on time is no negative record: FAILED_PRECONDITION (RECORD_NOT_NEGATIVE). An
+    unknown obligation, or one of another user, is NOT_FOUND (OBLIGATION_NOT_FOUND): a user
+    cannot tell another's obligation from one that does not exist. A partner's late monthly
+    statement takes no attached statement here: it is the partner's record, corrected by the
+    partner (a correction replaces it in the ledger).
     """
 
 class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -563,6 +603,38 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         disconnect by passing the last global_sequence it processed. Global sequences are allocated
         in commit order, so resuming never skips an entry. When the ledger shuts down the stream ends
         with UNAVAILABLE (reason SHUTTING_DOWN): resume, against another instance if need be.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordConsent(
+        self,
+        request: _ledger_service_pb2.RecordConsentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_service_pb2.RecordConsentResponse, _abc.Awaitable[_ledger_service_pb2.RecordConsentResponse]]:
+        """Records that the user grants or withdraws consent to be scored: a journaled fact on the
+        user's chain (ENTRY_TYPE_CONSENT_GRANTED, ENTRY_TYPE_CONSENT_WITHDRAWN). The score service
+        scores only a user whose consent is granted now. Granting consent already granted, or
+        withdrawing consent not granted, journals nothing and answers the consent as it stands (its
+        since_time unchanged). The user's own channel records it; an operator may too, for an
+        import whose consent was documented elsewhere (see the access policy).
+        """
+
+    @_abc_1.abstractmethod
+    def AttachStatement(
+        self,
+        request: _ledger_service_pb2.AttachStatementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_service_pb2.AttachStatementResponse, _abc.Awaitable[_ledger_service_pb2.AttachStatementResponse]]:
+        """Attaches the user's own statement to a negative record of theirs: an obligation closed
+        OBLIGATION_OUTCOME_LATE or OBLIGATION_OUTCOME_DEFAULTED. The statement is journaled
+        (ENTRY_TYPE_STATEMENT_ATTACHED) and shown with the obligation wherever it is shown
+        (GetObligation, GetCreditHistory, the typed entries of ListEntries and WatchEntries); a
+        later statement replaces the shown one, and the journal keeps both. An obligation that is
+        open or closed on time is no negative record: FAILED_PRECONDITION (RECORD_NOT_NEGATIVE). An
+        unknown obligation, or one of another user, is NOT_FOUND (OBLIGATION_NOT_FOUND): a user
+        cannot tell another's obligation from one that does not exist. A partner's late monthly
+        statement takes no attached statement here: it is the partner's record, corrected by the
+        partner (a correction replaces it in the ledger).
         """
 
 def add_LedgerServiceServicer_to_server(servicer: LedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"sesame/score/v1/error_reason.proto\x12\x0fsesame.score.v1*\xa2\x03\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46IELD_REQUIRED\x10\x01\x12\x0e\n\nID_INVALID\x10\x02\x12\x17\n\x13REQUEST_ID_REQUIRED\x10\x03\x12\x17\n\x13REQUEST_UNDECODABLE\x10\x0e\x12\x15\n\x11TIMESTAMP_INVALID\x10\x04\x12\x12\n\x0eTOO_MANY_USERS\x10\x05\x12!\n\x1d\x46\x45\x41TURE_VALUES_NOT_WHOLE_ROWS\x10\x06\x12\x19\n\x15TOO_MANY_FEATURE_ROWS\x10\x07\x12\x1c\n\x18\x46\x45\x41TURE_VALUE_NOT_FINITE\x10\x08\x12\x1e\n\x1a\x46\x45\x41TURE_VALUE_OUT_OF_RANGE\x10\x0f\x12\x19\n\x15MODEL_VERSION_INVALID\x10\t\x12\x1b\n\x17MODEL_VERSION_NOT_FOUND\x10\n\x12\x12\n\x0eMODEL_REJECTED\x10\x0b\x12\x14\n\x10MODEL_NOT_LOADED\x10\x0c\x12\x16\n\x12LEDGER_UNAVAILABLE\x10\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"sesame/score/v1/error_reason.proto\x12\x0fsesame.score.v1*\xce\x03\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46IELD_REQUIRED\x10\x01\x12\x0e\n\nID_INVALID\x10\x02\x12\x17\n\x13REQUEST_ID_REQUIRED\x10\x03\x12\x17\n\x13REQUEST_UNDECODABLE\x10\x0e\x12\x15\n\x11TIMESTAMP_INVALID\x10\x04\x12\x12\n\x0eTOO_MANY_USERS\x10\x05\x12!\n\x1d\x46\x45\x41TURE_VALUES_NOT_WHOLE_ROWS\x10\x06\x12\x19\n\x15TOO_MANY_FEATURE_ROWS\x10\x07\x12\x1c\n\x18\x46\x45\x41TURE_VALUE_NOT_FINITE\x10\x08\x12\x1e\n\x1a\x46\x45\x41TURE_VALUE_OUT_OF_RANGE\x10\x0f\x12\x19\n\x15MODEL_VERSION_INVALID\x10\t\x12\x1b\n\x17MODEL_VERSION_NOT_FOUND\x10\n\x12\x12\n\x0eMODEL_REJECTED\x10\x0b\x12\x13\n\x0f\x43ONSENT_MISSING\x10\x10\x12\x15\n\x11\x43ONSENT_WITHDRAWN\x10\x11\x12\x14\n\x10MODEL_NOT_LOADED\x10\x0c\x12\x16\n\x12LEDGER_UNAVAILABLE\x10\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sesame.score.v1.error_reaso
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORREASON']._serialized_start=56
-  _globals['_ERRORREASON']._serialized_end=474
+  _globals['_ERRORREASON']._serialized_end=518
 # @@protoc_insertion_point(module_scope)

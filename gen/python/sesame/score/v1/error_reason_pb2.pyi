@@ -73,6 +73,15 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     or fails its warm-up); the previous model keeps serving. ErrorInfo.metadata["model_version"]
     names the version rejected.
     """
+    CONSENT_MISSING: _ErrorReason.ValueType  # 16
+    """FAILED_PRECONDITION: the user never granted consent to be scored (the ledger's
+    RecordConsent, on the user's own channel); no score is computed. Judged by the consent as it
+    stands now, whatever as_of_time asks.
+    """
+    CONSENT_WITHDRAWN: _ErrorReason.ValueType  # 17
+    """FAILED_PRECONDITION: the user withdrew consent to be scored; no score is computed until it
+    is granted again. Judged by the consent as it stands now, whatever as_of_time asks.
+    """
     MODEL_NOT_LOADED: _ErrorReason.ValueType  # 12
     """UNAVAILABLE: no model is loaded and warm yet (the health check reports NOT_SERVING);
     retry later.
@@ -138,6 +147,15 @@ MODEL_REJECTED: ErrorReason.ValueType  # 11
 """FAILED_PRECONDITION: the model cannot serve (it cannot be loaded, breaks the model contract
 or fails its warm-up); the previous model keeps serving. ErrorInfo.metadata["model_version"]
 names the version rejected.
+"""
+CONSENT_MISSING: ErrorReason.ValueType  # 16
+"""FAILED_PRECONDITION: the user never granted consent to be scored (the ledger's
+RecordConsent, on the user's own channel); no score is computed. Judged by the consent as it
+stands now, whatever as_of_time asks.
+"""
+CONSENT_WITHDRAWN: ErrorReason.ValueType  # 17
+"""FAILED_PRECONDITION: the user withdrew consent to be scored; no score is computed until it
+is granted again. Judged by the consent as it stands now, whatever as_of_time asks.
 """
 MODEL_NOT_LOADED: ErrorReason.ValueType  # 12
 """UNAVAILABLE: no model is loaded and warm yet (the health check reports NOT_SERVING);

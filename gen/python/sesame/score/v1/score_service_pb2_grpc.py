@@ -88,12 +88,16 @@ class ScoreServiceServicer:
     """
 
     def GetScore(self, request, context):
-        """Scores one user from the credit history the ledger holds as of as_of_time (or now). A user
-        the ledger knows nothing about is not an error: the answer is a thin-file score with reason
-        THIN_FILE_REASON_NO_HISTORY. Errors: INVALID_ARGUMENT naming user_id (FIELD_REQUIRED when
-        empty, ID_INVALID when longer than 128 characters, not printable ASCII or blank) and
-        as_of_time (TIMESTAMP_INVALID); UNAVAILABLE with reason LEDGER_UNAVAILABLE when the ledger
-        cannot be read in time. Histories are cached for at most a minute and dropped as soon as the
+        """Scores one user from the credit history the ledger holds as of as_of_time (or now). Only a
+        user whose consent to be scored is granted now (the ledger's RecordConsent) is scored:
+        otherwise FAILED_PRECONDITION with reason CONSENT_MISSING (never granted) or
+        CONSENT_WITHDRAWN, judged by the consent as it stands now, not as of as_of_time. A user who
+        consented and of whom the ledger knows nothing else is not an error: the answer is a
+        thin-file score with reason THIN_FILE_REASON_NO_HISTORY. Errors: INVALID_ARGUMENT naming
+        user_id (FIELD_REQUIRED when empty, ID_INVALID when longer than 128 characters, not
+        printable ASCII or blank) and as_of_time (TIMESTAMP_INVALID); UNAVAILABLE with reason
+        LEDGER_UNAVAILABLE when the ledger cannot be read in time. A consent recorded or withdrawn
+        is a ledger entry like any other, so it drops the cached score as below. Histories are cached for at most a minute and dropped as soon as the
         ledger's entry stream reports a new entry for the user, so a fact recorded a moment ago
         shows in the next score once the stream has carried it (normally within milliseconds).
         """
@@ -104,7 +108,8 @@ class ScoreServiceServicer:
     def BatchGetScores(self, request, context):
         """Scores many users in one call, at most 1000; each user gets a score or an error of its own,
         the one GetScore would give for that user (a bad user id is INVALID_ARGUMENT naming
-        user_ids[i]; a ledger that cannot be read is LEDGER_UNAVAILABLE). The call itself fails with
+        user_ids[i]; a user without consent FAILED_PRECONDITION, CONSENT_MISSING or
+        CONSENT_WITHDRAWN; a ledger that cannot be read is LEDGER_UNAVAILABLE). The call itself fails with
         INVALID_ARGUMENT naming user_ids when it lists no user (FIELD_REQUIRED) or more than 1000
         (TOO_MANY_USERS), and as_of_time (TIMESTAMP_INVALID).
         """

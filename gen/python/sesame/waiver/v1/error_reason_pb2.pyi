@@ -88,6 +88,17 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: a modification that does not lower the total."""
     PAYMENT_EXCEEDS_DUE: _ErrorReason.ValueType  # 42
     """FAILED_PRECONDITION: a payment above what is still due."""
+    CONSENT_MISSING: _ErrorReason.ValueType  # 43
+    """FAILED_PRECONDITION: CreateOrder for a user who never granted consent to be scored. Nothing
+    was written (no order, no hold): the user grants consent on their own channel (the ledger's
+    RecordConsent), then the merchant creates the order again, with the same request_id or
+    another. Not the scenario's scoring-unavailable treatment: no order is created without
+    the user's consent, whatever the policy says.
+    """
+    CONSENT_WITHDRAWN: _ErrorReason.ValueType  # 44
+    """FAILED_PRECONDITION: CreateOrder for a user who withdrew consent to be scored; as
+    CONSENT_MISSING, nothing was written.
+    """
     REQUEST_ID_REUSED: _ErrorReason.ValueType  # 50
     """ABORTED: the request_id was used before with a different request."""
     ORDER_BUSY: _ErrorReason.ValueType  # 51
@@ -173,6 +184,17 @@ TOTAL_NOT_LOWER: ErrorReason.ValueType  # 41
 """FAILED_PRECONDITION: a modification that does not lower the total."""
 PAYMENT_EXCEEDS_DUE: ErrorReason.ValueType  # 42
 """FAILED_PRECONDITION: a payment above what is still due."""
+CONSENT_MISSING: ErrorReason.ValueType  # 43
+"""FAILED_PRECONDITION: CreateOrder for a user who never granted consent to be scored. Nothing
+was written (no order, no hold): the user grants consent on their own channel (the ledger's
+RecordConsent), then the merchant creates the order again, with the same request_id or
+another. Not the scenario's scoring-unavailable treatment: no order is created without
+the user's consent, whatever the policy says.
+"""
+CONSENT_WITHDRAWN: ErrorReason.ValueType  # 44
+"""FAILED_PRECONDITION: CreateOrder for a user who withdrew consent to be scored; as
+CONSENT_MISSING, nothing was written.
+"""
 REQUEST_ID_REUSED: ErrorReason.ValueType  # 50
 """ABORTED: the request_id was used before with a different request."""
 ORDER_BUSY: ErrorReason.ValueType  # 51

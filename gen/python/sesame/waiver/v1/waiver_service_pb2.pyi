@@ -180,7 +180,9 @@ class _ScoringUnavailableActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapp
 
 class ScoringUnavailableAction(_ScoringUnavailableAction, metaclass=_ScoringUnavailableActionEnumTypeWrapper):
     """ScoringUnavailableAction is what a scenario does when the score service cannot answer in time.
-    It never waives anything without a score.
+    It never waives anything without a score. A user who has not consented to be scored is no
+    unavailable score: CreateOrder refuses the order (FAILED_PRECONDITION, CONSENT_MISSING or
+    CONSENT_WITHDRAWN) whatever the action.
     """
 
 SCORING_UNAVAILABLE_ACTION_UNSPECIFIED: ScoringUnavailableAction.ValueType  # 0

@@ -66,9 +66,14 @@ class WaiverServiceStub:
     Creating the same out_order_no again with identical parameters returns the existing order
     (whatever its request_id); with different parameters it fails with ALREADY_EXISTS, reason
     ORDER_ALREADY_EXISTS. An unknown scenario is NOT_FOUND, reason SCENARIO_NOT_FOUND. When the
-    score service cannot be reached the scenario's fallback applies (see ScenarioPolicy); when
-    the ledger cannot be reached the answer is UNAVAILABLE, reason LEDGER_UNAVAILABLE, and an
-    order not confirmed by a retry within a minute is undone (its hold released).
+    user never granted consent to be scored, or withdrew it, the answer is FAILED_PRECONDITION,
+    reason CONSENT_MISSING or CONSENT_WITHDRAWN, and nothing is written (no order, no hold): the
+    user grants consent on their own channel (the ledger's RecordConsent) and the merchant tries
+    again; this is not the scoring-unavailable fallback, which applies only when the score
+    service cannot be reached. When the score service cannot be reached the scenario's fallback
+    applies (see ScenarioPolicy); when the ledger cannot be reached the answer is UNAVAILABLE,
+    reason LEDGER_UNAVAILABLE, and an order not confirmed by a retry within a minute is undone
+    (its hold released).
     """
     GetOrder: _grpc.UnaryUnaryMultiCallable[_waiver_service_pb2.GetOrderRequest, _waiver_service_pb2.GetOrderResponse]
     """Returns one order as it stands now. Unknown orders are NOT_FOUND, reason ORDER_NOT_FOUND."""
@@ -140,9 +145,14 @@ class WaiverServiceAsyncStub(WaiverServiceStub):
     Creating the same out_order_no again with identical parameters returns the existing order
     (whatever its request_id); with different parameters it fails with ALREADY_EXISTS, reason
     ORDER_ALREADY_EXISTS. An unknown scenario is NOT_FOUND, reason SCENARIO_NOT_FOUND. When the
-    score service cannot be reached the scenario's fallback applies (see ScenarioPolicy); when
-    the ledger cannot be reached the answer is UNAVAILABLE, reason LEDGER_UNAVAILABLE, and an
-    order not confirmed by a retry within a minute is undone (its hold released).
+    user never granted consent to be scored, or withdrew it, the answer is FAILED_PRECONDITION,
+    reason CONSENT_MISSING or CONSENT_WITHDRAWN, and nothing is written (no order, no hold): the
+    user grants consent on their own channel (the ledger's RecordConsent) and the merchant tries
+    again; this is not the scoring-unavailable fallback, which applies only when the score
+    service cannot be reached. When the score service cannot be reached the scenario's fallback
+    applies (see ScenarioPolicy); when the ledger cannot be reached the answer is UNAVAILABLE,
+    reason LEDGER_UNAVAILABLE, and an order not confirmed by a retry within a minute is undone
+    (its hold released).
     """
     GetOrder: _aio.UnaryUnaryMultiCallable[_waiver_service_pb2.GetOrderRequest, _waiver_service_pb2.GetOrderResponse]  # type: ignore[assignment]
     """Returns one order as it stands now. Unknown orders are NOT_FOUND, reason ORDER_NOT_FOUND."""
@@ -217,9 +227,14 @@ class WaiverServiceServicer(metaclass=_abc_1.ABCMeta):
         Creating the same out_order_no again with identical parameters returns the existing order
         (whatever its request_id); with different parameters it fails with ALREADY_EXISTS, reason
         ORDER_ALREADY_EXISTS. An unknown scenario is NOT_FOUND, reason SCENARIO_NOT_FOUND. When the
-        score service cannot be reached the scenario's fallback applies (see ScenarioPolicy); when
-        the ledger cannot be reached the answer is UNAVAILABLE, reason LEDGER_UNAVAILABLE, and an
-        order not confirmed by a retry within a minute is undone (its hold released).
+        user never granted consent to be scored, or withdrew it, the answer is FAILED_PRECONDITION,
+        reason CONSENT_MISSING or CONSENT_WITHDRAWN, and nothing is written (no order, no hold): the
+        user grants consent on their own channel (the ledger's RecordConsent) and the merchant tries
+        again; this is not the scoring-unavailable fallback, which applies only when the score
+        service cannot be reached. When the score service cannot be reached the scenario's fallback
+        applies (see ScenarioPolicy); when the ledger cannot be reached the answer is UNAVAILABLE,
+        reason LEDGER_UNAVAILABLE, and an order not confirmed by a retry within a minute is undone
+        (its hold released).
         """
 
     @_abc_1.abstractmethod
