@@ -124,8 +124,9 @@ class ErrorDetails(NamedTuple):
 
 
 def error_details(rpc_error: grpc.RpcError) -> ErrorDetails:
-    """Reason and field names from a failed call; empty when the status carries none."""
-    if not isinstance(rpc_error, grpc.Call):
+    """Reason and field names from a failed call, synchronous or asyncio; empty when the
+    status carries none."""
+    if not isinstance(rpc_error, grpc.Call | grpc.aio.AioRpcError):
         return ErrorDetails("", ())
     status: status_pb2.Status | None = rpc_status.from_call(rpc_error)
     if status is None:

@@ -135,6 +135,24 @@ def test_an_error_inside_an_answer_is_the_status_a_call_would_fail_with() -> Non
     assert status_details(message) == ("FIELD_REQUIRED", ("a", "b"))
 
 
+def test_error_details_reads_the_reason_and_fields_of_an_asyncio_call_error() -> None:
+    rpc_status = to_rpc_status(
+        InvalidArgument(
+            "a field is wrong",
+            reason="FIELD_REQUIRED",
+            field_violations=[FieldViolation("user_id", "is required", "FIELD_REQUIRED")],
+        )
+    )
+    error = grpc.aio.AioRpcError(
+        rpc_status.code,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(*rpc_status.trailing_metadata),
+        details=rpc_status.details,
+    )
+
+    assert error_details(error) == ("FIELD_REQUIRED", ("user_id",))
+
+
 def test_error_details_is_empty_for_an_error_that_is_not_a_call() -> None:
     assert error_details(grpc.RpcError()) == ("", ())
 
