@@ -259,13 +259,16 @@ class PostgresServer:
         return make_url(self.url).set(database=database).render_as_string(hide_password=False)
 
     def admin_connection(self) -> psycopg.Connection[tuple[object, ...]]:
-        url = make_url(self.url)
+        return self.connection(make_url(self.url).database or "postgres")
+
+    def connection(self, database: str) -> psycopg.Connection[tuple[object, ...]]:
+        """An autocommit connection to one database of the server."""
         return psycopg.connect(
             host=self.host,
             port=self.port,
             user=self.user,
-            password=url.password,
-            dbname=url.database or "postgres",
+            password=make_url(self.url).password,
+            dbname=database,
             connect_timeout=POSTGRES_CONNECT_TIMEOUT_S,
             autocommit=True,
         )
@@ -283,17 +286,8 @@ class PostgresServer:
         and indexes (the waiver's orders are updated at every step), which no production server
         lets happen; pgbench, the ledger benchmark's baseline, vacuums before it runs too.
         """
-        url = make_url(self.url)
         for database in databases:
-            with psycopg.connect(
-                host=self.host,
-                port=self.port,
-                user=self.user,
-                password=url.password,
-                dbname=database,
-                connect_timeout=POSTGRES_CONNECT_TIMEOUT_S,
-                autocommit=True,
-            ) as connection:
+            with self.connection(database) as connection:
                 connection.execute("VACUUM (ANALYZE)")
 
 
