@@ -281,10 +281,10 @@ class PostgresServer:
     def vacuum(self, databases: Sequence[str]) -> None:
         """VACUUM (ANALYZE) of every table of each database: what autovacuum does in production.
 
-        CI's PostgreSQL runs with autovacuum off, to keep test runs steady. A benchmark that
-        updates rows for minutes would otherwise measure dead row versions piling up in tables
-        and indexes (the waiver's orders are updated at every step), which no production server
-        lets happen; pgbench, the ledger benchmark's baseline, vacuums before it runs too.
+        CI's PostgreSQL runs with autovacuum off. A benchmark that updates rows for minutes
+        would otherwise measure dead row versions piling up in tables and indexes (the waiver's
+        orders are updated at every step), which no production server lets happen; pgbench,
+        the ledger benchmark's baseline, vacuums before it runs too.
         """
         for database in databases:
             with self.connection(database) as connection:

@@ -29,9 +29,9 @@ One run:
      `create_p99_vs_place_hold_p99`.
    Ratios are taken within a round, so that the machine's drift between rounds cancels, and
    every figure printed is the median over the rounds. Every phase starts with a VACUUM
-   (ANALYZE) of both databases, as pgbench starts its runs: CI's PostgreSQL runs with
-   autovacuum off, and without it the dead row versions each step leaves behind (an order is
-   updated at every step) slowed each round more than the last.
+   (ANALYZE) of both databases, as pgbench starts its runs (see `PostgresServer.vacuum`): each
+   step updates the order's row, and on a server with autovacuum off (CI's) the dead versions
+   would otherwise accumulate from phase to phase.
 
 Every phase uses the load generator (`loadgen.py`) with the same processes and concurrency. Each
 slot of the load generator has users of its own (slot i takes users i, i + concurrency, ...), so

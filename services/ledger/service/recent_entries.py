@@ -1,14 +1,12 @@
 """The journal's latest entries, read once for all the entry streams of this process.
 
-Every stream used to read the journal on its own after each commit it was woken for: with the
-score service's workers each watching, one ledger read the same few entries once per watcher,
-and those reads were most of what serving the streams cost. Now the first stream woken reads
-the new entries into a bounded tail and every other stream takes them from there. A stream
-behind the tail (a backlog, a resume from long ago) reads the journal itself, as before.
+Several streams watch at once (each score worker has its own), and a commit wakes them all. The
+first stream woken reads the new entries into a bounded tail and every other stream takes them
+from there, so the journal is read once per commit, not once per watcher. A stream behind the
+tail (a backlog, a resume from long ago) reads the journal itself.
 
 Commits of other ledger processes sharing the database wake no stream here; the tail is read
-again when a stream asks after its poll interval, so those are seen within one interval, as
-before.
+again when a stream asks after half its poll interval, so those are seen within one interval.
 """
 
 from __future__ import annotations
