@@ -220,6 +220,17 @@ def test_without_a_score_an_enjoy_first_scenario_refuses_the_order_and_writes_no
         waiver.orders.get_order("m-1", "o-1")
 
 
+def test_a_retry_of_a_created_order_answers_it_while_the_score_service_is_down(waiver):
+    # A merchant retrying after a lost answer gets the order it made, score or no score.
+    made = waiver.create()
+    waiver.scores.reachable = False
+
+    again = waiver.create()
+
+    assert again == made
+    assert sum(open_holds(waiver.ledger)) == 99 * YUAN
+
+
 @pytest.mark.parametrize("reason", ["CONSENT_MISSING", "CONSENT_WITHDRAWN"])
 @pytest.mark.parametrize("scenario_id", ["bike", "car"])
 def test_a_user_without_consent_is_refused_and_nothing_is_written_whatever_the_fallback(
