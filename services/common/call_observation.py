@@ -180,10 +180,20 @@ HANDLING_SECONDS = Histogram(
 )
 
 
+# The two metrics of each service, method and code, looked up once rather than on every call.
+_CALL_METRICS: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+
 def record_call_metrics(call: CompletedCall) -> None:
-    labels = {"service": call.service_name, "method": call.method_name, "code": call.code.name}
-    HANDLED_CALLS.labels(**labels).inc()
-    HANDLING_SECONDS.labels(**labels).observe(call.duration_s)
+    labels = (call.service_name, call.method_name, call.code.name)
+    metrics = _CALL_METRICS.get(labels)
+    if metrics is None:
+        metrics = _CALL_METRICS.setdefault(
+            labels, (HANDLED_CALLS.labels(*labels), HANDLING_SECONDS.labels(*labels))
+        )
+    handled, handling_seconds = metrics
+    handled.inc()
+    handling_seconds.observe(call.duration_s)
 
 
 # What every Sesame server observes each call with.

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 PREFIX = "p-"
@@ -35,7 +36,13 @@ def configure_pseudonyms(key_file: str) -> None:
 
 
 def pseudonym(user_id: str) -> str:
-    digest = hmac.new(_key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()
+    return _keyed_pseudonym(_key, user_id)
+
+
+# Every call of a user's logs the user's pseudonym: each is hashed once per key while in use.
+@lru_cache(maxsize=65_536)
+def _keyed_pseudonym(key: bytes, user_id: str) -> str:
+    digest = hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()
     return PREFIX + digest[:DIGITS]
 
 
