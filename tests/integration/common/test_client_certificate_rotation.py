@@ -8,7 +8,6 @@ is logged and the previous one kept, as the servers do."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from services.common.channels import ReloadingChannel, client_channel
 from services.common.dependency_health import Dependency, DependencyWatch
 from services.common.tls import server_credentials
 from tests.support.tls import make_certificates, tls_files
+from tests.support.waiting import until
 
 NAME = "test.Ledger"
 WAIVER = LocalIdentity("waiver", "service/waiver")
@@ -136,15 +136,6 @@ def is_closed(channel: grpc.Channel) -> bool:
     return False
 
 
-def until(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_renewed_client_certificate_is_presented_without_a_new_channel(
     certificates: Path, peer: Peer
 ) -> None:
@@ -194,7 +185,7 @@ def test_the_call_in_flight_finishes_on_the_old_channel_which_is_closed_after_it
         old_channel_open = not is_closed(opened[0])
         peer.release.set()
         streamed = list(stream)
-        old_channel_closed = until(lambda: is_closed(opened[0]))
+        old_channel_closed = until(lambda: is_closed(opened[0]), WAIT_S, interval_s=0.05)
         still_answered = serial_call(channel)()
 
     assert answered_after_renewal == second

@@ -4,8 +4,7 @@ fault proxy), and up again once it answers, over the same channel."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -15,18 +14,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from services.common.channels import client_channel
 from services.common.dependency_health import Dependency, DependencyWatch
 from tests.support.fault_proxy import FaultProxy
+from tests.support.waiting import until
 
 NAME = "test.Ledger"
 RECONNECT_WAIT_S = 20.0
-
-
-def until(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + RECONNECT_WAIT_S
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture
@@ -70,7 +61,7 @@ def test_the_watch_follows_the_dependency_and_reports_each_change_once(
         proxy.drop()
         seen.append(watch.check_now()[NAME])
         proxy.heal()
-        recovered = until(lambda: watch.check_now()[NAME])
+        recovered = until(lambda: watch.check_now()[NAME], RECONNECT_WAIT_S, interval_s=0.1)
 
     assert seen == [True, True, False, True, False, True, False]
     assert recovered, "the same channel never reached the dependency again"

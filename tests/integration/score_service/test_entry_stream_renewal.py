@@ -9,10 +9,9 @@ an interruption."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from services.ledger.settings import LedgerSettings
 from services.ledger.storage.migrate import upgrade
 from services.score.adapters.ledger_client import LedgerClient
 from services.score.service.cache_invalidation import CacheInvalidator
+from tests.support.waiting import until
 
 CALL_TIMEOUT_S = 10.0
 WRITES = 40
@@ -85,15 +85,6 @@ def ledger_address(tmp_path: Path, watch_end: WatchEnd) -> Iterator[str]:
         built.close()
 
 
-def until(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def create_obligation(stub: ledger_service_pb2_grpc.LedgerServiceStub, user_id: str) -> None:
     due_time = timestamp_pb2.Timestamp()
     due_time.FromDatetime(datetime.now(UTC) + timedelta(days=30))
@@ -142,13 +133,13 @@ def test_a_watch_that_ends_without_a_fault_is_resumed_losing_and_repeating_nothi
                 if index % WRITES_BETWEEN_ENDS == WRITES_BETWEEN_ENDS - 1:
                     # The next writes go to the watch that follows the next end.
                     seen = ends()
-                    assert until(lambda seen=seen: ends() > seen)
+                    assert until(lambda seen=seen: ends() > seen, WAIT_S)
             last_sequence = stub.GetCreditHistory(
                 ledger_pb.GetCreditHistoryRequest(user_id=users[-1]),
                 timeout=CALL_TIMEOUT_S,
                 wait_for_ready=True,
             ).last_global_sequence
-            caught_up = until(lambda: invalidator.last_global_sequence >= last_sequence)
+            caught_up = until(lambda: invalidator.last_global_sequence >= last_sequence, WAIT_S)
             invalidator.stop()
 
     assert caught_up

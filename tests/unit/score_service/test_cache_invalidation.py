@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import structlog
 
 from services.score.service.cache_invalidation import CacheInvalidator
 from services.score.service.ports import EntryNotice
+from tests.support.waiting import until
 
 WAIT_S = 5.0
 
@@ -50,9 +50,7 @@ def test_the_stream_resumes_after_the_last_entry_processed() -> None:
     )
 
     invalidator.start()
-    deadline = time.monotonic() + WAIT_S
-    while len(invalidated) < 4 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    until(lambda: len(invalidated) >= 4, WAIT_S)
     invalidator.stop()
 
     assert stream.resumed_after[:2] == [0, 3]
@@ -69,9 +67,7 @@ def test_an_entry_outside_the_credit_history_keeps_the_users_cached_values() -> 
     )
 
     invalidator.start()
-    deadline = time.monotonic() + WAIT_S
-    while invalidator.last_global_sequence < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    until(lambda: invalidator.last_global_sequence >= 2, WAIT_S)
     invalidator.stop()
 
     assert invalidated == [("u-2", 2)]
@@ -110,10 +106,8 @@ def test_a_watch_that_reached_its_deadline_is_resumed_at_once_where_it_stopped()
 
     with structlog.testing.capture_logs() as captured:
         invalidator.start()
-        deadline = time.monotonic() + WAIT_S
         # Until the watch after the last entry has started (and waits for more).
-        while len(stream.resumed_after) < 5 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        until(lambda: len(stream.resumed_after) >= 5, WAIT_S)
         invalidator.stop()
 
     assert stream.resumed_after == [0, 2, 4, 6, 7]
@@ -159,9 +153,7 @@ def test_a_watch_cut_after_it_had_been_running_is_resumed_at_once_without_a_warn
 
     with structlog.testing.capture_logs() as captured:
         invalidator.start()
-        deadline = time.monotonic() + WAIT_S
-        while len(invalidated) < 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        until(lambda: len(invalidated) >= 4, WAIT_S)
         invalidator.stop()
 
     assert stream.resumed_after == [0, 2]
