@@ -136,13 +136,18 @@ def is_closed(channel: grpc.Channel) -> bool:
     return False
 
 
+def waivers_channel(certificates: Path, peer: Peer) -> grpc.Channel:
+    """The waiver's channel to the peer, looking at its files before every call."""
+    return client_channel(
+        peer.address, tls_files(certificates, "waiver"), certificate_check_interval_s=0
+    )
+
+
 def test_a_renewed_client_certificate_is_presented_without_a_new_channel(
     certificates: Path, peer: Peer
 ) -> None:
     first = serial_in(certificates / "waiver.pem")
-    with client_channel(
-        peer.address, tls_files(certificates, "waiver"), certificate_check_interval_s=0
-    ) as channel:
+    with waivers_channel(certificates, peer) as channel:
         serial = serial_call(channel)
         watch = DependencyWatch(
             [Dependency(NAME, channel)], lambda name, serving: None, interval_s=60, timeout_s=5
@@ -201,9 +206,7 @@ def test_a_certificate_not_matching_its_key_is_logged_and_the_previous_one_kept(
     certificates: Path, peer: Peer
 ) -> None:
     first = serial_in(certificates / "waiver.pem")
-    with client_channel(
-        peer.address, tls_files(certificates, "waiver"), certificate_check_interval_s=0
-    ) as channel:
+    with waivers_channel(certificates, peer) as channel:
         serial = serial_call(channel)
         assert serial() == first
         # Another identity's key beside the waiver's certificate: a pair that does not match.
