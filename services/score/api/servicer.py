@@ -20,6 +20,7 @@ from sesame.score.v1 import score_service_pb2 as pb, score_service_pb2_grpc
 
 from services.common.runtime import GrpcServer
 from services.score.api import mapping
+from services.score.api.responses import GetScoreResponses
 from services.score.service.model_registry import ModelRegistry
 from services.score.service.score_service import ScoreService
 
@@ -32,6 +33,7 @@ class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
     def __init__(self, scores: ScoreService, models: ModelRegistry) -> None:
         self._scores = scores
         self._models = models
+        self._responses = GetScoreResponses()
 
     def add_to_server(self, server: GrpcServer) -> None:
         score_service_pb2_grpc.add_ScoreServiceServicer_to_server(self, server)
@@ -42,7 +44,7 @@ class ScoreServicer(score_service_pb2_grpc.ScoreServiceServicer):
         result = self._scores.cached_score(request.user_id, as_of, violations)
         if result is None:
             result = await asyncio.to_thread(self._scores.get_score, request.user_id, as_of)
-        return pb.GetScoreResponse(score=mapping.score_message(result))
+        return self._responses.for_result(result)
 
     async def BatchGetScores(
         self, request: pb.BatchGetScoresRequest, context: Context
