@@ -3,7 +3,8 @@
 Each service is started the way a deployment starts it, `python -m services.<name>`, configured
 only through its SESAME_<SERVICE>_* environment variables. The launcher waits until each one
 answers its health check before starting the next (score and waiver read from the ledger), prints
-their addresses, and on Ctrl-C or SIGTERM stops them all, gracefully first.
+their addresses, and on Ctrl-C or SIGTERM stops them all, gracefully first, in the reverse order
+(the waiver while the score service and the ledger still answer it, the ledger last).
 """
 
 from __future__ import annotations
@@ -179,12 +180,13 @@ def _channel(address: str, tls_files: TlsFiles | None) -> grpc.Channel:
 
 
 def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM first (each service drains its calls), SIGKILL only past the timeout."""
-    for process in processes:
+    """Stops the services in the reverse of the order they started, each before the next, so
+    that a service finishes its calls in flight while the services it calls still answer: SIGTERM
+    first (each service drains its calls), SIGKILL only past the timeout."""
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for process in reversed(processes):
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for process in processes:
         try:
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

@@ -3,6 +3,7 @@ ports, for tests that need all three services as separate processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -64,6 +65,7 @@ def launched_suite(
     try:
         yield {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     finally:
+        lines_before_stop = len(output)
         launcher.send_signal(signal.SIGINT)
         try:
             launcher.wait(timeout=STOP_TIMEOUT_S)
@@ -74,3 +76,16 @@ def launched_suite(
     # Only reached when the block using the suite ended without an error of its own.
     if launcher.returncode != 0 or "Sesame stopped." not in "".join(output):
         raise RuntimeError("the suite did not stop cleanly:\n" + "".join(output))
+    # Stopping is routine: no service may complain about it (a dependency gone first, say).
+    complaints = [line for line in output[lines_before_stop:] if _is_complaint(line)]
+    if complaints:
+        raise RuntimeError("the suite complained while it stopped:\n" + "".join(complaints))
+
+
+def _is_complaint(line: str) -> bool:
+    """A JSON log line at warning level or above."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("level") in ("warning", "error", "critical")
