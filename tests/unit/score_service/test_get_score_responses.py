@@ -1,8 +1,7 @@
-"""GetScore's answers are built once per score and never outlive it."""
+"""GetScore's answers are built once per score, and only a bounded number of them are kept."""
 
 from __future__ import annotations
 
-import gc
 from datetime import UTC, datetime
 
 from services.score.api import mapping
@@ -58,16 +57,15 @@ def test_a_new_score_of_the_same_user_gets_its_own_answer() -> None:
     assert responses.for_result(before).score.score == 612
 
 
-def test_an_answer_is_dropped_with_its_score() -> None:
-    responses = GetScoreResponses()
-    results = [a_score(f"u-{index}", 600 + index) for index in range(50)]
-    for result in results:
-        responses.for_result(result)
-    assert len(responses) == 50
+def test_only_the_most_recently_asked_answers_are_kept() -> None:
+    responses = GetScoreResponses(answers_kept=3)
+    results = [a_score(f"u-{index}", 600 + index) for index in range(5)]
+    answers = [responses.for_result(result) for result in results]
 
-    del results, result
-    gc.collect()
+    responses.for_result(results[2])  # asked again: the most recent now
 
-    assert len(responses) == 0
-    # A score made now, perhaps where a dropped one lived, is answered with its own values.
-    assert responses.for_result(a_score("u-new", 555)).score.user_id == "u-new"
+    assert len(responses) == 3
+    assert responses.for_result(results[2]) is answers[2]
+    assert responses.for_result(results[4]) is answers[4]
+    rebuilt = responses.for_result(results[0])
+    assert rebuilt is not answers[0] and rebuilt == answers[0]
