@@ -7,6 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServerSettings
 from services.score.adapters.model_files import MODELS_ROOT
+from services.score.service.feature_cache import MAX_AGE_S_DEFAULT, MAX_ENTRIES_DEFAULT
 
 # ScoreFeatures takes up to 100000 rows of 18 doubles (about 16 MB on the wire).
 SCORE_MESSAGE_BYTES_MAX = 64 * 1024 * 1024
@@ -28,8 +29,8 @@ class ScoreSettings(ServerSettings):
     shadow_model_version: str = ""
     ledger_deadline_s: float = 2.0
     # The feature cache: see services/score/service/feature_cache.py for the staleness window.
-    cache_max_entries: int = 100_000
-    cache_max_age_s: float = 60.0
+    cache_max_entries: int = MAX_ENTRIES_DEFAULT
+    cache_max_age_s: float = MAX_AGE_S_DEFAULT
     history_fetch_threads: int = 16
     # Drift: how many of the last scored users the population stability indices rest on (see
     # service/drift_watch.py; Prometheus metrics sesame_score_feature_psi, sesame_score_psi).

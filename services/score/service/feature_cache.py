@@ -5,6 +5,14 @@ Entries are dropped when the ledger's entry stream reports a new entry for the u
 `cache_invalidation`), when they are older than `max_age_s`, or when the cache is full (least
 recently used first).
 
+Memory. A cached user (features, score, reasons and actions) takes about 5.5 KB, so the cache
+holds at most `max_entries` of them, 40,000 by default: about 220 MB per server process, and the
+score service runs one process per CPU (the manifests give two processes 1 GiB). Entries past
+their age are dropped from the least recently used end as new ones are stored, so a cache holds
+little more than the users scored within `max_age_s`, not every user it ever scored. The newest
+sequence remembered per user (below) takes about 130 bytes a user, and at most `SEEN_USERS_MAX`
+users are remembered: about 13 MB.
+
 Staleness window. A score may miss a ledger entry for as long as the entry takes to arrive on the
 stream (normally milliseconds); if the stream is down, for at most `max_age_s`, because no entry
 is served past that age whatever the stream says. A score "as of now" (as_of unset) also moves
@@ -32,10 +40,10 @@ from typing import Generic, TypeVar
 ValueT = TypeVar("ValueT")
 CacheKey = tuple[str, datetime | None]
 
-MAX_ENTRIES_DEFAULT = 100_000
+MAX_ENTRIES_DEFAULT = 40_000
 MAX_AGE_S_DEFAULT = 60.0
 # How many per-user newest sequences are remembered before they are forgotten together.
-SEEN_USERS_MAX = 1_000_000
+SEEN_USERS_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -90,12 +98,11 @@ class FeatureCache(Generic[ValueT]):
                 return
             if reflects_sequence < self._newest_sequence_by_user.get(user_id, 0):
                 return
-            self._entries[key] = _Stored(value, reflects_sequence, self._clock())
+            now_s = self._clock()
+            self._entries[key] = _Stored(value, reflects_sequence, now_s)
             self._entries.move_to_end(key)
             self._keys_by_user.setdefault(user_id, set()).add(key)
-            while len(self._entries) > self.max_entries:
-                oldest_key = next(iter(self._entries))
-                self._remove(oldest_key)
+            self._drop_least_recently_used(now_s)
 
     def invalidate_user(self, user_id: str, global_sequence: int) -> None:
         """The ledger recorded an entry about the user at `global_sequence`."""
@@ -122,6 +129,18 @@ class FeatureCache(Generic[ValueT]):
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
+
+    def _drop_least_recently_used(self, now_s: float) -> None:
+        """Drops entries from the least recently used end while the cache is over its size or
+        they are past their age. An entry was stored no later than it was last used, so the
+        least recently used one that is still young enough leaves the rest to `get`."""
+        while self._entries:
+            oldest_key, oldest = next(iter(self._entries.items()))
+            if len(self._entries) <= self.max_entries and (
+                now_s - oldest.stored_at_s <= self.max_age_s
+            ):
+                return
+            self._remove(oldest_key)
 
     def _remove(self, key: CacheKey) -> None:
         self._entries.pop(key, None)

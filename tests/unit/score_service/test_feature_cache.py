@@ -50,6 +50,26 @@ def test_the_least_recently_used_value_leaves_first_when_full() -> None:
     assert len(cache) == 2
 
 
+def test_values_past_their_age_are_dropped_as_new_ones_come_even_if_never_asked_for() -> None:
+    """Memory follows the users scored lately, not every user ever scored."""
+    clock = FakeClock()
+    cache: FeatureCache[str] = FeatureCache(max_entries=100_000, max_age_s=60, clock=clock)
+    for index in range(1_000):
+        put(cache, f"u-{index}", "history")
+    clock.now_s = 30
+    put(cache, "u-recent", "history")
+    cache.get(("u-0", AS_OF))  # used again, so it stays behind u-recent in the order of use
+
+    clock.now_s = 61
+    put(cache, "u-new", "history")
+
+    assert len(cache) == 3  # u-recent, u-0 and u-new: the 999 others are gone
+    assert cache.get(("u-0", AS_OF)) is None  # stored at 0: too old when asked for
+    assert cache.get(("u-recent", AS_OF)) == "history"
+    assert cache.get(("u-new", AS_OF)) == "history"
+    assert len(cache) == 2
+
+
 def test_invalidating_a_user_drops_every_as_of_of_that_user_only() -> None:
     cache: FeatureCache[str] = FeatureCache()
     put(cache, "u-1", "then")
