@@ -77,7 +77,13 @@ def launched_suite(
     if launcher.returncode != 0 or "Sesame stopped." not in "".join(output):
         raise RuntimeError("the suite did not stop cleanly:\n" + "".join(output))
     # Stopping is routine: no service may complain about it (a dependency gone first, say).
-    complaints = [line for line in output[lines_before_stop:] if _is_complaint(line)]
+    # Stopping begins with the first service's "server_stopping" line: lines written before
+    # the signal may still have been in the pipe when it was sent.
+    stopping_from = next(
+        (index for index, line in enumerate(output) if '"server_stopping"' in line),
+        lines_before_stop,
+    )
+    complaints = [line for line in output[stopping_from:] if _is_complaint(line)]
     if complaints:
         raise RuntimeError("the suite complained while it stopped:\n" + "".join(complaints))
 
