@@ -1,12 +1,13 @@
 """GetScore's answers to the scores asked for most recently, each built once.
 
-A cached score is answered many times, and its answer (up to four reasons and three actions,
-each in two languages) costs more to build than to look up: 14 µs for four reasons and two
-actions, against 6 KB of memory to keep it. So the answers of the most recently asked scores
-are kept, a bounded number of them, by the identity of the `ScoreResult` they answer: the
-service hands out the same object for as long as it caches the score, and a score that changes
-is a new object. Nothing here decides when a score goes stale; the score cache alone does.
-Answers are never changed after they are built; gRPC only serializes them.
+A cached score is answered many times, and building its answer (up to four reasons and three
+actions, each in two languages) costs more than looking it up; keeping answers costs memory, so
+only the answers to the most recently asked scores are kept, a bounded number of them (the
+README gives what one costs to build and to keep). They are kept by the identity of the
+`ScoreResult` they answer: the service hands out the same object for as long as it caches the
+score, and a score that changes is a new object. Nothing here decides when a score goes stale;
+the score cache alone does. Answers are never changed after they are built; gRPC only
+serializes them.
 
 Used from the event loop's thread alone, like the GetScore handler that calls it.
 """
@@ -20,7 +21,7 @@ from sesame.score.v1 import score_service_pb2 as pb
 from services.score.api import mapping
 from services.score.service.score_service import ScoreResult
 
-# About 25 MB of answers per server process.
+# Enough for a busy hot set of users; a small share of a process's memory.
 ANSWERS_KEPT = 4096
 
 

@@ -5,13 +5,12 @@ Entries are dropped when the ledger's entry stream reports a new entry for the u
 `cache_invalidation`), when they are older than `max_age_s`, or when the cache is full (least
 recently used first).
 
-Memory. A cached user (features, score, reasons and actions) takes about 5.5 KB, so the cache
-holds at most `max_entries` of them, 40,000 by default: about 220 MB per server process, and the
-score service runs one process per CPU (the manifests give two processes 1 GiB). Entries past
-their age are dropped from the least recently used end as new ones are stored, so a cache holds
-little more than the users scored within `max_age_s`, not every user it ever scored. The newest
-sequence remembered per user (below) takes about 130 bytes a user, and at most `SEEN_USERS_MAX`
-users are remembered: about 13 MB.
+Memory. The cache holds at most `max_entries` users per server process, and the score service
+runs one process per CPU, so the default is chosen for every process's cache to fit in the
+memory the manifests give a pod (the README gives the size of a cached user). Entries past their
+age are dropped from the least recently used end as new ones are stored, so a cache holds little
+more than the users scored within `max_age_s`, not every user it ever scored. The newest
+sequence remembered per user (below) is bounded the same way, by `SEEN_USERS_MAX`.
 
 Staleness window. A score may miss a ledger entry for as long as the entry takes to arrive on the
 stream (normally milliseconds); if the stream is down, for at most `max_age_s`, because no entry
