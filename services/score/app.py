@@ -21,6 +21,7 @@ from sesame.ledger.v1 import ledger_service_pb2
 from services.common.aio_server import AioSesameServer, serve_aio
 from services.common.channels import client_channel
 from services.common.dependency_health import Dependency, DependencyWatch
+from services.common.history_watch import CacheInvalidator, LedgerHistoryStream
 from services.common.logging import configure_logging
 from services.common.runtime import (
     ServiceRegistration,
@@ -34,7 +35,6 @@ from services.score.adapters.ledger_client import LedgerClient
 from services.score.adapters.onnx_model import OnnxModelLoader
 from services.score.adapters.shadow_metrics import PrometheusShadowRecorder
 from services.score.api.servicer import SERVICE_NAME, ScoreServicer
-from services.score.service.cache_invalidation import CacheInvalidator
 from services.score.service.drift_watch import DriftWatch
 from services.score.service.feature_cache import FeatureCache
 from services.score.service.model_registry import ModelRegistry
@@ -142,7 +142,7 @@ def build_score(settings: ScoreSettings, model_choice: ModelChoice | None = None
     registration = ServiceRegistration(
         SERVICE_NAME, servicer.add_to_server, initially_serving=False
     )
-    invalidator = CacheInvalidator(ledger, cache.invalidate_user)
+    invalidator = CacheInvalidator(LedgerHistoryStream(ledger_channel), cache.invalidate_user)
     follower = None if model_choice is None else ModelFollower(model_choice, models.follow)
     return Score(
         settings, models, scores, cache, invalidator, registration, ledger_channel, follower

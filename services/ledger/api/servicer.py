@@ -15,7 +15,7 @@ from sesame.ledger.v1 import ledger_service_pb2 as pb, ledger_service_pb2_grpc
 from services.common.runtime import GrpcServer
 from services.ledger.api import mapping
 from services.ledger.api.metrics import record_verification
-from services.ledger.service.ledger_service import LedgerService
+from services.ledger.service.ledger_service import CaughtUp, LedgerService
 
 SERVICE_NAME = "sesame.ledger.v1.LedgerService"
 
@@ -172,7 +172,13 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         # is_active turns false when the client cancels or the server stops the call; the
         # service checks it between pages and at least every poll interval.
         entries = self._service.watch_entries(
-            request.after_global_sequence, should_continue=context.is_active
+            request.after_global_sequence,
+            should_continue=context.is_active,
+            credit_history_only=request.credit_history_only,
+            report_caught_up=request.report_caught_up,
         )
         for entry in entries:
-            yield pb.WatchEntriesResponse(entry=mapping.entry_message(entry))
+            if isinstance(entry, CaughtUp):
+                yield pb.WatchEntriesResponse(caught_up=True)
+            else:
+                yield pb.WatchEntriesResponse(entry=mapping.entry_message(entry))

@@ -33,6 +33,26 @@ class EntryType(StrEnum):
     STATEMENT_ATTACHED = "STATEMENT_ATTACHED"
 
 
+# What GetCreditHistory does not answer: holds (a capture's obligation has an entry of its own
+# kind), the waiver capacity, and the ledger's signed checkpoints.
+_OUTSIDE_THE_CREDIT_HISTORY = frozenset(
+    {
+        EntryType.CAPACITY_SET,
+        EntryType.HOLD_PLACED,
+        EntryType.HOLD_RELEASED,
+        EntryType.HOLD_EXPIRED,
+        EntryType.CHECKPOINT_SIGNED,
+    }
+)
+
+
+def changes_credit_history(entry_type: str) -> bool:
+    """Whether an entry of this type changes what GetCreditHistory answers for its user: any
+    type not named above, one added later included, so that a consent granted or withdrawn, an
+    obligation's outcome or a partner's statement always reaches those who follow histories."""
+    return entry_type not in _OUTSIDE_THE_CREDIT_HISTORY
+
+
 @dataclass(frozen=True, slots=True)
 class CapacitySet:
     entry_type: ClassVar[EntryType] = EntryType.CAPACITY_SET

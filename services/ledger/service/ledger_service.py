@@ -38,6 +38,7 @@ from services.ledger.domain.checkpoints import (
     proof_for,
 )
 from services.ledger.domain.codec import Plain, to_plain
+from services.ledger.domain.events import changes_credit_history
 from services.ledger.domain.journal import JournalEntry, expiry_request
 from services.ledger.domain.records import ChainHead, Hold, Obligation, UserState
 from services.ledger.domain.results import (
@@ -86,6 +87,14 @@ CREDIT_HISTORY_STATEMENTS_DEFAULT = 12
 CREDIT_HISTORY_OBLIGATIONS_MAX = 100
 WATCH_PAGE_SIZE = 500
 VERIFY_USERS_PER_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    """What a watch yields once it has yielded every entry committed before it began."""
+
+    # The last global sequence read when it had.
+    global_sequence: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,13 +489,21 @@ class LedgerService:
         return EntryPage(tuple(page), next_page_token=encode_page_token(next_token))
 
     def watch_entries(
-        self, after_global_sequence: int, should_continue: Callable[[], bool]
-    ) -> Iterator[TypedEntry]:
+        self,
+        after_global_sequence: int,
+        should_continue: Callable[[], bool],
+        *,
+        credit_history_only: bool = False,
+        report_caught_up: bool = False,
+    ) -> Iterator[TypedEntry | CaughtUp]:
         """Entries after the given global sequence: the backlog page by page, then new ones as
         they commit, until `should_continue()` turns false or the service closes.
 
         Global sequences are allocated in commit order, so reading `> last seen` never skips
-        an entry that commits later.
+        an entry that commits later. `credit_history_only` leaves out the entries that do not
+        change a user's credit history (`changes_credit_history`); `report_caught_up` yields
+        `CaughtUp` once, when every entry committed before the call has been yielded or left
+        out.
         """
         violations = Violations()
         if after_global_sequence < 0:
@@ -495,6 +512,10 @@ class LedgerService:
             )
         violations.raise_if_any()
         cursor = after_global_sequence
+        catch_up_to: int | None = None
+        if report_caught_up:
+            with self._storage.read() as reader:
+                catch_up_to = reader.head_global_sequence()
         while should_continue():
             if self.notifier.closed:
                 # UNAVAILABLE, not a normal end: the client should resume elsewhere from the
@@ -503,6 +524,9 @@ class LedgerService:
                     "the ledger is shutting down; resume after the last global_sequence received",
                     reason=reasons.SHUTTING_DOWN,
                 )
+            if catch_up_to is not None and cursor >= catch_up_to:
+                yield CaughtUp(cursor)
+                catch_up_to = None
             # Taken before reading, so a commit between the read and the wait is not missed.
             publications_seen = self.notifier.publications
             entries = self._recent_entries.after(cursor, publications_seen, WATCH_PAGE_SIZE)
@@ -511,12 +535,18 @@ class LedgerService:
                     entries = typed_entries(reader.entries_after(cursor, WATCH_PAGE_SIZE), reader)
             if entries:
                 assert entries[0].entry.global_sequence > cursor
-                yield from entries
+                if credit_history_only:
+                    yield from (
+                        typed for typed in entries if changes_credit_history(typed.entry.entry_type)
+                    )
+                else:
+                    yield from entries
                 cursor = entries[-1].entry.global_sequence
-            else:
-                self.notifier.wait_for_publication_after(
-                    publications_seen, self._watch_poll_interval_s
-                )
+                continue
+            if catch_up_to is not None:  # nothing left to read: every commit before it is sent
+                yield CaughtUp(cursor)
+                catch_up_to = None
+            self.notifier.wait_for_publication_after(publications_seen, self._watch_poll_interval_s)
 
     def verify_chain(
         self, user_id: str = "", checkpoint: Checkpoint | None = None

@@ -85,6 +85,7 @@ def score_message(result: ScoreResult) -> pb.Score:
             )
             for action in result.actions
         ],
+        ledger_sequence=result.ledger_sequence,
     )
     if result.data_as_of is not None:
         message.data_as_of_time.CopyFrom(timestamp(result.data_as_of))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -30,30 +29,6 @@ class CreditHistorySource(Protocol):
     """Where credit histories come from (the ledger); raises `Unavailable` when it cannot say."""
 
     def get_credit_history(self, user_id: str, as_of: datetime | None) -> LedgerHistory: ...
-
-
-@dataclass(frozen=True)
-class EntryNotice:
-    """One ledger entry as the score's cache needs it: where it is in the journal, whose it is,
-    and whether it changes what GetCreditHistory answers for the user (a statement, a credit
-    line, an obligation and its payments and outcome, a consent granted or withdrawn do; a hold
-    or a capacity change does not)."""
-
-    global_sequence: int
-    user_id: str
-    changes_credit_history: bool
-
-
-class EntryStream(Protocol):
-    """The ledger's entry stream: every entry after a sequence, as they come."""
-
-    def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice]:
-        """Ends (without an error) when the watch has lasted as long as it was meant to, which
-        is the consumer's cue to resume at once; raises when it was interrupted."""
-        ...
-
-    def cancel_watch(self) -> None:
-        """Ends the stream being read, so a consumer blocked on it wakes up."""
 
 
 class ModelChoice(Protocol):

@@ -65,6 +65,8 @@ class UserFeatures:
     record: SesameRecord | None = None
     # The actions that apply to the history, each with the features it would leave.
     action_rows: tuple[tuple[Action, tuple[float, ...]], ...] = ()
+    # The global sequence of the user's latest ledger entry the history reflects.
+    ledger_sequence: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class ScoreResult:
     sesame_obligation_count: int = 0
     # What would help: the actions that raise this score, each with the score it reaches.
     actions: tuple[OfferedAction, ...] = ()
+    # The global sequence of the user's latest ledger entry the score reflects (0: none).
+    ledger_sequence: int = 0
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,7 @@ class ScoreService:
         # call reads the ledger again, and the cache holds scores of consenting users alone
         # (a withdrawal, on the entry stream, drops them).
         require_consent(read.consent)
-        features = user_features_of(read.history, read.data_as_of)
+        features = user_features_of(read.history, read.data_as_of, read.last_global_sequence)
         score = score_user(model, user_id, features)
         shadow = self._models.shadow
         if shadow is not None and features.features is not None:
@@ -337,7 +341,9 @@ def scores_from_log_odds(log_odds: NDArray[np.float64]) -> NDArray[np.int64]:
     return np.clip(np.floor(unclamped + 0.5), scoring.SCORE_MIN, scoring.SCORE_MAX).astype(np.int64)
 
 
-def user_features_of(history: CreditHistory, data_as_of: datetime | None) -> UserFeatures:
+def user_features_of(
+    history: CreditHistory, data_as_of: datetime | None, ledger_sequence: int = 0
+) -> UserFeatures:
     """What scoring needs of a history just read: its features (none for a thin file), what
     they rest on, Sesame's record and the feature rows the applicable actions would leave."""
     history = without_expired_negative_records(history)
@@ -356,6 +362,7 @@ def user_features_of(history: CreditHistory, data_as_of: datetime | None) -> Use
         )
         if scored
         else (),
+        ledger_sequence=ledger_sequence,
     )
 
 
@@ -392,6 +399,7 @@ def _thin_file_result(user_id: str, user_features: UserFeatures, version: str) -
         thin_file_reason=user_features.thin_file_reason,
         partner_statement_count=user_features.partner_statement_count,
         sesame_obligation_count=user_features.sesame_obligation_count,
+        ledger_sequence=user_features.ledger_sequence,
     )
 
 
@@ -420,4 +428,5 @@ def _scored_result(
         partner_statement_count=user_features.partner_statement_count,
         sesame_obligation_count=user_features.sesame_obligation_count,
         actions=offered_actions(score, checked_actions),
+        ledger_sequence=user_features.ledger_sequence,
     )

@@ -18,14 +18,16 @@ from services.ledger.service.recent_entries import RecentEntries
 from services.ledger.storage.sql_storage import open_ledger_storage
 
 RECEIVE_TIMEOUT_S = 5.0
+CAUGHT_UP = "caught up"
 
 
 class Watcher:
     """Reads a WatchEntries stream on a thread of its own, so a test can wait with a timeout."""
 
-    def __init__(self, stub, after_global_sequence: int) -> None:
+    def __init__(self, stub, after_global_sequence: int, **options: bool) -> None:
         self.call = stub.WatchEntries(
-            pb.WatchEntriesRequest(after_global_sequence=after_global_sequence), timeout=60
+            pb.WatchEntriesRequest(after_global_sequence=after_global_sequence, **options),
+            timeout=60,
         )
         self.received: queue.Queue[object] = queue.Queue()
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -34,13 +36,19 @@ class Watcher:
     def _read(self) -> None:
         try:
             for response in self.call:
-                self.received.put(response.entry)
+                self.received.put(CAUGHT_UP if response.caught_up else response.entry)
         except grpc.RpcError as error:
             self.received.put(error)
 
     def next_entry(self) -> pb.Entry:
         item = self.received.get(timeout=RECEIVE_TIMEOUT_S)
         assert isinstance(item, pb.Entry), item
+        return item
+
+    def next_message(self) -> object:
+        """The next entry, or CAUGHT_UP."""
+        item = self.received.get(timeout=RECEIVE_TIMEOUT_S)
+        assert item is CAUGHT_UP or isinstance(item, pb.Entry), item
         return item
 
     def next_error(self) -> grpc.RpcError:
@@ -53,8 +61,8 @@ class Watcher:
 def watch(stub):
     watchers: list[Watcher] = []
 
-    def start(after_global_sequence: int = 0) -> Watcher:
-        watcher = Watcher(stub, after_global_sequence)
+    def start(after_global_sequence: int = 0, **options: bool) -> Watcher:
+        watcher = Watcher(stub, after_global_sequence, **options)
         watchers.append(watcher)
         return watcher
 
@@ -84,6 +92,62 @@ def test_a_stream_resumes_after_the_given_sequence(client, watch):
     watcher = watch(after_global_sequence=2)
 
     assert [watcher.next_entry().global_sequence for _ in range(2)] == [3, 4]
+
+
+def test_a_credit_history_watch_leaves_out_holds_capacity_and_checkpoints(client, watch):
+    client.set_capacity("user-a", 10_000)
+    hold = client.place_hold("user-a", 2_000)
+    client.capture(hold.hold_id, 1_500)
+    released = client.place_hold("user-a", 100)
+    client.release(released.hold_id, fulfilled=True)
+    obligation = client.create_obligation("user-b", 700)
+    client.pay(obligation.obligation_id, 700)
+    watcher = watch(credit_history_only=True)
+
+    backlog = [watcher.next_entry() for _ in range(3)]
+    client.set_capacity("user-b", 1_000)  # left out
+    client.close_obligation(obligation.obligation_id, pb.OBLIGATION_OUTCOME_ON_TIME)
+    new = watcher.next_entry()
+
+    assert [entry.type for entry in backlog] == [
+        pb.ENTRY_TYPE_HOLD_CAPTURED,
+        pb.ENTRY_TYPE_OBLIGATION_CREATED,
+        pb.ENTRY_TYPE_PAYMENT_RECORDED,
+    ]
+    assert (new.user_id, new.type) == ("user-b", pb.ENTRY_TYPE_OBLIGATION_CLOSED)
+    assert watcher.received.empty()
+
+
+def test_a_watch_that_asks_says_once_when_it_has_caught_up(client, watch):
+    for user in ("user-a", "user-b"):
+        client.set_capacity(user, 1_000)
+        client.create_obligation(user, 500)
+    everything = watch(report_caught_up=True)
+    history_only = watch(credit_history_only=True, report_caught_up=True)
+    plain = watch()
+
+    before = [everything.next_message() for _ in range(5)]
+    history_before = [history_only.next_message() for _ in range(3)]
+    client.create_obligation("user-a", 200)
+
+    assert [entry.global_sequence for entry in before[:4]] == [1, 2, 3, 4]
+    assert before[4] is CAUGHT_UP
+    assert [entry.global_sequence for entry in history_before[:2]] == [2, 4]
+    assert history_before[2] is CAUGHT_UP
+    assert everything.next_entry().global_sequence == 5
+    assert history_only.next_entry().global_sequence == 5
+    # A watch that did not ask is told nothing but entries.
+    assert [plain.next_entry().global_sequence for _ in range(5)] == [1, 2, 3, 4, 5]
+    for watcher in (everything, history_only, plain):
+        assert watcher.received.empty()
+
+
+def test_a_watch_of_an_empty_stretch_is_caught_up_at_once(client, watch):
+    client.set_capacity("user-a", 1_000)
+
+    watcher = watch(after_global_sequence=1, credit_history_only=True, report_caught_up=True)
+
+    assert watcher.next_message() is CAUGHT_UP
 
 
 def test_a_cancelled_stream_releases_its_worker_promptly(client, watch, server):

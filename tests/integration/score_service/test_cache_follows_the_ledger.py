@@ -56,6 +56,11 @@ def test_a_late_statement_recorded_in_the_ledger_changes_the_next_score(
         after = get_score(score_server, user_id)
     assert after.score < before.score
     assert any(reason.feature.startswith("months_") for reason in after.reasons)
+    # Each score names the user's latest ledger entry it reflects: the correction is newer.
+    history = ledger_service_pb2_grpc.LedgerServiceStub(ledger.channel).GetCreditHistory(
+        ledger_pb.GetCreditHistoryRequest(user_id=user_id), timeout=CALL_TIMEOUT_S
+    )
+    assert 0 < before.ledger_sequence < after.ledger_sequence == history.last_global_sequence
     # The cache's age limit is a minute, so only the entry stream can have refreshed it.
     assert score_server.score.cache.max_age_s >= 60
 

@@ -2723,18 +2723,32 @@ class WatchEntriesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AFTER_GLOBAL_SEQUENCE_FIELD_NUMBER: _builtins.int
+    CREDIT_HISTORY_ONLY_FIELD_NUMBER: _builtins.int
+    REPORT_CAUGHT_UP_FIELD_NUMBER: _builtins.int
     after_global_sequence: _builtins.int
     """Stream entries with a global sequence above this one; 0 streams from the beginning.
     Negative is VALUE_OUT_OF_RANGE.
+    """
+    credit_history_only: _builtins.bool
+    """Stream only the entries that change what GetCreditHistory answers for their user: every
+    type but holds placed, released or expired, capacity set and checkpoints signed. A client
+    that keeps what it derived from users' credit histories (a cache of scores) needs no
+    other, and the ledger does not send them.
+    """
+    report_caught_up: _builtins.bool
+    """Also send, once in the call, a message with caught_up set and no entry, as soon as every
+    entry committed before the call began has been sent.
     """
     def __init__(
         self,
         *,
         after_global_sequence: _builtins.int = ...,
+        credit_history_only: _builtins.bool = ...,
+        report_caught_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_global_sequence", b"after_global_sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_global_sequence", b"after_global_sequence", "credit_history_only", b"credit_history_only", "report_caught_up", b"report_caught_up"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2742,23 +2756,31 @@ Global___WatchEntriesRequest: _TypeAlias = WatchEntriesRequest  # noqa: Y015
 
 @_typing.final
 class WatchEntriesResponse(_message.Message):
-    """WatchEntriesResponse carries one entry."""
+    """WatchEntriesResponse carries one entry, or says that the stream has caught up."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRY_FIELD_NUMBER: _builtins.int
+    CAUGHT_UP_FIELD_NUMBER: _builtins.int
+    caught_up: _builtins.bool
+    """Set, on a message without an entry, when the request asked for it (report_caught_up) and
+    every entry committed before the call began has been sent (those the request leaves out
+    skipped): from here on entries come as they commit, so a client that has processed what came
+    before knows it is no further behind than the stream's own delay.
+    """
     @_builtins.property
     def entry(self) -> Global___Entry:
-        """The entry."""
+        """The entry; unset on the message that says the stream has caught up."""
 
     def __init__(
         self,
         *,
         entry: Global___Entry | None = ...,
+        caught_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "entry", b"entry"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

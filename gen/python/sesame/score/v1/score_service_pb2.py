@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sesame/score/v1/score_service.proto\x12\x0fsesame.score.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xbe\x01\n\x06Reason\x12\x12\n\x04\x63ode\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x66\x65\x61ture\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12#\n\x15log_odds_contribution\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x03\x12\x18\n\nmessage_en\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nmessage_zh\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\tadvice_en\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\tadvice_zh\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\"m\n\x06\x41\x63tion\x12\x12\n\x04\x63ode\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x64\x65scription_en\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x64\x65scription_zh\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05score\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x03\"\xd9\x03\n\x05Score\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05score\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12)\n\x16probability_of_default\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x12.\n\x07reasons\x18\x04 \x03(\x0b\x32\x17.sesame.score.v1.ReasonB\x04\xe2\x41\x01\x03\x12\x1b\n\rmodel_version\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x39\n\x0f\x64\x61ta_as_of_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x17\n\tthin_file\x18\x07 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12?\n\x10thin_file_reason\x18\x08 \x01(\x0e\x32\x1f.sesame.score.v1.ThinFileReasonB\x04\xe2\x41\x01\x03\x12%\n\x17sesame_obligation_count\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x03\x12%\n\x17partner_statement_count\x18\n \x01(\x05\x42\x04\xe2\x41\x01\x03\x12.\n\x07\x61\x63tions\x18\x0b \x03(\x0b\x32\x17.sesame.score.v1.ActionB\x04\xe2\x41\x01\x03\x42\x19\n\x17_probability_of_default\"^\n\x0fGetScoreRequest\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nas_of_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\"?\n\x10GetScoreResponse\x12+\n\x05score\x18\x01 \x01(\x0b\x32\x16.sesame.score.v1.ScoreB\x04\xe2\x41\x01\x03\"e\n\x15\x42\x61tchGetScoresRequest\x12\x16\n\x08user_ids\x18\x01 \x03(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nas_of_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\"\xa0\x01\n\x0fUserScoreResult\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12-\n\x05score\x18\x02 \x01(\x0b\x32\x16.sesame.score.v1.ScoreB\x04\xe2\x41\x01\x03H\x00\x12)\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.StatusB\x04\xe2\x41\x01\x03H\x00\x42\x08\n\x06resultJ\x04\x08\x03\x10\x04R\x0c\x65rror_reason\"Q\n\x16\x42\x61tchGetScoresResponse\x12\x37\n\x07results\x18\x01 \x03(\x0b\x32 .sesame.score.v1.UserScoreResultB\x04\xe2\x41\x01\x03\"S\n\x14ScoreFeaturesRequest\x12\x1c\n\x0e\x66\x65\x61ture_values\x18\x01 \x03(\x01\x42\x04\xe2\x41\x01\x02\x12\x1d\n\x0finclude_reasons\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\"E\n\x15ScoreFeaturesResponse\x12,\n\x06scores\x18\x01 \x03(\x0b\x32\x16.sesame.score.v1.ScoreB\x04\xe2\x41\x01\x03\"Y\n\x1aStreamScoreFeaturesRequest\x12\x1c\n\x0e\x66\x65\x61ture_values\x18\x01 \x03(\x01\x42\x04\xe2\x41\x01\x02\x12\x1d\n\x0finclude_reasons\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\"K\n\x1bStreamScoreFeaturesResponse\x12,\n\x06scores\x18\x01 \x03(\x0b\x32\x16.sesame.score.v1.ScoreB\x04\xe2\x41\x01\x03\"\x15\n\x13GetModelInfoRequest\"\xc8\x01\n\x14GetModelInfoResponse\x12\x1b\n\rmodel_version\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rfeature_names\x18\x02 \x03(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fmodel_card_json\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\tload_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\"\n\x14shadow_model_version\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\"K\n\x12ReloadModelRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rmodel_version\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"X\n\x13ReloadModelResponse\x12\x1b\n\rmodel_version\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x16previous_model_version\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03*\xd0\x01\n\x0eThinFileReason\x12 \n\x1cTHIN_FILE_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTHIN_FILE_REASON_NO_HISTORY\x10\x01\x12#\n\x1fTHIN_FILE_REASON_NO_CREDIT_LINE\x10\x02\x12\'\n#THIN_FILE_REASON_TOO_FEW_STATEMENTS\x10\x03\x12-\n)THIN_FILE_REASON_TOO_FEW_MONTHS_ON_RECORD\x10\x04\x32\xcf\x04\n\x0cScoreService\x12O\n\x08GetScore\x12 .sesame.score.v1.GetScoreRequest\x1a!.sesame.score.v1.GetScoreResponse\x12\x61\n\x0e\x42\x61tchGetScores\x12&.sesame.score.v1.BatchGetScoresRequest\x1a\'.sesame.score.v1.BatchGetScoresResponse\x12^\n\rScoreFeatures\x12%.sesame.score.v1.ScoreFeaturesRequest\x1a&.sesame.score.v1.ScoreFeaturesResponse\x12t\n\x13StreamScoreFeatures\x12+.sesame.score.v1.StreamScoreFeaturesRequest\x1a,.sesame.score.v1.StreamScoreFeaturesResponse(\x01\x30\x01\x12[\n\x0cGetModelInfo\x12$.sesame.score.v1.GetModelInfoRequest\x1a%.sesame.score.v1.GetModelInfoResponse\x12X\n\x0bReloadModel\x12#.sesame.score.v1.ReloadModelRequest\x1a$.sesame.score.v1.ReloadModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sesame/score/v1/score_service.proto\x12\x0fsesame.score.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xbe\x01\n\x06Reason\x12\x12\n\x04\x63ode\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x66\x65\x61ture\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12#\n\x15log_odds_contribution\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x03\x12\x18\n\nmessage_en\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nmessage_zh\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\tadvice_en\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\tadvice_zh\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\"m\n\x06\x41\x63tion\x12\x12\n\x04\x63ode\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x64\x65scription_en\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x64\x65scription_zh\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05score\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x03\"\xf8\x03\n\x05Score\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05score\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12)\n\x16probability_of_default\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x12.\n\x07reasons\x18\x04 \x03(\x0b\x32\x17.sesame.score.v1.ReasonB\x04\xe2\x41\x01\x03\x12\x1b\n\rmodel_version\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x39\n\x0f\x64\x61ta_as_of_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x17\n\tthin_file\x18\x07 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12?\n\x10thin_file_reason\x18\x08 \x01(\x0e\x32\x1f.sesame.score.v1.ThinFileReasonB\x04\xe2\x41\x01\x03\x12%\n\x17sesame_obligation_count\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x03\x12%\n\x17partner_statement_count\x18\n \x01(\x05\x42\x04\xe2\x41\x01\x03\x12.\n\x07\x61\x63tions\x18\x0b \x03(\x0b\x32\x17.sesame.score.v1.ActionB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fledger_sequence\x18\x0c \x01(\x03\x42\x04\xe2\x41\x01\x03\x42\x19\n\x17_probability_of_default\"^\n\x0fGetScoreRequest\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nas_of_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\"?\n\x10GetScoreResponse\x12+\n\x05score\x18\x01 \x01(\x0b\x32\x16.sesame.score.v1.ScoreB\x04\xe2\x41\x01\x03\"e\n\x15\x42\x61tchGetScoresRequest\x12\x16\n\x08user_ids\x18\x01 \x03(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nas_of_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\"\xa0\x01\n\x0fUserScoreResult\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12-\n\x05score\x18\x02 \x01(\x0b\x32\x16.sesame.score.v1.ScoreB\x04\xe2\x41\x01\x03H\x00\x12)\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.StatusB\x04\xe2\x41\x01\x03H\x00\x42\x08\n\x06resultJ\x04\x08\x03\x10\x04R\x0c\x65rror_reason\"Q\n\x16\x42\x61tchGetScoresResponse\x12\x37\n\x07results\x18\x01 \x03(\x0b\x32 .sesame.score.v1.UserScoreResultB\x04\xe2\x41\x01\x03\"S\n\x14ScoreFeaturesRequest\x12\x1c\n\x0e\x66\x65\x61ture_values\x18\x01 \x03(\x01\x42\x04\xe2\x41\x01\x02\x12\x1d\n\x0finclude_reasons\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\"E\n\x15ScoreFeaturesResponse\x12,\n\x06scores\x18\x01 \x03(\x0b\x32\x16.sesame.score.v1.ScoreB\x04\xe2\x41\x01\x03\"Y\n\x1aStreamScoreFeaturesRequest\x12\x1c\n\x0e\x66\x65\x61ture_values\x18\x01 \x03(\x01\x42\x04\xe2\x41\x01\x02\x12\x1d\n\x0finclude_reasons\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\"K\n\x1bStreamScoreFeaturesResponse\x12,\n\x06scores\x18\x01 \x03(\x0b\x32\x16.sesame.score.v1.ScoreB\x04\xe2\x41\x01\x03\"\x15\n\x13GetModelInfoRequest\"\xc8\x01\n\x14GetModelInfoResponse\x12\x1b\n\rmodel_version\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rfeature_names\x18\x02 \x03(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fmodel_card_json\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\tload_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\"\n\x14shadow_model_version\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\"K\n\x12ReloadModelRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rmodel_version\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"X\n\x13ReloadModelResponse\x12\x1b\n\rmodel_version\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x16previous_model_version\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03*\xd0\x01\n\x0eThinFileReason\x12 \n\x1cTHIN_FILE_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTHIN_FILE_REASON_NO_HISTORY\x10\x01\x12#\n\x1fTHIN_FILE_REASON_NO_CREDIT_LINE\x10\x02\x12\'\n#THIN_FILE_REASON_TOO_FEW_STATEMENTS\x10\x03\x12-\n)THIN_FILE_REASON_TOO_FEW_MONTHS_ON_RECORD\x10\x04\x32\xcf\x04\n\x0cScoreService\x12O\n\x08GetScore\x12 .sesame.score.v1.GetScoreRequest\x1a!.sesame.score.v1.GetScoreResponse\x12\x61\n\x0e\x42\x61tchGetScores\x12&.sesame.score.v1.BatchGetScoresRequest\x1a\'.sesame.score.v1.BatchGetScoresResponse\x12^\n\rScoreFeatures\x12%.sesame.score.v1.ScoreFeaturesRequest\x1a&.sesame.score.v1.ScoreFeaturesResponse\x12t\n\x13StreamScoreFeatures\x12+.sesame.score.v1.StreamScoreFeaturesRequest\x1a,.sesame.score.v1.StreamScoreFeaturesResponse(\x01\x30\x01\x12[\n\x0cGetModelInfo\x12$.sesame.score.v1.GetModelInfoRequest\x1a%.sesame.score.v1.GetModelInfoResponse\x12X\n\x0bReloadModel\x12#.sesame.score.v1.ReloadModelRequest\x1a$.sesame.score.v1.ReloadModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -78,6 +78,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCORE'].fields_by_name['partner_statement_count']._serialized_options = b'\342A\001\003'
   _globals['_SCORE'].fields_by_name['actions']._loaded_options = None
   _globals['_SCORE'].fields_by_name['actions']._serialized_options = b'\342A\001\003'
+  _globals['_SCORE'].fields_by_name['ledger_sequence']._loaded_options = None
+  _globals['_SCORE'].fields_by_name['ledger_sequence']._serialized_options = b'\342A\001\003'
   _globals['_GETSCOREREQUEST'].fields_by_name['user_id']._loaded_options = None
   _globals['_GETSCOREREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
   _globals['_GETSCOREREQUEST'].fields_by_name['as_of_time']._loaded_options = None
@@ -126,40 +128,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELOADMODELRESPONSE'].fields_by_name['model_version']._serialized_options = b'\342A\001\003'
   _globals['_RELOADMODELRESPONSE'].fields_by_name['previous_model_version']._loaded_options = None
   _globals['_RELOADMODELRESPONSE'].fields_by_name['previous_model_version']._serialized_options = b'\342A\001\003'
-  _globals['_THINFILEREASON']._serialized_start=2155
-  _globals['_THINFILEREASON']._serialized_end=2363
+  _globals['_THINFILEREASON']._serialized_start=2186
+  _globals['_THINFILEREASON']._serialized_end=2394
   _globals['_REASON']._serialized_start=148
   _globals['_REASON']._serialized_end=338
   _globals['_ACTION']._serialized_start=340
   _globals['_ACTION']._serialized_end=449
   _globals['_SCORE']._serialized_start=452
-  _globals['_SCORE']._serialized_end=925
-  _globals['_GETSCOREREQUEST']._serialized_start=927
-  _globals['_GETSCOREREQUEST']._serialized_end=1021
-  _globals['_GETSCORERESPONSE']._serialized_start=1023
-  _globals['_GETSCORERESPONSE']._serialized_end=1086
-  _globals['_BATCHGETSCORESREQUEST']._serialized_start=1088
-  _globals['_BATCHGETSCORESREQUEST']._serialized_end=1189
-  _globals['_USERSCORERESULT']._serialized_start=1192
-  _globals['_USERSCORERESULT']._serialized_end=1352
-  _globals['_BATCHGETSCORESRESPONSE']._serialized_start=1354
-  _globals['_BATCHGETSCORESRESPONSE']._serialized_end=1435
-  _globals['_SCOREFEATURESREQUEST']._serialized_start=1437
-  _globals['_SCOREFEATURESREQUEST']._serialized_end=1520
-  _globals['_SCOREFEATURESRESPONSE']._serialized_start=1522
-  _globals['_SCOREFEATURESRESPONSE']._serialized_end=1591
-  _globals['_STREAMSCOREFEATURESREQUEST']._serialized_start=1593
-  _globals['_STREAMSCOREFEATURESREQUEST']._serialized_end=1682
-  _globals['_STREAMSCOREFEATURESRESPONSE']._serialized_start=1684
-  _globals['_STREAMSCOREFEATURESRESPONSE']._serialized_end=1759
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1761
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1782
-  _globals['_GETMODELINFORESPONSE']._serialized_start=1785
-  _globals['_GETMODELINFORESPONSE']._serialized_end=1985
-  _globals['_RELOADMODELREQUEST']._serialized_start=1987
-  _globals['_RELOADMODELREQUEST']._serialized_end=2062
-  _globals['_RELOADMODELRESPONSE']._serialized_start=2064
-  _globals['_RELOADMODELRESPONSE']._serialized_end=2152
-  _globals['_SCORESERVICE']._serialized_start=2366
-  _globals['_SCORESERVICE']._serialized_end=2957
+  _globals['_SCORE']._serialized_end=956
+  _globals['_GETSCOREREQUEST']._serialized_start=958
+  _globals['_GETSCOREREQUEST']._serialized_end=1052
+  _globals['_GETSCORERESPONSE']._serialized_start=1054
+  _globals['_GETSCORERESPONSE']._serialized_end=1117
+  _globals['_BATCHGETSCORESREQUEST']._serialized_start=1119
+  _globals['_BATCHGETSCORESREQUEST']._serialized_end=1220
+  _globals['_USERSCORERESULT']._serialized_start=1223
+  _globals['_USERSCORERESULT']._serialized_end=1383
+  _globals['_BATCHGETSCORESRESPONSE']._serialized_start=1385
+  _globals['_BATCHGETSCORESRESPONSE']._serialized_end=1466
+  _globals['_SCOREFEATURESREQUEST']._serialized_start=1468
+  _globals['_SCOREFEATURESREQUEST']._serialized_end=1551
+  _globals['_SCOREFEATURESRESPONSE']._serialized_start=1553
+  _globals['_SCOREFEATURESRESPONSE']._serialized_end=1622
+  _globals['_STREAMSCOREFEATURESREQUEST']._serialized_start=1624
+  _globals['_STREAMSCOREFEATURESREQUEST']._serialized_end=1713
+  _globals['_STREAMSCOREFEATURESRESPONSE']._serialized_start=1715
+  _globals['_STREAMSCOREFEATURESRESPONSE']._serialized_end=1790
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1792
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1813
+  _globals['_GETMODELINFORESPONSE']._serialized_start=1816
+  _globals['_GETMODELINFORESPONSE']._serialized_end=2016
+  _globals['_RELOADMODELREQUEST']._serialized_start=2018
+  _globals['_RELOADMODELREQUEST']._serialized_end=2093
+  _globals['_RELOADMODELRESPONSE']._serialized_start=2095
+  _globals['_RELOADMODELRESPONSE']._serialized_end=2183
+  _globals['_SCORESERVICE']._serialized_start=2397
+  _globals['_SCORESERVICE']._serialized_end=2988
 # @@protoc_insertion_point(module_scope)

@@ -193,6 +193,7 @@ class Score(_message.Message):
     SESAME_OBLIGATION_COUNT_FIELD_NUMBER: _builtins.int
     PARTNER_STATEMENT_COUNT_FIELD_NUMBER: _builtins.int
     ACTIONS_FIELD_NUMBER: _builtins.int
+    LEDGER_SEQUENCE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user; empty for a score of an explicit feature vector."""
     score: _builtins.int
@@ -218,6 +219,13 @@ class Score(_message.Message):
     partner_statement_count: _builtins.int
     """How many partner statements of the feature window the score rests on. Set for a thin file
     too; 0 for a score of an explicit feature vector.
+    """
+    ledger_sequence: _builtins.int
+    """The global sequence of the user's latest ledger entry the score reflects (0 when the user
+    has none, and for a score of an explicit feature vector). A client that follows the
+    ledger's WatchEntries with credit_history_only may keep the score until an entry of the
+    user with a higher global sequence arrives, the model changes or the score is as old as it
+    allows (the score service keeps it no longer than its own cache does).
     """
     @_builtins.property
     def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]:
@@ -256,10 +264,11 @@ class Score(_message.Message):
         sesame_obligation_count: _builtins.int = ...,
         partner_statement_count: _builtins.int = ...,
         actions: _abc.Iterable[Global___Action] | None = ...,
+        ledger_sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_probability_of_default", b"_probability_of_default", "data_as_of_time", b"data_as_of_time", "probability_of_default", b"probability_of_default"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_probability_of_default", b"_probability_of_default", "actions", b"actions", "data_as_of_time", b"data_as_of_time", "model_version", b"model_version", "partner_statement_count", b"partner_statement_count", "probability_of_default", b"probability_of_default", "reasons", b"reasons", "score", b"score", "sesame_obligation_count", b"sesame_obligation_count", "thin_file", b"thin_file", "thin_file_reason", b"thin_file_reason", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_probability_of_default", b"_probability_of_default", "actions", b"actions", "data_as_of_time", b"data_as_of_time", "ledger_sequence", b"ledger_sequence", "model_version", b"model_version", "partner_statement_count", b"partner_statement_count", "probability_of_default", b"probability_of_default", "reasons", b"reasons", "score", b"score", "sesame_obligation_count", b"sesame_obligation_count", "thin_file", b"thin_file", "thin_file_reason", b"thin_file_reason", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__probability_of_default: _TypeAlias = _typing.Literal["probability_of_default"]  # noqa: Y015
     _WhichOneofArgType__probability_of_default: _TypeAlias = _typing.Literal["_probability_of_default", b"_probability_of_default"]  # noqa: Y015

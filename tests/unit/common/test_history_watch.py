@@ -1,4 +1,5 @@
-"""The invalidation thread resumes the entry stream after the last sequence it processed."""
+"""The thread that follows credit histories resumes the entry stream after the last sequence it
+processed, and tells its consumer when it has caught up and when it may have fallen behind."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ from collections.abc import Iterator
 
 import structlog
 
-from services.score.service.cache_invalidation import CacheInvalidator
-from services.score.service.ports import EntryNotice
+from services.common.history_watch import CAUGHT_UP, CacheInvalidator, CaughtUp, EntryNotice
 from tests.support.waiting import until
 
 WAIT_S = 5.0
@@ -20,10 +20,10 @@ class FlakyStream:
     def __init__(self) -> None:
         self.resumed_after: list[int] = []
         self.entries = [
-            EntryNotice(1, "u-1", True),
-            EntryNotice(2, "u-2", True),
-            EntryNotice(3, "u-1", True),
-            EntryNotice(4, "u-3", True),
+            EntryNotice(1, "u-1"),
+            EntryNotice(2, "u-2"),
+            EntryNotice(3, "u-1"),
+            EntryNotice(4, "u-3"),
         ]
         self._stop = threading.Event()
 
@@ -58,20 +58,50 @@ def test_the_stream_resumes_after_the_last_entry_processed() -> None:
     assert invalidator.last_global_sequence == 4
 
 
-def test_an_entry_outside_the_credit_history_keeps_the_users_cached_values() -> None:
-    stream = FlakyStream()
-    stream.entries = [EntryNotice(1, "u-1", False), EntryNotice(2, "u-2", True)]
-    invalidated: list[tuple[str, int]] = []
+class CatchingUpStream:
+    """The first watch delivers two entries, says it has caught up, delivers one more and fails;
+    the second delivers the rest, says so, and waits."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.entries = [EntryNotice(sequence, f"u-{sequence}") for sequence in range(1, 5)]
+        self.watches = 0
+        self._stop = threading.Event()
+
+    def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice | CaughtUp]:
+        self.watches += 1
+        pending = [entry for entry in self.entries if entry.global_sequence > after_global_sequence]
+        if self.watches == 1:
+            yield from pending[:2]
+            yield CAUGHT_UP
+            yield pending[2]
+            raise ConnectionError("the ledger went away")
+        yield from pending
+        yield CAUGHT_UP
+        self._stop.wait()
+
+    def cancel_watch(self) -> None:
+        self._stop.set()
+
+
+def test_the_consumer_hears_when_the_stream_has_caught_up_and_when_it_may_be_behind() -> None:
+    events: list[str] = []
+    stream = CatchingUpStream(events)
     invalidator = CacheInvalidator(
-        stream, lambda user_id, sequence: invalidated.append((user_id, sequence))
+        stream,
+        lambda user_id, sequence: events.append(user_id),
+        on_caught_up=lambda: events.append("caught up"),
+        on_behind=lambda: events.append("behind"),
+        backoff_initial_s=0.01,
     )
 
     invalidator.start()
-    until(lambda: invalidator.last_global_sequence >= 2, WAIT_S)
+    until(lambda: events.count("caught up") >= 2, WAIT_S)
     invalidator.stop()
 
-    assert invalidated == [("u-2", 2)]
-    assert invalidator.last_global_sequence == 2
+    assert events == [
+        "u-1", "u-2", "caught up", "u-3", "behind", "u-4", "caught up", "behind"
+    ]  # fmt: skip
 
 
 class RenewingStream:
@@ -80,7 +110,7 @@ class RenewingStream:
 
     def __init__(self) -> None:
         self.resumed_after: list[int] = []
-        self.entries = [EntryNotice(sequence, f"u-{sequence}", True) for sequence in range(1, 8)]
+        self.entries = [EntryNotice(sequence, f"u-{sequence}") for sequence in range(1, 8)]
         self._stop = threading.Event()
 
     def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice]:
@@ -124,7 +154,7 @@ class AgedOutStream:
     def __init__(self) -> None:
         self.now_s = 0.0
         self.resumed_after: list[int] = []
-        self.entries = [EntryNotice(sequence, f"u-{sequence}", True) for sequence in range(1, 5)]
+        self.entries = [EntryNotice(sequence, f"u-{sequence}") for sequence in range(1, 5)]
         self._stop = threading.Event()
 
     def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice]:

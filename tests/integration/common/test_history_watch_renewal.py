@@ -1,10 +1,10 @@
-"""The score service's watch on the ledger's entries ends every so often without anything being
-wrong: at its own deadline (five minutes in production), and when a ledger that ages its
-connections out (`SESAME_LEDGER_MAX_CONNECTION_AGE_S`, five minutes in production) cuts the
-calls left on an old connection. Either way it is resumed at once where it stopped. With those
-spans shortened to a fraction of a second, entries written before, between and across many
-such ends each invalidate their user exactly once, none is lost, and nothing is reported as
-an interruption."""
+"""The watch on the ledger's credit history entries (the score service's, the waiver's) ends
+every so often without anything being wrong: at its own deadline (five minutes in production),
+and when a ledger that ages its connections out (`SESAME_LEDGER_MAX_CONNECTION_AGE_S`, five
+minutes in production) cuts the calls left on an old connection. Either way it is resumed at
+once where it stopped. With those spans shortened to a fraction of a second, entries written
+before, between and across many such ends each invalidate their user exactly once, none is
+lost, nothing is reported as an interruption, and every watch says when it has caught up."""
 
 from __future__ import annotations
 
@@ -23,12 +23,11 @@ from google.protobuf import timestamp_pb2
 from sesame.ledger.v1 import ledger_service_pb2 as ledger_pb, ledger_service_pb2_grpc
 from sesame.type.v1.money_pb2 import Money
 
+from services.common.history_watch import CacheInvalidator, LedgerHistoryStream
 from services.common.server import create_server
 from services.ledger.app import build_ledger
 from services.ledger.settings import LedgerSettings
 from services.ledger.storage.migrate import upgrade
-from services.score.adapters.ledger_client import LedgerClient
-from services.score.service.cache_invalidation import CacheInvalidator
 from tests.support.waiting import until
 
 CALL_TIMEOUT_S = 10.0
@@ -118,9 +117,15 @@ def test_a_watch_that_ends_without_a_fault_is_resumed_losing_and_repeating_nothi
         grpc.insecure_channel(ledger_address) as watch_channel,
     ):
         stub = ledger_service_pb2_grpc.LedgerServiceStub(writer_channel)
-        client = LedgerClient(watch_channel, watch_deadline_s=watch_end.watch_deadline_s)
+        stream = LedgerHistoryStream(
+            watch_channel, report_caught_up=True, watch_deadline_s=watch_end.watch_deadline_s
+        )
+        caught_up: list[bool] = []
         invalidator = CacheInvalidator(
-            client, invalidate_user, established_after_s=watch_end.established_after_s
+            stream,
+            invalidate_user,
+            on_caught_up=lambda: caught_up.append(True),
+            established_after_s=watch_end.established_after_s,
         )
 
         def ends() -> int:
@@ -139,15 +144,16 @@ def test_a_watch_that_ends_without_a_fault_is_resumed_losing_and_repeating_nothi
                 timeout=CALL_TIMEOUT_S,
                 wait_for_ready=True,
             ).last_global_sequence
-            caught_up = until(lambda: invalidator.last_global_sequence >= last_sequence, WAIT_S)
+            all_seen = until(lambda: invalidator.last_global_sequence >= last_sequence, WAIT_S)
             invalidator.stop()
 
-    assert caught_up
+    assert all_seen
     with lock:
         sequences = [sequence for _, sequence in invalidated]
         written = Counter(user_id for user_id, _ in invalidated)
     assert written == Counter(users)  # every write invalidated its user, once
     assert sequences == sorted(set(sequences))  # no entry delivered twice, in journal order
     assert ends() >= WRITES // WRITES_BETWEEN_ENDS
+    assert len(caught_up) >= ends()  # every watch said when it had caught up
     assert invalidator.interruptions == 0
     assert [line for line in captured if line["event"] == "entry_stream_interrupted"] == []
