@@ -7,12 +7,14 @@ rule), and, when asked, says when it has caught up. `CacheInvalidator` reads it 
 thread and calls `invalidate_user` for every entry, with its user and global sequence.
 
 After a disconnect it resumes after the last global sequence it processed (the ledger delivers
-at least once and never skips), waiting longer after each failed attempt up to a ceiling. The
-first connection starts at sequence 0 so nothing written before the service started is missed;
-an entry that cached values already reflect leaves them in place. A consumer that must know how
-far behind the stream may be passes `on_caught_up` and `on_behind`: the first is called when a
-watch has delivered everything committed before it began, the second whenever a watch ends, so
-that between the two the consumer knows it may not have heard of every change yet.
+at least once and never skips), waiting longer after each failed attempt up to a ceiling, or
+after the point a watch said it had caught up to, if that is further. The first connection
+starts at sequence 0 so nothing written before the service started is missed (an entry that
+cached values already reflect leaves them in place), or, `start_from_now`, after the newest
+entry when it begins, for a consumer that keeps nothing from before. A consumer that must know
+how far behind the stream may be passes `on_caught_up` and `on_behind`: the first is called when
+a watch has delivered everything committed before it began, the second whenever a watch ends,
+so that between the two the consumer knows it may not have heard of every change yet.
 
 The watch has a deadline of its own (five minutes), so that a connection that died without a
 word is given up at the latest then. Reaching it is the stream's planned end, not an
@@ -65,16 +67,17 @@ class EntryNotice:
 
 @dataclass(frozen=True, slots=True)
 class CaughtUp:
-    """The watch has delivered every entry committed before it began."""
+    """The watch has delivered every entry up to `global_sequence`, the newest committed when
+    it began."""
 
-
-CAUGHT_UP = CaughtUp()
+    global_sequence: int
 
 
 class EntryStream(Protocol):
-    """The ledger's entries that change credit histories, after a sequence, as they come."""
+    """The ledger's entries that change credit histories, after a sequence (None: after the
+    newest when the watch begins), as they come."""
 
-    def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice | CaughtUp]:
+    def watch_entries(self, after_global_sequence: int | None) -> Iterator[EntryNotice | CaughtUp]:
         """Ends (without an error) when the watch has lasted as long as it was meant to, which
         is the consumer's cue to resume at once; raises when it was interrupted."""
         ...
@@ -100,22 +103,23 @@ class LedgerHistoryStream:
         self._watch_lock = threading.Lock()
         self._watch_call: grpc.RpcContext | None = None
 
-    def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice | CaughtUp]:
-        """Every entry after the given sequence, as they come, until the watch's deadline: the
-        iterator then ends. Any other end (the ledger gone, shutting down, the call cancelled)
-        raises."""
+    def watch_entries(self, after_global_sequence: int | None) -> Iterator[EntryNotice | CaughtUp]:
+        """Every entry after the given sequence (None: from now), as they come, until the
+        watch's deadline: the iterator then ends. Any other end (the ledger gone, shutting down,
+        the call cancelled) raises."""
         request = ledger_service_pb2.WatchEntriesRequest(
-            after_global_sequence=after_global_sequence,
+            after_global_sequence=after_global_sequence or 0,
             credit_history_only=True,
             report_caught_up=self._report_caught_up,
+            from_now=after_global_sequence is None,
         )
         call = self._stub.WatchEntries(request, timeout=self._watch_deadline_s)
         with self._watch_lock:
             self._watch_call = call
         try:
             for response in call:
-                if response.caught_up:
-                    yield CAUGHT_UP
+                if response.HasField("caught_up"):
+                    yield CaughtUp(response.caught_up.global_sequence)
                 else:
                     yield EntryNotice(response.entry.global_sequence, response.entry.user_id)
         except grpc.RpcError as error:
@@ -149,6 +153,7 @@ class CacheInvalidator:
         *,
         on_caught_up: Callable[[], None] = _nothing,
         on_behind: Callable[[], None] = _nothing,
+        start_from_now: bool = False,
         backoff_initial_s: float = BACKOFF_INITIAL_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         established_after_s: float = ESTABLISHED_AFTER_S,
@@ -164,7 +169,9 @@ class CacheInvalidator:
         self._clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cache-invalidation", daemon=True)
-        self.last_global_sequence = 0
+        # Where the next watch starts: after this sequence; None (`start_from_now`, until the
+        # first watch says where it began) from the newest entry when it begins.
+        self.last_global_sequence: int | None = None if start_from_now else 0
         # How often the watch reached its deadline, was cut after it had been running and was
         # interrupted soon after it started: what the logs say, for tests and debuggers.
         self.renewals = 0
@@ -187,13 +194,13 @@ class CacheInvalidator:
                 for notice in self._stream.watch_entries(self.last_global_sequence):
                     if self._stop.is_set():
                         return
+                    self.last_global_sequence = max(
+                        self.last_global_sequence or 0, notice.global_sequence
+                    )
                     if isinstance(notice, CaughtUp):
                         self._on_caught_up()
-                        continue
-                    self._invalidate_user(notice.user_id, notice.global_sequence)
-                    self.last_global_sequence = max(
-                        self.last_global_sequence, notice.global_sequence
-                    )
+                    else:
+                        self._invalidate_user(notice.user_id, notice.global_sequence)
                     backoff_s = self._backoff_initial_s
             except Exception as error:  # any failure means: reconnect later
                 self._on_behind()

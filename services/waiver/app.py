@@ -1,5 +1,6 @@
 """Assembles the waiver service: storage, the ledger and score clients, the use cases, the
-servicer, and the background passes (the sweeper and the recovery pass).
+servicer, and the background passes (the sweeper, the recovery pass, and the watch on the
+ledger's credit history entries that keeps the scores the waiver holds fresh).
 
 `build_waiver` returns the parts without serving them, for tests and embedding; `run` serves
 them as the process `python -m services.waiver` does, until SIGTERM or SIGINT.
@@ -18,6 +19,7 @@ from sesame.score.v1 import score_service_pb2
 from services.common.channels import client_channel
 from services.common.clock import Clock, clock_from_setting
 from services.common.dependency_health import Dependency, DependencyWatch
+from services.common.history_watch import CacheInvalidator, LedgerHistoryStream
 from services.common.periodic import PeriodicTask
 from services.common.runtime import ServiceRegistration, configure_service_tracing
 from services.common.server import ServiceHealth, serve
@@ -30,6 +32,7 @@ from services.waiver.domain.policy import whole_unit_minor
 from services.waiver.service.capacity import CapacityKeeper
 from services.waiver.service.orders import OrderService
 from services.waiver.service.policies import PolicyService
+from services.waiver.service.recent_scores import RecentScores
 from services.waiver.settings import WaiverSettings
 from services.waiver.storage.migrate import upgrade
 from services.waiver.storage.sql_storage import SqlWaiverStorage
@@ -51,12 +54,15 @@ class Waiver:
     settings: WaiverSettings
     orders: OrderService
     policies: PolicyService
+    scores: RecentScores
     registration: ServiceRegistration
     storage: SqlWaiverStorage
     channels: tuple[grpc.Channel, ...]
     dependencies: tuple[Dependency, ...] = ()
     tasks: list[PeriodicTask] = field(default_factory=list)
     dependency_watch: DependencyWatch | None = None
+    # Follows the ledger's credit history entries for the scores the waiver keeps.
+    history_watch: CacheInvalidator | None = None
 
     def start(self) -> None:
         """Stores the seed policies, finishes what a crash left half done, starts the passes."""
@@ -86,6 +92,8 @@ class Waiver:
             )
         for task in self.tasks:
             task.start()
+        if self.history_watch is not None:
+            self.history_watch.start()
 
     def watch_dependencies(self, health: ServiceHealth) -> None:
         """Reports on the health service whether the ledger and the score service answer."""
@@ -104,6 +112,8 @@ class Waiver:
             self.dependency_watch.stop()
         for task in self.tasks:
             task.stop()
+        if self.history_watch is not None:
+            self.history_watch.stop()
         for channel in self.channels:
             channel.close()
         self.storage.close()
@@ -123,7 +133,23 @@ def build_waiver(settings: WaiverSettings, clock: Clock | None = None) -> Waiver
     ledger = LedgerClient(
         ledger_channel, settings.currency_code, deadline_s=settings.ledger_deadline_s
     )
-    scores = ScoreClient(score_channel, deadline_s=settings.score_deadline_s)
+    scores = RecentScores(
+        ScoreClient(score_channel, deadline_s=settings.score_deadline_s),
+        clock,
+        max_age_s=settings.score_cache_max_age_s,
+        max_users=settings.score_cache_max_entries,
+    )
+    history_watch = (
+        CacheInvalidator(
+            LedgerHistoryStream(ledger_channel, report_caught_up=True),
+            scores.history_changed,
+            on_caught_up=scores.caught_up,
+            on_behind=scores.behind,
+            start_from_now=True,
+        )
+        if settings.score_cache_max_age_s > 0
+        else None
+    )
     policies = PolicyService(storage, clock, settings.currency_code)
     orders = OrderService(
         storage,
@@ -143,6 +169,7 @@ def build_waiver(settings: WaiverSettings, clock: Clock | None = None) -> Waiver
         settings,
         orders,
         policies,
+        scores,
         ServiceRegistration(SERVICE_NAME, servicer.add_to_server),
         storage,
         (ledger_channel, score_channel),
@@ -150,6 +177,7 @@ def build_waiver(settings: WaiverSettings, clock: Clock | None = None) -> Waiver
             Dependency(LEDGER_SERVICE_NAME, ledger_channel),
             Dependency(SCORE_SERVICE_NAME, score_channel),
         ),
+        history_watch=history_watch,
     )
 
 

@@ -31,6 +31,12 @@ class WaiverSettings(DatabaseSettings):
     # The longest an outbound call may take, also bounded by the caller's remaining deadline.
     ledger_deadline_s: float = 2.0
     score_deadline_s: float = 1.0
+    # How long a score the waiver was given may be used again, from when the ledger was read
+    # for it, while no entry of the user's credit history arrives (see
+    # services.waiver.service.recent_scores); 0 asks the score service every time.
+    score_cache_max_age_s: float = 60.0
+    # How many users' scores are kept at most.
+    score_cache_max_entries: int = 20_000
     # How often the sweeper writes time-driven changes; 0 turns it off.
     sweep_interval_s: float = 1.0
     # How often the recovery pass finishes or undoes steps a crash left half done; 0 turns it off.
@@ -57,7 +63,14 @@ class WaiverSettings(DatabaseSettings):
             raise ValueError("must be greater than 0")
         return duration_s
 
-    @field_validator("sweep_interval_s", "recovery_interval_s")
+    @field_validator("score_cache_max_entries")
+    @classmethod
+    def _entries_are_positive(cls, entries: int) -> int:
+        if entries <= 0:
+            raise ValueError("must be greater than 0")
+        return entries
+
+    @field_validator("sweep_interval_s", "recovery_interval_s", "score_cache_max_age_s")
     @classmethod
     def _interval_is_not_negative(cls, interval_s: float) -> float:
         if interval_s < 0:

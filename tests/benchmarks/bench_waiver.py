@@ -12,7 +12,8 @@ One run:
    (merchant "sesame-demo", scenario "bike") waives up to 99 CNY for a thin file, so their 99 CNY
    orders are FULL waivers. Each gets one flow
    before anything is measured, so that the waiver has set the user's capacity (from the
-   thin-file band) in the ledger and the measured flows do not pay for it. Ledger users (for the
+   thin-file band) in the ledger and keeps the user's score, and the measured flows do not pay
+   for either. Ledger users (for the
    ledger's own holds) get a large waiver capacity set directly;
 3. rounds (`--rounds`, 3 by default), each of four measurements back to back:
    * flows at most (closed loop): CreateOrder (bike, risk amount 99 CNY, time window starting
@@ -392,10 +393,12 @@ def running_suite(
         environment[f"{service.environment_prefix}LOG_LEVEL"] = log_level
     environment["SESAME_LEDGER_DATABASE_URL"] = server.database_url(ledger_database)
     environment["SESAME_WAIVER_DATABASE_URL"] = server.database_url(waiver_database)
-    # A create reads a cached score (the users were scored when they were prepared, and nothing
-    # the flows write changes their credit history); the default bound on a cached value's age
-    # (a minute, for a month that ends) would expire them between the phases of a run.
+    # A create uses the score the waiver kept, or the score service's cached one (the users were
+    # scored when they were prepared, and nothing the flows write changes their credit history);
+    # the default bound on a kept or cached score's age (a minute, for a month that ends) would
+    # expire them between the phases of a run.
     environment["SESAME_SCORE_CACHE_MAX_AGE_S"] = str(SCORE_CACHE_MAX_AGE_S)
+    environment["SESAME_WAIVER_SCORE_CACHE_MAX_AGE_S"] = str(SCORE_CACHE_MAX_AGE_S)
     # Measured in plaintext, as the ledger baseline it is compared with.
     environment = suite_environment({**environment, **plaintext_suite()})
     processes = start_suite(environment)

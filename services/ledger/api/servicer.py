@@ -176,9 +176,12 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
             should_continue=context.is_active,
             credit_history_only=request.credit_history_only,
             report_caught_up=request.report_caught_up,
+            from_now=request.from_now,
         )
         for entry in entries:
             if isinstance(entry, CaughtUp):
-                yield pb.WatchEntriesResponse(caught_up=True)
+                yield pb.WatchEntriesResponse(
+                    caught_up=pb.CaughtUp(global_sequence=entry.global_sequence)
+                )
             else:
                 yield pb.WatchEntriesResponse(entry=mapping.entry_message(entry))

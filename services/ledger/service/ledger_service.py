@@ -93,7 +93,7 @@ VERIFY_USERS_PER_CHUNK = 500
 class CaughtUp:
     """What a watch yields once it has yielded every entry committed before it began."""
 
-    # The last global sequence read when it had.
+    # The newest entry committed when the watch began (0: none).
     global_sequence: int
 
 
@@ -495,9 +495,11 @@ class LedgerService:
         *,
         credit_history_only: bool = False,
         report_caught_up: bool = False,
+        from_now: bool = False,
     ) -> Iterator[TypedEntry | CaughtUp]:
-        """Entries after the given global sequence: the backlog page by page, then new ones as
-        they commit, until `should_continue()` turns false or the service closes.
+        """Entries after the given global sequence (or, `from_now`, after the newest committed
+        now): the backlog page by page, then new ones as they commit, until `should_continue()`
+        turns false or the service closes.
 
         Global sequences are allocated in commit order, so reading `> last seen` never skips
         an entry that commits later. `credit_history_only` leaves out the entries that do not
@@ -510,12 +512,20 @@ class LedgerService:
             violations.add(
                 "after_global_sequence", reasons.VALUE_OUT_OF_RANGE, "must not be negative"
             )
+        elif from_now and after_global_sequence != 0:
+            violations.add(
+                "after_global_sequence",
+                reasons.VALUE_OUT_OF_RANGE,
+                "must be 0 when the watch starts from now",
+            )
         violations.raise_if_any()
         cursor = after_global_sequence
         catch_up_to: int | None = None
-        if report_caught_up:
+        if report_caught_up or from_now:
             with self._storage.read() as reader:
-                catch_up_to = reader.head_global_sequence()
+                head = reader.head_global_sequence()
+            cursor = head if from_now else cursor
+            catch_up_to = head if report_caught_up else None
         while should_continue():
             if self.notifier.closed:
                 # UNAVAILABLE, not a normal end: the client should resume elsewhere from the
@@ -525,7 +535,7 @@ class LedgerService:
                     reason=reasons.SHUTTING_DOWN,
                 )
             if catch_up_to is not None and cursor >= catch_up_to:
-                yield CaughtUp(cursor)
+                yield CaughtUp(catch_up_to)
                 catch_up_to = None
             # Taken before reading, so a commit between the read and the wait is not missed.
             publications_seen = self.notifier.publications
@@ -544,7 +554,7 @@ class LedgerService:
                 cursor = entries[-1].entry.global_sequence
                 continue
             if catch_up_to is not None:  # nothing left to read: every commit before it is sent
-                yield CaughtUp(cursor)
+                yield CaughtUp(catch_up_to)
                 catch_up_to = None
             self.notifier.wait_for_publication_after(publications_seen, self._watch_poll_interval_s)
 

@@ -2,8 +2,8 @@
 
 Keyed by (user_id, as_of): the same user read as of different times has different histories.
 Entries are dropped when the ledger's entry stream reports a new entry of the user's credit
-history (see `services.common.history_watch`), when they are older than `max_age_s`, or when the cache is full (least
-recently used first).
+history (see `services.common.history_watch`), when they are older than `max_age_s`, or when
+the cache is full (least recently used first).
 
 Memory. The cache holds at most `max_entries` users per server process, and the score service
 runs one process per CPU, so the default is chosen for every process's cache to fit in the

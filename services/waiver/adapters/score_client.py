@@ -1,4 +1,5 @@
-"""The score service as the waiver reaches it: GetScore over gRPC, with a deadline.
+"""The score service as the waiver reaches it: GetScore over gRPC, with a deadline (the scores
+it answers are kept by `services.waiver.service.recent_scores`).
 
 A score service that cannot answer in time, or at all, becomes `ScoreUnavailable`; its own
 message is never passed on. A user without consent to be scored (the score's CONSENT_MISSING or
@@ -16,7 +17,7 @@ from services.common.errors import FailedPrecondition
 from services.common.grpc_errors import error_details
 from services.waiver.domain import reasons
 from services.waiver.domain.decision import ProvenAction, ScoreView, UserReason
-from services.waiver.service.ports import ScoreUnavailable
+from services.waiver.service.ports import FetchedScore, ScoreUnavailable
 
 SCORE_DEADLINE_S_DEFAULT = 1.0
 # The score's reasons for a user it may not score, and the waiver's for an order it refuses.
@@ -33,7 +34,7 @@ class ScoreClient:
         self._stub = score_service_pb2_grpc.ScoreServiceStub(channel)
         self._deadline_s = deadline_s
 
-    def get_score(self, user_id: str, deadline: Deadline) -> ScoreView:
+    def fetch_score(self, user_id: str, deadline: Deadline) -> FetchedScore:
         timeout_s = deadline.timeout_s(self._deadline_s, reason=reasons.SCORE_UNAVAILABLE)
         try:
             response = self._stub.GetScore(
@@ -50,7 +51,14 @@ class ScoreClient:
             raise ScoreUnavailable(
                 "the score service could not be asked in time", reason=reasons.SCORE_UNAVAILABLE
             ) from error
-        return score_view(response.score)
+        score = response.score
+        return FetchedScore(
+            score_view(score),
+            score.ledger_sequence,
+            (score.data_as_of_time.ToNanoseconds() // 1000)
+            if score.HasField("data_as_of_time")
+            else None,
+        )
 
 
 def _consent_reason(error: grpc.RpcError) -> str | None:

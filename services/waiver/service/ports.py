@@ -28,6 +28,23 @@ class Scores(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FetchedScore:
+    """A score as the score service gave it, with what says how long it stands: the global
+    sequence of the user's latest ledger entry it reflects, and when the ledger was read for it
+    (None when the service did not say)."""
+
+    view: ScoreView
+    ledger_sequence: int
+    data_as_of_us: int | None
+
+
+class ScoreSource(Protocol):
+    def fetch_score(self, user_id: str, deadline: Deadline) -> FetchedScore:
+        """The user's score from the score service; raises `ScoreUnavailable`."""
+        ...
+
+
 # ----------------------------------------------------------------------------------------------
 # The ledger
 

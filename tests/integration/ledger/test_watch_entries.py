@@ -18,7 +18,6 @@ from services.ledger.service.recent_entries import RecentEntries
 from services.ledger.storage.sql_storage import open_ledger_storage
 
 RECEIVE_TIMEOUT_S = 5.0
-CAUGHT_UP = "caught up"
 
 
 class Watcher:
@@ -36,7 +35,9 @@ class Watcher:
     def _read(self) -> None:
         try:
             for response in self.call:
-                self.received.put(CAUGHT_UP if response.caught_up else response.entry)
+                self.received.put(
+                    response.caught_up if response.HasField("caught_up") else response.entry
+                )
         except grpc.RpcError as error:
             self.received.put(error)
 
@@ -45,10 +46,9 @@ class Watcher:
         assert isinstance(item, pb.Entry), item
         return item
 
-    def next_message(self) -> object:
-        """The next entry, or CAUGHT_UP."""
+    def next_message(self) -> pb.Entry | pb.CaughtUp:
         item = self.received.get(timeout=RECEIVE_TIMEOUT_S)
-        assert item is CAUGHT_UP or isinstance(item, pb.Entry), item
+        assert isinstance(item, pb.Entry | pb.CaughtUp), item
         return item
 
     def next_error(self) -> grpc.RpcError:
@@ -118,6 +118,10 @@ def test_a_credit_history_watch_leaves_out_holds_capacity_and_checkpoints(client
     assert watcher.received.empty()
 
 
+def caught_up(global_sequence: int) -> pb.CaughtUp:
+    return pb.CaughtUp(global_sequence=global_sequence)
+
+
 def test_a_watch_that_asks_says_once_when_it_has_caught_up(client, watch):
     for user in ("user-a", "user-b"):
         client.set_capacity(user, 1_000)
@@ -131,9 +135,9 @@ def test_a_watch_that_asks_says_once_when_it_has_caught_up(client, watch):
     client.create_obligation("user-a", 200)
 
     assert [entry.global_sequence for entry in before[:4]] == [1, 2, 3, 4]
-    assert before[4] is CAUGHT_UP
+    assert before[4] == caught_up(4)
     assert [entry.global_sequence for entry in history_before[:2]] == [2, 4]
-    assert history_before[2] is CAUGHT_UP
+    assert history_before[2] == caught_up(4)
     assert everything.next_entry().global_sequence == 5
     assert history_only.next_entry().global_sequence == 5
     # A watch that did not ask is told nothing but entries.
@@ -147,7 +151,34 @@ def test_a_watch_of_an_empty_stretch_is_caught_up_at_once(client, watch):
 
     watcher = watch(after_global_sequence=1, credit_history_only=True, report_caught_up=True)
 
-    assert watcher.next_message() is CAUGHT_UP
+    assert watcher.next_message() == caught_up(1)
+
+
+def test_a_watch_from_now_skips_what_was_committed_and_names_where_it_starts(client, watch):
+    client.set_capacity("user-a", 1_000)
+    client.create_obligation("user-a", 500)
+    watcher = watch(from_now=True, report_caught_up=True)
+    silent = watch(from_now=True)
+
+    assert watcher.next_message() == caught_up(2)
+    client.create_obligation("user-b", 300)
+
+    assert watcher.next_entry().global_sequence == 3
+    assert silent.next_entry().global_sequence == 3
+
+
+def test_a_watch_from_now_after_a_sequence_is_refused_naming_the_field(stub):
+    with pytest.raises(grpc.RpcError) as refused:
+        next(
+            iter(
+                stub.WatchEntries(
+                    pb.WatchEntriesRequest(after_global_sequence=3, from_now=True), timeout=5
+                )
+            )
+        )
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(refused.value) == ("VALUE_OUT_OF_RANGE", ("after_global_sequence",))
 
 
 def test_a_cancelled_stream_releases_its_worker_promptly(client, watch, server):

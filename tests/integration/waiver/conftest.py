@@ -28,6 +28,7 @@ from services.common.server import create_server
 from services.datasets import taiwan
 from services.suite.launch import HOST, free_port, wait_until_serving
 from services.waiver.app import build_waiver
+from services.waiver.service.recent_scores import RecentScores
 from services.waiver.settings import WaiverSettings
 from services.waiver.storage.migrate import upgrade
 
@@ -179,6 +180,7 @@ class WaiverServer:
     stub: waiver_service_pb2_grpc.WaiverServiceStub
     suite: Suite
     sweep: object  # a callable: writes the time-driven changes now
+    kept_scores: RecentScores
 
     def create(
         self,
@@ -230,7 +232,10 @@ def waiver(suite: Suite, waiver_database_url: str) -> Iterator[WaiverServer]:
     created.server.start()
     channel = grpc.insecure_channel(f"{HOST}:{created.port}")
     yield WaiverServer(
-        waiver_service_pb2_grpc.WaiverServiceStub(channel), suite, lambda: built.orders.sweep()
+        waiver_service_pb2_grpc.WaiverServiceStub(channel),
+        suite,
+        lambda: built.orders.sweep(),
+        built.scores,
     )
     channel.close()
     created.server.stop(0).wait()

@@ -13,6 +13,7 @@ from sesame.waiver.v1 import waiver_service_pb2 as pb
 
 from services.common.deadline import Deadline
 from services.common.grpc_errors import error_details
+from services.datasets import taiwan
 from services.waiver.adapters.ledger_client import LedgerClient
 from services.waiver.service.ports import LedgerRefused
 
@@ -23,6 +24,7 @@ from .conftest import (
     MIDDLING,
     RELIABLE,
     RISKY,
+    TAIWAN_SAMPLE,
     timestamp,
     yuan,
 )
@@ -299,6 +301,64 @@ def test_an_order_not_returned_is_breached_and_the_default_is_in_the_ledger(waiv
     ledger_account = account(waiver, user)
     assert ledger_account.outcomes.defaulted == 1
     assert ledger_account.held.amount_minor == 0
+
+
+def cancel(waiver, number):
+    waiver.stub.CancelOrder(
+        pb.CancelOrderRequest(
+            request_id=f"cancel-{number}",
+            merchant_id=MERCHANT_ID,
+            out_order_no=number,
+            reason="plans changed",
+        ),
+        timeout=CALL_TIMEOUT_S,
+    )
+
+
+def hotel_waived_minor(waiver, user):
+    """A 2,000 yuan stay's waived amount for the user; an order with a waiver is cancelled at
+    once, so that the next finds the user's capacity free."""
+    number = order_no()
+    waived_minor = waiver.create(
+        number, user, scenario_id="hotel", risk_yuan=2000
+    ).decision.waived_amount.amount_minor
+    if waived_minor > 0:
+        cancel(waiver, number)
+    return waived_minor
+
+
+def record_late_newest_statement(waiver, user, like_client_id):
+    """The partner corrects the user's newest statement to three months late."""
+    row = next(row for row in taiwan.read_rows(TAIWAN_SAMPLE) if row.client_id == like_client_id)
+    report = taiwan.to_partner_report(row)
+    report.user_id = user
+    newest = max(
+        report.statements, key=lambda statement: (statement.period.year, statement.period.month)
+    )
+    newest.repayment_status = ledger_pb.REPAYMENT_STATUS_LATE
+    newest.months_late = 3
+    waiver.suite.ledger.RecordPartnerStatements(
+        ledger_pb.RecordPartnerStatementsRequest(request_id=f"late-{user}", reports=[report]),
+        timeout=CALL_TIMEOUT_S,
+    )
+
+
+def test_a_kept_score_gives_way_to_a_late_statement_before_the_next_order(waiver):
+    user = waiver.suite.new_user(RELIABLE)
+    waived_before = hotel_waived_minor(waiver, user)
+    assert hotel_waived_minor(waiver, user) == waived_before
+    assert len(waiver.kept_scores) == 1  # the second order was decided with the kept score
+
+    record_late_newest_statement(waiver, user, RELIABLE)
+
+    # The correction reaches the waiver on the ledger's entry stream, not by the kept score's
+    # age: the clock does not move.
+    deadline = time.monotonic() + INVALIDATION_WAIT_S
+    waived_after = hotel_waived_minor(waiver, user)
+    while waived_after == waived_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+        waived_after = hotel_waived_minor(waiver, user)
+    assert waived_after < waived_before
 
 
 def test_creating_twice_holds_once_and_other_parameters_are_refused(waiver):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import structlog
 
-from services.common.history_watch import CAUGHT_UP, CacheInvalidator, CaughtUp, EntryNotice
+from services.common.history_watch import CacheInvalidator, CaughtUp, EntryNotice
 from tests.support.waiting import until
 
 WAIT_S = 5.0
@@ -68,16 +68,17 @@ class CatchingUpStream:
         self.watches = 0
         self._stop = threading.Event()
 
-    def watch_entries(self, after_global_sequence: int) -> Iterator[EntryNotice | CaughtUp]:
+    def watch_entries(self, after_global_sequence: int | None) -> Iterator[EntryNotice | CaughtUp]:
+        assert after_global_sequence is not None
         self.watches += 1
         pending = [entry for entry in self.entries if entry.global_sequence > after_global_sequence]
         if self.watches == 1:
             yield from pending[:2]
-            yield CAUGHT_UP
+            yield CaughtUp(2)
             yield pending[2]
             raise ConnectionError("the ledger went away")
         yield from pending
-        yield CAUGHT_UP
+        yield CaughtUp(4)
         self._stop.wait()
 
     def cancel_watch(self) -> None:
@@ -192,3 +193,40 @@ def test_a_watch_cut_after_it_had_been_running_is_resumed_at_once_without_a_warn
     assert [line["event"] for line in captured if line["log_level"] != "debug"] == [
         "entry_stream_resumed"
     ]
+
+
+class FromNowStream:
+    """A ledger whose newest entry is 7: a watch from now says so first; a watch after a
+    sequence gets what follows it."""
+
+    def __init__(self) -> None:
+        self.asked: list[int | None] = []
+        self._stop = threading.Event()
+
+    def watch_entries(self, after_global_sequence: int | None) -> Iterator[EntryNotice | CaughtUp]:
+        self.asked.append(after_global_sequence)
+        if after_global_sequence is None:
+            yield CaughtUp(7)
+            return  # the watch's deadline, before any entry
+        yield EntryNotice(8, "u-8")
+        self._stop.wait()
+
+    def cancel_watch(self) -> None:
+        self._stop.set()
+
+
+def test_a_watch_from_now_resumes_where_the_first_said_it_began() -> None:
+    stream = FromNowStream()
+    invalidated: list[tuple[str, int]] = []
+    invalidator = CacheInvalidator(
+        stream,
+        lambda user_id, sequence: invalidated.append((user_id, sequence)),
+        start_from_now=True,
+    )
+
+    invalidator.start()
+    until(lambda: invalidated, WAIT_S)
+    invalidator.stop()
+
+    assert stream.asked == [None, 7]
+    assert invalidated == [("u-8", 8)]

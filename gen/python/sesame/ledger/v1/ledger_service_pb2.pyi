@@ -2725,6 +2725,7 @@ class WatchEntriesRequest(_message.Message):
     AFTER_GLOBAL_SEQUENCE_FIELD_NUMBER: _builtins.int
     CREDIT_HISTORY_ONLY_FIELD_NUMBER: _builtins.int
     REPORT_CAUGHT_UP_FIELD_NUMBER: _builtins.int
+    FROM_NOW_FIELD_NUMBER: _builtins.int
     after_global_sequence: _builtins.int
     """Stream entries with a global sequence above this one; 0 streams from the beginning.
     Negative is VALUE_OUT_OF_RANGE.
@@ -2737,7 +2738,13 @@ class WatchEntriesRequest(_message.Message):
     """
     report_caught_up: _builtins.bool
     """Also send, once in the call, a message with caught_up set and no entry, as soon as every
-    entry committed before the call began has been sent.
+    entry committed before the call began has been sent (or left out).
+    """
+    from_now: _builtins.bool
+    """Start after the newest entry committed when the call begins, for a client that needs only
+    what happens from then on; after_global_sequence must then be 0 (INVALID_ARGUMENT
+    otherwise). With report_caught_up the first message names that entry: where to resume
+    from, should the call end before any entry comes.
     """
     def __init__(
         self,
@@ -2745,10 +2752,11 @@ class WatchEntriesRequest(_message.Message):
         after_global_sequence: _builtins.int = ...,
         credit_history_only: _builtins.bool = ...,
         report_caught_up: _builtins.bool = ...,
+        from_now: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_global_sequence", b"after_global_sequence", "credit_history_only", b"credit_history_only", "report_caught_up", b"report_caught_up"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_global_sequence", b"after_global_sequence", "credit_history_only", b"credit_history_only", "from_now", b"from_now", "report_caught_up", b"report_caught_up"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2762,29 +2770,55 @@ class WatchEntriesResponse(_message.Message):
 
     ENTRY_FIELD_NUMBER: _builtins.int
     CAUGHT_UP_FIELD_NUMBER: _builtins.int
-    caught_up: _builtins.bool
-    """Set, on a message without an entry, when the request asked for it (report_caught_up) and
-    every entry committed before the call began has been sent (those the request leaves out
-    skipped): from here on entries come as they commit, so a client that has processed what came
-    before knows it is no further behind than the stream's own delay.
-    """
     @_builtins.property
     def entry(self) -> Global___Entry:
         """The entry; unset on the message that says the stream has caught up."""
+
+    @_builtins.property
+    def caught_up(self) -> Global___CaughtUp:
+        """Set, on a message without an entry, when the request asked for it (report_caught_up) and
+        every entry committed before the call began has been sent (those the request leaves out
+        skipped): from here on entries come as they commit, so a client that has processed what came
+        before has heard of every change but those of the stream's own delay.
+        """
 
     def __init__(
         self,
         *,
         entry: Global___Entry | None = ...,
-        caught_up: _builtins.bool = ...,
+        caught_up: Global___CaughtUp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "entry", b"entry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "entry", b"entry"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchEntriesResponse: _TypeAlias = WatchEntriesResponse  # noqa: Y015
+
+@_typing.final
+class CaughtUp(_message.Message):
+    """CaughtUp says how far a WatchEntries stream has caught up."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GLOBAL_SEQUENCE_FIELD_NUMBER: _builtins.int
+    global_sequence: _builtins.int
+    """The newest entry committed when the call began: every entry up to it has been sent or left
+    out. 0 when there was none.
+    """
+    def __init__(
+        self,
+        *,
+        global_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["global_sequence", b"global_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaughtUp: _TypeAlias = CaughtUp  # noqa: Y015
 
 @_typing.final
 class RecordConsentRequest(_message.Message):

@@ -224,8 +224,8 @@ class Score(_message.Message):
     """The global sequence of the user's latest ledger entry the score reflects (0 when the user
     has none, and for a score of an explicit feature vector). A client that follows the
     ledger's WatchEntries with credit_history_only may keep the score until an entry of the
-    user with a higher global sequence arrives, the model changes or the score is as old as it
-    allows (the score service keeps it no longer than its own cache does).
+    user with a higher global sequence arrives, the model changes, or the score is older than
+    the client allows (data_as_of_time says when the ledger was read for it).
     """
     @_builtins.property
     def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]:
