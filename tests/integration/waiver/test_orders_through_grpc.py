@@ -379,15 +379,7 @@ def test_a_step_from_the_wrong_state_names_the_state(waiver):
     user = waiver.suite.new_user(RELIABLE)
     number = order_no()
     waiver.create(number, user)
-    waiver.stub.CancelOrder(
-        pb.CancelOrderRequest(
-            request_id=f"cancel-{number}",
-            merchant_id=MERCHANT_ID,
-            out_order_no=number,
-            reason="no bike needed",
-        ),
-        timeout=CALL_TIMEOUT_S,
-    )
+    cancel(waiver, number)
 
     with pytest.raises(grpc.RpcError) as refused:
         waiver.stub.CompleteOrder(
