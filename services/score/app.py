@@ -21,6 +21,7 @@ from sesame.ledger.v1 import ledger_service_pb2
 from services.common.aio_server import AioSesameServer, serve_aio
 from services.common.channels import client_channel
 from services.common.dependency_health import Dependency, DependencyWatch
+from services.common.history_cache import HistoryCache
 from services.common.history_watch import CacheInvalidator, LedgerHistoryStream
 from services.common.logging import configure_logging
 from services.common.runtime import (
@@ -36,7 +37,6 @@ from services.score.adapters.onnx_model import OnnxModelLoader
 from services.score.adapters.shadow_metrics import PrometheusShadowRecorder
 from services.score.api.servicer import SERVICE_NAME, ScoreServicer
 from services.score.service.drift_watch import DriftWatch
-from services.score.service.feature_cache import FeatureCache
 from services.score.service.model_registry import ModelRegistry
 from services.score.service.model_sync import ModelFollower
 from services.score.service.ports import ModelChoice
@@ -65,7 +65,7 @@ class Score:
     settings: ScoreSettings
     models: ModelRegistry
     scores: ScoreService
-    cache: FeatureCache[CachedUser]
+    cache: HistoryCache[CachedUser]
     invalidator: CacheInvalidator
     registration: ServiceRegistration
     ledger_channel: grpc.Channel
@@ -130,7 +130,7 @@ def build_score(settings: ScoreSettings, model_choice: ModelChoice | None = None
     """The parts of one score server; `model_choice` is shared by sibling worker processes."""
     ledger_channel = client_channel(settings.ledger_address, settings.tls_files)
     ledger = LedgerClient(ledger_channel, history_deadline_s=settings.ledger_deadline_s)
-    cache: FeatureCache[CachedUser] = FeatureCache(
+    cache: HistoryCache[CachedUser] = HistoryCache(
         settings.cache_max_entries, settings.cache_max_age_s
     )
     models = ModelRegistry(OnnxModelLoader(settings.models_directory), model_choice=model_choice)

@@ -5,9 +5,9 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.history_cache import MAX_AGE_S_DEFAULT, MAX_ENTRIES_DEFAULT
 from services.common.settings import ServerSettings
 from services.score.adapters.model_files import MODELS_ROOT
-from services.score.service.feature_cache import MAX_AGE_S_DEFAULT, MAX_ENTRIES_DEFAULT
 
 # ScoreFeatures takes up to 100000 rows of 18 doubles (about 16 MB on the wire).
 SCORE_MESSAGE_BYTES_MAX = 64 * 1024 * 1024
@@ -28,7 +28,8 @@ class ScoreSettings(ServerSettings):
     # sesame_score_shadow_*), never served; empty for none. See service/shadow.py.
     shadow_model_version: str = ""
     ledger_deadline_s: float = 2.0
-    # The feature cache: see services/score/service/feature_cache.py for the staleness window.
+    # The feature cache (services/common/history_cache.py says how stale it may be); its size
+    # is chosen so that the caches of a pod's processes (one per CPU) fit in the pod's memory.
     cache_max_entries: int = MAX_ENTRIES_DEFAULT
     cache_max_age_s: float = MAX_AGE_S_DEFAULT
     history_fetch_threads: int = 16

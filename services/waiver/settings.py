@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import PositiveInt, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.money import is_known_currency
 from services.common.settings import DatabaseSettings
+from services.waiver.service.recent_scores import MAX_USERS_DEFAULT
 
 SEED_POLICIES_FILE = Path(__file__).resolve().parent / "policies" / "seed.toml"
 
@@ -36,7 +37,7 @@ class WaiverSettings(DatabaseSettings):
     # services.waiver.service.recent_scores); 0 asks the score service every time.
     score_cache_max_age_s: float = 60.0
     # How many users' scores are kept at most.
-    score_cache_max_entries: int = 20_000
+    score_cache_max_entries: PositiveInt = MAX_USERS_DEFAULT
     # How often the sweeper writes time-driven changes; 0 turns it off.
     sweep_interval_s: float = 1.0
     # How often the recovery pass finishes or undoes steps a crash left half done; 0 turns it off.
@@ -62,13 +63,6 @@ class WaiverSettings(DatabaseSettings):
         if duration_s <= 0:
             raise ValueError("must be greater than 0")
         return duration_s
-
-    @field_validator("score_cache_max_entries")
-    @classmethod
-    def _entries_are_positive(cls, entries: int) -> int:
-        if entries <= 0:
-            raise ValueError("must be greater than 0")
-        return entries
 
     @field_validator("sweep_interval_s", "recovery_interval_s", "score_cache_max_age_s")
     @classmethod

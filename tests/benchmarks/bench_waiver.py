@@ -10,11 +10,10 @@ One run:
    before anything else: the waiver refuses orders of users who did not) and have no ledger
    history before the run, so the score service calls them thin files; the seed bike policy
    (merchant "sesame-demo", scenario "bike") waives up to 99 CNY for a thin file, so their 99 CNY
-   orders are FULL waivers. Each gets one flow
-   before anything is measured, so that the waiver has set the user's capacity (from the
-   thin-file band) in the ledger and keeps the user's score, and the measured flows do not pay
-   for either. Ledger users (for the
-   ledger's own holds) get a large waiver capacity set directly;
+   orders are FULL waivers. Each gets one flow before anything is measured, so that the waiver
+   has set the user's capacity (from the thin-file band) in the ledger and keeps the user's
+   score, and the measured flows do not pay for either. Ledger users (for the ledger's own
+   holds) get a large waiver capacity set directly;
 3. rounds (`--rounds`, 3 by default), each of four measurements back to back:
    * flows at most (closed loop): CreateOrder (bike, risk amount 99 CNY, time window starting
      now) then CompleteOrder with nothing to charge (the hold is released as fulfilled, so a

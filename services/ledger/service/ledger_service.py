@@ -552,11 +552,10 @@ class LedgerService:
                 else:
                     yield from entries
                 cursor = entries[-1].entry.global_sequence
-                continue
-            if catch_up_to is not None:  # nothing left to read: every commit before it is sent
-                yield CaughtUp(catch_up_to)
-                catch_up_to = None
-            self.notifier.wait_for_publication_after(publications_seen, self._watch_poll_interval_s)
+            else:
+                self.notifier.wait_for_publication_after(
+                    publications_seen, self._watch_poll_interval_s
+                )
 
     def verify_chain(
         self, user_id: str = "", checkpoint: Checkpoint | None = None

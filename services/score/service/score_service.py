@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.common.errors import SesameError
+from services.common.history_cache import HistoryCache
 from services.common.validation import VIOLATIONS_REPORTED_MAX, Violations, id_problem
 from services.score.domain import error_reasons, scoring
 from services.score.domain.actions import Action, OfferedAction, applicable_actions, offered_actions
@@ -35,7 +36,6 @@ from services.score.domain.record_age import without_expired_negative_records
 from services.score.domain.scoring import score_from_log_odds
 from services.score.domain.thin_file import ThinFileReason, thin_file_reason_of_window
 from services.score.service.drift_watch import DriftWatch
-from services.score.service.feature_cache import FeatureCache
 from services.score.service.model_registry import ModelRegistry
 from services.score.service.ports import CreditHistorySource, Model
 
@@ -125,7 +125,7 @@ class ScoreService:
     def __init__(
         self,
         histories: CreditHistorySource,
-        cache: FeatureCache[CachedUser],
+        cache: HistoryCache[CachedUser],
         models: ModelRegistry,
         *,
         history_fetch_threads: int = HISTORY_FETCH_THREADS_DEFAULT,

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from services.common.history_cache import HistoryCache
 from services.score.adapters.model_files import MODELS_ROOT
 from services.score.adapters.onnx_model import OnnxModelLoader
 from services.score.domain.actions import ACTIONS, applicable_actions
 from services.score.domain.consent import ConsentState
 from services.score.domain.features import feature_window, features_of_window
 from services.score.domain.history import CreditHistory, RepaymentStatus, StatementRecord
-from services.score.service.feature_cache import FeatureCache
 from services.score.service.model_registry import ModelRegistry
 from services.score.service.ports import LedgerHistory
 from services.score.service.score_service import CachedUser, ScoreService, scores_from_log_odds
@@ -54,7 +54,7 @@ def test_every_action_offered_raises_the_score_to_what_the_model_says(
 ) -> None:
     ledger = OneHistory()
     ledger.history = history
-    service = ScoreService(ledger, FeatureCache[CachedUser](), models)
+    service = ScoreService(ledger, HistoryCache[CachedUser](), models)
     try:
         result = service.get_score("someone", history.as_of)
     finally:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable
+from services.common.history_cache import HistoryCache
 from services.score.adapters.model_files import MODELS_ROOT, newest_model_directory
 from services.score.adapters.onnx_model import OnnxModelLoader
 from services.score.domain import error_reasons, scoring
@@ -28,7 +29,6 @@ from services.score.domain.history import (
     StatementRecord,
 )
 from services.score.domain.thin_file import ThinFileReason
-from services.score.service.feature_cache import FeatureCache
 from services.score.service.model_registry import ModelRegistry
 from services.score.service.ports import LedgerHistory
 from services.score.service.score_service import (
@@ -78,7 +78,7 @@ def models_from(models_root: Path) -> ModelRegistry:
 def service(ledger: FakeLedger) -> ScoreService:
     models = models_from(MODELS_ROOT)
     models.load_initial()
-    return ScoreService(ledger, FeatureCache[CachedUser](), models)
+    return ScoreService(ledger, HistoryCache[CachedUser](), models)
 
 
 def test_a_known_user_gets_a_score_in_range_with_at_most_four_reasons(
@@ -234,7 +234,7 @@ def test_a_batch_of_no_users_or_too_many_is_refused(
 
 
 def test_no_model_means_unavailable(ledger: FakeLedger) -> None:
-    service = ScoreService(ledger, FeatureCache[CachedUser](), models_from(MODELS_ROOT))
+    service = ScoreService(ledger, HistoryCache[CachedUser](), models_from(MODELS_ROOT))
 
     with pytest.raises(Unavailable) as raised:
         service.get_score("known", AS_OF)
@@ -340,7 +340,7 @@ def test_a_cached_user_is_scored_by_the_model_serving_now(
         shutil.copytree(newest_model_directory(MODELS_ROOT), tmp_path / version)
     models = models_from(tmp_path)
     models.load_initial("1.0.0")
-    service = ScoreService(ledger, FeatureCache[CachedUser](), models)
+    service = ScoreService(ledger, HistoryCache[CachedUser](), models)
     first = service.get_score("known", AS_OF)
     assert service.get_score("known", AS_OF) == first  # answered from the cache
 

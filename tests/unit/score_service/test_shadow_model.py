@@ -11,11 +11,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from services.common.history_cache import HistoryCache
 from services.score.adapters.model_files import MODELS_ROOT, newest_model_directory
 from services.score.adapters.onnx_model import load_onnx_model
 from services.score.domain.features import FEATURE_COUNT
 from services.score.domain.scoring import FACTOR
-from services.score.service.feature_cache import FeatureCache
 from services.score.service.score_service import CachedUser, ScoreService
 from services.score.service.shadow import ShadowScorer
 
@@ -79,7 +79,7 @@ def test_every_new_score_is_compared_with_the_shadow_and_the_served_score_stays(
     models = models_from(models_root)
     models.load_initial("1.0.0")
     models.start_shadow("1.1.0", recorder)
-    service = ScoreService(FakeLedger(), FeatureCache[CachedUser](), models)
+    service = ScoreService(FakeLedger(), HistoryCache[CachedUser](), models)
 
     served = service.get_score("known", AS_OF)
     service.get_score("known", AS_OF)  # from the cache: not compared twice
@@ -99,7 +99,7 @@ def test_a_shadow_that_cannot_load_leaves_serving_alone(models_root: Path) -> No
     (models_root / "1.1.0" / "model.onnx").write_bytes(b"not a graph")
     models = models_from(models_root)
     models.load_initial("1.0.0")
-    service = ScoreService(FakeLedger(), FeatureCache[CachedUser](), models)
+    service = ScoreService(FakeLedger(), HistoryCache[CachedUser](), models)
 
     models.start_shadow("1.1.0", ListRecorder())
 

@@ -83,7 +83,9 @@ def test_nothing_is_kept_until_the_watch_has_caught_up(service, clock):
     assert len(scores) == 1
 
 
-def test_a_kept_score_is_not_used_while_the_watch_is_behind(service, clock):
+def test_a_watch_that_ends_drops_the_kept_scores_and_keeps_none_until_the_next_caught_up(
+    service, clock
+):
     scores = recent(service, clock)
     scores.get_score("u-1", NO_DEADLINE)
 
@@ -91,8 +93,9 @@ def test_a_kept_score_is_not_used_while_the_watch_is_behind(service, clock):
     scores.get_score("u-1", NO_DEADLINE)
     scores.caught_up()
     scores.get_score("u-1", NO_DEADLINE)
+    scores.get_score("u-1", NO_DEADLINE)
 
-    assert service.asked == ["u-1", "u-1"]
+    assert service.asked == ["u-1", "u-1", "u-1"]
 
 
 class CaughtUpAgainWhileAsking(ScoreService):
@@ -167,24 +170,24 @@ def test_a_score_is_kept_no_longer_than_its_age_from_when_the_ledger_was_read(se
 
     clock.advance(seconds=MAX_AGE_S - 1)
     scores.get_score("u-1", NO_DEADLINE)
-    clock.advance(seconds=1)
+    clock.advance(seconds=2)
     scores.get_score("u-1", NO_DEADLINE)
-    # The score service answered from a history read a minute ago: too old to keep.
+    # The score service answers from a history read two minutes before: too old to keep.
     service.read_at_us = clock.now_us() - MAX_AGE_S * 1_000_000
-    clock.advance(seconds=MAX_AGE_S)
+    clock.advance(seconds=MAX_AGE_S + 1)
     scores.get_score("u-1", NO_DEADLINE)
     scores.get_score("u-1", NO_DEADLINE)
 
     assert service.asked == ["u-1"] * 4
 
 
-def test_a_score_by_another_model_drops_every_kept_score(service, clock):
+def test_a_score_by_another_model_means_asking_again_for_every_kept_score(service, clock):
     scores = recent(service, clock)
     scores.get_score("u-1", NO_DEADLINE)
     clock.advance(seconds=MAX_AGE_S / 2)
     scores.get_score("u-2", NO_DEADLINE)
 
-    clock.advance(seconds=MAX_AGE_S / 2)  # u-1's score is past its age, u-2's is not
+    clock.advance(seconds=MAX_AGE_S / 2 + 1)  # u-1's score is past its age, u-2's is not
     service.views["u-1"] = make_score(700, model_version="2.0.0")
     assert scores.get_score("u-1", NO_DEADLINE).model_version == "2.0.0"
     scores.get_score("u-2", NO_DEADLINE)

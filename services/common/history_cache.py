@@ -1,16 +1,16 @@
-"""A per-user cache of what scoring needs from the ledger, bounded in size and in age.
+"""A per-user cache of what was derived from users' credit histories in the ledger (the score
+service's features and scores, the waiver's scores), bounded in size and in age.
 
 Keyed by (user_id, as_of): the same user read as of different times has different histories.
 Entries are dropped when the ledger's entry stream reports a new entry of the user's credit
-history (see `services.common.history_watch`), when they are older than `max_age_s`, or when
-the cache is full (least recently used first).
+history (see `services.common.history_watch`), when they are older than `max_age_s` (counted from
+when the history was read), or when the cache is full (least recently used first).
 
-Memory. The cache holds at most `max_entries` users per server process, and the score service
-runs one process per CPU, so the default is chosen for every process's cache to fit in the
-memory the manifests give a pod (the README gives the size of a cached user). Entries past their
-age are dropped from the least recently used end as new ones are stored, so a cache holds little
-more than the users scored within `max_age_s`, not every user it ever scored. The newest
-sequence remembered per user (below) is bounded the same way, by `SEEN_USERS_MAX`.
+Memory. The cache holds at most `max_entries` users, which each service chooses for its caches to
+fit in the memory the manifests give its pods (the README gives the size of an entry). Entries
+past their age are dropped from the least recently used end as new ones are stored, so a cache
+holds little more than the users read within `max_age_s`, not every user it ever read. The
+newest sequence remembered per user (below) is bounded the same way, by `SEEN_USERS_MAX`.
 
 Staleness window. A score may miss a ledger entry for as long as the entry takes to arrive on the
 stream (normally milliseconds); if the stream is down, for at most `max_age_s`, because no entry
@@ -52,7 +52,7 @@ class _Stored(Generic[ValueT]):
     stored_at_s: float
 
 
-class FeatureCache(Generic[ValueT]):
+class HistoryCache(Generic[ValueT]):
     """A thread-safe LRU with a maximum age and per-user invalidation."""
 
     def __init__(
@@ -88,9 +88,18 @@ class FeatureCache(Generic[ValueT]):
             self._entries.move_to_end(key)
             return stored.value
 
-    def put(self, key: CacheKey, value: ValueT, reflects_sequence: int, epoch: int) -> None:
+    def put(
+        self,
+        key: CacheKey,
+        value: ValueT,
+        reflects_sequence: int,
+        epoch: int,
+        read_at_s: float | None = None,
+    ) -> None:
         """Stores `value`, read after `epoch` was taken and reflecting the user's entries up to
-        global sequence `reflects_sequence`, unless a newer entry of the user was seen."""
+        global sequence `reflects_sequence`, unless a newer entry of the user was seen.
+        `read_at_s` (on the cache's clock; default now) is when the history behind it was read:
+        its age counts from then, and a value already past its age is not stored."""
         user_id = key[0]
         with self._lock:
             if self.max_entries == 0 or epoch != self._epoch:
@@ -98,7 +107,10 @@ class FeatureCache(Generic[ValueT]):
             if reflects_sequence < self._newest_sequence_by_user.get(user_id, 0):
                 return
             now_s = self._clock()
-            self._entries[key] = _Stored(value, reflects_sequence, now_s)
+            stored_at_s = now_s if read_at_s is None else min(read_at_s, now_s)
+            if now_s - stored_at_s > self.max_age_s:
+                return
+            self._entries[key] = _Stored(value, reflects_sequence, stored_at_s)
             self._entries.move_to_end(key)
             self._keys_by_user.setdefault(user_id, set()).add(key)
             self._drop_least_recently_used(now_s)
